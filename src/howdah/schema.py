@@ -1,0 +1,20 @@
+"""Every Howdah component's migrations, in dependency order, and one call to install them all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from howdah.pg.migrations import Component, Migration, upgrade
+from howdah.queue import COMPONENT as QUEUE
+
+ALL_COMPONENTS: tuple[Component, ...] = (QUEUE,)
+
+
+def install_all(conn: psycopg.Connection[Any]) -> list[Migration]:
+    """Install or upgrade every component (idempotent). ``conn`` must be in autocommit mode."""
+    applied: list[Migration] = []
+    for component in ALL_COMPONENTS:
+        applied += upgrade(conn, component)
+    return applied
