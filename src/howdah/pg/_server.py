@@ -111,8 +111,7 @@ class EmbeddedPostgres:
     def url(self, dbname: str = "postgres") -> str:
         """A libpq URL for ``dbname`` on this server (TCP on 127.0.0.1, password auth)."""
         return (
-            f"postgresql://{SUPERUSER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/"
-            f"{quote(dbname, safe='')}"
+            f"postgresql://{SUPERUSER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
         )
 
     def pid(self) -> int | None:
@@ -213,9 +212,7 @@ class EmbeddedPostgres:
             "max_connections": "200",
             "logging_collector": "off",
         }
-        settings.update(
-            {k: f"'{v}'" if not v.replace(".", "").isdigit() else v for k, v in self._settings.items()}
-        )
+        settings.update({k: f"'{v}'" if not v.replace(".", "").isdigit() else v for k, v in self._settings.items()})
         conf = self.data_dir / "howdah.conf"
         conf.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         user.chown(conf)
@@ -247,9 +244,7 @@ class EmbeddedPostgres:
                 timeout=timeout + 10,
             )
             if done.returncode != 0:
-                raise ServerError(
-                    f"Postgres did not start (data folder {self.data_dir}):\n{self._log_tail()}".rstrip()
-                )
+                raise ServerError(f"Postgres did not start (data folder {self.data_dir}):\n{self._log_tail()}".rstrip())
             return self.status()
 
     def stop(self, mode: str = "fast", timeout: float = 60) -> None:

@@ -118,17 +118,13 @@ def state(conn: psycopg.Connection[Any], component: Component) -> SchemaState:
     ]
     known = {m.version for m in shipped}
     problems += [
-        f"the database has migration {v:04d}, which this Howdah does not know"
-        for v in applied
-        if v not in known
+        f"the database has migration {v:04d}, which this Howdah does not know" for v in applied if v not in known
     ]
     pending = [m.version for m in shipped if m.version not in applied]
     return SchemaState(component.name, sorted(applied), pending, problems)
 
 
-def upgrade(
-    conn: psycopg.Connection[Any], component: Component, *, target: int | None = None
-) -> list[Migration]:
+def upgrade(conn: psycopg.Connection[Any], component: Component, *, target: int | None = None) -> list[Migration]:
     """Apply the pending migrations of ``component`` (up to ``target``), each in its own transaction.
 
     ``conn`` must be in autocommit mode or idle. Returns what was applied; an up-to-date schema applies

@@ -1,0 +1,278 @@
+"""``Queue`` (sync) and ``AsyncQueue``: thin shells that execute the operations of :mod:`._ops`.
+
+Both accept a DSN (they then own an autocommit pool), a psycopg pool, or a connection the caller owns —
+pass the caller's connection (or ``queue.bind(conn)``) to send or read inside the caller's transaction.
+Every public method is generated from the operation builder of the same name, so the two classes cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from howdah.queue import _ops
+from howdah.queue._consumer import ConsumeOptions, Consumer
+from howdah.queue._errors import InvalidArgument, QueueDatabaseError, translate
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_POOL_SIZE = 10
+
+
+def _run_sync(conn: psycopg.Connection[Any], op: _ops.Op[T]) -> T:
+    try:
+        rows = conn.execute(op.query, op.params).fetchall()
+    except psycopg.Error as exc:
+        raise translate(exc, op.queue) from exc
+    return op.shape(rows)
+
+
+async def _run_async(conn: psycopg.AsyncConnection[Any], op: _ops.Op[T]) -> T:
+    try:
+        cursor = await conn.execute(op.query, op.params)
+        rows = await cursor.fetchall()
+    except psycopg.Error as exc:
+        raise translate(exc, op.queue) from exc
+    return op.shape(rows)
+
+
+def _sync(builder: Callable[P, _ops.Op[T]]) -> Callable[Concatenate[Queue, P], T]:
+    @functools.wraps(builder)
+    def method(self: Queue, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.execute(builder(*args, **kwargs))
+
+    return method
+
+
+def _async(builder: Callable[P, _ops.Op[T]]) -> Callable[Concatenate[AsyncQueue, P], Awaitable[T]]:
+    @functools.wraps(builder)
+    async def method(self: AsyncQueue, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.execute(builder(*args, **kwargs))
+
+    return method
+
+
+class Queue:
+    """Synchronous client of a Howdah (or PGMQ) queue schema.
+
+    ``source``: a DSN (an autocommit pool of ``pool_size`` connections is opened and owned), a
+    :class:`psycopg_pool.ConnectionPool`, or a :class:`psycopg.Connection` whose transaction the calls join.
+    """
+
+    def __init__(self, source: str | ConnectionPool | psycopg.Connection[Any], *, pool_size: int = DEFAULT_POOL_SIZE):
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pool: ConnectionPool | None = None
+        self._owns_pool = False
+        if isinstance(source, str):
+            self._pool = ConnectionPool(source, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False)
+            self._owns_pool = True
+            try:
+                self._pool.open(wait=True, timeout=30)
+            except Exception as exc:
+                raise QueueDatabaseError(f"cannot connect to the queue database: {exc}") from exc
+        elif isinstance(source, ConnectionPool):
+            self._pool = source
+        elif isinstance(source, psycopg.Connection):
+            self._conn = source
+        else:
+            raise InvalidArgument(
+                f"Queue needs a DSN, a psycopg ConnectionPool or a psycopg Connection, not {type(source).__name__}"
+            )
+        self.conninfo: str | None = source if isinstance(source, str) else getattr(source, "conninfo", None)
+
+    def execute(self, op: _ops.Op[T]) -> T:
+        """Run one operation built by :mod:`howdah.queue._ops` (the methods below all come here)."""
+        if self._conn is not None:
+            return _run_sync(self._conn, op)
+        assert self._pool is not None
+        with self._pool.connection() as conn:
+            return _run_sync(conn, op)
+
+    def bind(self, conn: psycopg.Connection[Any]) -> Queue:
+        """A view of this client whose calls run on ``conn`` (inside its current transaction, if any)."""
+        return Queue(conn)
+
+    def close(self) -> None:
+        if self._owns_pool and self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def work(self, queue: str, handler: Callable[[Any], Any], **options: Any) -> None:
+        """Run a worker loop until SIGTERM/SIGINT or ``options['stop']`` is set (see :meth:`AsyncQueue.work`).
+
+        The sync handler runs in a worker thread; the loop itself is the async engine, so both APIs share it.
+        """
+        if self.conninfo is None:
+            raise InvalidArgument("work() needs a Queue built from a DSN or a pool, not a single connection")
+        conninfo = self.conninfo
+
+        async def main() -> None:
+            async with AsyncQueue(conninfo) as aqueue:
+                await aqueue.work(queue, handler, **options)
+
+        asyncio.run(main())
+
+    # Operation methods (create, send, read, …) are generated from howdah.queue._ops below.
+    create = _sync(_ops.create)
+    create_partitioned = _sync(_ops.create_partitioned)
+    drop = _sync(_ops.drop)
+    purge = _sync(_ops.purge)
+    send = _sync(_ops.send)
+    send_batch = _sync(_ops.send_batch)
+    read = _sync(_ops.read)
+    read_with_poll = _sync(_ops.read_with_poll)
+    read_grouped = _sync(_ops.read_grouped)
+    pop = _sync(_ops.pop)
+    delete = _sync(_ops.delete)
+    delete_batch = _sync(_ops.delete_batch)
+    archive = _sync(_ops.archive)
+    archive_batch = _sync(_ops.archive_batch)
+    set_vt = _sync(_ops.set_vt)
+    set_vt_batch = _sync(_ops.set_vt_batch)
+    list_queues = _sync(_ops.list_queues)
+    metrics = _sync(_ops.metrics)
+    metrics_all = _sync(_ops.metrics_all)
+    enable_notify = _sync(_ops.enable_notify)
+    disable_notify = _sync(_ops.disable_notify)
+    bind_topic = _sync(_ops.bind_topic)
+    unbind_topic = _sync(_ops.unbind_topic)
+    send_topic = _sync(_ops.send_topic)
+    list_topic_bindings = _sync(_ops.list_topic_bindings)
+    maintain = _sync(_ops.maintain)
+
+
+class AsyncQueue:
+    """Asynchronous client of a Howdah (or PGMQ) queue schema; the twin of :class:`Queue`.
+
+    With a DSN, the pool opens on first use (or in ``async with``). It also offers :meth:`consume` and
+    :meth:`work`, the streaming consumer.
+    """
+
+    def __init__(
+        self,
+        source: str | AsyncConnectionPool | psycopg.AsyncConnection[Any],
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ):
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._owns_pool = False
+        self._opened = True
+        if isinstance(source, str):
+            self._pool = AsyncConnectionPool(
+                source, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
+            )
+            self._owns_pool = True
+            self._opened = False
+        elif isinstance(source, AsyncConnectionPool):
+            self._pool = source
+        elif isinstance(source, psycopg.AsyncConnection):
+            self._conn = source
+        else:
+            raise InvalidArgument(
+                "AsyncQueue needs a DSN, a psycopg AsyncConnectionPool or a psycopg AsyncConnection, "
+                f"not {type(source).__name__}"
+            )
+        self.conninfo: str | None = source if isinstance(source, str) else getattr(source, "conninfo", None)
+        self._open_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        async with self._open_lock:
+            if self._opened:
+                return
+            assert self._pool is not None
+            try:
+                await self._pool.open(wait=True, timeout=30)
+            except Exception as exc:
+                raise QueueDatabaseError(f"cannot connect to the queue database: {exc}") from exc
+            self._opened = True
+
+    async def execute(self, op: _ops.Op[T]) -> T:
+        """Run one operation built by :mod:`howdah.queue._ops` (the methods below all come here)."""
+        if self._conn is not None:
+            return await _run_async(self._conn, op)
+        if not self._opened:
+            await self.open()
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            return await _run_async(conn, op)
+
+    def bind(self, conn: psycopg.AsyncConnection[Any]) -> AsyncQueue:
+        """A view of this client whose calls run on ``conn`` (inside its current transaction, if any)."""
+        return AsyncQueue(conn)
+
+    async def close(self) -> None:
+        if self._owns_pool and self._pool is not None and self._opened:
+            await self._pool.close()
+
+    async def __aenter__(self) -> AsyncQueue:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def consume(self, queue: str, **options: Any) -> Consumer:
+        """Stream messages of ``queue``; see :class:`howdah.queue.Consumer` for the options."""
+        return Consumer(self, queue, ConsumeOptions.build(queue, **options))
+
+    async def work(
+        self,
+        queue: str,
+        handler: Callable[[Any], Any],
+        *,
+        concurrency: int = 1,
+        stop: asyncio.Event | None = None,
+        handle_signals: bool = True,
+        **options: Any,
+    ) -> None:
+        """Run ``handler(message)`` for every message until ``stop`` is set (or SIGTERM/SIGINT arrives).
+
+        A handler returning normally acks the message (delete, or archive with ``on_success="archive"``);
+        raising releases it for a retry with backoff, and after ``max_reads`` reads it is dead-lettered.
+        Sync handlers run in worker threads. On shutdown in-flight handlers may finish (up to
+        ``shutdown_timeout`` seconds) and prefetched messages are released at once.
+        """
+        consumer = Consumer(self, queue, ConsumeOptions.build(queue, **options))
+        await consumer.run(handler, concurrency=concurrency, stop=stop, handle_signals=handle_signals)
+
+    create = _async(_ops.create)
+    create_partitioned = _async(_ops.create_partitioned)
+    drop = _async(_ops.drop)
+    purge = _async(_ops.purge)
+    send = _async(_ops.send)
+    send_batch = _async(_ops.send_batch)
+    read = _async(_ops.read)
+    read_with_poll = _async(_ops.read_with_poll)
+    read_grouped = _async(_ops.read_grouped)
+    pop = _async(_ops.pop)
+    delete = _async(_ops.delete)
+    delete_batch = _async(_ops.delete_batch)
+    archive = _async(_ops.archive)
+    archive_batch = _async(_ops.archive_batch)
+    set_vt = _async(_ops.set_vt)
+    set_vt_batch = _async(_ops.set_vt_batch)
+    list_queues = _async(_ops.list_queues)
+    metrics = _async(_ops.metrics)
+    metrics_all = _async(_ops.metrics_all)
+    enable_notify = _async(_ops.enable_notify)
+    disable_notify = _async(_ops.disable_notify)
+    bind_topic = _async(_ops.bind_topic)
+    unbind_topic = _async(_ops.unbind_topic)
+    send_topic = _async(_ops.send_topic)
+    list_topic_bindings = _async(_ops.list_topic_bindings)
+    maintain = _async(_ops.maintain)
