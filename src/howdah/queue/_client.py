@@ -151,6 +151,8 @@ class Queue:
     send_topic = _sync(_ops.send_topic)
     list_topic_bindings = _sync(_ops.list_topic_bindings)
     maintain = _sync(_ops.maintain)
+    peek = _sync(_ops.peek)
+    last_msg_id = _sync(_ops.last_msg_id)
 
 
 class AsyncQueue:
@@ -276,3 +278,5 @@ class AsyncQueue:
     send_topic = _async(_ops.send_topic)
     list_topic_bindings = _async(_ops.list_topic_bindings)
     maintain = _async(_ops.maintain)
+    peek = _async(_ops.peek)
+    last_msg_id = _async(_ops.last_msg_id)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from psycopg import sql
+
 from howdah.queue._errors import InvalidArgument
 from howdah.queue._names import validate_queue_name
 from howdah.queue._types import Message, QueueInfo, QueueMetrics, TopicBinding
@@ -26,7 +28,7 @@ Delay = int | datetime
 class Op(Generic[T]):
     """One statement to execute and the function that turns its rows into the caller's result."""
 
-    query: str
+    query: str | sql.Composed
     params: tuple[Any, ...]
     shape: Callable[[Rows], T]
     queue: str | None = None  # named in "queue does not exist" errors
@@ -381,6 +383,25 @@ def list_topic_bindings(queue: str | None = None) -> Op[list[TopicBinding]]:
     if queue is None:
         return Op(f"SELECT {columns} FROM pgmq.list_topic_bindings()", (), _bindings)
     return Op(f"SELECT {columns} FROM pgmq.list_topic_bindings(%s::text)", (validate_queue_name(queue),), _bindings)
+
+
+def peek(queue: str, after_msg_id: int = 0, limit: int = 100) -> Op[list[Message]]:
+    """Messages with ``msg_id > after_msg_id``, oldest first, WITHOUT reading them (no vt or read_ct change)."""
+    table = sql.Identifier("pgmq", "q_" + validate_queue_name(queue).lower())
+    return Op(
+        sql.SQL("SELECT {} FROM {} WHERE msg_id > %s ORDER BY msg_id LIMIT %s").format(
+            sql.SQL(_MESSAGE_COLUMNS), table
+        ),
+        (_id(after_msg_id), _positive(limit, "limit")),
+        _messages,
+        queue,
+    )
+
+
+def last_msg_id(queue: str) -> Op[int]:
+    """The highest msg_id currently in the queue (0 when empty): one backward index step, no scan."""
+    table = sql.Identifier("pgmq", "q_" + validate_queue_name(queue).lower())
+    return Op(sql.SQL("SELECT coalesce(max(msg_id), 0) FROM {}").format(table), (), _scalar, queue)
 
 
 # ------------------------------------------------------------------------------- Howdah's consumer helpers

@@ -1,0 +1,24 @@
+"""The ``howdah`` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import typer
+
+from howdah import __version__
+from howdah.cli import db, queue
+from howdah.cli.up import up
+
+app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(db.app, name="db")
+app.add_typer(queue.app, name="queue")
+app.command()(up)
+
+
+@app.command()
+def version() -> None:
+    """Print Howdah's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,3 @@
+from howdah.cli import main
+
+main()

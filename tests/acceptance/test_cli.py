@@ -1,0 +1,162 @@
+"""The ``howdah`` command line end to end: schema commands, queue commands, errors, and ``howdah up``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from howdah.cli import app
+from howdah.pg import EmbeddedPostgres
+from howdah.queue import COMPONENT
+
+runner = CliRunner()
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def test_queue_round_trip(db_url: str, queue_name: str) -> None:
+    assert run("queue", "create", queue_name, "--database-url", db_url).exit_code == 0
+    sent = run("queue", "send", queue_name, '{"hello": "world"}', "--headers", '{"k": 1}', "--database-url", db_url)
+    assert sent.exit_code == 0, sent.output
+    msg_id = int(sent.output.strip())
+    read = run("queue", "read", queue_name, "--json", "--vt", "0", "--database-url", db_url)
+    assert read.exit_code == 0
+    row = json.loads(read.output.strip().splitlines()[0])
+    assert row["msg_id"] == msg_id and row["message"] == {"hello": "world"} and row["headers"] == {"k": 1}
+    listed = run("queue", "list", "--database-url", db_url)
+    assert queue_name in listed.output
+    metrics = run("queue", "metrics", queue_name, "--database-url", db_url)
+    assert metrics.exit_code == 0 and queue_name in metrics.output
+    archived = run("queue", "archive", queue_name, str(msg_id), "--database-url", db_url)
+    assert archived.exit_code == 0 and f"archived: {msg_id}" in archived.output
+    missing = run("queue", "delete", queue_name, str(msg_id), "--database-url", db_url)
+    assert missing.exit_code == 1 and "not found" in missing.output
+    assert run("queue", "send", queue_name, "1", "--database-url", db_url).exit_code == 0
+    popped = run("queue", "pop", queue_name, "--json", "--database-url", db_url)
+    assert json.loads(popped.output)["message"] == 1
+    assert "purged 0" in run("queue", "purge", queue_name, "--database-url", db_url).output
+    assert run("queue", "drop", queue_name, "--database-url", db_url).exit_code == 0
+
+
+def test_tail_follows_new_messages(db_url: str, queue_name: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT pgmq.create(%s)", (queue_name,))
+        conn.execute("SELECT pgmq.send(%s, '\"old\"'::jsonb)", (queue_name,))
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "queue", "tail", queue_name, "--limit", "2", "--database-url", db_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            # tail starts after the newest message; keep sending until it has shown two new ones
+            while tail.poll() is None and time.monotonic() < deadline:
+                conn.execute("SELECT pgmq.send(%s, '\"new\"'::jsonb)", (queue_name,))
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    tail.wait(timeout=0.5)
+        out, err = tail.communicate(timeout=10)
+    finally:
+        tail.kill()
+    assert tail.returncode == 0, err
+    shown = [json.loads(line)["message"] for line in out.strip().splitlines()]
+    assert shown == ["new", "new"]
+
+
+def test_bad_input_is_one_clear_line(db_url: str, queue_name: str) -> None:
+    bad_json = run("queue", "send", queue_name, "{not json", "--database-url", db_url)
+    assert bad_json.exit_code != 0 and "not valid JSON" in bad_json.output
+    missing = run("queue", "read", "no_such_queue_here", "--database-url", db_url)
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.output and "Traceback" not in missing.output
+    bad_name = run("queue", "create", "bad;name", "--database-url", db_url)
+    assert bad_name.exit_code == 1 and "forbidden" in bad_name.output
+    unreachable = run("queue", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/x?connect_timeout=2")
+    assert unreachable.exit_code == 1 and "Traceback" not in unreachable.output
+
+
+def test_schema_commands(db_url: str, pg_cluster: Any) -> None:
+    verify = run("queue", "verify", "--database-url", db_url)
+    assert verify.exit_code == 0 and "queue schema OK" in verify.output
+    again = run("queue", "install", "--database-url", db_url)
+    assert again.exit_code == 0 and "already installed" in again.output
+    printed = run("queue", "sql")
+    assert printed.exit_code == 0
+    assert printed.output.strip() == COMPONENT.sql().strip()
+    assert "CREATE FUNCTION pgmq.howdah_dead_letter" in printed.output
+    # a database with a pgmq schema Howdah did not create is refused and left alone
+    name = f"foreign_{uuid.uuid4().hex[:8]}"
+    url = pg_cluster.create_database(name, template="template0")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA pgmq; CREATE TABLE pgmq.meta (queue_name text)")
+        refused = run("queue", "install", "--database-url", url)
+        assert refused.exit_code == 1 and "nothing was changed" in refused.output
+        not_installed = run("queue", "upgrade", "--database-url", url)
+        assert not_installed.exit_code == 1 and "not installed" in not_installed.output
+        with psycopg.connect(url, autocommit=True) as conn:
+            tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'pgmq'").fetchone()
+            assert tables == (1,)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def fresh_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="howdah-up-"))
+    os.chmod(home, 0o755)
+    yield home
+    EmbeddedPostgres(home).stop(mode="immediate")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HOWDAH_DATABASE_URL"}
+    env.update(HOWDAH_HOME=str(fresh_home), COLUMNS="200")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "up"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+    )  # fmt: skip
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C to stop" in line:
+                ready.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    try:
+        assert ready.wait(timeout=60), "".join(lines)
+        server = EmbeddedPostgres(fresh_home)
+        assert server.status().running
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM howdah_meta.schema_migrations WHERE component = 'queue'")
+            assert row.fetchone() == (len(COMPONENT.migrations()),)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        proc.kill()
+    output = "".join(lines)
+    assert "Howdah is up" in output and "stopped cleanly" in output
+    assert not EmbeddedPostgres(fresh_home).status().running
