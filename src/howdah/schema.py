@@ -6,10 +6,11 @@ from typing import Any
 
 import psycopg
 
+from howdah.durable import COMPONENT as DURABLE
 from howdah.pg.migrations import Component, Migration, upgrade
 from howdah.queue import COMPONENT as QUEUE
 
-ALL_COMPONENTS: tuple[Component, ...] = (QUEUE,)
+ALL_COMPONENTS: tuple[Component, ...] = (QUEUE, DURABLE)
 
 
 def install_all(conn: psycopg.Connection[Any]) -> list[Migration]:

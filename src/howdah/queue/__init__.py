@@ -6,7 +6,7 @@
 """
 
 from howdah.queue._client import AsyncQueue, Queue
-from howdah.queue._consumer import ConsumeOptions, Consumer, notify_channel
+from howdah.queue._consumer import DETACH, ConsumeOptions, Consumer, notify_channel
 from howdah.queue._errors import (
     InvalidArgument,
     InvalidQueueName,
@@ -20,6 +20,7 @@ from howdah.queue._types import Message, QueueInfo, QueueMetrics, TopicBinding
 
 __all__ = [
     "COMPONENT",
+    "DETACH",
     "MAX_QUEUE_NAME",
     "AsyncQueue",
     "ConsumeOptions",

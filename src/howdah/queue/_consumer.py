@@ -38,6 +38,16 @@ log = logging.getLogger("howdah.queue.consumer")
 DLQ_SUFFIX = "_dlq"
 
 
+class _Detach:
+    def __repr__(self) -> str:
+        return "DETACH"
+
+
+DETACH = _Detach()
+"""A handler returns this when it settled its message itself (deleted it, or parked it with ``set_vt``, after
+:meth:`Consumer.detach`): the consumer then neither acks it nor keeps extending its visibility timeout."""
+
+
 @dataclass(frozen=True)
 class ConsumeOptions:
     """How a consumer reads and acknowledges (all durations in seconds)."""
@@ -112,6 +122,7 @@ class Consumer:
         self._held: dict[int, Message] = {}
         self._wake = asyncio.Event()
         self._fill_lock = asyncio.Lock()
+        self._heartbeat_lock = asyncio.Lock()
         self._stop = options.stop or asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._current: Message | None = None
@@ -291,15 +302,25 @@ class Consumer:
                 await asyncio.sleep(delay)
 
     # ---------------------------------------------------------------------------------- background tasks
+    async def detach(self, message: Message) -> None:
+        """Stop holding ``message`` before settling it yourself (deleting it, or parking it with ``set_vt``).
+
+        When this returns no heartbeat for it is in flight, so nothing overwrites the visibility timeout you set
+        next. Return :data:`DETACH` from the handler so the consumer does not ack it either.
+        """
+        async with self._heartbeat_lock:
+            self._held.pop(message.msg_id, None)
+
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.options.heartbeat)
-            if not self._held:
-                continue
-            try:
-                await self._q.execute(_ops.set_vt_batch(self.queue, list(self._held), self.options.vt))
-            except QueueError as exc:
-                log.warning("heartbeat for %s failed: %s", self.queue, exc)
+            async with self._heartbeat_lock:
+                if not self._held:
+                    continue
+                try:
+                    await self._q.execute(_ops.set_vt_batch(self.queue, list(self._held), self.options.vt))
+                except QueueError as exc:
+                    log.warning("heartbeat for %s failed: %s", self.queue, exc)
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -352,15 +373,15 @@ class Consumer:
 
         async def handle(message: Message) -> None:
             try:
-                if is_async:
-                    await handler(message)
-                else:
-                    await asyncio.to_thread(handler, message)
+                outcome = await handler(message) if is_async else await asyncio.to_thread(handler, message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("handler failed on message %s of %s: %r", message.msg_id, self.queue, exc)
                 await self.nack(message, exc)
+                return
+            if outcome is DETACH:
+                self._held.pop(message.msg_id, None)
                 return
             try:
                 await self.ack(message)

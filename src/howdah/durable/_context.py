@@ -1,0 +1,358 @@
+"""``ctx``: what a workflow function uses to run steps, sleep, wait for signals and start children.
+
+A workflow run replays the function from the top. Every ``ctx`` call takes the next position (index) in the
+run, synchronously at the call, so positions are deterministic even under ``gather``. At a position that was
+recorded before, the recorded value is returned (or the recorded error raised) without running anything; a
+call that does not match the record is a :class:`NonDeterminismError`. New positions run and are
+checkpointed. Waiting (sleep, signal, child) ends the run with ``_Suspend``: the worker parks the workflow's
+dispatch message until it should wake and replays it then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random as _random
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from howdah.durable._codec import check_json, error_to_json
+from howdah.durable._errors import (
+    DuplicateStepName,
+    NonDeterminismError,
+    NotSerializable,
+    PermanentError,
+    StepFailed,
+    TransientError,
+    WorkflowCancelled,
+    WorkflowFailed,
+)
+from howdah.durable._retry import DEFAULT_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from howdah.durable._store import Store
+
+T = TypeVar("T")
+
+
+class _Suspend(BaseException):
+    """The run must stop here and resume later (sleeping, or waiting for a signal or children)."""
+
+    def __init__(
+        self, status: str, wake_at: datetime | None, reason: str, signal: str | None = None,
+        children: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(reason)
+        self.status = status
+        self.wake_at = wake_at
+        self.reason = reason
+        self.signal = signal
+        self.children = children or []
+
+    @staticmethod
+    def merge(many: Sequence[_Suspend]) -> _Suspend:
+        """One suspension for several branches: wake at the earliest time, for any awaited event."""
+        wakes = [s.wake_at for s in many if s.wake_at is not None]
+        timed = len(wakes) == len(many)
+        signals = [s.signal for s in many if s.signal]
+        return _Suspend(
+            "waiting" if any(s.status == "waiting" for s in many) else "sleeping",
+            min(wakes) if timed else (min(wakes) if wakes else None),
+            "; ".join(s.reason for s in many),
+            signals[0] if len(signals) == 1 else None,
+            [c for s in many for c in s.children],
+        )
+
+
+class _CancelRequested(BaseException):
+    """Cancellation was requested: the run stops at this step boundary."""
+
+
+@dataclass(frozen=True)
+class _Record:
+    name: str
+    kind: str
+    result: Any
+    error: dict[str, Any] | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkflowContext:
+    """The ``ctx`` argument of a workflow function."""
+
+    def __init__(
+        self,
+        store: Store,
+        workflow_id: str,
+        name: str,
+        args: dict[str, Any],
+        recorded: Iterable[list[Any]],
+        start_child: Callable[[str, dict[str, Any], str, str], Awaitable[str]],
+        http_client: Any = None,
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.workflow_name = name
+        self.args = args
+        self._store = store
+        self._records = {int(r[0]): _Record(r[1], r[2], r[3], r[4]) for r in recorded}
+        self._next = 0
+        self._step_names: set[str] = set()
+        self._start_child = start_child
+        self._http_client = http_client
+
+    # --------------------------------------------------------------------------------------- positions
+    def _position(self, name: str, kind: str) -> tuple[int, _Record | None]:
+        index = self._next
+        self._next += 1
+        record = self._records.get(index)
+        if record is not None and (record.name, record.kind) != (name, kind):
+            raise NonDeterminismError(
+                f"workflow {self.workflow_id!r} is not deterministic: at position {index} the replay reached "
+                f"{kind} {name!r} but the recorded run had {record.kind} {record.name!r}"
+            )
+        return index, record
+
+    async def _checkpoint(
+        self, index: int, name: str, kind: str, result: Any, error: dict[str, Any] | None = None,
+        attempts: int = 1, started: datetime | None = None,
+    ) -> None:  # fmt: skip
+        cancel = await self._store.checkpoint(
+            self.workflow_id, index, name, kind, result, error, attempts, started or _now()
+        )
+        if cancel:
+            raise _CancelRequested()
+
+    # ------------------------------------------------------------------------------------------- steps
+    def step(
+        self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, retry: RetryPolicy = DEFAULT_RETRY,
+        **kwargs: Any,
+    ) -> Awaitable[T]:  # fmt: skip
+        """Run ``fn(*args, **kwargs)`` once, checkpointing its JSON result; replays return the stored one.
+
+        Sync functions run in a worker thread. ``TransientError`` (and ``retry.retry_on`` types) are retried
+        with backoff; anything else, or running out of attempts, records the failure and raises
+        :class:`StepFailed` — again on every replay.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("a step needs a non-empty name")
+        if name in self._step_names:
+            raise DuplicateStepName(
+                f"workflow {self.workflow_name!r} runs two steps named {name!r}; give each step its own name "
+                "(e.g. include the loop index)"
+            )
+        self._step_names.add(name)
+        index, record = self._position(name, "step")
+        return self._run_step(index, name, record, fn, args, kwargs, retry)
+
+    async def _run_step(
+        self, index: int, name: str, record: _Record | None, fn: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any], retry: RetryPolicy,
+    ) -> Any:  # fmt: skip
+        if record is not None:
+            if record.error is not None:
+                raise StepFailed(name, record.error)
+            return record.result["value"]
+        started = _now()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if inspect.iscoroutinefunction(fn):
+                    value = await fn(*args, **kwargs)
+                else:
+                    value = await asyncio.to_thread(fn, *args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
+                check_json(value, f"the result of step {name!r}")
+                break
+            except (NotSerializable, PermanentError) as exc:
+                failure: BaseException = exc
+            except Exception as exc:
+                if retry.should_retry(exc, attempt):
+                    await asyncio.sleep(retry.delay(attempt))
+                    continue
+                failure = exc
+            error = error_to_json(failure)
+            error["attempts"] = attempt
+            await self._checkpoint(index, name, "step", None, error, attempt, started)
+            raise StepFailed(name, error) from failure
+        await self._checkpoint(index, name, "step", {"value": value}, None, attempt, started)
+        return value
+
+    async def _recorded_value(self, name: str, kind: str, make: Callable[[], Any]) -> Any:
+        index, record = self._position(name, kind)
+        if record is not None:
+            return record.result["value"]
+        value = make()
+        await self._checkpoint(index, name, kind, {"value": value})
+        return value
+
+    async def now(self) -> datetime:
+        """The current time, recorded: a replay sees the same instant."""
+        return datetime.fromisoformat(await self._recorded_value("now", "now", lambda: _now().isoformat()))
+
+    async def random(self) -> float:
+        """A random float in [0, 1), recorded."""
+        return float(await self._recorded_value("random", "random", _random.random))
+
+    async def uuid(self) -> str:
+        """A random UUID (as text), recorded."""
+        return str(await self._recorded_value("uuid", "uuid", lambda: str(_uuid.uuid4())))
+
+    # ------------------------------------------------------------------------------------------ timers
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably: the worker is free meanwhile, and a restart does not reset the timer."""
+        if seconds < 0:
+            raise ValueError("cannot sleep a negative time")
+        await self._sleep(lambda: _now() + timedelta(seconds=seconds))
+
+    async def sleep_until(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValueError("sleep_until needs a timezone-aware datetime")
+        await self._sleep(lambda: when)
+
+    async def _sleep(self, wake: Callable[[], datetime]) -> None:
+        until = datetime.fromisoformat(await self._recorded_value("sleep", "sleep", lambda: wake().isoformat()))
+        if _now() < until:
+            raise _Suspend("sleeping", until, f"sleep until {until.isoformat(timespec='seconds')}")
+
+    # ----------------------------------------------------------------------------------------- signals
+    async def wait_for_signal(self, name: str, timeout: float | None = None) -> Any:
+        """The payload of the next signal ``name`` sent to this workflow; ``None`` after ``timeout`` seconds."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a signal needs a non-empty name")
+        deadline: datetime | None = None
+        if timeout is not None:
+            deadline = datetime.fromisoformat(
+                await self._recorded_value(
+                    f"deadline:{name}", "deadline", lambda: (_now() + timedelta(seconds=timeout)).isoformat()
+                )
+            )
+        step_name = f"signal:{name}"
+        index, record = self._position(step_name, "signal")
+        if record is not None:
+            return record.result.get("payload")
+        found, payload = await self._store.take_signal(self.workflow_id, index, step_name, name, _now())
+        if found:
+            return payload
+        if deadline is not None and _now() >= deadline:
+            await self._checkpoint(index, step_name, "signal", {"payload": None, "timed_out": True})
+            return None
+        raise _Suspend("waiting", deadline, f"signal {name!r}", signal=name)
+
+    # ------------------------------------------------------------------------------------ fan-out / in
+    async def gather(self, *awaitables: Awaitable[Any]) -> list[Any]:
+        """Run steps / child results concurrently; results in order. The first failing branch's error is
+        raised (after every branch has run as far as it can); waiting branches suspend the workflow."""
+        outcomes = await asyncio.gather(*awaitables, return_exceptions=True)
+        suspends = [o for o in outcomes if isinstance(o, _Suspend)]
+        for outcome in outcomes:
+            if isinstance(outcome, _CancelRequested):
+                raise outcome
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, _Suspend):
+                raise outcome
+        if suspends:
+            raise _Suspend.merge(suspends)
+        return list(outcomes)
+
+    async def map(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], *, concurrency: int = 8, name: str | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> list[Any]:  # fmt: skip
+        """``fn(item)`` as one step per item (named ``name[i]``), at most ``concurrency`` at once."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        base = name or getattr(fn, "__name__", "map")
+        gate = asyncio.Semaphore(concurrency)
+
+        async def bounded(step: Awaitable[Any]) -> Any:
+            async with gate:
+                return await step
+
+        steps = [self.step(f"{base}[{i}]", fn, item, retry=retry) for i, item in enumerate(items)]
+        return await self.gather(*(bounded(s) for s in steps))
+
+    # ---------------------------------------------------------------------------------------- children
+    async def start_child(self, name: str, args: dict[str, Any] | None = None) -> ChildHandle:
+        """Start workflow ``name`` as a child (id ``<parent>/<position>``); cancelling the parent cancels it."""
+        index, record = self._position(f"child:{name}", "child")
+        if record is not None:
+            return ChildHandle(self, record.result["value"])
+        child_id = f"{self.workflow_id}/{index}"
+        await self._start_child(name, check_json(args or {}, "child workflow args"), child_id, self.workflow_id)
+        await self._checkpoint(index, f"child:{name}", "child", {"value": child_id})
+        return ChildHandle(self, child_id)
+
+    async def child(self, name: str, args: dict[str, Any] | None = None) -> Any:
+        """Start a child workflow and wait for its result."""
+        return await (await self.start_child(name, args)).result()
+
+    # -------------------------------------------------------------------------------------------- http
+    async def http(
+        self, method: str, url: str, *, json: Any = None, headers: dict[str, str] | None = None,
+        name: str | None = None, idempotency_key: str | None = None, timeout: float = 30.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> dict[str, Any]:  # fmt: skip
+        """An HTTP call as a step: sends ``Idempotency-Key`` (default ``<workflow id>:<step name>``), records
+        ``{"status", "headers", "body"}``. 5xx and network errors/timeouts are transient (retried), 4xx is
+        permanent."""
+        import httpx
+
+        step_name = name or f"{method.upper()} {url}"
+        key = idempotency_key or f"{self.workflow_id}:{step_name}"
+        client = self._http_client
+
+        async def call() -> dict[str, Any]:
+            send_headers = {**(headers or {}), "Idempotency-Key": key}
+            try:
+                if client is not None:
+                    response = await client.request(method, url, json=json, headers=send_headers, timeout=timeout)
+                else:
+                    async with httpx.AsyncClient() as own:
+                        response = await own.request(method, url, json=json, headers=send_headers, timeout=timeout)
+            except httpx.TransportError as exc:
+                raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+            if response.status_code >= 500:
+                raise TransientError(f"{method} {url} answered {response.status_code}")
+            if response.status_code >= 400:
+                raise PermanentError(f"{method} {url} answered {response.status_code}: {response.text[:500]}")
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = response.text
+            return {"status": response.status_code, "headers": dict(response.headers), "body": body}
+
+        return await self.step(step_name, call, retry=retry)
+
+
+class ChildHandle:
+    """A child workflow started by :meth:`WorkflowContext.start_child`."""
+
+    def __init__(self, ctx: WorkflowContext, workflow_id: str) -> None:
+        self._ctx = ctx
+        self.workflow_id = workflow_id
+
+    async def result(self) -> Any:
+        """The child's result (recorded); raises :class:`WorkflowFailed` / :class:`WorkflowCancelled`."""
+        ctx = self._ctx
+        index, record = ctx._position(f"result:{self.workflow_id}", "child_result")
+        if record is None:
+            info = (await ctx._store.children_status([self.workflow_id]))[self.workflow_id]
+            if not info.done:
+                raise _Suspend("waiting", None, f"child {self.workflow_id}", children=[self.workflow_id])
+            outcome = {"status": info.status, "value": info.result, "error": info.error}
+            await ctx._checkpoint(index, f"result:{self.workflow_id}", "child_result", outcome)
+        else:
+            outcome = record.result
+        if outcome["status"] == "succeeded":
+            return outcome["value"]
+        if outcome["status"] == "cancelled":
+            raise WorkflowCancelled(f"child workflow {self.workflow_id!r} was cancelled")
+        raise WorkflowFailed(self.workflow_id, outcome["error"])

@@ -1,0 +1,258 @@
+"""Every database call of the durable layer: one round trip each, errors translated once, here."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from howdah.durable._errors import (
+    DurableError,
+    UnknownWorkflow,
+    WorkflowConflict,
+    WorkflowFinished,
+    WorkflowNotFound,
+)
+from howdah.errors import DatabaseError
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class LeaseLost(DurableError):
+    """Another worker recorded a step of this run first: this run must stop (its work is already done)."""
+
+
+class DurableDatabaseError(DurableError, DatabaseError):
+    """Postgres failed a durable-layer call for a reason other than bad input."""
+
+
+def translate(exc: psycopg.Error) -> DurableError:
+    message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
+    code = exc.sqlstate or ""
+    if code == "HW400":
+        return UnknownWorkflow(message)
+    if code == "HW404":
+        return WorkflowNotFound(message)
+    if code == "HW409":
+        detail = exc.diag.message_detail or ""
+        active = detail.removeprefix("active workflow: ") if detail else None
+        return WorkflowConflict(message, active_id=active)
+    if code == "HW410":
+        return WorkflowFinished(message)
+    if code == "HW423":
+        return LeaseLost(message)
+    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.NullValueNotAllowed | pg_errors.CheckViolation):
+        return DurableError(message)
+    return DurableDatabaseError(message)
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    args: dict[str, Any]
+    cancel_requested: bool
+    attempts: int
+    steps: list[list[Any]]  # [index, name, kind, result, error]
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    id: str
+    name: str
+    args: dict[str, Any]
+    status: str
+    result: Any
+    error: dict[str, Any] | None
+    attempts: int
+    key: str | None
+    parent_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+    wake_at: datetime | None
+    waiting_for: str | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    index: int
+    name: str
+    kind: str
+    result: Any
+    error: dict[str, Any] | None
+    attempts: int
+    started_at: datetime
+    finished_at: datetime
+
+
+_WORKFLOW_COLUMNS = (
+    "id, name, args, status, result, error, attempts, key, parent_id, created_at, started_at, updated_at, "
+    "finished_at, wake_at, waiting_for"
+)
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+class Store:
+    """The durable layer's SQL, over an async pool of autocommit connections."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def rows(
+        self, query: str, params: tuple[Any, ...] = (), conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        for attempt in range(5):
+            try:
+                if conn is not None:
+                    cursor = await conn.execute(query, params)
+                    return await cursor.fetchall() if cursor.description else []
+                async with self.pool.connection() as pooled:
+                    cursor = await pooled.execute(query, params)
+                    return await cursor.fetchall() if cursor.description else []
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+                if conn is not None or attempt == 4:
+                    raise translate(exc) from exc
+                await asyncio.sleep(0.01 * 2**attempt)
+            except psycopg.Error as exc:
+                raise translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    # ---------------------------------------------------------------------------------------- app side
+    async def register(self, name: str, queue: str, key_field: str | None, on_conflict: str) -> None:
+        await self.rows(
+            "INSERT INTO howdah.workflow_types (name, queue_name, key_field, on_conflict) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET queue_name = EXCLUDED.queue_name, key_field = EXCLUDED.key_field, "
+            "on_conflict = EXCLUDED.on_conflict, registered_at = clock_timestamp()",
+            (name, queue, key_field, on_conflict),
+        )
+
+    async def start(
+        self,
+        name: str,
+        args: dict[str, Any],
+        workflow_id: str | None,
+        key: str | None,
+        parent_id: str | None = None,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+    ) -> tuple[str, str, bool]:
+        rows = await self.rows(
+            "SELECT id, status, created FROM howdah.start_workflow(%s, %s, %s, %s, %s)",
+            (name, Jsonb(args), workflow_id, key, parent_id),
+            conn,
+        )
+        wf_id, status, created = rows[0]
+        return str(wf_id), str(status), bool(created)
+
+    async def get(self, workflow_id: str) -> WorkflowInfo:
+        rows = await self.rows(f"SELECT {_WORKFLOW_COLUMNS} FROM howdah.workflows WHERE id = %s", (workflow_id,))
+        if not rows:
+            raise WorkflowNotFound(f"workflow {workflow_id!r} does not exist")
+        return WorkflowInfo(*rows[0])
+
+    async def list_workflows(self, status: str | None = None, limit: int = 50) -> list[WorkflowInfo]:
+        rows = await self.rows(
+            f"SELECT {_WORKFLOW_COLUMNS} FROM howdah.workflows WHERE (%s::text IS NULL OR status = %s) "
+            "ORDER BY seq DESC LIMIT %s",
+            (status, status, limit),
+        )
+        return [WorkflowInfo(*row) for row in rows]
+
+    async def steps(self, workflow_id: str) -> list[StepInfo]:
+        rows = await self.rows(
+            "SELECT step_index, name, kind, result, error, attempts, started_at, finished_at FROM howdah.steps "
+            "WHERE workflow_id = %s ORDER BY step_index",
+            (workflow_id,),
+        )
+        return [StepInfo(*row) for row in rows]
+
+    async def signal(self, workflow_id: str, name: str, payload: Any) -> int:
+        rows = await self.rows("SELECT howdah.send_signal(%s, %s, %s)", (workflow_id, name, _json(payload)))
+        return int(rows[0][0])
+
+    async def cancel(self, workflow_id: str) -> int:
+        rows = await self.rows("SELECT howdah.cancel_workflow(%s)", (workflow_id,))
+        return int(rows[0][0])
+
+    async def retry(self, workflow_id: str) -> str:
+        """Start a failed or cancelled workflow again from its last successful checkpoint."""
+        rows = await self.rows("SELECT howdah.retry_workflow(%s)", (workflow_id,))
+        return str(rows[0][0])
+
+    async def purge(self, older_than_seconds: float, batch: int = 1000) -> int:
+        rows = await self.rows(
+            "SELECT howdah.purge_finished(make_interval(secs => %s), %s)", (older_than_seconds, batch)
+        )
+        return int(rows[0][0])
+
+    # ------------------------------------------------------------------------------------- worker side
+    async def claim(self, workflow_id: str, msg_id: int) -> Claim | None:
+        rows = await self.rows(
+            "SELECT name, args, cancel_requested, attempts, steps FROM howdah._claim(%s, %s)", (workflow_id, msg_id)
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        return Claim(*rows[0])
+
+    async def checkpoint(
+        self,
+        workflow_id: str,
+        index: int,
+        name: str,
+        kind: str,
+        result: Any,
+        error: dict[str, Any] | None,
+        attempts: int,
+        started_at: datetime,
+    ) -> bool:
+        """Record a step; returns True when cancellation of the workflow was requested."""
+        rows = await self.rows(
+            "SELECT howdah._checkpoint(%s, %s, %s, %s, %s, %s, %s, %s)",
+            (workflow_id, index, name, kind, Jsonb(result), _json(error), attempts, started_at),
+        )
+        return bool(rows[0][0])
+
+    async def take_signal(
+        self, workflow_id: str, index: int, step_name: str, signal: str, started_at: datetime
+    ) -> tuple[bool, Any]:
+        rows = await self.rows(
+            "SELECT taken, payload FROM howdah._take_signal(%s, %s, %s, %s, %s)",
+            (workflow_id, index, step_name, signal, started_at),
+        )
+        return bool(rows[0][0]), rows[0][1]
+
+    async def suspend(
+        self,
+        workflow_id: str,
+        status: str,
+        wake_at: datetime | None,
+        reason: str,
+        signal: str | None = None,
+        children: list[str] | None = None,
+    ) -> None:
+        await self.rows(
+            "SELECT howdah._suspend(%s, %s, %s, %s, %s, %s)", (workflow_id, status, wake_at, reason, signal, children)
+        )
+
+    async def finish(self, workflow_id: str, status: str, result: Any, error: dict[str, Any] | None) -> None:
+        await self.rows(
+            "SELECT howdah._finish(%s, %s, %s, %s)",
+            (workflow_id, status, None if status != "succeeded" else Jsonb(result), _json(error)),
+        )
+
+    async def children_status(self, ids: list[str]) -> dict[str, WorkflowInfo]:
+        rows = await self.rows(f"SELECT {_WORKFLOW_COLUMNS} FROM howdah.workflows WHERE id = ANY(%s)", (ids,))
+        return {row[0]: WorkflowInfo(*row) for row in rows}

@@ -1,0 +1,186 @@
+"""The worker: takes workflows off the dispatch queue, replays and advances them, fires schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from howdah.durable._app import DurableApp
+from howdah.durable._codec import check_json, error_to_json
+from howdah.durable._context import _CancelRequested, _Suspend
+from howdah.durable._errors import DurableError, NotSerializable, StepFailed
+from howdah.durable._schedule import due_ticks, next_tick
+from howdah.durable._store import DurableDatabaseError, LeaseLost
+from howdah.queue import DETACH, Consumer, Message, QueueDatabaseError
+
+log = logging.getLogger("howdah.durable.worker")
+
+_CANCELLED = {"type": "Cancelled", "message": "cancelled"}
+
+
+class Worker:
+    """Runs up to ``concurrency`` workflows at once for ``app`` until stopped (SIGTERM/SIGINT or ``stop``)."""
+
+    def __init__(
+        self,
+        app: DurableApp,
+        *,
+        concurrency: int = 16,
+        poll_interval: float = 1.0,
+        schedule_interval: float = 1.0,
+        retention_interval: float = 300.0,
+    ) -> None:
+        if concurrency < 1:
+            raise DurableError("concurrency must be at least 1")
+        self.app = app
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.schedule_interval = schedule_interval
+        self.retention_interval = retention_interval
+        self._consumer: Consumer | None = None
+
+    async def run(self, stop: asyncio.Event | None = None, *, handle_signals: bool = True) -> None:
+        app = self.app
+        await app.register()
+        await self._sync_schedules()
+        background = [asyncio.create_task(self._schedule_loop(), name="howdah-schedules")]
+        if app.retention is not None:
+            background.append(asyncio.create_task(self._retention_loop(), name="howdah-retention"))
+        consumer = self._consumer = app.queue.consume(
+            app.queue_name, vt=app.lease, batch_size=self.concurrency, max_reads=None,
+            poll_interval=self.poll_interval, maintenance_interval=3600.0,
+        )  # fmt: skip
+        try:
+            await consumer.run(self.execute, concurrency=self.concurrency, stop=stop, handle_signals=handle_signals)
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # -------------------------------------------------------------------------------------- one run
+    async def execute(self, message: Message) -> object:
+        """Advance the workflow a dispatch message carries, as far as it can go now."""
+        app, store = self.app, self.app.store
+        body = message.message if isinstance(message.message, dict) else {}
+        wf_id = body.get("workflow_id")
+        if not isinstance(wf_id, str):
+            log.error("dropping malformed dispatch message %s: %r", message.msg_id, message.message)
+            await app.queue.archive(app.queue_name, message.msg_id)
+            return DETACH
+        claim = await store.claim(wf_id, message.msg_id)
+        if claim is None:  # finished (or purged) meanwhile: the message is stale
+            await app.queue.delete(app.queue_name, message.msg_id)
+            return DETACH
+        wf = app.workflows.get(claim.name)
+        if wf is None:
+            raise DurableError(f"this worker does not know workflow {claim.name!r}; another worker may")
+        if claim.cancel_requested:
+            await store.finish(wf_id, "cancelled", None, _CANCELLED)
+            return DETACH
+        ctx = app.context(wf_id, wf, claim.args, claim.steps)
+        try:
+            result = await wf.fn(ctx, claim.args)
+            check_json(result, f"the result of workflow {wf.name!r}")
+        except _Suspend as pause:
+            await self._detach(message)  # from here on no heartbeat may move the parked message
+            await store.suspend(wf_id, pause.status, pause.wake_at, pause.reason, pause.signal, pause.children)
+        except _CancelRequested:
+            await store.finish(wf_id, "cancelled", None, _CANCELLED)
+        except LeaseLost as exc:
+            log.warning("workflow %s: %s; leaving it to the run that owns it", wf_id, exc)
+        except (DurableDatabaseError, QueueDatabaseError, psycopg.OperationalError):
+            raise  # infrastructure: the message is released and the run is replayed later
+        except StepFailed as exc:
+            await store.finish(wf_id, "failed", None, {**exc.error, "step": exc.step})
+        except (Exception, NotSerializable) as exc:
+            await store.finish(wf_id, "failed", None, error_to_json(exc))
+        else:
+            await store.finish(wf_id, "succeeded", result, None)
+        return DETACH
+
+    async def _detach(self, message: Message) -> None:
+        if self._consumer is not None:
+            await self._consumer.detach(message)
+
+    # ------------------------------------------------------------------------------------ schedules
+    async def _sync_schedules(self) -> None:
+        store = self.app.store
+        for schedule in self.app.schedules.values():
+            rows = await store.rows("SELECT clock_timestamp()")
+            first = next_tick(schedule.cron, rows[0][0])
+            await store.rows(
+                "INSERT INTO howdah.schedules (name, cron, workflow_name, args, missed, next_run_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET workflow_name = "
+                "EXCLUDED.workflow_name, args = EXCLUDED.args, missed = EXCLUDED.missed, cron = EXCLUDED.cron, "
+                "next_run_at = CASE WHEN howdah.schedules.cron = EXCLUDED.cron THEN howdah.schedules.next_run_at "
+                "ELSE EXCLUDED.next_run_at END, updated_at = clock_timestamp()",
+                (schedule.name, schedule.cron, schedule.workflow, Jsonb(schedule.args), schedule.missed, first),
+            )
+
+    async def fire_due_schedules(self) -> int:
+        """Start the runs of every due schedule tick (exactly once per tick across workers); returns how many."""
+        app = self.app
+        started = 0
+        assert app._pool is not None
+        async with app._pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                "SELECT name, cron, workflow_name, args, missed, next_run_at, clock_timestamp() "
+                "FROM howdah.schedules WHERE next_run_at <= clock_timestamp() FOR UPDATE SKIP LOCKED"
+            )
+            for name, cron, workflow, args, missed, next_run_at, now in await cursor.fetchall():
+                ticks, upcoming = due_ticks(cron, next_run_at, now, missed)
+                wf = app.workflows.get(workflow)
+                for tick in ticks:
+                    key = wf.key_for(args) if wf is not None else None
+                    try:
+                        async with conn.transaction():  # a savepoint: one refused tick spoils nothing else
+                            _, _, created = await app.store.start(
+                                workflow, args, f"{name}@{tick.isoformat()}", key, conn=conn
+                            )
+                        started += int(created)
+                    except DurableError as exc:
+                        log.warning("schedule %s: tick %s not started: %s", name, tick.isoformat(), exc)
+                await conn.execute(
+                    "UPDATE howdah.schedules SET next_run_at = %s, last_run_at = %s, updated_at = clock_timestamp() "
+                    "WHERE name = %s",
+                    (upcoming, ticks[-1] if ticks else None, name),
+                )
+        return started
+
+    async def _schedule_loop(self) -> None:
+        if not self.app.schedules:
+            return
+        while True:
+            try:
+                await self.fire_due_schedules()
+            except (DurableError, psycopg.Error) as exc:
+                log.warning("firing schedules failed: %s", exc)
+            await asyncio.sleep(self.schedule_interval)
+
+    async def _retention_loop(self) -> None:
+        assert self.app.retention is not None
+        while True:
+            try:
+                purged = await self.app.purge_finished(self.app.retention)
+                if purged:
+                    log.info("deleted %d finished workflow(s) older than %s", purged, self.app.retention)
+            except (DurableError, psycopg.Error) as exc:
+                log.warning("retention pass failed: %s", exc)
+            await asyncio.sleep(self.retention_interval)
+
+
+def run_worker(app: DurableApp, **options: Any) -> None:
+    """Run a worker in this thread until SIGTERM/SIGINT (what ``howdah worker`` does)."""
+
+    async def main() -> None:
+        async with app:
+            await Worker(app, **options).run()
+
+    asyncio.run(main())
