@@ -1,0 +1,75 @@
+"""Helpers shared by the queue client tests: bounded waits and small SQL probes (no fixtures here)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r} (last: {value!r})")
+        time.sleep(interval)
+
+
+async def async_wait_until(
+    predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """The async twin of :func:`wait_until`; ``predicate`` may be a plain or an async function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r} (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def maybe(value: T | Awaitable[T]) -> T:
+    """Await ``value`` if the client was async; lets one test body drive ``Queue`` and ``AsyncQueue``."""
+    if inspect.isawaitable(value):
+        return await value  # type: ignore[no-any-return]
+    return value
+
+
+def table(prefix: str, queue: str) -> sql.Composed:
+    """``pgmq.q_<queue>`` / ``pgmq.a_<queue>`` as a quoted identifier (queue names here are lower case)."""
+    return sql.SQL("pgmq.{}").format(sql.Identifier(f"{prefix}_{queue.lower()}"))
+
+
+def scalar(conn: psycopg.Connection[Any], query: str | sql.Composable, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+def queue_rows(conn: psycopg.Connection[Any], queue: str, prefix: str = "q") -> list[tuple[Any, ...]]:
+    """Every row of a queue's (or archive's) table: msg_id, read_ct, vt, message, headers, by msg_id.
+
+    A table that does not exist (yet) has no rows.
+    """
+    if not scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f'pgmq."{prefix}_{queue.lower()}"',)):
+        return []
+    query = sql.SQL("SELECT msg_id, read_ct, vt, message, headers FROM {} ORDER BY msg_id").format(table(prefix, queue))
+    return conn.execute(query).fetchall()
+
+
+def visible_count(conn: psycopg.Connection[Any], queue: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {} WHERE vt <= clock_timestamp()").format(table("q", queue))
+    return int(scalar(conn, query))
