@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from psycopg import errors as pg_errors
+from psycopg import sql
 
 from howdah.queue import (
     MAX_QUEUE_NAME,
@@ -104,7 +105,10 @@ QUEUE_BUILDERS: dict[str, Any] = {
     "release": lambda q: _ops.release(q, 1, 0, None),
     "dead_letter": lambda q: _ops.dead_letter(q, [1], "dlq", "why"),
     "maintain": lambda q: _ops.maintain(q),
+    "peek": lambda q: _ops.peek(q),
+    "last_msg_id": lambda q: _ops.last_msg_id(q),
 }
+COMPOSED = {"peek", "last_msg_id"}  # these quote the table name as an identifier instead
 
 
 @pytest.mark.parametrize("builder", sorted(QUEUE_BUILDERS))
@@ -114,11 +118,27 @@ def test_every_builder_checks_the_queue_name(builder: str, name: Any) -> None:
         QUEUE_BUILDERS[builder](name)
 
 
-@pytest.mark.parametrize("builder", sorted(QUEUE_BUILDERS))
+@pytest.mark.parametrize("builder", sorted(set(QUEUE_BUILDERS) - COMPOSED))
 def test_builders_pass_the_name_as_a_parameter_never_in_the_sql(builder: str) -> None:
     op = QUEUE_BUILDERS[builder]("Some Queue")
+    assert isinstance(op.query, str)
     assert "Some Queue" not in op.query
     assert "Some Queue" in op.params
+
+
+@pytest.mark.parametrize("builder", sorted(COMPOSED))
+def test_table_names_in_sql_are_quoted_identifiers(builder: str) -> None:
+    op = QUEUE_BUILDERS[builder]('Odd "Name"')
+    assert isinstance(op.query, sql.Composed)
+    assert '"pgmq"."q_odd ""name"""' in op.query.as_string(None)
+
+
+def test_peek_arguments() -> None:
+    assert _ops.peek("q", 5, 10).params == (5, 10)
+    assert _ops.peek("q").params == (0, 100)
+    for bad in ({"after_msg_id": "1"}, {"after_msg_id": True}, {"limit": 0}, {"limit": -1}, {"limit": 1.5}):
+        with pytest.raises(InvalidArgument):
+            _ops.peek("q", **bad)
 
 
 def test_queue_operations_name_their_queue_for_not_found_errors() -> None:
