@@ -132,8 +132,8 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "HOWDAH_DATABASE_URL"}
     env.update(HOWDAH_HOME=str(fresh_home), COLUMNS="200")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "howdah.cli", "up"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=env,
+        [sys.executable, "-m", "howdah.cli", "up", "--app", "examples.hello:app"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     lines: list[str] = []
     ready = threading.Event()
@@ -153,6 +153,14 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
         with psycopg.connect(server.url(), autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FROM howdah_meta.schema_migrations WHERE component = 'queue'")
             assert row.fetchone() == (len(COMPONENT.migrations()),)
+            # the worker `up` runs for examples.hello:app takes a workflow started from SQL
+            conn.execute("SELECT howdah.start_workflow('greet', '{\"name\": \"up\", \"pause\": 0}', 'wf-up')")
+            deadline = time.monotonic() + 30
+            status = None
+            while status != "succeeded" and time.monotonic() < deadline:
+                status = conn.execute("SELECT status FROM howdah.workflows WHERE id = 'wf-up'").fetchone()[0]
+                time.sleep(0.05)
+            assert status == "succeeded", "".join(lines)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(lines)
     finally:

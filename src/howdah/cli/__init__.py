@@ -5,12 +5,14 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import db, queue
+from howdah.cli import db, queue, workflow
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(db.app, name="db")
 app.add_typer(queue.app, name="queue")
+app.add_typer(workflow.app, name="workflow")
+app.command()(workflow.worker)
 app.command()(up)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
-import threading
-from types import FrameType
+import sys
+from typing import Annotated
 
 import psycopg
 import typer
@@ -12,25 +14,26 @@ from rich.panel import Panel
 from rich.table import Table
 
 from howdah.cli._common import console, err_console, friendly
+from howdah.cli.workflow import load_app
+from howdah.durable import DurableApp, Worker
 from howdah.pg import EmbeddedPostgres, external_database_url, migrations
-from howdah.queue import Queue, QueueError
+from howdah.queue import AsyncQueue, QueueError
 from howdah.schema import ALL_COMPONENTS, install_all
 
 
 @friendly
 def up(
+    app_specs: Annotated[
+        list[str] | None,
+        typer.Option("--app", help="A DurableApp ('package.module:app') to run a worker for; repeatable."),
+    ] = None,
+    concurrency: int = typer.Option(16, min=1, help="Workflows each worker runs at once."),
     maintenance_interval: float = typer.Option(
         60.0, min=1.0, help="Seconds between partition-maintenance passes over partitioned queues."
     ),
 ) -> None:
     """Start the embedded Postgres (unless HOWDAH_DATABASE_URL is set), install or upgrade the schema, and run
     Howdah's services until Ctrl-C or SIGTERM."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     server: EmbeddedPostgres | None = None
     started_here = False
     try:
@@ -45,30 +48,49 @@ def up(
         with psycopg.connect(url, autocommit=True) as conn:
             applied = install_all(conn)
             versions = {c.name: max(migrations.state(conn, c).applied, default=0) for c in ALL_COMPONENTS}
-        _banner(server, url if external else None, applied, versions, maintenance_interval)
-        with Queue(url, pool_size=1) as queue:
-            while not stop.is_set():
-                try:
-                    queue.maintain()
-                except QueueError as exc:
-                    err_console.print(f"[yellow]partition maintenance failed:[/] {exc}")
-                stop.wait(maintenance_interval)
+        app_specs = app_specs or []
+        apps = [load_app(spec, url) for spec in app_specs]
+        _banner(server, applied, versions, maintenance_interval, app_specs, concurrency)
+        asyncio.run(_serve(url, apps, concurrency, maintenance_interval))
         console.print("stopping…")
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if server is not None and started_here:
             server.stop()
             console.print("embedded Postgres stopped")
     console.print("Howdah stopped cleanly")
 
 
+async def _serve(url: str, apps: list[DurableApp], concurrency: int, maintenance_interval: float) -> None:
+    """Run every service until SIGINT/SIGTERM; workers finish or hand back their in-flight runs."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncQueue(url, pool_size=1) as queue, contextlib.AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app)
+        tasks = [
+            asyncio.create_task(Worker(app, concurrency=concurrency).run(stop, handle_signals=False)) for app in apps
+        ]
+        console.print("Press Ctrl-C to stop.")
+        sys.stdout.flush()  # the line others wait for, also when stdout is a pipe
+        while not stop.is_set():
+            try:
+                await queue.maintain()
+            except QueueError as exc:
+                err_console.print(f"[yellow]partition maintenance failed:[/] {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), maintenance_interval)
+        await asyncio.gather(*tasks)
+
+
 def _banner(
     server: EmbeddedPostgres | None,
-    external: str | None,
     applied: list[migrations.Migration],
     versions: dict[str, int],
     maintenance_interval: float,
+    app_specs: list[str],
+    concurrency: int,
 ) -> None:
     table = Table(show_header=True, box=None)
     table.add_column("service")
@@ -81,10 +103,13 @@ def _banner(
     schema = ", ".join(f"{name} v{version:04d}" for name, version in versions.items())
     table.add_row("schema", f"{schema}" + (f"  ({len(applied)} migration(s) applied now)" if applied else ""))
     table.add_row("queue maintenance", f"every {maintenance_interval:g}s (partitioned queues)")
+    for spec in app_specs:
+        table.add_row("workflow worker", f"{spec} (concurrency {concurrency})")
+    if not app_specs:
+        table.add_row("workflow worker", "none (add --app package.module:app)")
     console.print(Panel(table, title="Howdah is up", expand=False))
     console.print(
         "connection URL: [bold]howdah db url[/]   try: [bold]howdah queue create demo[/] then "
         '[bold]howdah queue send demo \'{"hello": "world"}\'[/] and [bold]howdah queue tail demo '
         "--from-start[/]"
     )
-    console.print("Press Ctrl-C to stop.")

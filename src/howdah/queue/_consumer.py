@@ -154,7 +154,8 @@ class Consumer:
         if opts.listen and opts.enable_notify and not await self._q.execute(_ops.notify_enabled(self.queue)):
             await self._q.enable_notify(self.queue, 0)
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="howdah-heartbeat"))
-        self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="howdah-maintenance"))
+        if any(q.is_partitioned for q in await self._q.list_queues() if q.queue_name.lower() == self.queue.lower()):
+            self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="howdah-maintenance"))
         if opts.listen and self._q.conninfo:
             self._tasks.append(asyncio.create_task(self._listen_loop(self._q.conninfo), name="howdah-listen"))
         if opts.handle_signals:

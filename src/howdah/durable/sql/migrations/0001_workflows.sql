@@ -160,6 +160,7 @@ DECLARE
     wf_key  text;
     next_id text;
     next_q  text;
+    message bigint;
 BEGIN
     UPDATE howdah.workflows SET holds_key = false WHERE id = wf_id AND holds_key RETURNING key INTO wf_key;
     IF wf_key IS NULL THEN
@@ -170,10 +171,8 @@ BEGIN
      WHERE key = wf_key AND status = 'pending' AND NOT holds_key
      ORDER BY seq LIMIT 1 FOR UPDATE;
     IF next_id IS NOT NULL THEN
-        UPDATE howdah.workflows
-           SET holds_key = true,
-               msg_id = pgmq.send(next_q, jsonb_build_object('workflow_id', next_id)),
-               updated_at = clock_timestamp()
+        message := pgmq.send(next_q, jsonb_build_object('workflow_id', next_id));
+        UPDATE howdah.workflows SET holds_key = true, msg_id = message, updated_at = clock_timestamp()
          WHERE id = next_id;
     END IF;
     RETURN next_id;
@@ -394,8 +393,9 @@ CREATE FUNCTION howdah.retry_workflow(workflow_id text)
 RETURNS text
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    wf    howdah.workflows;
-    holds boolean := true;
+    wf      howdah.workflows;
+    holds   boolean := true;
+    message bigint;
 BEGIN
     SELECT * INTO wf FROM howdah.workflows w WHERE w.id = retry_workflow.workflow_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -410,10 +410,12 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('howdah.key:' || wf.key, 0));
         holds := NOT EXISTS (SELECT 1 FROM howdah.workflows w WHERE w.key = wf.key AND w.holds_key);
     END IF;
+    IF holds THEN
+        message := pgmq.send(wf.queue_name, jsonb_build_object('workflow_id', wf.id));
+    END IF;
     UPDATE howdah.workflows w
        SET status = 'pending', result = NULL, error = NULL, finished_at = NULL, cancel_requested = false,
-           holds_key = (wf.key IS NOT NULL AND holds), updated_at = clock_timestamp(),
-           msg_id = CASE WHEN holds THEN pgmq.send(wf.queue_name, jsonb_build_object('workflow_id', wf.id)) END
+           holds_key = (wf.key IS NOT NULL AND holds), updated_at = clock_timestamp(), msg_id = message
      WHERE w.id = wf.id;
     RETURN 'pending';
 END;

@@ -1,0 +1,202 @@
+"""``howdah worker`` and ``howdah workflow``: run workers, inspect and steer workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import signal as signals
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
+from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo
+
+app = typer.Typer(help="Inspect and steer durable workflows.", no_args_is_help=True)
+T = TypeVar("T")
+
+STATUS_STYLE = {
+    "succeeded": "green", "failed": "red", "cancelled": "magenta", "running": "cyan", "sleeping": "blue",
+    "waiting": "yellow", "pending": "white",
+}  # fmt: skip
+
+
+def load_app(spec: str, database_url: str | None = None) -> DurableApp:
+    """Import ``module:attribute`` (the current folder is importable) and return the DurableApp there."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise fail(f"--app must look like 'package.module:app', not {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise fail(f"cannot import {module_name!r}: {exc}") from None
+    found = getattr(module, attribute, None)
+    if not isinstance(found, DurableApp):
+        raise fail(f"{spec!r} is not a howdah.durable.DurableApp (found {type(found).__name__})")
+    if database_url and found._dsn is None:
+        found._dsn = database_url
+    return found
+
+
+def _with_app(database_url: str | None, work: Callable[[DurableApp], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with DurableApp(resolve_url(database_url)) as durable:
+            return await work(durable)
+
+    return asyncio.run(main())
+
+
+@friendly
+def worker(
+    app_spec: str = typer.Option(..., "--app", help="The DurableApp to run, as 'package.module:app'."),
+    concurrency: int = typer.Option(16, min=1, help="Workflows run at once by this worker."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Run a durable-workflow worker until Ctrl-C or SIGTERM (in-flight runs finish or are handed back)."""
+    durable = load_app(app_spec, database_url)
+    if durable._dsn is None:
+        durable._dsn = resolve_url(None)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signals.SIGINT, signals.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with durable:
+            console.print(
+                f"worker for {app_spec} started: workflows {sorted(durable.workflows)}, queue "
+                f"{durable.queue_name!r}, concurrency {concurrency}"
+            )
+            await Worker(durable, concurrency=concurrency).run(stop, handle_signals=False)
+        console.print("worker stopped")
+
+    asyncio.run(main())
+
+
+@app.command("list")
+@friendly
+def list_(
+    status: str | None = typer.Option(None, help="Only workflows in this status."),
+    limit: int = typer.Option(50, min=1, max=10_000),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """The most recently started workflows."""
+    if status is not None and status not in STATUS_STYLE:
+        raise fail(f"unknown status {status!r}; one of {', '.join(STATUS_STYLE)}")
+    rows = _with_app(database_url, lambda d: d.list_workflows(status, limit))
+    table = Table(title="workflows")
+    for column in ("id", "name", "status", "attempts", "key", "created", "finished"):
+        table.add_column(column, overflow="fold")
+    for wf in rows:
+        table.add_row(
+            wf.id,
+            wf.name,
+            _status(wf.status),
+            str(wf.attempts),
+            wf.key or "",
+            wf.created_at.isoformat(timespec="seconds"),
+            wf.finished_at.isoformat(timespec="seconds") if wf.finished_at else "",
+        )
+    console.print(table)
+
+
+def _status(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+@app.command()
+@friendly
+def show(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
+    """A workflow with its step timeline."""
+
+    async def load(durable: DurableApp) -> tuple[WorkflowInfo, list[StepInfo]]:
+        return await durable.get(workflow_id), await durable.steps(workflow_id)
+
+    info, steps = _with_app(database_url, load)
+    console.print(Panel(_summary(info), title=f"workflow {info.id}", expand=False))
+    console.print(timeline(info, steps))
+
+
+def _summary(info: WorkflowInfo) -> Table:
+    table = Table(show_header=False, box=None)
+    table.add_row("name", info.name)
+    table.add_row("status", _status(info.status) + (f" ({info.waiting_for})" if info.waiting_for else ""))
+    table.add_row("args", json.dumps(info.args))
+    if info.key:
+        table.add_row("key", info.key)
+    if info.parent_id:
+        table.add_row("parent", info.parent_id)
+    table.add_row("attempts", str(info.attempts))
+    if info.wake_at:
+        table.add_row("wakes at", info.wake_at.isoformat(timespec="seconds"))
+    if info.status == "succeeded":
+        table.add_row("result", json.dumps(info.result)[:500])
+    if info.error:
+        table.add_row("error", f"[red]{info.error.get('type')}: {info.error.get('message')}[/]")
+    return table
+
+
+def timeline(info: WorkflowInfo, steps: list[StepInfo], width: int = 30) -> Table:
+    """Steps as rows with a bar placing each in the workflow's time span."""
+    table = Table(title="steps")
+    for column in ("#", "step", "kind", "attempts", "took", "timeline", "outcome"):
+        table.add_column(column, overflow="fold")
+    if not steps:
+        return table
+    start = min(s.started_at for s in steps)
+    end = max([s.finished_at for s in steps] + ([info.finished_at] if info.finished_at else []))
+    span = max((end - start).total_seconds(), 1e-6)
+    for step in steps:
+        left = int((step.started_at - start).total_seconds() / span * width)
+        length = max(1, int((step.finished_at - step.started_at).total_seconds() / span * width))
+        bar = " " * left + "█" * min(length, width - left)
+        took = (step.finished_at - step.started_at).total_seconds() * 1000
+        outcome = (
+            f"[red]{step.error.get('type')}: {step.error.get('message')}[/]"
+            if step.error
+            else json.dumps(step.result.get("value", step.result) if isinstance(step.result, dict) else step.result)[
+                :80
+            ]
+        )
+        table.add_row(
+            str(step.index), step.name, step.kind, str(step.attempts), f"{took:.1f} ms", f"[cyan]{bar}[/]", outcome
+        )
+    return table
+
+
+@app.command()
+@friendly
+def cancel(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
+    """Cancel a workflow and its children."""
+    touched = _with_app(database_url, lambda d: d.cancel(workflow_id))
+    console.print(f"cancelled {touched} workflow(s)" if touched else "nothing to cancel: it has finished")
+
+
+@app.command()
+@friendly
+def retry(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
+    """Run a failed or cancelled workflow again from its last successful step."""
+    _with_app(database_url, lambda d: d.retry(workflow_id))
+    console.print(f"workflow {workflow_id} queued again")
+
+
+@app.command()
+@friendly
+def signal(
+    workflow_id: str,
+    name: str,
+    payload: str = typer.Argument("null", help="The signal's payload, as JSON."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Send a signal to a workflow."""
+    body: Any = parse_json(payload, "payload")
+    signal_id = _with_app(database_url, lambda d: d.signal(workflow_id, name, body))
+    console.print(f"signal {name!r} sent (id {signal_id})")

@@ -1,0 +1,128 @@
+"""Workers and workflows from the command line: `howdah worker`, `howdah workflow …`, SQL starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from howdah.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def scalar(db_url: str, query: str, *params: Any) -> Any:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.fixture
+def worker(db_url: str) -> Iterator[subprocess.Popen[str]]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "worker", "--app", "examples.hello:app", "--concurrency", "4",
+         "--database-url", db_url],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # printed once its signal handlers are in place and it is registered
+    assert "started" in first, first + proc.stdout.read()
+    yield proc
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_sql_start_worker_runs_cli_shows(db_url: str, worker: subprocess.Popen[str]) -> None:
+    # Started from SQL inside a transaction that rolls back: nothing happens.
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT howdah.start_workflow('greet', '{\"name\": \"ghost\", \"pause\": 0}', 'wf-ghost')")
+        conn.rollback()
+    # Committed: the worker runs it.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT howdah.start_workflow('greet', '{\"name\": \"ada\", \"pause\": 0}', 'wf-ada')")
+    wait_until(
+        lambda: scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'wf-ada'") == "succeeded",
+        what="wf-ada to succeed",
+    )
+    assert scalar(db_url, "SELECT result FROM howdah.workflows WHERE id = 'wf-ada'") == "Hello, Ada!"
+    assert scalar(db_url, "SELECT count(*) FROM howdah.workflows WHERE id = 'wf-ghost'") == 0
+
+    listed = runner.invoke(app, ["workflow", "list", "--database-url", db_url])
+    assert listed.exit_code == 0 and "wf-ada" in listed.output and "succeeded" in listed.output
+    shown = runner.invoke(app, ["workflow", "show", "wf-ada", "--database-url", db_url], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "look up" in shown.output and "greet" in shown.output and "Hello, Ada!" in shown.output
+
+    late = runner.invoke(app, ["workflow", "signal", "wf-ada", "reply", '"hi"', "--database-url", db_url])
+    assert late.exit_code == 1 and "has finished" in late.output
+    unknown = runner.invoke(app, ["workflow", "show", "no-such-workflow", "--database-url", db_url])
+    assert unknown.exit_code == 1 and "does not exist" in unknown.output
+
+
+def test_signal_and_cancel_from_cli(db_url: str, worker: subprocess.Popen[str]) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute('SELECT howdah.start_workflow(\'greet\', \'{"name": "bo", "pause": 0, "wait": 60}\', \'wf-bo\')')
+        conn.execute("SELECT howdah.start_workflow('greet', '{\"name\": \"cy\", \"pause\": 60}', 'wf-cy')")
+    wait_until(
+        lambda: scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'wf-bo'") == "waiting",
+        what="wf-bo to wait for its signal",
+    )
+    sent = runner.invoke(app, ["workflow", "signal", "wf-bo", "reply", '"yes"', "--database-url", db_url])
+    assert sent.exit_code == 0, sent.output
+    wait_until(
+        lambda: scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'wf-bo'") == "succeeded",
+        what="wf-bo to succeed",
+    )
+    assert scalar(db_url, "SELECT result FROM howdah.workflows WHERE id = 'wf-bo'") == "Hello, Bo! You said 'yes'."
+
+    wait_until(
+        lambda: scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'wf-cy'") == "sleeping",
+        what="wf-cy to sleep",
+    )
+    cancelled = runner.invoke(app, ["workflow", "cancel", "wf-cy", "--database-url", db_url])
+    assert cancelled.exit_code == 0 and "cancelled 1" in cancelled.output
+    assert scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'wf-cy'") == "cancelled"
+    retried = runner.invoke(app, ["workflow", "retry", "wf-cy", "--database-url", db_url])
+    assert retried.exit_code == 0, retried.output
+    assert scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'wf-cy'") in (
+        "pending",
+        "running",
+        "sleeping",
+    )
+
+
+def test_worker_stops_on_sigterm(db_url: str, worker: subprocess.Popen[str]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, out
+    assert "worker stopped" in out
+
+
+def test_bad_app_spec_is_a_clear_error(db_url: str) -> None:
+    result = runner.invoke(app, ["worker", "--app", "no_such_module:app", "--database-url", db_url])
+    assert result.exit_code == 1 and "cannot import" in result.output
+    result = runner.invoke(app, ["worker", "--app", "examples.hello", "--database-url", db_url])
+    assert result.exit_code == 1 and "package.module:app" in result.output
