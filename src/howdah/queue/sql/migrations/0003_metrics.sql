@@ -40,10 +40,14 @@ LANGUAGE sql
 AS $fn$ SELECT 10000::bigint $fn$;
 
 -- Rows in `rel` (optionally only those matching `condition`), counted exactly up to `cap`; cap + 1 means
--- "more than cap". `ordering` names an indexed column so the scan stops early instead of reading the table.
+-- "more than cap". `ordering` names an indexed column, and sequential and bitmap scans are switched off for
+-- this one statement, so the count walks that index and stops early: the planner would otherwise prefer
+-- reading the whole table when cap is a large share of it.
 CREATE FUNCTION pgmq._howdah_count_upto(rel text, condition text, ordering text, cap bigint, at timestamp with time zone)
 RETURNS bigint
 LANGUAGE plpgsql
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $fn$
 DECLARE
     n bigint;
