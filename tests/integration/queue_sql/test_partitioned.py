@@ -1,0 +1,186 @@
+"""Partitioned queues without pg_partman: premade partitions, bursts, maintenance, retention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+Conn = psycopg.Connection[Any]
+
+
+def partitions(conn: Conn, table: str) -> dict[str, str]:
+    """Partition name -> bound expression."""
+    rows = conn.execute(
+        """
+        SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid)
+          FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+         WHERE i.inhparent = %s::regclass
+        """,
+        (table,),
+    ).fetchall()
+    return dict(rows)
+
+
+def where(conn: Conn, table: str) -> dict[str, int]:
+    """Partition name -> number of rows in it."""
+    rows = conn.execute(f"SELECT tableoid::regclass::text, count(*) FROM {table} GROUP BY 1").fetchall()
+    return {name.removeprefix("pgmq."): n for name, n in rows}
+
+
+def maintain(conn: Conn, queue: str | None) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT queue, partition_table, action, range_from, range_to, moved_rows FROM pgmq.maintain_partitions(%s)",
+        (queue,),
+    ).fetchall()
+
+
+def send_many(conn: Conn, queue: str, n: int) -> list[int]:
+    rows = conn.execute(
+        "SELECT * FROM pgmq.send_batch(%s::text, %s::jsonb[])", (queue, [Jsonb({"i": i}) for i in range(n)])
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_msg_id_partitions_premade_burst_and_maintenance(conn: Conn, queue_name: str) -> None:
+    q = queue_name
+    conn.execute("SELECT pgmq.create_partitioned(%s, '10', '30', 2)", (q,))
+    assert conn.execute(
+        "SELECT is_partitioned, is_unlogged FROM pgmq.list_queues() WHERE queue_name = %s", (q,)
+    ).fetchone() == (True, False)
+    # The current partition and `premake` ahead, plus a DEFAULT partition, for the queue and its archive.
+    assert partitions(conn, f"pgmq.q_{q}") == {
+        f"q_{q}_default": "DEFAULT",
+        f"q_{q}_p0": "FOR VALUES FROM ('0') TO ('10')",
+        f"q_{q}_p1": "FOR VALUES FROM ('10') TO ('20')",
+        f"q_{q}_p2": "FOR VALUES FROM ('20') TO ('30')",
+    }
+    assert set(partitions(conn, f"pgmq.a_{q}")) == {f"a_{q}_default", f"a_{q}_p0", f"a_{q}_p1", f"a_{q}_p2"}
+
+    # A burst far beyond the premade partitions: every send succeeds, the overflow waits in the default one.
+    ids = send_many(conn, q, 95)
+    assert ids == list(range(1, 96))
+    assert where(conn, f"pgmq.q_{q}") == {f"q_{q}_p0": 9, f"q_{q}_p1": 10, f"q_{q}_p2": 10, f"q_{q}_default": 66}
+    metrics = conn.execute(
+        "SELECT queue_length, total_messages, queue_visible_length, default_partition_length FROM pgmq.metrics(%s)",
+        (q,),
+    ).fetchone()
+    assert metrics == (95, 95, 95, 66)
+
+    # Maintenance creates partitions for the rows in the default partition (moving them) and premakes ahead;
+    # queue partitions past retention are kept while they hold messages; archive ones are dropped.
+    done = maintain(conn, q)
+    created = {r[1]: r[5] for r in done if r[2] == "created"}
+    assert created == {
+        **{f"q_{q}_p{k}": 10 for k in range(3, 9)},
+        f"q_{q}_p9": 6,
+        f"q_{q}_p10": 0,
+        f"q_{q}_p11": 0,
+        **{f"a_{q}_p{k}": 0 for k in range(6, 12)},
+    }
+    assert {r[1] for r in done if r[2] == "dropped"} == {f"a_{q}_p0", f"a_{q}_p1", f"a_{q}_p2"}
+    assert {r[1] for r in done if r[2].startswith("kept")} == {f"q_{q}_p{k}" for k in range(6)}
+    assert f"q_{q}_default" not in where(conn, f"pgmq.q_{q}")
+    assert sum(where(conn, f"pgmq.q_{q}").values()) == 95
+
+    # Reads, archives and deletes work across partitions, oldest first.
+    got = conn.execute("SELECT msg_id FROM pgmq.read(%s, 30, 25)", (q,)).fetchall()
+    assert [r[0] for r in got] == list(range(1, 26))
+    archived = conn.execute("SELECT * FROM pgmq.archive(%s, %s::bigint[])", (q, list(range(1, 21)))).fetchall()
+    assert sorted(r[0] for r in archived) == list(range(1, 21))
+    assert conn.execute("SELECT pgmq.delete(%s, 21::bigint)", (q,)).fetchone() == (True,)
+    assert conn.execute("SELECT pgmq.archive(%s, 95::bigint)", (q,)).fetchone() == (True,)
+    assert [r[0] for r in conn.execute("SELECT msg_id FROM pgmq.pop(%s, 2)", (q,)).fetchall()] == [26, 27]
+    assert conn.execute(
+        "SELECT queue_length, queue_visible_length, default_partition_length FROM pgmq.metrics(%s)", (q,)
+    ).fetchone() == (71, 67, 20)
+    # Archived rows whose archive partition is past retention went to the archive's default partition.
+    assert where(conn, f"pgmq.a_{q}") == {f"a_{q}_default": 20, f"a_{q}_p9": 1}
+
+    # The emptied queue partitions are dropped by the next run; the old archived rows get a partition and are
+    # then dropped with it (retention).
+    conn.execute("SELECT * FROM pgmq.delete(%s, %s::bigint[])", (q, list(range(22, 61))))
+    done = maintain(conn, q)
+    dropped = {r[1] for r in done if r[2] == "dropped"}
+    assert {f"q_{q}_p{k}" for k in range(6)} <= dropped
+    assert {f"a_{q}_p0", f"a_{q}_p1", f"a_{q}_p2"} <= dropped
+    assert where(conn, f"pgmq.a_{q}") == {f"a_{q}_p9": 1}
+    assert maintain(conn, q) == []  # nothing left to do
+    assert conn.execute("SELECT pgmq.drop_queue(%s)", (q,)).fetchone() == (True,)
+    assert conn.execute("SELECT count(*) FROM pg_class WHERE relname LIKE %s", (f"%_{q}_%",)).fetchone() == (0,)
+
+
+def test_time_partitions(conn: Conn, queue_name: str) -> None:
+    q = queue_name
+    conn.execute("SELECT pgmq.create_partitioned(%s, '1 hour', '1 day', 3)", (q,))
+    parts = partitions(conn, f"pgmq.q_{q}")
+    assert len(parts) == 5 and parts[f"q_{q}_default"] == "DEFAULT"
+    hour = conn.execute("SELECT to_char(date_trunc('hour', now() AT TIME ZONE 'UTC'), 'YYYYMMDDHH24MI')").fetchone()
+    assert hour is not None and f"q_{q}_p{hour[0]}" in parts
+    ids = send_many(conn, q, 5)
+    assert where(conn, f"pgmq.q_{q}") == {f"q_{q}_p{hour[0]}": 5}
+    assert conn.execute("SELECT * FROM pgmq.archive(%s, %s::bigint[])", (q, ids[:2])).fetchall()
+    assert where(conn, f"pgmq.a_{q}") == {f"a_{q}_p{hour[0]}": 2}
+
+    # Simulate partitions from long ago: the archive's is dropped; the queue's is kept while it holds a message
+    # (a late insert of an old message), then dropped once empty.
+    conn.execute(
+        f'CREATE TABLE pgmq."q_{q}_p200001010000" PARTITION OF pgmq."q_{q}" '
+        "FOR VALUES FROM ('2000-01-01 00:00+00') TO ('2000-01-01 01:00+00')"
+    )
+    conn.execute(
+        f'CREATE TABLE pgmq."a_{q}_p200001010000" PARTITION OF pgmq."a_{q}" '
+        "FOR VALUES FROM ('2000-01-01 00:00+00') TO ('2000-01-01 01:00+00')"
+    )
+    conn.execute(f"INSERT INTO pgmq.q_{q} (enqueued_at, vt, message) VALUES ('2000-01-01 00:30+00', now(), '{{}}')")
+    done = maintain(conn, q)
+    assert [(r[1], r[2]) for r in done] == [
+        (f"q_{q}_p200001010000", "kept: past retention but still holds messages"),
+        (f"a_{q}_p200001010000", "dropped"),
+    ]
+    assert conn.execute("SELECT count(*) FROM pgmq.pop(%s, 10)", (q,)).fetchone() == (4,)
+    assert [(r[1], r[2]) for r in maintain(conn, q)] == [(f"q_{q}_p200001010000", "dropped")]
+    assert conn.execute("SELECT queue_length FROM pgmq.metrics(%s)", (q,)).fetchone() == (0,)
+    conn.execute("SELECT pgmq.drop_queue(%s)", (q,))
+
+
+def test_maintain_all_queues_and_archive_conversion(conn: Conn, queue_name: str) -> None:
+    plain, part = f"{queue_name}_plain", f"{queue_name}_part"
+    conn.execute("SELECT pgmq.create(%s)", (plain,))
+    conn.execute("SELECT pgmq.create_partitioned(%s, '5', '100', 1)", (part,))
+    send_many(conn, part, 12)
+    done = maintain(conn, None)
+    assert {r[0] for r in done} == {part}
+    assert {r[1] for r in done if r[2] == "created"} >= {f"q_{part}_p2", f"q_{part}_p3"}
+
+    # convert_archive_partitioned: the plain queue keeps its table; its archive becomes partitioned and keeps
+    # its rows.
+    ids = send_many(conn, plain, 12)
+    conn.execute("SELECT * FROM pgmq.archive(%s, %s::bigint[])", (plain, ids[:7]))
+    conn.execute("SELECT pgmq.convert_archive_partitioned(%s, '5', '100', 2)", (plain,))
+    assert where(conn, f"pgmq.a_{plain}") == {f"a_{plain}_p0": 4, f"a_{plain}_p1": 3}
+    assert set(partitions(conn, f"pgmq.a_{plain}")) == {
+        f"a_{plain}_default",
+        f"a_{plain}_p0",
+        f"a_{plain}_p1",
+        f"a_{plain}_p2",
+        f"a_{plain}_p3",
+        f"a_{plain}_p4",
+    }
+    assert conn.execute("SELECT pgmq.archive(%s, 12::bigint)", (plain,)).fetchone() == (True,)
+    conn.execute("SELECT pgmq.convert_archive_partitioned(%s)", (plain,))  # already partitioned: a no-op
+    assert conn.execute("SELECT count(*) FROM pgmq.a_" + plain).fetchone() == (8,)
+    for name in (plain, part):
+        conn.execute("SELECT pgmq.drop_queue(%s)", (name,))
+
+
+def test_notify_uses_the_parent_table_name(conn: Conn, queue_name: str, db_url: str) -> None:
+    conn.execute("SELECT pgmq.create_partitioned(%s, '10', '100')", (queue_name,))
+    conn.execute("SELECT pgmq.enable_notify_insert(%s, 0)", (queue_name,))
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute(f'LISTEN "pgmq.q_{queue_name}.INSERT"')
+        send_many(conn, queue_name, 30)  # spans several partitions and the default one
+        got = list(listener.notifies(timeout=10, stop_after=1))
+    assert [n.channel for n in got] == [f"pgmq.q_{queue_name}.INSERT"]
+    conn.execute("SELECT pgmq.drop_queue(%s)", (queue_name,))
