@@ -1,0 +1,171 @@
+"""The instance spec: what a user asks for, validated strictly (pydantic, no I/O).
+
+Sizes follow Kubernetes quantities, as Tembo's API does: ``cpu`` in cores (``"1"``, ``"0.5"``, ``"500m"``),
+``memory`` and ``storage`` as ``"512Mi"``, ``"2Gi"``, ``"10Gi"``. Their parsed values are available as
+``cpu_millicores``, ``memory_bytes`` and ``storage_bytes``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_EXTENSION_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+_QUANTITY = re.compile(r"^(?P<number>\d+(\.\d+)?)(?P<unit>m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_UNITS = {
+    None: 1, "m": 0.001, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}  # fmt: skip
+
+MIN_MEMORY = 256 * 2**20
+MAX_MEMORY = 1024 * 2**30
+MIN_STORAGE = 1 * 2**30
+MAX_STORAGE = 64 * 2**40
+SUPPORTED_PG_VERSIONS = (18,)
+
+
+def parse_quantity(text: str, what: str) -> float:
+    """A Kubernetes quantity as a number of base units (cores, bytes); ValueError naming ``what``."""
+    match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{what} must be a quantity like '1', '500m', '512Mi' or '10Gi', not {text!r}")
+    return float(match["number"]) * _UNITS[match["unit"]]
+
+
+class Stack(StrEnum):
+    standard = "standard"
+    oltp = "oltp"
+    olap = "olap"
+    vectordb = "vectordb"
+    messagequeue = "messagequeue"
+
+
+class Extension(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=63)
+    enabled: bool = True
+    version: str | None = Field(default=None, max_length=32, pattern=r"^[0-9A-Za-z._-]+$")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _EXTENSION_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid extension name")
+        return value
+
+
+class ConnectionPooler(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    pool_mode: Annotated[str, Field(pattern="^(session|transaction)$")] = "transaction"
+    max_client_connections: int = Field(default=1000, ge=10, le=100_000)
+    default_pool_size: int = Field(default=20, ge=1, le=1000)
+
+
+class InstanceSpec(BaseModel):
+    """The desired shape of one Postgres instance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=40, description="DNS label: lowercase letters, digits, '-'.")
+    stack: Stack = Stack.standard
+    pg_version: int = 18
+    cpu: str = "1"
+    memory: str = "1Gi"
+    storage: str = "10Gi"
+    replicas: int = Field(default=1, ge=1, le=5)
+    extensions: tuple[Extension, ...] = ()
+    postgres_configs: dict[str, str] = Field(default_factory=dict)
+    ip_allow_list: tuple[IPv4Network | IPv6Network, ...] = ()
+    connection_pooler: ConnectionPooler = ConnectionPooler()
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"{value!r} is not a DNS label: use lowercase letters, digits and '-', starting with a letter"
+            )
+        return value
+
+    @field_validator("pg_version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value not in SUPPORTED_PG_VERSIONS:
+            raise ValueError(f"Postgres {value} is not available; supported: {list(SUPPORTED_PG_VERSIONS)}")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, value: str) -> str:
+        cores = parse_quantity(value, "cpu")
+        if not 0.25 <= cores <= 64:
+            raise ValueError(f"cpu must be between 0.25 and 64 cores, not {value!r}")
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        size = parse_quantity(value, "memory")
+        if not MIN_MEMORY <= size <= MAX_MEMORY:
+            raise ValueError(f"memory must be between 256Mi and 1024Gi, not {value!r}")
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        size = parse_quantity(value, "storage")
+        if not MIN_STORAGE <= size <= MAX_STORAGE:
+            raise ValueError(f"storage must be between 1Gi and 64Ti, not {value!r}")
+        return value
+
+    @field_validator("postgres_configs")
+    @classmethod
+    def _configs(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 200:
+            raise ValueError("at most 200 postgres_configs")
+        for name, setting in value.items():
+            if not _SETTING_NAME.match(name) or len(name) > 63:
+                raise ValueError(f"{name!r} is not a valid Postgres setting name")
+            if not isinstance(setting, str) or len(setting) > 1024 or "\x00" in setting or "\n" in setting:
+                raise ValueError(f"the value of {name!r} must be a single-line string of at most 1024 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_extensions(self) -> InstanceSpec:
+        names = [e.name for e in self.extensions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"extensions listed twice: {duplicates}")
+        if len(self.ip_allow_list) > 100:
+            raise ValueError("at most 100 ip_allow_list entries")
+        return self
+
+    @property
+    def cpu_millicores(self) -> int:
+        return round(parse_quantity(self.cpu, "cpu") * 1000)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(parse_quantity(self.memory, "memory"))
+
+    @property
+    def storage_bytes(self) -> int:
+        return int(parse_quantity(self.storage, "storage"))
+
+    def enabled_extensions(self) -> list[str]:
+        return sorted(e.name for e in self.extensions if e.enabled)
+
+    def patched(self, changes: dict[str, Any]) -> InstanceSpec:
+        """A new spec with ``changes`` applied and validated as a whole (name cannot change)."""
+        if "name" in changes and changes["name"] != self.name:
+            raise ValueError("an instance cannot be renamed")
+        return InstanceSpec.model_validate({**self.model_dump(mode="json"), **changes})
