@@ -225,3 +225,22 @@ def snapshot_pgmq_only(conn: Conn) -> list[tuple[Any, ...]]:
             "SELECT relname, relkind FROM pg_class WHERE relnamespace = 'pgmq'::regnamespace ORDER BY 1"
         ).fetchall()
     )
+
+
+def test_a_role_that_does_not_own_the_schema_can_use_queues(databases: Callable[[], Conn]) -> None:
+    conn = databases()
+    upgrade(conn, COMPONENT)
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE ROLE {role}")
+    try:
+        conn.execute(f"GRANT USAGE, CREATE ON SCHEMA pgmq TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgmq TO {role}")
+        with conn.transaction(force_rollback=True):
+            conn.execute(f"SET LOCAL ROLE {role}")
+            conn.execute("SELECT pgmq.create('app_q')")
+            assert conn.execute("SELECT * FROM pgmq.send('app_q', '{}'::jsonb)").fetchone() == (1,)
+            assert conn.execute("SELECT msg_id FROM pgmq.read('app_q', 30, 1)").fetchone() == (1,)
+            assert conn.execute("SELECT pgmq.drop_queue('app_q')").fetchone() == (True,)
+    finally:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")

@@ -4,7 +4,7 @@
 -- Compatibility contract: every object a PGMQ 1.13 client can see (function names, parameter names, defaults,
 -- overloads, result types and columns, tables pgmq.meta / pgmq.q_<name> / pgmq.a_<name>, NOTIFY channels) looks
 -- like PGMQ's. Everything Howdah needs on top lives in separate objects whose names start with `_howdah_`.
--- All functions are SECURITY INVOKER and qualify every object they use.
+-- All functions qualify every object they use and are SECURITY INVOKER, except _howdah_compile (see there).
 --
 -- How the hot path is fast (see _howdah_compile below): PGMQ builds every statement as text and EXECUTEs it, so
 -- Postgres parses and plans it again on every call (~25 us of server CPU for a one-row INSERT, more than the
@@ -328,9 +328,14 @@ $fn$;
 
 -- (Re)generates every kernel from pgmq._howdah_queue. Deterministic (same queues => same text), and a kernel
 -- whose text did not change is left alone, so sessions keep their compiled copy and cached plans.
+-- SECURITY DEFINER: replacing a function needs its owner (the role that installed the schema), while queues
+-- may be created by any role allowed to create tables in pgmq. That is safe: names only reach the generated
+-- code through format('%I') / format('%L'), and the kernels themselves run with the caller's rights.
 CREATE FUNCTION pgmq._howdah_compile()
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     k record;
