@@ -1,0 +1,111 @@
+"""SIGKILL a worker process at four instants — in the middle of a step, between steps, while the workflow sleeps,
+while it waits for a signal — and a second worker process completes the workflow from its last checkpoint:
+every completed step ran exactly once, the interrupted one at least once.
+
+Workers are ``worker_proc.py`` processes with a 2-second lease; steps write ``start``/``end`` rows to ``effects``
+and block on ``gates`` rows the test inserts, so the test kills at a known instant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ._helpers import Procs, new_id, rows, scalar, status, step_counts, wait_until
+
+pytestmark = pytest.mark.slow
+
+STEPS = ["s1", "s2", "s3"]
+
+
+def start_pipeline(db_url: str, procs: Procs, args: dict[str, Any]) -> str:
+    """Start ``pipeline`` from SQL once a worker has registered it for this test's queue."""
+    wait_until(
+        lambda: scalar(db_url, "SELECT queue_name FROM howdah.workflow_types WHERE name = 'pipeline'") == procs.queue,
+        what="a worker to register the workflow types",
+    )
+    wf = new_id("crash")
+    scalar(
+        db_url,
+        "SELECT id FROM howdah.start_workflow('pipeline', %s::jsonb, workflow_id => %s)",
+        (json.dumps({"steps": STEPS, **args}), wf),
+    )
+    return wf
+
+
+def wait_for(procs: Procs, predicate: Any, what: str, timeout: float = 30) -> None:
+    try:
+        wait_until(predicate, timeout=timeout, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{procs.logs_text()}") from None
+
+
+def who_ran(db_url: str, wf: str, step: str) -> list[str]:
+    return [r[0] for r in rows(db_url, "SELECT worker FROM effects WHERE workflow_id = %s AND step = %s "
+                                       "AND phase = 'start' ORDER BY at", (wf, step))]  # fmt: skip
+
+
+def finish_on(procs: Procs, db_url: str, wf: str) -> list[Any]:
+    wait_for(procs, lambda: status(db_url, wf) in ("succeeded", "failed", "cancelled"), f"{wf} to finish")
+    info = rows(db_url, "SELECT status, result, error FROM howdah.workflows WHERE id = %s", (wf,))[0]
+    assert info[0] == "succeeded", f"{info}\n{procs.logs_text()}"
+    return info[1]  # type: ignore[no-any-return]
+
+
+def test_killed_in_the_middle_of_a_step(procs: Procs, db_url: str) -> None:
+    procs.start("A")
+    wf = start_pipeline(db_url, procs, {"block": "s2"})
+    wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "A to be inside s2")
+    procs.kill("A")
+    procs.start("B")
+    # Opened only after the kill: A never finished s2.
+    scalar(db_url, "INSERT INTO gates (workflow_id, point) VALUES (%s, 's2') RETURNING 1", (wf,))
+    result = finish_on(procs, db_url, wf)
+    assert result == ["s1 by A", "s2 by B", "s3 by B"]
+    assert step_counts(db_url, wf, "end") == {"s1": 1, "s2": 1, "s3": 1}
+    assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 2, "s3": 1}
+    assert who_ran(db_url, wf, "s2") == ["A", "B"]
+
+
+def test_killed_between_two_steps(procs: Procs, db_url: str) -> None:
+    procs.start("A")
+    wf = start_pipeline(db_url, procs, {"pause_before": "s2"})
+    wait_for(procs, lambda: step_counts(db_url, wf, "pause").get("pause:s2") == 1, "A to pause after s1")
+    assert [r[0] for r in rows(db_url, "SELECT name FROM howdah.steps WHERE workflow_id = %s", (wf,))] == ["s1"]
+    procs.kill("A")
+    scalar(db_url, "INSERT INTO gates (workflow_id, point) VALUES (%s, 'pause:s2') RETURNING 1", (wf,))
+    procs.start("B")
+    result = finish_on(procs, db_url, wf)
+    assert result == ["s1 by A", "s2 by B", "s3 by B"]
+    assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 1, "s3": 1}
+    assert step_counts(db_url, wf, "end") == {"s1": 1, "s2": 1, "s3": 1}
+    assert step_counts(db_url, wf, "pause") == {"pause:s2": 2}  # workflow code between steps is replayed
+
+
+def test_killed_while_the_workflow_sleeps(procs: Procs, db_url: str) -> None:
+    procs.start("A")
+    wf = start_pipeline(db_url, procs, {"sleep_before": "s2", "sleep": 3})
+    wait_for(procs, lambda: status(db_url, wf) == "sleeping", "the workflow to sleep")
+    procs.kill("A")
+    assert status(db_url, wf) == "sleeping"
+    procs.start("B")
+    result = finish_on(procs, db_url, wf)
+    assert result == ["s1 by A", "s2 by B", "s3 by B"]
+    assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 1, "s3": 1}
+    assert step_counts(db_url, wf, "end") == {"s1": 1, "s2": 1, "s3": 1}
+
+
+def test_killed_while_the_workflow_waits_for_a_signal(procs: Procs, db_url: str) -> None:
+    procs.start("A")
+    wf = start_pipeline(db_url, procs, {"signal_before": "s2"})
+    wait_for(procs, lambda: status(db_url, wf) == "waiting", "the workflow to wait for its signal")
+    procs.kill("A")
+    # Sent while no worker is alive: the signal waits in the database for the next one.
+    scalar(db_url, "SELECT howdah.send_signal(%s, 'go', %s::jsonb)", (wf, '{"approved": true}'))
+    procs.start("B")
+    result = finish_on(procs, db_url, wf)
+    assert result == ["s1 by A", {"approved": True}, "s2 by B", "s3 by B"]
+    assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 1, "s3": 1}
+    assert step_counts(db_url, wf, "end") == {"s1": 1, "s2": 1, "s3": 1}

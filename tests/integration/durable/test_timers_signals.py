@@ -1,0 +1,151 @@
+"""Durable timers and signals with an in-process worker: a sleeping workflow frees its worker, signals carry
+payloads, time out, and are kept when they arrive before the workflow waits; bad signals are named errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from howdah.durable import (
+    DurableApp,
+    NotSerializable,
+    WorkflowContext,
+    WorkflowFinished,
+    WorkflowNotFound,
+)
+
+from ._helpers import Registry, Side, async_wait_until, new_id, running
+
+WORKFLOWS = Registry()
+
+
+async def mark(workflow_id: str, step: str) -> str:
+    await Side.arecord(workflow_id, step)
+    return step
+
+
+async def gated(workflow_id: str, step: str) -> str:
+    """Runs until the test opens the gate ``step`` of this workflow."""
+    await Side.arecord(workflow_id, step, "start")
+    await Side.wait_gate(workflow_id, step)
+    await Side.arecord(workflow_id, step, "end")
+    return step
+
+
+async def wait_status(app: DurableApp, workflow_id: str, *statuses: str, timeout: float = 20) -> None:
+    async def reached() -> bool:
+        return (await app.get(workflow_id)).status in statuses
+
+    await async_wait_until(reached, timeout=timeout, what=f"{workflow_id} to be {'/'.join(statuses)}")
+
+
+# --------------------------------------------------------------------------------------------------- sleeping
+@WORKFLOWS.workflow()
+async def sleeper(ctx: WorkflowContext, args: dict[str, Any]) -> str:
+    await ctx.step("before", mark, ctx.workflow_id, "before")
+    await ctx.sleep(args["seconds"])
+    await ctx.step("after", mark, ctx.workflow_id, "after")
+    return "rested"
+
+
+@WORKFLOWS.workflow()
+async def quick(ctx: WorkflowContext, args: dict[str, Any]) -> str:
+    return await ctx.step("only", mark, ctx.workflow_id, "only")
+
+
+async def test_a_sleeping_workflow_leaves_its_worker_free(app: DurableApp) -> None:
+    async with running(app, concurrency=1):  # one slot: the quick workflow can only run if the sleeper left it
+        slow = await app.start("sleeper", {"seconds": 3}, workflow_id=new_id())
+        await wait_status(app, slow.workflow_id, "sleeping")
+        info = await app.get(slow.workflow_id)
+        assert info.wake_at is not None and info.wake_at > info.updated_at
+        fast = await app.start("quick", workflow_id=new_id())
+        assert await fast.result(10) == "only"
+        assert (await app.get(slow.workflow_id)).status == "sleeping"
+        assert await Side.acount(slow.workflow_id, "after") == 0
+        assert await slow.result(20) == "rested"
+    assert await Side.acount(slow.workflow_id, "before") == 1
+    assert await Side.acount(slow.workflow_id, "after") == 1
+    sleep_step = next(s for s in await app.steps(slow.workflow_id) if s.kind == "sleep")
+    assert sleep_step.result is not None
+    assert datetime.fromisoformat(sleep_step.result["value"]) <= datetime.now(UTC)
+
+
+@WORKFLOWS.workflow()
+async def sleeps_until(ctx: WorkflowContext, args: dict[str, Any]) -> str:
+    await ctx.sleep_until(datetime.fromisoformat(args["when"]))
+    return "woke"
+
+
+async def test_sleep_until_a_past_instant_does_not_wait(app: DurableApp) -> None:
+    async with running(app):
+        past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        handle = await app.start("sleeps_until", {"when": past}, workflow_id=new_id())
+        assert await handle.result(10) == "woke"
+
+
+# ---------------------------------------------------------------------------------------------------- signals
+@WORKFLOWS.workflow()
+async def approval(ctx: WorkflowContext, args: dict[str, Any]) -> dict[str, Any]:
+    wf = ctx.workflow_id
+    if args.get("gate_first"):
+        await ctx.step("prepare", gated, wf, "prepare")
+    decision = await ctx.wait_for_signal("decision", timeout=args.get("timeout"))
+    await ctx.step("after", mark, wf, "after")
+    return {"decision": decision}
+
+
+async def test_a_signal_delivers_its_payload(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("approval", workflow_id=new_id())
+        await wait_status(app, handle.workflow_id, "waiting")
+        assert (await app.get(handle.workflow_id)).waiting_for is not None
+        assert await app.signal(handle.workflow_id, "unrelated", 1) > 0  # wakes it; it waits again
+        await app.signal(handle.workflow_id, "decision", {"approved": True, "by": "ops"})
+        assert await handle.result(20) == {"decision": {"approved": True, "by": "ops"}}
+    assert await Side.acount(handle.workflow_id, "after") == 1
+
+
+async def test_waiting_for_a_signal_times_out_with_none(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("approval", {"timeout": 1}, workflow_id=new_id())
+        assert await handle.result(20) == {"decision": None}
+    signal_step = next(s for s in await app.steps(handle.workflow_id) if s.kind == "signal")
+    assert signal_step.result == {"payload": None, "timed_out": True}
+
+
+async def test_a_signal_sent_before_the_workflow_waits_is_received(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("approval", {"gate_first": True}, workflow_id=new_id())
+        wf = handle.workflow_id
+        await async_wait_until(lambda: Side.acount(wf, "prepare", "start"), what="the first step to run")
+        await app.signal(wf, "decision", "early")  # the workflow is still in its first step
+        Side.open_gate(wf, "prepare")
+        assert await handle.result(20) == {"decision": "early"}
+
+
+async def test_a_signal_sent_from_sql_wakes_the_workflow(app: DurableApp, db_url: str) -> None:
+    async with running(app):
+        handle = await app.start("approval", workflow_id=new_id())
+        await wait_status(app, handle.workflow_id, "waiting")
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            await conn.execute(
+                "SELECT howdah.send_signal(%s, 'decision', %s::jsonb)", (handle.workflow_id, '{"via": "sql"}')
+            )
+        assert await handle.result(20) == {"decision": {"via": "sql"}}
+
+
+async def test_signals_to_finished_or_unknown_workflows_are_named_errors(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("quick", workflow_id=new_id())
+        await handle.result(10)
+    with pytest.raises(WorkflowFinished):
+        await app.signal(handle.workflow_id, "decision", 1)
+    with pytest.raises(WorkflowNotFound):
+        await app.signal(new_id("missing"), "decision", 1)
+    with pytest.raises(NotSerializable):
+        await app.signal(handle.workflow_id, "decision", {1, 2})
+    assert await Side.acount(handle.workflow_id, "only") == 1
