@@ -270,8 +270,9 @@ BEGIN
 END;
 $fn$;
 
--- Keeps premade partitions ahead and drops expired ones, for one partitioned queue or (NULL) all of them.
--- Returns one row per partition created, dropped, kept or skipped.
+-- Keeps premade partitions ahead and drops expired ones, for one queue or (NULL) all partitioned queues.
+-- Returns one row per partition created, dropped, kept or skipped; nothing for a queue that is not
+-- partitioned (so a maintenance loop may call it for every queue), and 42P01 for a queue that does not exist.
 CREATE FUNCTION pgmq.maintain_partitions(queue_name text DEFAULT NULL)
 RETURNS TABLE (
     queue text, partition_table text, action text, range_from text, range_to text, moved_rows bigint
@@ -285,9 +286,6 @@ DECLARE
 BEGIN
     IF queue_name IS NOT NULL THEN
         PERFORM pgmq._howdah_resolve(queue_name);
-        IF NOT EXISTS (SELECT 1 FROM pgmq._howdah_partitioned AS x WHERE x.queue_key = lower(maintain_partitions.queue_name)) THEN
-            RAISE EXCEPTION 'queue "%" is not partitioned', queue_name USING ERRCODE = 'invalid_parameter_value';
-        END IF;
     END IF;
     FOR h IN
         SELECT q.queue_name AS name, q.q_table, q.a_table, x AS p
