@@ -3,7 +3,8 @@
 --
 -- Compatibility contract: every object a PGMQ 1.13 client can see (function names, parameter names, defaults,
 -- overloads, result types and columns, tables pgmq.meta / pgmq.q_<name> / pgmq.a_<name>, NOTIFY channels) looks
--- like PGMQ's. Everything Howdah needs on top lives in separate objects whose names start with `_howdah_`.
+-- like PGMQ's. Everything Howdah needs on top lives in separate objects whose names start with `_howdah_`
+-- (the public additions are pgmq.maintain_partitions and one send_topic overload, see 0004 and 0006).
 -- All functions qualify every object they use and are SECURITY INVOKER, except _howdah_compile (see there).
 --
 -- How the hot path is fast (see _howdah_compile below): PGMQ builds every statement as text and EXECUTEs it, so
@@ -15,6 +16,8 @@
 -- _howdah_compiled_limit() (by creation order) -- and any queue the kernels do not know -- take a fallback
 -- inside the same kernel that looks the queue up in pgmq._howdah_queue and EXECUTEs the very same statement
 -- text, so both paths always run identical SQL.
+-- Trade-off: creating or dropping one of those compiled queues rewrites the ten kernels, and every session
+-- recompiles them on its next call (a few milliseconds); creating queues beyond the limit rewrites nothing.
 
 CREATE SCHEMA pgmq;
 COMMENT ON SCHEMA pgmq IS 'Howdah''s PGMQ-compatible message queue (plain SQL, no extension)';
