@@ -6,11 +6,12 @@ from typing import Any
 
 import psycopg
 
+from howdah.control._schema import COMPONENT as CONTROL
 from howdah.durable import COMPONENT as DURABLE
 from howdah.pg.migrations import Component, Migration, upgrade
 from howdah.queue import COMPONENT as QUEUE
 
-ALL_COMPONENTS: tuple[Component, ...] = (QUEUE, DURABLE)
+ALL_COMPONENTS: tuple[Component, ...] = (QUEUE, DURABLE, CONTROL)
 
 
 def install_all(conn: psycopg.Connection[Any]) -> list[Migration]:

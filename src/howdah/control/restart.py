@@ -32,7 +32,7 @@ from types import MappingProxyType
 
 from howdah.control.spec import InstanceSpec
 from howdah.errors import ConfigurationError
-from howdah.pg._binaries import _wheel_install
+from howdah.pg._binaries import install_root
 
 __all__ = [
     "EXTENSION_SETTING_CONTEXTS",
@@ -140,7 +140,7 @@ def parse_describe_config(text: str) -> dict[str, str]:
 def _postgres_binary() -> str:
     # The wheel's own binary, run as the current user: --describe-config is one of the few things postgres
     # does as root, and it needs neither the server user nor the copy of the install made for it.
-    return str(_wheel_install() / "bin" / "postgres")
+    return str(install_root() / "bin" / "postgres")
 
 
 def _run(args: list[str]) -> str:

