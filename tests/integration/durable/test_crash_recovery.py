@@ -9,6 +9,9 @@ and block on ``gates`` rows the test inserts, so the test kills at a known insta
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
@@ -109,3 +112,46 @@ def test_killed_while_the_workflow_waits_for_a_signal(procs: Procs, db_url: str)
     assert result == ["s1 by A", {"approved": True}, "s2 by B", "s3 by B"]
     assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 1, "s3": 1}
     assert step_counts(db_url, wf, "end") == {"s1": 1, "s2": 1, "s3": 1}
+
+
+def test_a_step_longer_than_the_lease_keeps_its_worker(procs: Procs, db_url: str) -> None:
+    """Heartbeats extend the lease while a step runs, so a live second worker never takes the workflow over."""
+    procs.start("A", lease=2)
+    procs.start("B", lease=2)
+    wf = start_pipeline(db_url, procs, {"block": "s2"})
+    wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "s2 to start")
+    owner = who_ran(db_url, wf, "s2")[0]
+    # Keep s2 running for more than two leases. Not a synchronisation sleep: the step's duration is the point.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        assert step_counts(db_url, wf, "start").get("s2") == 1, "another worker took over a live lease"
+        time.sleep(0.2)
+    scalar(db_url, "INSERT INTO gates (workflow_id, point) VALUES (%s, 's2') RETURNING 1", (wf,))
+    finish_on(procs, db_url, wf)
+    assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 1, "s3": 1}
+    assert who_ran(db_url, wf, "s2") == [owner]
+    attempts = scalar(db_url, "SELECT attempts FROM howdah.workflows WHERE id = %s", (wf,))
+    assert attempts == 1, "the workflow was claimed twice"
+
+
+def test_a_stalled_worker_loses_its_lease_and_its_late_work_is_not_recorded(procs: Procs, db_url: str) -> None:
+    """SIGSTOP a worker in a step until its lease runs out; another takes over; once both finish the step body,
+    one checkpoint wins and the other run stops (LeaseLost): the steps after it still run exactly once."""
+    stalled = procs.start("A", lease=2)
+    wf = start_pipeline(db_url, procs, {"block": "s2"})
+    wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "A to be inside s2")
+    os.kill(stalled.pid, signal.SIGSTOP)
+    try:
+        procs.start("B", lease=2)
+        wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 2, "B to take s2 over")
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    scalar(db_url, "INSERT INTO gates (workflow_id, point) VALUES (%s, 's2') RETURNING 1", (wf,))
+    finish_on(procs, db_url, wf)
+    # Both bodies of s2 may end; only one is recorded, and what follows ran once.
+    wait_for(procs, lambda: step_counts(db_url, wf, "end").get("s2") == 2, "the stalled s2 body to end too")
+    assert step_counts(db_url, wf, "start") == {"s1": 1, "s2": 2, "s3": 1}
+    assert [r[0] for r in rows(db_url, "SELECT name FROM howdah.steps WHERE workflow_id = %s ORDER BY step_index",
+                               (wf,))] == ["s1", "s2", "s3"]  # fmt: skip
+    assert procs.alive("A") and procs.alive("B"), procs.logs_text()
+    procs.terminate_all()

@@ -125,6 +125,38 @@ async def test_cancel_of_a_sleeping_or_pending_workflow_is_immediate(app: Durabl
     assert (await done.status()).status == "succeeded"
 
 
+@WORKFLOWS.workflow()
+async def approval_after_pause(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
+    wf = ctx.workflow_id
+    await ctx.step("s1", mark, wf, "s1")
+    await Side.arecord(wf, "paused", "pause")  # workflow code between two boundaries, as in any replay
+    await Side.wait_gate(wf, "pause")
+    return await ctx.wait_for_signal("approval")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a cancel that arrives after the run's last checkpoint is never acted on when the run then waits for "
+    "a signal without timeout: _take_signal records nothing (no cancel check) and _suspend parks the message at "
+    "'infinity' ignoring cancel_requested, so the workflow stays 'waiting' instead of becoming 'cancelled'",
+)
+async def test_cancel_before_a_signal_wait_stops_the_workflow(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("approval_after_pause", workflow_id=new_id())
+        wf = handle.workflow_id
+        await async_wait_until(lambda: Side.acount(wf, "paused"), what="the run to pause after s1")
+        assert await handle.cancel() == 1  # running: flagged
+        Side.open_gate(wf, "pause")
+        await async_wait_until(
+            lambda: _status_in(app, wf, "cancelled", "succeeded", "failed"), timeout=5, what="the cancel to land"
+        )
+    assert (await app.get(wf)).status == "cancelled"
+
+
+async def _status_in(app: DurableApp, workflow_id: str, *statuses: str) -> bool:
+    return (await app.get(workflow_id)).status in statuses
+
+
 # ------------------------------------------------------------------------------------------------------ retry
 async def test_retry_of_a_failed_workflow_resumes_after_the_last_successful_step(app: DurableApp) -> None:
     async with running(app):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from howdah.durable import (
     WorkflowNotFound,
 )
 
-from ._helpers import Registry, Side, new_id, running
+from ._helpers import Registry, Side, async_wait_until, new_id, running
 
 WORKFLOWS = Registry()
 
@@ -148,6 +149,63 @@ async def test_a_committed_sql_start_runs(app: DurableApp, db_url: str) -> None:
     async with running(app):
         assert await app.handle(wf).result(20) == "hello world"
     assert await Side.acount(wf, "hello") == 1
+
+
+async def test_app_start_joins_the_callers_transaction(app: DurableApp, db_url: str) -> None:
+    rolled_back, committed = new_id("tx"), new_id("tx")
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        async with conn.transaction(force_rollback=True):
+            handle = await app.start("greet", {"who": "nobody"}, workflow_id=rolled_back, conn=conn)
+            assert handle.created
+        async with conn.transaction():
+            await app.start("greet", {"who": "tx"}, workflow_id=committed, conn=conn)
+    with pytest.raises(WorkflowNotFound):
+        await app.get(rolled_back)
+    async with running(app):
+        assert await app.handle(committed).result(20) == "hello tx"
+    assert await Side.acount(rolled_back) == 0
+
+
+async def test_result_times_out_and_list_filters_by_status(app: DurableApp) -> None:
+    handle = await app.start("greet", workflow_id=new_id("idle"))  # no worker runs it yet
+    with pytest.raises(TimeoutError, match="pending"):
+        await handle.result(0.2)
+    assert handle.workflow_id in {w.id for w in await app.list_workflows("pending", limit=500)}
+    async with running(app):
+        await handle.result(20)
+    assert handle.workflow_id in {w.id for w in await app.list_workflows("succeeded", limit=500)}
+    assert handle.workflow_id not in {w.id for w in await app.list_workflows("pending", limit=500)}
+    info = await handle.status()
+    assert info.args == {} and info.attempts == 1 and info.started_at is not None
+
+
+async def blocked_on_a_lock(db_url: str) -> bool:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="howdah.start_workflow looks for an existing id, then INSERTs: a concurrent start of the same id "
+    "(committed in between) hits the primary key and raises UniqueViolation (DurableDatabaseError) "
+    "instead of returning the existing workflow with created = false",
+)
+async def test_concurrent_starts_of_one_id_return_the_same_workflow(app: DurableApp, db_url: str) -> None:
+    await app.register()
+    wf = new_id("race")
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        async with conn.transaction():
+            await app.start("greet", {"who": "first"}, workflow_id=wf, conn=conn)
+            second = asyncio.create_task(app.start("greet", {"who": "second"}, workflow_id=wf))
+            await async_wait_until(lambda: blocked_on_a_lock(db_url), what="the second start to wait for the first")
+        handle = await asyncio.wait_for(second, 10)
+    assert (handle.workflow_id, handle.created) == (wf, False)
+    async with running(app):
+        assert await handle.result(20) == "hello first"
 
 
 async def test_handles_of_unknown_ids_raise_workflow_not_found(app: DurableApp) -> None:

@@ -98,9 +98,10 @@ async def approval(ctx: WorkflowContext, args: dict[str, Any]) -> dict[str, Any]
     return {"decision": decision}
 
 
-async def test_a_signal_delivers_its_payload(app: DurableApp) -> None:
+@pytest.mark.parametrize("timeout", [None, 60], ids=["no-timeout", "before-the-timeout"])
+async def test_a_signal_delivers_its_payload(app: DurableApp, timeout: int | None) -> None:
     async with running(app):
-        handle = await app.start("approval", workflow_id=new_id())
+        handle = await app.start("approval", {"timeout": timeout}, workflow_id=new_id())
         await wait_status(app, handle.workflow_id, "waiting")
         assert (await app.get(handle.workflow_id)).waiting_for is not None
         assert await app.signal(handle.workflow_id, "unrelated", 1) > 0  # wakes it; it waits again
@@ -149,3 +150,48 @@ async def test_signals_to_finished_or_unknown_workflows_are_named_errors(app: Du
     with pytest.raises(NotSerializable):
         await app.signal(handle.workflow_id, "decision", {1, 2})
     assert await Side.acount(handle.workflow_id, "only") == 1
+
+
+@WORKFLOWS.workflow()
+async def collector(ctx: WorkflowContext, args: dict[str, Any]) -> list[Any]:
+    return [await ctx.wait_for_signal("item") for _ in range(3)]
+
+
+async def test_signals_of_one_name_are_taken_once_each_in_send_order(app: DurableApp) -> None:
+    handle = await app.start("collector", workflow_id=new_id())
+    for n in range(4):  # all sent before any worker runs it; the fourth stays unconsumed
+        await app.signal(handle.workflow_id, "item", {"n": n})
+    async with running(app):
+        assert await handle.result(20) == [{"n": 0}, {"n": 1}, {"n": 2}]
+    with pytest.raises(WorkflowFinished):
+        await app.signal(handle.workflow_id, "item", {"n": 4})
+
+
+@WORKFLOWS.workflow()
+async def two_signals(ctx: WorkflowContext, args: dict[str, Any]) -> list[Any]:
+    wf = ctx.workflow_id
+    _, first, second = await ctx.gather(
+        ctx.step("prepare", gated, wf, "prepare"), ctx.wait_for_signal("a"), ctx.wait_for_signal("b")
+    )
+    return [first, second]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_Suspend.merge keeps a signal name only when one branch waits for a signal; with two it passes "
+    "none, so _suspend cannot see that both already arrived and parks the dispatch message at 'infinity'",
+)
+async def test_gathered_signals_sent_while_the_workflow_runs_still_wake_it(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("two_signals", workflow_id=new_id())
+        wf = handle.workflow_id
+        await async_wait_until(lambda: Side.acount(wf, "prepare", "start"), what="the gathered step to run")
+        await app.signal(wf, "a", 1)  # both arrive while the run is still executing its step
+        await app.signal(wf, "b", 2)
+        Side.open_gate(wf, "prepare")
+        await async_wait_until(lambda: _ended(app, wf), timeout=5, what="the workflow to take both signals")
+        assert await handle.result(1) == [1, 2]
+
+
+async def _ended(app: DurableApp, workflow_id: str) -> bool:
+    return (await app.get(workflow_id)).status in ("succeeded", "failed", "cancelled")
