@@ -130,7 +130,7 @@ def fresh_home() -> Iterator[Path]:
 @pytest.mark.slow
 def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "HOWDAH_DATABASE_URL"}
-    env.update(HOWDAH_HOME=str(fresh_home), COLUMNS="200")
+    env.update(HOWDAH_HOME=str(fresh_home), COLUMNS="200", XDG_CONFIG_HOME=str(fresh_home / "config"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "howdah.cli", "up", "--app", "examples.hello:app"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=Path(__file__).resolve().parents[2],
@@ -161,6 +161,13 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
                 status = conn.execute("SELECT status FROM howdah.workflows WHERE id = 'wf-up'").fetchone()[0]
                 time.sleep(0.05)
             assert status == "succeeded", "".join(lines)
+        # the control-plane API runs, and `up` saved an admin token the CLI uses
+        listed = subprocess.run(
+            [sys.executable, "-m", "howdah.cli", "instance", "list"], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert "instances of default" in listed.stdout
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(lines)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import db, queue, workflow
+from howdah.cli import db, instance, queue, serve, workflow
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -13,6 +13,10 @@ app.add_typer(db.app, name="db")
 app.add_typer(queue.app, name="queue")
 app.add_typer(workflow.app, name="workflow")
 app.command()(workflow.worker)
+app.add_typer(instance.app, name="instance")
+app.add_typer(instance.token_app, name="token")
+app.command()(instance.apply)
+app.command("api")(serve.api)
 app.command()(up)
 
 

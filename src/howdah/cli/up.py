@@ -5,20 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from typing import Annotated
 
 import psycopg
 import typer
+from psycopg_pool import AsyncConnectionPool
 from rich.panel import Panel
 from rich.table import Table
 
+from howdah.cli._api import config_path, read_config, write_config
 from howdah.cli._common import console, err_console, friendly
 from howdah.cli.workflow import load_app
+from howdah.control.errors import ControlError
+from howdah.control.server import free_port, serve_control_plane
+from howdah.control.service import ControlPlane
 from howdah.durable import DurableApp, Worker
 from howdah.pg import EmbeddedPostgres, external_database_url, migrations
 from howdah.queue import AsyncQueue, QueueError
 from howdah.schema import ALL_COMPONENTS, install_all
+
+DEFAULT_ORG = "default"
 
 
 @friendly
@@ -28,6 +36,7 @@ def up(
         typer.Option("--app", help="A DurableApp ('package.module:app') to run a worker for; repeatable."),
     ] = None,
     concurrency: int = typer.Option(16, min=1, help="Workflows each worker runs at once."),
+    api_port: int = typer.Option(8080, min=0, max=65535, help="The API's port on 127.0.0.1 (0: any free port)."),
     maintenance_interval: float = typer.Option(
         60.0, min=1.0, help="Seconds between partition-maintenance passes over partitioned queues."
     ),
@@ -50,8 +59,12 @@ def up(
             versions = {c.name: max(migrations.state(conn, c).applied, default=0) for c in ALL_COMPONENTS}
         app_specs = app_specs or []
         apps = [load_app(spec, url) for spec in app_specs]
-        _banner(server, applied, versions, maintenance_interval, app_specs, concurrency)
-        asyncio.run(_serve(url, apps, concurrency, maintenance_interval))
+        port = api_port if api_port and not _port_taken(api_port) else free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        token, org = _admin_credentials(url, api_url)
+        _banner(server, applied, versions, maintenance_interval, app_specs, concurrency, api_url)
+        console.print(f"admin token for org [bold]{org}[/]: {token}  (saved in {config_path()})")
+        asyncio.run(_serve(url, apps, concurrency, maintenance_interval, port))
         console.print("stopping…")
     finally:
         if server is not None and started_here:
@@ -60,7 +73,36 @@ def up(
     console.print("Howdah stopped cleanly")
 
 
-async def _serve(url: str, apps: list[DurableApp], concurrency: int, maintenance_interval: float) -> None:
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str]:
+    """The saved admin token when it is valid for this database, else a new one (org "default"), saved."""
+    saved = read_config()
+
+    async def check_or_create() -> tuple[str, str]:
+        async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False) as pool:
+            control = ControlPlane(pool)
+            if saved.get("token"):
+                try:
+                    who = await control.authenticate(saved["token"])
+                    if who.role == "admin":
+                        return saved["token"], who.org_id
+                except ControlError:
+                    pass
+            token, row = await control.create_token(DEFAULT_ORG, "admin", "howdah up")
+            return token, row["org_id"]
+
+    token, org = asyncio.run(check_or_create())
+    write_config({"api_url": api_url, "token": token, "org": org})
+    return token, org
+
+
+async def _serve(
+    url: str, apps: list[DurableApp], concurrency: int, maintenance_interval: float, api_port: int
+) -> None:
     """Run every service until SIGINT/SIGTERM; workers finish or hand back their in-flight runs."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,6 +114,9 @@ async def _serve(url: str, apps: list[DurableApp], concurrency: int, maintenance
         tasks = [
             asyncio.create_task(Worker(app, concurrency=concurrency).run(stop, handle_signals=False)) for app in apps
         ]
+        api_started = asyncio.Event()
+        tasks.append(asyncio.create_task(serve_control_plane(url, stop, port=api_port, started=api_started)))
+        await asyncio.wait_for(api_started.wait(), 30)
         console.print("Press Ctrl-C to stop.")
         sys.stdout.flush()  # the line others wait for, also when stdout is a pipe
         while not stop.is_set():
@@ -91,6 +136,7 @@ def _banner(
     maintenance_interval: float,
     app_specs: list[str],
     concurrency: int,
+    api_url: str,
 ) -> None:
     table = Table(show_header=True, box=None)
     table.add_column("service")
@@ -102,6 +148,8 @@ def _banner(
         table.add_row("Postgres (external)", "HOWDAH_DATABASE_URL")
     schema = ", ".join(f"{name} v{version:04d}" for name, version in versions.items())
     table.add_row("schema", f"{schema}" + (f"  ({len(applied)} migration(s) applied now)" if applied else ""))
+    table.add_row("control-plane API", f"{api_url}  (OpenAPI: {api_url}/docs)")
+    table.add_row("reconciler", "applies data-plane state events")
     table.add_row("queue maintenance", f"every {maintenance_interval:g}s (partitioned queues)")
     for spec in app_specs:
         table.add_row("workflow worker", f"{spec} (concurrency {concurrency})")

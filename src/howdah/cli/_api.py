@@ -1,0 +1,129 @@
+"""The CLI's view of the control-plane API: where it is, which token, and calls that fail clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import platformdirs
+from rich.live import Live
+from rich.spinner import Spinner
+
+from howdah.cli._common import console, fail
+
+ENV_URL, ENV_TOKEN, ENV_ORG = "HOWDAH_API_URL", "HOWDAH_TOKEN", "HOWDAH_ORG"
+SETTLED = {"Up", "Stopped", "Deleted", "Error"}
+
+
+def config_path() -> Path:
+    return Path(platformdirs.user_config_dir("howdah", appauthor=False)) / "config.toml"
+
+
+def read_config() -> dict[str, str]:
+    path = config_path()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise fail(f"{path} is not valid TOML: {exc}") from None
+    return {k: str(v) for k, v in data.items() if isinstance(v, str | int)}
+
+
+def write_config(values: dict[str, str]) -> Path:
+    """Merge ``values`` into the config file (mode 0600: it holds a token)."""
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**read_config(), **values}
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in sorted(merged.items())))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    url: str
+    token: str
+    org: str
+
+    @classmethod
+    def load(cls, url: str | None = None, token: str | None = None, org: str | None = None) -> ApiSettings:
+        stored = read_config()
+        url = url or os.environ.get(ENV_URL) or stored.get("api_url")
+        token = token or os.environ.get(ENV_TOKEN) or stored.get("token")
+        org = org or os.environ.get(ENV_ORG) or stored.get("org")
+        missing = [name for name, value in (("API URL", url), ("token", token), ("org", org)) if not value]
+        if missing:
+            raise fail(
+                f"no {', '.join(missing)} configured: run `howdah up` (it writes {config_path()}), or set "
+                f"{ENV_URL}, {ENV_TOKEN} and {ENV_ORG}"
+            )
+        assert url and token and org
+        return cls(url.rstrip("/"), token, org)
+
+
+class Api:
+    """Synchronous calls to the control-plane API; any 4xx/5xx becomes one clear CLI error."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.http = httpx.Client(
+            base_url=settings.url, headers={"Authorization": f"Bearer {settings.token}"}, timeout=30.0
+        )
+
+    @property
+    def instances(self) -> str:
+        return f"/api/v1/orgs/{self.settings.org}/instances"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise fail(f"cannot reach the API at {self.settings.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:500]
+            raise fail(f"{response.status_code}: {message}")
+        return response.json() if response.content else None
+
+    def find(self, name_or_id: str) -> dict[str, Any]:
+        """An instance by id, or by name among the org's instances that are not deleted."""
+        found = self.find_or_none(name_or_id)
+        if found is None:
+            raise fail(f"no instance named {name_or_id!r} in org {self.settings.org!r}")
+        return found
+
+    def find_or_none(self, name_or_id: str) -> dict[str, Any] | None:
+        offset: int | None = 0
+        while offset is not None:
+            page = self.call("GET", self.instances, params={"limit": 200, "offset": offset})
+            for item in page["items"]:
+                if item["id"] == name_or_id or (item["name"] == name_or_id and item["state"] != "Deleted"):
+                    return item  # type: ignore[no-any-return]
+            offset = page["next_offset"]
+        return None
+
+    def wait(self, instance_id: str, timeout: float = 600.0) -> dict[str, Any]:
+        """Poll until the data plane has finished the instance's work; a Rich spinner shows the state."""
+        deadline = time.monotonic() + timeout
+        spinner = Spinner("dots", text="waiting…")
+        with Live(spinner, console=console, transient=True):
+            while True:
+                item = self.call("GET", f"{self.instances}/{instance_id}")
+                spinner.update(text=f"{item['name']}: {item['state']}")
+                if not item["has_active_work"] and item["state"] in SETTLED:
+                    break
+                if time.monotonic() > deadline:
+                    raise fail(f"{item['name']} is still {item['state']} after {timeout:.0f}s")
+                time.sleep(0.5)
+        if item["state"] == "Error":
+            raise fail(f"{item['name']} is in Error: {item.get('last_error') or 'no detail'}")
+        return item  # type: ignore[no-any-return]

@@ -1,0 +1,339 @@
+"""``howdah instance``, ``howdah apply`` and ``howdah token``: managed Postgres from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+from psycopg_pool import AsyncConnectionPool
+from rich.table import Table
+
+from howdah.cli._api import Api, ApiSettings, write_config
+from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, resolve_url
+from howdah.control.service import ControlPlane
+
+app = typer.Typer(help="Create and manage Postgres instances through the control-plane API.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (written straight to the control-plane database).", no_args_is_help=True)
+
+Wait = Annotated[bool, typer.Option("--wait", help="Wait until the data plane has finished.")]
+Configs = Annotated[list[str] | None, typer.Option("--config", help="A Postgres setting, name=value; repeatable.")]
+Extensions = Annotated[
+    list[str] | None, typer.Option("--extension", help="Enable an extension (or 'name=off' to disable); repeatable.")
+]
+
+
+def _api() -> Api:
+    return Api(ApiSettings.load())
+
+
+def _configs(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise fail(f"--config takes name=value, not {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _extensions(names: list[str] | None) -> list[dict[str, Any]]:
+    out = []
+    for item in names or []:
+        name, _, flag = item.partition("=")
+        out.append({"name": name.strip(), "enabled": flag.strip().lower() not in ("off", "false", "0", "no")})
+    return out
+
+
+def _show(item: dict[str, Any]) -> None:
+    table = Table(show_header=False, title=f"instance {item['name']}")
+    spec = item["desired_spec"]
+    rows = [
+        ("id", item["id"]), ("state", item["state"]), ("data plane", item["data_plane"]),
+        ("stack", spec["stack"]), ("size", f"{spec['cpu']} cpu, {spec['memory']} memory, {spec['storage']} storage"),
+        ("replicas", str(spec["replicas"])),
+        ("extensions", ", ".join(e["name"] for e in spec["extensions"] if e["enabled"]) or "-"),
+        ("postgres_configs", json.dumps(spec["postgres_configs"]) if spec["postgres_configs"] else "-"),
+    ]  # fmt: skip
+    if item.get("connection"):
+        c = item["connection"]
+        rows.append(("connection", f"{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}"))
+    if item.get("last_error"):
+        rows.append(("last error", f"[red]{item['last_error']}[/]"))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+@friendly
+def create(
+    name: str,
+    stack: str = typer.Option("standard", help="standard, oltp, olap, vectordb or messagequeue."),
+    cpu: str = typer.Option("1"),
+    memory: str = typer.Option("1Gi"),
+    storage: str = typer.Option("10Gi"),
+    replicas: int = typer.Option(1, min=1, max=5),
+    config: Configs = None,
+    extension: Extensions = None,
+    data_plane: str | None = typer.Option(None, help="Where to place it (default: the only data plane)."),
+    wait: Wait = False,
+) -> None:
+    """Create an instance."""
+    api = _api()
+    body: dict[str, Any] = {
+        "name": name, "stack": stack, "cpu": cpu, "memory": memory, "storage": storage, "replicas": replicas,
+        "postgres_configs": _configs(config), "extensions": _extensions(extension),
+    }  # fmt: skip
+    if data_plane:
+        body["data_plane"] = data_plane
+    item = api.call("POST", api.instances, json=body)
+    console.print(f"instance {name} accepted ({item['state']})")
+    _show(api.wait(item["id"]) if wait else item)
+
+
+@app.command("list")
+@friendly
+def list_(state: str | None = typer.Option(None, help="Only instances in this state.")) -> None:
+    """The org's instances."""
+    api = _api()
+    table = Table(title=f"instances of {api.settings.org}")
+    for column in ("name", "state", "stack", "size", "data plane", "id"):
+        table.add_column(column)
+    offset: int | None = 0
+    while offset is not None:
+        params: dict[str, Any] = {"limit": 200, "offset": offset}
+        if state:
+            params["state"] = state
+        page = api.call("GET", api.instances, params=params)
+        for item in page["items"]:
+            spec = item["desired_spec"]
+            table.add_row(
+                item["name"],
+                item["state"],
+                spec["stack"],
+                f"{spec['cpu']}/{spec['memory']}/{spec['storage']}",
+                item["data_plane"],
+                item["id"],
+            )
+        offset = page["next_offset"]
+    console.print(table)
+
+
+@app.command()
+@friendly
+def get(name: str, as_json: bool = typer.Option(False, "--json", help="Print the API's JSON.")) -> None:
+    """One instance."""
+    item = _api().find(name)
+    if as_json:
+        typer.echo(json.dumps(item, indent=2))
+    else:
+        _show(item)
+
+
+@app.command()
+@friendly
+def update(
+    name: str,
+    cpu: str | None = typer.Option(None),
+    memory: str | None = typer.Option(None),
+    storage: str | None = typer.Option(None),
+    replicas: int | None = typer.Option(None, min=1, max=5),
+    config: Configs = None,
+    extension: Extensions = None,
+    wait: Wait = False,
+) -> None:
+    """Change an instance (settings merge into the current ones)."""
+    api = _api()
+    item = api.find(name)
+    spec = item["desired_spec"]
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (("cpu", cpu), ("memory", memory), ("storage", storage), ("replicas", replicas))
+        if v is not None
+    }
+    if config:
+        changes["postgres_configs"] = {**spec["postgres_configs"], **_configs(config)}
+    if extension:
+        current = {e["name"]: e for e in spec["extensions"]}
+        current.update({e["name"]: e for e in _extensions(extension)})
+        changes["extensions"] = list(current.values())
+    if not changes:
+        raise fail("nothing to change: pass --cpu, --memory, --storage, --replicas, --config or --extension")
+    updated = api.call("PATCH", f"{api.instances}/{item['id']}", json=changes)
+    console.print(f"update accepted: {updated['state']}")
+    if wait:
+        _show(api.wait(item["id"]))
+
+
+def _lifecycle(action: str, name: str, wait: bool) -> None:
+    api = _api()
+    item = api.find(name)
+    if action == "delete":
+        done = api.call("DELETE", f"{api.instances}/{item['id']}")
+    else:
+        done = api.call("POST", f"{api.instances}/{item['id']}/{action}")
+    console.print(f"{action} accepted: {done['state']}")
+    if wait:
+        console.print(f"{name} is {api.wait(item['id'])['state']}")
+
+
+@app.command()
+@friendly
+def restart(name: str, wait: Wait = False) -> None:
+    """Restart an instance."""
+    _lifecycle("restart", name, wait)
+
+
+@app.command()
+@friendly
+def stop(name: str, wait: Wait = False) -> None:
+    """Stop an instance (its data is kept)."""
+    _lifecycle("stop", name, wait)
+
+
+@app.command()
+@friendly
+def start(name: str, wait: Wait = False) -> None:
+    """Start a stopped instance."""
+    _lifecycle("start", name, wait)
+
+
+@app.command()
+@friendly
+def delete(name: str, wait: Wait = False) -> None:
+    """Delete an instance and its data."""
+    _lifecycle("delete", name, wait)
+
+
+@app.command()
+@friendly
+def connect(name: str, print_uri: bool = typer.Option(False, "--print", help="Print the URI instead.")) -> None:
+    """Open psql on the instance (or print its connection URI)."""
+    item = _api().find(name)
+    c = item.get("connection")
+    if not c or not c.get("password"):
+        raise fail(f"{name} has no connection details for this token yet (state {item['state']})")
+    uri = (
+        f"postgresql://{quote(c['user'], safe='')}:{quote(c['password'], safe='')}@{c['host']}:{c['port']}/"
+        f"{quote(c.get('dbname') or 'postgres', safe='')}"
+    )
+    psql = shutil.which("psql")
+    if print_uri or psql is None:
+        typer.echo(uri)
+        return
+    raise typer.Exit(subprocess.call([psql, uri]))
+
+
+# ------------------------------------------------------------------------------------------------- apply
+def load_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """``howdah.toml``: one table per instance, keyed by its name, with the spec's fields (like tembo.toml).
+
+    ``extensions`` may be a list of names or a table of name = true/false.
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise fail(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise fail(f"{path} is not valid TOML: {exc}") from None
+    manifest: dict[str, dict[str, Any]] = {}
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise fail(f"{path}: [{name}] must be a table of instance settings")
+        spec = {k: v for k, v in table.items() if k != "name"}
+        extensions = spec.get("extensions")
+        if isinstance(extensions, dict):
+            spec["extensions"] = [{"name": k, "enabled": bool(v)} for k, v in extensions.items()]
+        elif isinstance(extensions, list):
+            spec["extensions"] = [e if isinstance(e, dict) else {"name": str(e)} for e in extensions]
+        if "postgres_configs" in spec:
+            spec["postgres_configs"] = {k: str(v) for k, v in spec["postgres_configs"].items()}
+        manifest[name] = spec
+    return manifest
+
+
+def diff(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields of ``wanted`` whose value differs from ``current`` (extensions compared by name and flag)."""
+    changes = {}
+    for key, value in wanted.items():
+        if key == "data_plane":
+            continue
+        have = current.get(key)
+        if key == "extensions":
+            norm = {e["name"]: e.get("enabled", True) for e in value}
+            have_norm = {e["name"]: e.get("enabled", True) for e in have or []}
+            if norm != have_norm:
+                changes[key] = (have, value)
+        elif have != value:
+            changes[key] = (have, value)
+    return changes
+
+
+@friendly
+def apply(
+    file: Annotated[Path, typer.Option("-f", "--file", help="The manifest.")] = Path("howdah.toml"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until every instance is Up."),
+) -> None:
+    """Create or update instances to match a manifest, showing the changes it applies."""
+    api = _api()
+    manifest = load_manifest(file)
+    touched = []
+    for name, spec in manifest.items():
+        current = api.find_or_none(name)
+        if current is None:
+            item = api.call("POST", api.instances, json={"name": name, **spec})
+            console.print(f"[green]+ create[/] {name}: {json.dumps(spec)}")
+            touched.append(item["id"])
+            continue
+        changes = diff(current["desired_spec"], spec)
+        if not changes:
+            console.print(f"= {name}: up to date")
+            continue
+        table = Table(title=f"~ update {name}")
+        for column in ("field", "now", "wanted"):
+            table.add_column(column)
+        for key, (have, want) in changes.items():
+            table.add_row(key, json.dumps(have), json.dumps(want))
+        console.print(table)
+        api.call("PATCH", f"{api.instances}/{current['id']}", json={k: v for k, (_, v) in changes.items()})
+        touched.append(current["id"])
+    if wait:
+        for instance_id in touched:
+            done = api.wait(instance_id)
+            console.print(f"{done['name']}: {done['state']}")
+
+
+# ------------------------------------------------------------------------------------------------- tokens
+@token_app.command("create")
+@friendly
+def token_create(
+    org: str = typer.Option(..., help="The org (created if missing)."),
+    role: str = typer.Option("member", help="admin, member or viewer."),
+    name: str = typer.Option("", help="A label for the token."),
+    save: bool = typer.Option(False, help="Also save it (with --api-url) as the CLI's default credentials."),
+    api_url: str | None = typer.Option(None, help="The API URL to save with --save."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Create an API token; it is printed once and only its hash is stored."""
+
+    async def main() -> str:
+        async with AsyncConnectionPool(
+            resolve_url(database_url), min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
+        ) as pool:
+            token, _ = await ControlPlane(pool).create_token(org, role, name)
+            return token
+
+    token = asyncio.run(main())
+    typer.echo(token)
+    if save:
+        values = {"token": token, "org": org}
+        if api_url:
+            values["api_url"] = api_url
+        console.print(f"saved to {write_config(values)}", style="dim")

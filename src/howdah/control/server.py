@@ -1,0 +1,51 @@
+"""Run the control plane: the API (uvicorn) and the reconciler, until a stop event is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from psycopg_pool import AsyncConnectionPool
+
+from howdah.control.api import create_app
+from howdah.control.reconciler import Reconciler
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller owns SIGINT/SIGTERM and sets ``should_exit``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def serve_control_plane(
+    dsn: str, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int = 8080, started: asyncio.Event | None = None
+) -> None:
+    """Serve the API on ``host:port`` and run the reconciler until ``stop`` is set; both stop gracefully."""
+    server = _Server(uvicorn.Config(create_app(dsn), host=host, port=port, log_level="warning", lifespan="on"))
+    async with AsyncConnectionPool(dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False) as pool:
+        reconciler = asyncio.create_task(Reconciler(pool, dsn).run(stop), name="howdah-reconciler")
+        api = asyncio.create_task(server.serve(), name="howdah-api")
+        if started is not None:
+            while not server.started and not api.done():
+                await asyncio.sleep(0.02)
+            started.set()
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopped, api, reconciler], return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        server.should_exit = True
+        stopped.cancel()
+        results = await asyncio.gather(api, reconciler, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
