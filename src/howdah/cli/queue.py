@@ -15,7 +15,7 @@ from rich.table import Table
 
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
 from howdah.pg import migrations
-from howdah.queue import COMPONENT, Message, Queue, notify_channel
+from howdah.queue import COMPONENT, Message, Queue
 
 app = typer.Typer(help="Install the PGMQ-compatible schema and work with queues.", no_args_is_help=True)
 
@@ -287,7 +287,7 @@ def tail(
     shown = 0
     with Queue(url, pool_size=1) as q, psycopg.connect(url, autocommit=True) as listener:
         q.metrics(queue)  # a clear error when the queue does not exist
-        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(notify_channel(queue))))
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(q.listen_channel(queue))))
         last = 0 if from_start else q.last_msg_id(queue)
         try:
             while limit == 0 or shown < limit:

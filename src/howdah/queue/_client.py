@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -92,8 +93,11 @@ class Queue:
         if self._conn is not None:
             return _run_sync(self._conn, op)
         assert self._pool is not None
-        with self._pool.connection() as conn:
-            return _run_sync(conn, op)
+        try:
+            with self._pool.connection() as conn:
+                return _run_sync(conn, op)
+        except psycopg.Error as exc:  # the pool itself failed (PoolTimeout, connection lost on checkout)
+            raise translate(exc, op.queue) from exc
 
     def bind(self, conn: psycopg.Connection[Any]) -> Queue:
         """A view of this client whose calls run on ``conn`` (inside its current transaction, if any)."""
@@ -110,7 +114,8 @@ class Queue:
         self.close()
 
     def work(self, queue: str, handler: Callable[[Any], Any], **options: Any) -> None:
-        """Run a worker loop until SIGTERM/SIGINT or ``options['stop']`` is set (see :meth:`AsyncQueue.work`).
+        """Run a worker loop until SIGTERM/SIGINT or ``stop`` (a ``threading.Event`` another thread may set) is set;
+        see :meth:`AsyncQueue.work` for the options.
 
         The sync handler runs in a worker thread; the loop itself is the async engine, so both APIs share it.
         """
@@ -118,9 +123,25 @@ class Queue:
             raise InvalidArgument("work() needs a Queue built from a DSN or a pool, not a single connection")
         conninfo = self.conninfo
 
+        stop = options.pop("stop", None)
+
         async def main() -> None:
             async with AsyncQueue(conninfo) as aqueue:
-                await aqueue.work(queue, handler, **options)
+                if isinstance(stop, threading.Event):  # set from another thread: bridge it into the loop
+                    bridged = asyncio.Event()
+
+                    async def watch() -> None:
+                        while not stop.is_set():
+                            await asyncio.sleep(0.05)
+                        bridged.set()
+
+                    watcher = asyncio.create_task(watch())
+                    try:
+                        await aqueue.work(queue, handler, stop=bridged, **options)
+                    finally:
+                        watcher.cancel()
+                else:
+                    await aqueue.work(queue, handler, stop=stop, **options)
 
         asyncio.run(main())
 
@@ -153,6 +174,7 @@ class Queue:
     maintain = _sync(_ops.maintain)
     peek = _sync(_ops.peek)
     last_msg_id = _sync(_ops.last_msg_id)
+    listen_channel = _sync(_ops.listen_channel)
 
 
 class AsyncQueue:
@@ -210,8 +232,11 @@ class AsyncQueue:
         if not self._opened:
             await self.open()
         assert self._pool is not None
-        async with self._pool.connection() as conn:
-            return await _run_async(conn, op)
+        try:
+            async with self._pool.connection() as conn:
+                return await _run_async(conn, op)
+        except psycopg.Error as exc:  # the pool itself failed (PoolTimeout, connection lost on checkout)
+            raise translate(exc, op.queue) from exc
 
     def bind(self, conn: psycopg.AsyncConnection[Any]) -> AsyncQueue:
         """A view of this client whose calls run on ``conn`` (inside its current transaction, if any)."""
@@ -280,3 +305,4 @@ class AsyncQueue:
     maintain = _async(_ops.maintain)
     peek = _async(_ops.peek)
     last_msg_id = _async(_ops.last_msg_id)
+    listen_channel = _async(_ops.listen_channel)

@@ -76,6 +76,17 @@ class ConsumeOptions:
             raise InvalidArgument(f"unknown consumer option(s) {unknown}; known: {sorted(known)}")
         validate_queue_name(queue)
         opts = cls(**options)
+        for name in ("vt", "batch_size", "max_reads"):
+            value = getattr(opts, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidArgument(f"{name} must be an integer, not {type(value).__name__}")
+        for name in ("poll_interval", "heartbeat_interval", "shutdown_timeout", "maintenance_interval",
+                     "retry_base", "retry_cap"):  # fmt: skip
+            value = getattr(opts, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise InvalidArgument(f"{name} must be a non-negative number of seconds, not {value!r}")
+        if opts.heartbeat_interval == 0:
+            raise InvalidArgument("heartbeat_interval must be positive (or None for vt/3)")
         if opts.vt < 1 or opts.batch_size < 1:
             raise InvalidArgument("vt and batch_size must be at least 1")
         if opts.max_reads is not None and opts.max_reads < 1:
@@ -89,7 +100,8 @@ class ConsumeOptions:
             try:
                 validate_queue_name(dlq)
             except QueueError as exc:
-                raise InvalidArgument(f"default dead-letter queue name is invalid ({exc}); pass one") from exc
+                hint = "" if opts.dead_letter_queue else "; pass dead_letter_queue="
+                raise InvalidArgument(f"dead-letter queue name is invalid ({exc}){hint}") from exc
             if dlq.lower() == queue.lower():
                 raise InvalidArgument("a queue cannot be its own dead-letter queue")
             opts = _replace(opts, dead_letter_queue=dlq)
@@ -128,6 +140,7 @@ class Consumer:
         self._current: Message | None = None
         self._started = False
         self._signals: list[int] = []
+        self._channel = notify_channel(queue)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Consumer:
@@ -148,11 +161,21 @@ class Consumer:
             return
         await self._q.open()
         opts = self.options
+        conn = self._q._conn
+        if conn is not None and not conn.autocommit:
+            raise InvalidArgument(
+                "a consumer needs an autocommit connection (its acks must commit on their own); pass a DSN, a pool "
+                "or a connection with autocommit=True"
+            )
         await self._q.metrics(self.queue)  # QueueNotFound now rather than on the first read
         if opts.dead_letter_queue:
             await self._q.create(opts.dead_letter_queue)
         if opts.listen and opts.enable_notify and not await self._q.execute(_ops.notify_enabled(self.queue)):
-            await self._q.enable_notify(self.queue, 0)
+            try:
+                await self._q.enable_notify(self.queue, 0)
+            except QueueError as exc:  # another consumer enabled it at the same moment: fine
+                log.info("enabling notify on %s: %s", self.queue, exc)
+        self._channel = await self._q.execute(_ops.listen_channel(self.queue))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="howdah-heartbeat"))
         if any(q.is_partitioned for q in await self._q.list_queues() if q.queue_name.lower() == self.queue.lower()):
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="howdah-maintenance"))
@@ -248,6 +271,7 @@ class Consumer:
     # ----------------------------------------------------------------------------------------- acknowledge
     async def ack(self, message: Message) -> None:
         """The message was handled: delete it (or archive it, with ``on_success="archive"``)."""
+        self._forget_current(message)
         op = _ops.archive if self.options.on_success == "archive" else _ops.delete
         try:
             await self._retrying(op(self.queue, message.msg_id), attempts=5)
@@ -256,6 +280,7 @@ class Consumer:
 
     async def nack(self, message: Message, error: BaseException | str | None) -> None:
         """The handler failed: make the message visible again after the retry delay, noting the error."""
+        self._forget_current(message)
         delay = _ops.retry_delay(message.read_ct, self.options.retry_base, self.options.retry_cap)
         text = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         try:
@@ -268,6 +293,24 @@ class Consumer:
             )
         finally:
             self._held.pop(message.msg_id, None)
+
+    async def _release_buffered(self) -> None:
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        if not buffered:
+            return
+        async with self._heartbeat_lock:
+            for message in buffered:
+                self._held.pop(message.msg_id, None)
+        try:
+            await self._retrying(_ops.set_vt_batch(self.queue, [m.msg_id for m in buffered], 0), attempts=3)
+        except QueueError as exc:
+            log.warning(
+                "could not release %d prefetched message(s) of %s (%s); they reappear after their vt",
+                len(buffered),
+                self.queue,
+                exc,
+            )
 
     async def _release_all(self) -> None:
         """Give back every held message (prefetched or interrupted) so others can take it at once."""
@@ -309,8 +352,14 @@ class Consumer:
         When this returns no heartbeat for it is in flight, so nothing overwrites the visibility timeout you set
         next. Return :data:`DETACH` from the handler so the consumer does not ack it either.
         """
+        self._forget_current(message)
         async with self._heartbeat_lock:
             self._held.pop(message.msg_id, None)
+
+    def _forget_current(self, message: Message) -> None:
+        """A message settled by hand inside ``async for`` must not be acked again when the loop moves on."""
+        if self._current is not None and self._current.msg_id == message.msg_id:
+            self._current = None
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -332,7 +381,7 @@ class Consumer:
             await asyncio.sleep(self.options.maintenance_interval)
 
     async def _listen_loop(self, conninfo: str) -> None:
-        channel = sql.SQL("LISTEN {}").format(sql.Identifier(notify_channel(self.queue)))
+        channel = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
         failures = 0
         while True:
             try:
@@ -399,6 +448,7 @@ class Consumer:
             await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
             self.stop()  # also when a handler slot died: the others stop too, and the error surfaces
             stopped.cancel()
+            await self._release_buffered()  # prefetched, not yet handled: others may take them right away
             _, pending = await asyncio.wait(workers, timeout=self.options.shutdown_timeout)
             for task in pending:  # handlers that did not finish in time: their messages are released
                 task.cancel()

@@ -44,7 +44,9 @@ def translate(exc: psycopg.Error, queue: str | None) -> QueueError:
         | pg_errors.InvalidTextRepresentation
         | pg_errors.NumericValueOutOfRange
         | pg_errors.RaiseException
-        | pg_errors.CheckViolation,
+        | pg_errors.CheckViolation
+        | pg_errors.UntranslatableCharacter
+        | pg_errors.CharacterNotInRepertoire,
     ):
         return InvalidArgument(message)
     if isinstance(exc, pg_errors.InvalidName | pg_errors.NameTooLong):

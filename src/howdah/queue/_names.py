@@ -17,7 +17,11 @@ def validate_queue_name(name: object) -> str:
         raise InvalidQueueName(f"a queue name must be a string, not {type(name).__name__}")
     if not name:
         raise InvalidQueueName("a queue name must not be empty")
-    if len(name.encode()) > MAX_QUEUE_NAME:
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        raise InvalidQueueName(f"queue name {name!r} is not valid Unicode text") from None
+    if size > MAX_QUEUE_NAME:
         raise InvalidQueueName(f"queue name {name!r} is longer than {MAX_QUEUE_NAME} bytes")
     for bad in _FORBIDDEN:
         if bad in name:

@@ -7,13 +7,10 @@ the logic lives once. Each query names its overload with explicit casts, so Post
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
-
-from psycopg import sql
 
 from howdah.queue._errors import InvalidArgument
 from howdah.queue._names import validate_queue_name
@@ -28,15 +25,30 @@ Delay = int | datetime
 class Op(Generic[T]):
     """One statement to execute and the function that turns its rows into the caller's result."""
 
-    query: str | sql.Composed
+    query: str
     params: tuple[Any, ...]
     shape: Callable[[Rows], T]
     queue: str | None = None  # named in "queue does not exist" errors
 
 
 # ----------------------------------------------------------------------------------------- argument checks
+def _check_keys(value: Any, what: str) -> None:
+    """JSON object keys must be strings: ``json.dumps`` would silently turn ``{1: "a", "1": "b"}`` into one key."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    raise InvalidArgument(f"{what} has a non-string object key {key!r}; JSON keys are strings")
+                stack.append(inner)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
 def to_json(value: Any, what: str = "message") -> str:
     """Serialise ``value`` as strict JSON text, or raise :class:`InvalidArgument` naming ``what``."""
+    _check_keys(value, what)
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -184,6 +196,8 @@ def send_batch(
     bodies = [to_json(m, f"messages[{i}]") for i, m in enumerate(messages)]
     header_texts = None
     if headers is not None:
+        if isinstance(headers, str | bytes | dict) or not isinstance(headers, Sequence):
+            raise InvalidArgument("headers must be a list with one entry (a dict or None) per message")
         if len(headers) != len(messages):
             raise InvalidArgument(
                 f"headers has {len(headers)} entries but messages has {len(messages)}; they must match"
@@ -387,12 +401,9 @@ def list_topic_bindings(queue: str | None = None) -> Op[list[TopicBinding]]:
 
 def peek(queue: str, after_msg_id: int = 0, limit: int = 100) -> Op[list[Message]]:
     """Messages with ``msg_id > after_msg_id``, oldest first, WITHOUT reading them (no vt or read_ct change)."""
-    table = sql.Identifier("pgmq", "q_" + validate_queue_name(queue).lower())
     return Op(
-        sql.SQL("SELECT {} FROM {} WHERE msg_id > %s ORDER BY msg_id LIMIT %s").format(
-            sql.SQL(_MESSAGE_COLUMNS), table
-        ),
-        (_id(after_msg_id), _positive(limit, "limit")),
+        f"SELECT {_MESSAGE_COLUMNS} FROM pgmq.howdah_peek(%s::text, %s::bigint, %s::integer)",
+        (validate_queue_name(queue), _id(after_msg_id), _positive(limit, "limit")),
         _messages,
         queue,
     )
@@ -400,8 +411,14 @@ def peek(queue: str, after_msg_id: int = 0, limit: int = 100) -> Op[list[Message
 
 def last_msg_id(queue: str) -> Op[int]:
     """The highest msg_id currently in the queue (0 when empty): one backward index step, no scan."""
-    table = sql.Identifier("pgmq", "q_" + validate_queue_name(queue).lower())
-    return Op(sql.SQL("SELECT coalesce(max(msg_id), 0) FROM {}").format(table), (), _scalar, queue)
+    return Op("SELECT pgmq.howdah_last_msg_id(%s::text)", (validate_queue_name(queue),), _scalar, queue)
+
+
+def listen_channel(queue: str) -> Op[str]:
+    """The NOTIFY channel of the queue's insert trigger, named by Postgres (its lower() decides the table)."""
+    return Op(
+        "SELECT 'pgmq.' || pgmq.format_table_name(%s::text, 'q') || '.INSERT'", (validate_queue_name(queue),), _scalar
+    )
 
 
 # ------------------------------------------------------------------------------- Howdah's consumer helpers
@@ -436,4 +453,5 @@ def maintain(queue: str | None = None) -> Op[int]:
 
 def retry_delay(read_ct: int, base: float = 1.0, cap: float = 300.0) -> int:
     """Seconds before a failed message is retried: exponential in its read count, capped."""
-    return int(min(cap, base * math.pow(2, max(0, read_ct - 1))))
+    exponent = min(max(0, read_ct - 1), 62)  # 2**62 seconds is past any cap: no overflow, same answer
+    return int(min(cap, base * 2.0**exponent))

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from howdah.queue import DETACH, AsyncQueue, InvalidArgument, Message, Queue, QueueError, notify_channel
+from howdah.queue import DETACH, AsyncQueue, InvalidArgument, Message, Queue, QueueError
 
 from ._helpers import async_wait_until, queue_rows, scalar, visible_count, wait_until
 
@@ -293,11 +293,6 @@ async def test_stop_ends_work_and_releases_prefetched_messages(
     assert [m.msg_id for m in again] == ids[1:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Consumer.run releases prefetched messages only in close(), after every in-flight handler has "
-    "finished (up to shutdown_timeout), not 'at once' when stop is set",
-)
 async def test_prefetched_messages_are_released_while_the_in_flight_handler_finishes(
     async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
 ) -> None:
@@ -351,11 +346,6 @@ async def test_a_stop_event_set_before_start_returns_at_once(async_queue: AsyncQ
 
 
 # ----------------------------------------------------------------------------------------------- Queue.work
-@pytest.mark.xfail(
-    strict=True,
-    reason="Queue.work passes a threading.Event to the async engine, which calls stop.wait() on the event "
-    "loop: the loop blocks until the event is set, then create_task(True) raises TypeError",
-)
 def test_sync_work_stops_on_a_threading_event(db_url: str, sync_queue: Queue, queue: str) -> None:
     import threading
 
@@ -409,21 +399,11 @@ async def test_listen_wakes_an_idle_consumer(
     name: str, async_queue: AsyncQueue, queue_name: str, conn: psycopg.Connection[Any], request: pytest.FixtureRequest
 ) -> None:
     queue = f"{name}_{queue_name}"
-    if scalar(conn, "SELECT lower(%s)", (queue,)) != queue.lower():
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="notify_channel() lower-cases with Python's str.lower(), but the trigger's channel comes "
-                "from pgmq.format_table_name(), i.e. Postgres' lower() in the database's locale; they differ "
-                "here, so the consumer LISTENs on a channel nobody notifies",
-            )
-        )
     await async_queue.create(queue)
+    channel = scalar(conn, "SELECT 'pgmq.' || pgmq.format_table_name(%s, 'q') || '.INSERT'", (queue,))
     async with async_queue.consume(queue, poll_interval=30, maintenance_interval=3600) as messages:
         iterator = aiter(messages)
-        mark = await async_wait_until(
-            lambda: listening_since(conn, notify_channel(queue)), what="the consumer's LISTEN connection"
-        )
+        mark = await async_wait_until(lambda: listening_since(conn, channel), what="the consumer's LISTEN connection")
         # Three rounds: the wake-up given when LISTEN connects can account for one delivery at most; with
         # poll_interval=30 the others can only come from a notification.
         for round_ in range(3):
@@ -462,13 +442,6 @@ def _enable_notify_waiting(conn: psycopg.Connection[Any]) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgmq.enable_notify_insert (0005_notify.sql) checks pg_trigger without a lock, then CREATE TRIGGER: a "
-    "second session enabling notify on the same queue waits for the first, then fails with 'trigger "
-    "trigger_notify_queue_insert_listeners ... already exists'; Consumer.start() checks notify_enabled then "
-    "enables it, so consumers starting together on a fresh queue crash",
-)
 def test_enabling_notify_from_two_sessions_at_once(
     db_url: str, sync_queue: Queue, queue: str, conn: psycopg.Connection[Any]
 ) -> None:
@@ -510,12 +483,6 @@ async def test_consume_on_a_callers_autocommit_connection(
     assert queue_rows(conn, queue) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a consumer on a caller's connection that is not in autocommit mode runs every read, heartbeat and "
-    "ack inside one transaction it never commits: acks are invisible to others and lost when the connection "
-    "closes (and one failing query aborts everything after it); consume() should refuse such a connection",
-)
 async def test_consume_on_a_non_autocommit_connection_commits_or_refuses(
     db_url: str, async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
 ) -> None:
@@ -576,12 +543,6 @@ async def test_an_explicit_ack_in_the_iterator(
     assert seen == ids and queue_rows(conn, queue) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Consumer.__anext__ acks (deletes) the previous message whatever happened to it: nack() and detach() "
-    "do not clear Consumer._current, so a message released for retry, or parked by hand, is deleted (lost) "
-    "when the loop moves on",
-)
 @pytest.mark.parametrize("how", ["nack", "detach"])
 async def test_a_message_settled_by_hand_in_the_iterator_is_not_acked_again(
     how: str, async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]

@@ -95,6 +95,9 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM pgmq._howdah_no_such_queue(queue_name);
     END IF;
+    -- The lock CREATE TRIGGER takes anyway, taken first: concurrent enables run one after the other instead of
+    -- both seeing no trigger and the second failing on "already exists".
+    EXECUTE format('LOCK TABLE pgmq.%I IN SHARE ROW EXCLUSIVE MODE', h.q_table);
     PERFORM pgmq._howdah_drop_notify_trigger(h.q_table);
     INSERT INTO pgmq.notify_insert_throttle AS x (queue_name, throttle_interval_ms)
     VALUES (h.queue_name, enable_notify_insert.throttle_interval_ms)

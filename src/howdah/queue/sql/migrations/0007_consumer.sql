@@ -59,3 +59,38 @@ BEGIN
     USING msg_ids, reason, queue_name;
 END;
 $fn$;
+
+-- Messages after `after_msg_id`, oldest first, without reading them (no vt or read_ct change): `howdah queue
+-- tail`. The table name comes from pgmq.format_table_name, so Postgres's own lower() decides it.
+CREATE FUNCTION pgmq.howdah_peek(queue_name text, after_msg_id bigint, qty integer)
+RETURNS SETOF pgmq.message_record
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    IF qty IS NULL OR qty < 1 THEN
+        RAISE EXCEPTION 'qty must be at least 1, got %', qty USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_regclass(format('pgmq.%I', pgmq.format_table_name(queue_name, 'q'))) IS NULL THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue_name USING ERRCODE = 'undefined_table';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT msg_id, read_ct, enqueued_at, last_read_at, vt, message, headers FROM pgmq.%I '
+        'WHERE msg_id > $1 ORDER BY msg_id LIMIT $2', pgmq.format_table_name(queue_name, 'q'))
+    USING coalesce(after_msg_id, 0), qty;
+END;
+$fn$;
+
+-- The highest msg_id in the queue (0 when empty): one backward step on the primary key.
+CREATE FUNCTION pgmq.howdah_last_msg_id(queue_name text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    last_id bigint;
+BEGIN
+    IF to_regclass(format('pgmq.%I', pgmq.format_table_name(queue_name, 'q'))) IS NULL THEN
+        RAISE EXCEPTION 'queue "%" does not exist', queue_name USING ERRCODE = 'undefined_table';
+    END IF;
+    EXECUTE format('SELECT coalesce(max(msg_id), 0) FROM pgmq.%I', pgmq.format_table_name(queue_name, 'q'))
+    INTO last_id;
+    RETURN last_id;
+END;
+$fn$;
