@@ -152,8 +152,9 @@ class DurableApp:
 
         def decorate(fn: F) -> F:
             wf_name = name or fn.__name__
-            self.workflow(wf_name)(fn)
-            self.schedules[wf_name] = Schedule(wf_name, cron, wf_name, check_json(args or {}, "schedule args"), missed)
+            schedule = Schedule(wf_name, cron, wf_name, check_json(args or {}, "schedule args"), missed)
+            self.workflow(wf_name)(fn)  # declared only once the schedule is known to be valid
+            self.schedules[wf_name] = schedule
             return fn
 
         return decorate

@@ -42,27 +42,25 @@ class _Suspend(BaseException):
     """The run must stop here and resume later (sleeping, or waiting for a signal or children)."""
 
     def __init__(
-        self, status: str, wake_at: datetime | None, reason: str, signal: str | None = None,
+        self, status: str, wake_at: datetime | None, reason: str, signals: list[str] | None = None,
         children: list[str] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(reason)
         self.status = status
         self.wake_at = wake_at
         self.reason = reason
-        self.signal = signal
+        self.signals = signals or []
         self.children = children or []
 
     @staticmethod
     def merge(many: Sequence[_Suspend]) -> _Suspend:
         """One suspension for several branches: wake at the earliest time, for any awaited event."""
         wakes = [s.wake_at for s in many if s.wake_at is not None]
-        timed = len(wakes) == len(many)
-        signals = [s.signal for s in many if s.signal]
         return _Suspend(
             "waiting" if any(s.status == "waiting" for s in many) else "sleeping",
-            min(wakes) if timed else (min(wakes) if wakes else None),
+            min(wakes) if wakes else None,
             "; ".join(s.reason for s in many),
-            signals[0] if len(signals) == 1 else None,
+            [name for s in many for name in s.signals],
             [c for s in many for c in s.children],
         )
 
@@ -108,15 +106,19 @@ class WorkflowContext:
 
     # --------------------------------------------------------------------------------------- positions
     def _position(self, name: str, kind: str) -> tuple[int, _Record | None]:
+        """Take the next position now (synchronously) and return its record, checked against the call."""
         index = self._next
         self._next += 1
+        return index, self._record_at(index, name, kind)
+
+    def _record_at(self, index: int, name: str, kind: str) -> _Record | None:
         record = self._records.get(index)
         if record is not None and (record.name, record.kind) != (name, kind):
             raise NonDeterminismError(
                 f"workflow {self.workflow_id!r} is not deterministic: at position {index} the replay reached "
                 f"{kind} {name!r} but the recorded run had {record.kind} {record.name!r}"
             )
-        return index, record
+        return record
 
     async def _checkpoint(
         self, index: int, name: str, kind: str, result: Any, error: dict[str, Any] | None = None,
@@ -169,7 +171,7 @@ class WorkflowContext:
                     value = await asyncio.to_thread(fn, *args, **kwargs)
                     if inspect.isawaitable(value):
                         value = await value
-                check_json(value, f"the result of step {name!r}")
+                value = check_json(value, f"the result of step {name!r}")  # as a replay will see it
                 break
             except (NotSerializable, PermanentError) as exc:
                 failure: BaseException = exc
@@ -187,6 +189,9 @@ class WorkflowContext:
 
     async def _recorded_value(self, name: str, kind: str, make: Callable[[], Any]) -> Any:
         index, record = self._position(name, kind)
+        return await self._value_at(index, name, kind, record, make)
+
+    async def _value_at(self, index: int, name: str, kind: str, record: _Record | None, make: Callable[[], Any]) -> Any:
         if record is not None:
             return record.result["value"]
         value = make()
@@ -223,19 +228,32 @@ class WorkflowContext:
             raise _Suspend("sleeping", until, f"sleep until {until.isoformat(timespec='seconds')}")
 
     # ----------------------------------------------------------------------------------------- signals
-    async def wait_for_signal(self, name: str, timeout: float | None = None) -> Any:
+    def wait_for_signal(self, name: str, timeout: float | None = None) -> Awaitable[Any]:
         """The payload of the next signal ``name`` sent to this workflow; ``None`` after ``timeout`` seconds."""
         if not isinstance(name, str) or not name:
             raise ValueError("a signal needs a non-empty name")
+        if timeout is not None and timeout < 0:
+            raise ValueError("a signal timeout cannot be negative")
+        # Both positions are taken now, at the call, so branches under gather replay in the same order.
+        deadline_at = self._position(f"deadline:{name}", "deadline") if timeout is not None else None
+        signal_at = self._position(f"signal:{name}", "signal")
+        return self._wait_for_signal(name, timeout, deadline_at, signal_at)
+
+    async def _wait_for_signal(
+        self, name: str, timeout: float | None, deadline_at: tuple[int, _Record | None] | None,
+        signal_at: tuple[int, _Record | None],
+    ) -> Any:  # fmt: skip
         deadline: datetime | None = None
-        if timeout is not None:
+        if deadline_at is not None:
+            assert timeout is not None
             deadline = datetime.fromisoformat(
-                await self._recorded_value(
-                    f"deadline:{name}", "deadline", lambda: (_now() + timedelta(seconds=timeout)).isoformat()
+                await self._value_at(
+                    deadline_at[0], f"deadline:{name}", "deadline", deadline_at[1],
+                    lambda: (_now() + timedelta(seconds=timeout)).isoformat(),
                 )
-            )
+            )  # fmt: skip
+        index, record = signal_at
         step_name = f"signal:{name}"
-        index, record = self._position(step_name, "signal")
         if record is not None:
             return record.result.get("payload")
         found, payload = await self._store.take_signal(self.workflow_id, index, step_name, name, _now())
@@ -244,7 +262,7 @@ class WorkflowContext:
         if deadline is not None and _now() >= deadline:
             await self._checkpoint(index, step_name, "signal", {"payload": None, "timed_out": True})
             return None
-        raise _Suspend("waiting", deadline, f"signal {name!r}", signal=name)
+        raise _Suspend("waiting", deadline, f"signal {name!r}", signals=[name])
 
     # ------------------------------------------------------------------------------------ fan-out / in
     async def gather(self, *awaitables: Awaitable[Any]) -> list[Any]:
@@ -280,9 +298,14 @@ class WorkflowContext:
         return await self.gather(*(bounded(s) for s in steps))
 
     # ---------------------------------------------------------------------------------------- children
-    async def start_child(self, name: str, args: dict[str, Any] | None = None) -> ChildHandle:
+    def start_child(self, name: str, args: dict[str, Any] | None = None) -> Awaitable[ChildHandle]:
         """Start workflow ``name`` as a child (id ``<parent>/<position>``); cancelling the parent cancels it."""
         index, record = self._position(f"child:{name}", "child")
+        return self._start_child_at(index, record, name, args)
+
+    async def _start_child_at(
+        self, index: int, record: _Record | None, name: str, args: dict[str, Any] | None
+    ) -> ChildHandle:
         if record is not None:
             return ChildHandle(self, record.result["value"])
         child_id = f"{self.workflow_id}/{index}"
@@ -290,9 +313,17 @@ class WorkflowContext:
         await self._checkpoint(index, f"child:{name}", "child", {"value": child_id})
         return ChildHandle(self, child_id)
 
-    async def child(self, name: str, args: dict[str, Any] | None = None) -> Any:
-        """Start a child workflow and wait for its result."""
-        return await (await self.start_child(name, args)).result()
+    def child(self, name: str, args: dict[str, Any] | None = None) -> Awaitable[Any]:
+        """Start a child workflow and wait for its result (both positions taken now, at the call)."""
+        start_at = self._position(f"child:{name}", "child")
+        result_index = self._next
+        self._next += 1
+
+        async def run() -> Any:
+            handle = await self._start_child_at(*start_at, name, args)
+            return await handle._result_at(result_index)
+
+        return run()
 
     # -------------------------------------------------------------------------------------------- http
     async def http(
@@ -339,16 +370,22 @@ class ChildHandle:
         self._ctx = ctx
         self.workflow_id = workflow_id
 
-    async def result(self) -> Any:
+    def result(self) -> Awaitable[Any]:
         """The child's result (recorded); raises :class:`WorkflowFailed` / :class:`WorkflowCancelled`."""
+        index = self._ctx._next
+        self._ctx._next += 1
+        return self._result_at(index)
+
+    async def _result_at(self, index: int) -> Any:
         ctx = self._ctx
-        index, record = ctx._position(f"result:{self.workflow_id}", "child_result")
+        name = f"result:{self.workflow_id}"
+        record = ctx._record_at(index, name, "child_result")
         if record is None:
             info = (await ctx._store.children_status([self.workflow_id]))[self.workflow_id]
             if not info.done:
                 raise _Suspend("waiting", None, f"child {self.workflow_id}", children=[self.workflow_id])
             outcome = {"status": info.status, "value": info.result, "error": info.error}
-            await ctx._checkpoint(index, f"result:{self.workflow_id}", "child_result", outcome)
+            await ctx._checkpoint(index, name, "child_result", outcome)
         else:
             outcome = record.result
         if outcome["status"] == "succeeded":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from croniter import croniter
@@ -48,11 +48,20 @@ def due_ticks(cron: str, next_run_at: datetime, now: datetime, missed: Missed) -
     """
     if now < next_run_at:
         return [], next_run_at
+    upcoming = next_tick(cron, now)
+    if missed == "skip":
+        latest = prev_tick(cron, now)  # found directly: an outage of any length costs one computation
+        return ([max(latest, next_run_at)] if latest >= next_run_at else [next_run_at]), upcoming
     ticks = [next_run_at]
     while len(ticks) < MAX_CATCH_UP:
         following = next_tick(cron, ticks[-1])
         if following > now:
             break
         ticks.append(following)
-    upcoming = next_tick(cron, max(ticks[-1], now))
-    return (ticks if missed == "catch_up" else ticks[-1:]), upcoming
+    return ticks, upcoming
+
+
+def prev_tick(cron: str, at: datetime) -> datetime:
+    """The latest tick at or before ``at``."""
+    tick: datetime = croniter(cron, at + timedelta(microseconds=1)).get_prev(datetime)
+    return tick

@@ -240,11 +240,12 @@ class Store:
         status: str,
         wake_at: datetime | None,
         reason: str,
-        signal: str | None = None,
+        signals: list[str] | None = None,
         children: list[str] | None = None,
     ) -> None:
         await self.rows(
-            "SELECT howdah._suspend(%s, %s, %s, %s, %s, %s)", (workflow_id, status, wake_at, reason, signal, children)
+            "SELECT howdah._suspend(%s, %s, %s, %s, %s, %s)",
+            (workflow_id, status, wake_at, reason, signals or None, children or None),
         )
 
     async def finish(self, workflow_id: str, status: str, result: Any, error: dict[str, Any] | None) -> None:

@@ -90,7 +90,7 @@ class Worker:
             check_json(result, f"the result of workflow {wf.name!r}")
         except _Suspend as pause:
             await self._detach(message)  # from here on no heartbeat may move the parked message
-            await store.suspend(wf_id, pause.status, pause.wake_at, pause.reason, pause.signal, pause.children)
+            await store.suspend(wf_id, pause.status, pause.wake_at, pause.reason, pause.signals, pause.children)
         except _CancelRequested:
             await store.finish(wf_id, "cancelled", None, _CANCELLED)
         except LeaseLost as exc:

@@ -141,11 +141,6 @@ async def parent_of_child_calls(ctx: WorkflowContext, args: dict[str, Any]) -> l
     return await ctx.gather(ctx.child("child", {"n": 1}), ctx.child("child", {"n": 2}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ctx.child() takes its result position only after awaiting the child's start, so under gather the "
-    "first run records child:a, child:b but the replay asks for result-of-a at position 1: NonDeterminismError",
-)
 async def test_gather_of_child_calls(app: DurableApp) -> None:
     async with running(app, concurrency=1):
         handle = await app.start("parent_of_child_calls", workflow_id=new_id())

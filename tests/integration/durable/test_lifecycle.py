@@ -134,12 +134,6 @@ async def approval_after_pause(ctx: WorkflowContext, args: dict[str, Any]) -> An
     return await ctx.wait_for_signal("approval")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cancel that arrives after the run's last checkpoint is never acted on when the run then waits for "
-    "a signal without timeout: _take_signal records nothing (no cancel check) and _suspend parks the message at "
-    "'infinity' ignoring cancel_requested, so the workflow stays 'waiting' instead of becoming 'cancelled'",
-)
 async def test_cancel_before_a_signal_wait_stops_the_workflow(app: DurableApp) -> None:
     async with running(app):
         handle = await app.start("approval_after_pause", workflow_id=new_id())

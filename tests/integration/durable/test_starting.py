@@ -188,12 +188,6 @@ async def blocked_on_a_lock(db_url: str) -> bool:
     return bool(row and row[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="howdah.start_workflow looks for an existing id, then INSERTs: a concurrent start of the same id "
-    "(committed in between) hits the primary key and raises UniqueViolation (DurableDatabaseError) "
-    "instead of returning the existing workflow with created = false",
-)
 async def test_concurrent_starts_of_one_id_return_the_same_workflow(app: DurableApp, db_url: str) -> None:
     await app.register()
     wf = new_id("race")

@@ -116,12 +116,6 @@ async def _waiting_again(app: DurableApp, workflow_id: str) -> bool:
     return info.status == "waiting" and info.attempts >= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send_signal wakes a 'waiting' workflow with pgmq.set_vt(msg, 0) even when a worker has just read "
-    "its message and not yet claimed it (status still 'waiting'): the held message is handed out again and two "
-    "runs of one workflow execute concurrently (seen under load: a step ran twice, then LeaseLost)",
-)
 async def test_a_signal_does_not_hand_out_a_message_a_worker_holds(app: DurableApp, db_url: str) -> None:
     async with running(app):
         handle = await app.start("approval", workflow_id=new_id())
@@ -203,11 +197,6 @@ async def two_signals(ctx: WorkflowContext, args: dict[str, Any]) -> list[Any]:
     return [first, second]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_Suspend.merge keeps a signal name only when one branch waits for a signal; with two it passes "
-    "none, so _suspend cannot see that both already arrived and parks the dispatch message at 'infinity'",
-)
 async def test_gathered_signals_sent_while_the_workflow_runs_still_wake_it(app: DurableApp) -> None:
     async with running(app):
         handle = await app.start("two_signals", workflow_id=new_id())

@@ -120,16 +120,18 @@ BEGIN
         wf_key := args ->> wf_type.key_field;
     END IF;
 
-    -- Same id again: idempotent, whatever its state.
+    IF wf_key IS NOT NULL THEN
+        -- Serialise starts of one key so "is someone active?" and the insert below cannot interleave.
+        PERFORM pg_advisory_xact_lock(hashtextextended('howdah.key:' || wf_key, 0));
+    END IF;
+    -- Same id again: idempotent, whatever its state (checked after the key lock, so a concurrent start of the
+    -- same id that just committed is found here rather than refused as a key conflict).
     SELECT w.id, w.status INTO id, status FROM howdah.workflows w WHERE w.id = wf_id;
     IF FOUND THEN
         created := false;
         RETURN;
     END IF;
-
     IF wf_key IS NOT NULL THEN
-        -- Serialise starts of one key so "is someone active?" and the insert below cannot interleave.
-        PERFORM pg_advisory_xact_lock(hashtextextended('howdah.key:' || wf_key, 0));
         holds := NOT EXISTS (SELECT 1 FROM howdah.workflows w WHERE w.key = wf_key AND w.holds_key);
         IF NOT holds AND wf_type.on_conflict = 'reject' THEN
             RAISE EXCEPTION 'workflow key "%" already has an active workflow', wf_key
@@ -140,7 +142,13 @@ BEGIN
     END IF;
 
     INSERT INTO howdah.workflows (id, name, args, key, holds_key, parent_id, queue_name)
-    VALUES (wf_id, start_workflow.name, args, wf_key, holds, start_workflow.parent_id, wf_type.queue_name);
+    VALUES (wf_id, start_workflow.name, args, wf_key, holds, start_workflow.parent_id, wf_type.queue_name)
+    ON CONFLICT ON CONSTRAINT workflows_pkey DO NOTHING;
+    IF NOT FOUND THEN  -- a concurrent start of the same id won the race: return its workflow
+        SELECT w.id, w.status INTO id, status FROM howdah.workflows w WHERE w.id = wf_id;
+        created := false;
+        RETURN;
+    END IF;
 
     IF wf_key IS NULL OR holds THEN
         message := pgmq.send(wf_type.queue_name, jsonb_build_object('workflow_id', wf_id));
@@ -149,6 +157,36 @@ BEGIN
     id := wf_id;
     status := 'pending';
     created := true;
+END;
+$fn$;
+
+-- Park a workflow's dispatch message until `until` (NULL: until woken).
+CREATE FUNCTION howdah._park(queue_name text, msg_id bigint, until timestamptz)
+RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format('UPDATE pgmq.%I SET vt = $2 WHERE msg_id = $1', pgmq.format_table_name(queue_name, 'q'))
+    USING msg_id, coalesce(until, 'infinity'::timestamptz);
+END;
+$fn$;
+
+-- Make a parked workflow's message visible now -- only while it is still parked (vt exactly as _park set it).
+-- A message a worker has already read (vt = its lease) is left alone: waking it would hand one workflow to
+-- two workers at once. That worker's run sees whatever caused the wake-up (signal, child, cancel) itself.
+CREATE FUNCTION howdah._wake(wf howdah.workflows)
+RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    woke bigint;
+BEGIN
+    IF wf.msg_id IS NULL OR wf.status NOT IN ('sleeping', 'waiting') THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('UPDATE pgmq.%I SET vt = clock_timestamp() WHERE msg_id = $1 AND vt = $2 RETURNING msg_id',
+                   pgmq.format_table_name(wf.queue_name, 'q'))
+    INTO woke
+    USING wf.msg_id, coalesce(wf.wake_at, 'infinity'::timestamptz);
+    RETURN woke IS NOT NULL;
 END;
 $fn$;
 
@@ -202,8 +240,8 @@ BEGIN
     INSERT INTO howdah.signals (workflow_id, name, payload) VALUES (wf.id, send_signal.name, payload)
     RETURNING id INTO signal_id;
     -- Any waiting workflow is woken: a replay that does not need this signal simply waits again.
-    IF wf.status = 'waiting' AND wf.msg_id IS NOT NULL THEN
-        PERFORM pgmq.set_vt(wf.queue_name, wf.msg_id, 0);
+    IF wf.status = 'waiting' THEN
+        PERFORM howdah._wake(wf);
     END IF;
     RETURN signal_id;
 END;
@@ -314,9 +352,10 @@ $fn$;
 
 -- Park a running workflow until `wake` (sleep, signal timeout, children): its dispatch message becomes
 -- visible again then. If what it waits for has already happened (a signal arrived, a child finished), the
--- message is made visible at once instead, so no wake-up is ever lost to a race.
+-- message is made visible at once instead, so no wake-up is ever lost to a race; so is a run whose
+-- cancellation was requested meanwhile.
 CREATE FUNCTION howdah._suspend(wf_id text, new_status text, wake timestamptz, reason text,
-                                signal_name text DEFAULT NULL, child_ids text[] DEFAULT NULL)
+                                signal_names text[] DEFAULT NULL, child_ids text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -330,14 +369,14 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    ready := (signal_name IS NOT NULL AND EXISTS (
+    ready := wf.cancel_requested
+          OR (signal_names IS NOT NULL AND EXISTS (
                   SELECT 1 FROM howdah.signals s
-                   WHERE s.workflow_id = wf_id AND s.name = signal_name AND s.consumed_at IS NULL))
+                   WHERE s.workflow_id = wf_id AND s.name = ANY (signal_names) AND s.consumed_at IS NULL))
           OR (child_ids IS NOT NULL AND EXISTS (
                   SELECT 1 FROM howdah.workflows c
                    WHERE c.id = ANY (child_ids) AND c.status IN ('succeeded', 'failed', 'cancelled')));
-    PERFORM pgmq.set_vt(wf.queue_name, wf.msg_id,
-                        CASE WHEN ready THEN clock_timestamp() ELSE coalesce(wake, 'infinity') END);
+    PERFORM howdah._park(wf.queue_name, wf.msg_id, CASE WHEN ready THEN clock_timestamp() ELSE wake END);
 END;
 $fn$;
 
@@ -365,8 +404,8 @@ BEGIN
     END IF;
     IF wf.parent_id IS NOT NULL THEN
         SELECT * INTO parent FROM howdah.workflows p WHERE p.id = wf.parent_id FOR UPDATE;
-        IF parent.status = 'waiting' AND parent.msg_id IS NOT NULL THEN
-            PERFORM pgmq.set_vt(parent.queue_name, parent.msg_id, 0);
+        IF parent.status = 'waiting' THEN
+            PERFORM howdah._wake(parent);
         END IF;
     END IF;
 END;
