@@ -205,7 +205,7 @@ def send_batch(
         header_texts = [_headers_json(h, f"headers[{i}]") for i, h in enumerate(headers)]
     cast, value = _delay(delay)
     return Op(
-        f"SELECT * FROM pgmq.send_batch(%s::text, %s::jsonb[], %s::jsonb[], %s::{cast})",
+        f"SELECT * FROM pgmq.send_batch(%s::text, %b::jsonb[], %b::jsonb[], %s::{cast})",
         (validate_queue_name(queue), bodies, header_texts, value),
         _column,
         queue,
@@ -279,7 +279,7 @@ def delete(queue: str, msg_id: int) -> Op[bool]:
 
 def delete_batch(queue: str, msg_ids: Sequence[int]) -> Op[list[int]]:
     return Op(
-        "SELECT * FROM pgmq.delete(%s::text, %s::bigint[])",
+        "SELECT * FROM pgmq.delete(%s::text, %b::bigint[])",
         (validate_queue_name(queue), _ids(msg_ids)),
         _column,
         queue,
@@ -292,7 +292,7 @@ def archive(queue: str, msg_id: int) -> Op[bool]:
 
 def archive_batch(queue: str, msg_ids: Sequence[int]) -> Op[list[int]]:
     return Op(
-        "SELECT * FROM pgmq.archive(%s::text, %s::bigint[])",
+        "SELECT * FROM pgmq.archive(%s::text, %b::bigint[])",
         (validate_queue_name(queue), _ids(msg_ids)),
         _column,
         queue,
@@ -320,7 +320,7 @@ def set_vt(queue: str, msg_id: int, vt: Delay) -> Op[Message | None]:
 def set_vt_batch(queue: str, msg_ids: Sequence[int], vt: Delay) -> Op[list[Message]]:
     cast, value = _vt(vt)
     return Op(
-        f"SELECT {_MESSAGE_COLUMNS} FROM pgmq.set_vt(%s::text, %s::bigint[], %s::{cast})",
+        f"SELECT {_MESSAGE_COLUMNS} FROM pgmq.set_vt(%s::text, %b::bigint[], %s::{cast})",
         (validate_queue_name(queue), _ids(msg_ids), value),
         _messages,
         queue,
@@ -435,7 +435,7 @@ def release(queue: str, msg_id: int, delay: int, error: str | None) -> Op[bool]:
 def dead_letter(queue: str, msg_ids: Sequence[int], dead_letter_queue: str, reason: str) -> Op[list[int]]:
     """Move messages to ``dead_letter_queue`` (reason in their headers) and remove them, atomically."""
     return Op(
-        "SELECT * FROM pgmq.howdah_dead_letter(%s::text, %s::bigint[], %s::text, %s::text)",
+        "SELECT * FROM pgmq.howdah_dead_letter(%s::text, %b::bigint[], %s::text, %s::text)",
         (validate_queue_name(queue), _ids(msg_ids), validate_queue_name(dead_letter_queue), reason),
         _column,
         queue,
