@@ -5,7 +5,8 @@
 -- archived_at). pgmq.maintain_partitions(), which Howdah calls periodically, keeps `premake` partitions ready
 -- ahead of the current msg_id / time and drops partitions that fall entirely behind the retention:
 --   * archive (a_) partitions are dropped past retention, with their messages (that is what retention means);
---   * queue (q_) partitions are dropped past retention only once they are empty. PGMQ (via pg_partman) drops
+--   * queue (q_) partitions are dropped once their range is behind the newest message and they are empty
+--     (retention does not matter for them: a drained partition only slows reads down). PGMQ (via pg_partman) drops
 --     them even when they still hold unread messages; Howdah never deletes undelivered messages silently.
 --
 -- Bursts: every partitioned table has a DEFAULT partition (q_<name>_default / a_<name>_default, the names
@@ -211,12 +212,16 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 
-    -- Retention: partitions whose whole range is older than newest - retention.
+    -- Retention: archive partitions whose whole range is older than newest - retention. Queue partitions go
+    -- as soon as their whole range is behind the newest message and they are empty: no new message can land
+    -- there, and a drained partition full of dead rows would otherwise slow every read until retention.
     FOR part IN
         SELECT x.part, x.relname, x.lo, x.hi
           FROM pgmq._howdah_partitions(parent, p.by_time) AS x
          WHERE NOT x.is_default AND x.hi IS NOT NULL
-           AND x.hi <= newest - CASE WHEN p.by_time THEN extract(epoch FROM p.time_retention) ELSE p.id_retention END
+           AND x.hi <= newest - CASE WHEN is_queue_table THEN 0
+                                     WHEN p.by_time THEN extract(epoch FROM p.time_retention)
+                                     ELSE p.id_retention END
          ORDER BY x.lo
     LOOP
         partition_table := part.relname;
@@ -233,7 +238,7 @@ BEGIN
                 EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', part.part);
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part.part) INTO STRICT not_empty;
                 IF not_empty THEN
-                    action := 'kept: past retention but still holds messages';
+                    action := 'kept: still holds messages';
                     RETURN NEXT;
                     CONTINUE;
                 END IF;
