@@ -450,7 +450,12 @@ BEGIN
         'last_read_at timestamp with time zone, '
         'vt timestamp with time zone NOT NULL, '
         'message jsonb, '
-        'headers jsonb)',
+        'headers jsonb) '
+        -- A queue table churns: every message is inserted, updated and deleted. Vacuum it after a fixed
+        -- number of dead rows rather than a fraction of its (small) size, and without throttling.
+        'WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000, '
+        'autovacuum_vacuum_cost_delay = 0, autovacuum_vacuum_insert_scale_factor = 0, '
+        'autovacuum_analyze_scale_factor = 0.02)',
         CASE WHEN unlogged THEN 'UNLOGGED' ELSE '' END, q);
     EXECUTE format('CREATE INDEX %I ON pgmq.%I (vt)', q || '_vt_idx', q);
     EXECUTE format(
