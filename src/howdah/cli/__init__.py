@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import db, instance, queue, serve, workflow
+from howdah.cli import conductor, db, instance, queue, serve, workflow
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -17,6 +17,7 @@ app.add_typer(instance.app, name="instance")
 app.add_typer(instance.token_app, name="token")
 app.command()(instance.apply)
 app.command("api")(serve.api)
+app.command("conductor")(conductor.run_conductor)
 app.command()(up)
 
 

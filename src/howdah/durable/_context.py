@@ -17,7 +17,7 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from howdah.durable._codec import check_json, error_to_json
 from howdah.durable._errors import (
@@ -131,10 +131,19 @@ class WorkflowContext:
             raise _CancelRequested()
 
     # ------------------------------------------------------------------------------------------- steps
+    @overload
     def step(
-        self, name: str, fn: Callable[..., T | Awaitable[T]], *args: Any, retry: RetryPolicy = DEFAULT_RETRY,
-        **kwargs: Any,
-    ) -> Awaitable[T]:  # fmt: skip
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, retry: RetryPolicy = ..., **kwargs: Any
+    ) -> Awaitable[T]: ...
+
+    @overload
+    def step(
+        self, name: str, fn: Callable[..., T], *args: Any, retry: RetryPolicy = ..., **kwargs: Any
+    ) -> Awaitable[T]: ...
+
+    def step(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy = DEFAULT_RETRY, **kwargs: Any
+    ) -> Awaitable[Any]:
         """Run ``fn(*args, **kwargs)`` once, checkpointing its JSON result; replays return the stored one.
 
         Sync functions run in a worker thread. ``TransientError`` (and ``retry.retry_on`` types) are retried

@@ -1,0 +1,98 @@
+"""The conductor's durable workflows: one per CRUD event, at most one active per instance.
+
+Each provider call is a checkpointed step, so a conductor killed at any point resumes where it stopped, and
+every call is idempotent, so a step that was interrupted and runs again converges instead of duplicating.
+Transient provider failures are retried with backoff; permanent ones end the workflow with an ``Error``
+state event carrying Postgres's own message (the instance stays recoverable by a corrected PATCH).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from howdah.control.events import STATE_QUEUE, StateKind
+from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
+from howdah.providers import Provider, TransientProviderError
+
+ANSWERS: dict[str, StateKind] = {
+    "Create": "Created", "Update": "Updated", "Restart": "Restarted", "Stop": "Stopped", "Start": "Started",
+    "Delete": "Deleted",
+}  # fmt: skip
+PROVIDER_RETRY = RetryPolicy(max_attempts=6, initial_delay=0.5, max_delay=10.0, retry_on=(TransientProviderError,))
+
+
+def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, lease: int = 30) -> DurableApp:
+    """The DurableApp whose workflows carry out one data plane's CRUD events through ``provider``."""
+    app = DurableApp(dsn, queue=f"dp_{data_plane.replace('-', '_')}_wf", lease=lease)
+
+    def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        return ctx.step(name, fn, *args, retry=PROVIDER_RETRY)
+
+    async def report(ctx: WorkflowContext, event: dict[str, Any], kind: StateKind, **fields: Any) -> None:
+        body = {"instance_id": event["instance_id"], "event": kind, "generation": event["generation"],
+                "data_plane": data_plane, **fields}  # fmt: skip
+
+        async def send() -> int:
+            return await app.queue.send(STATE_QUEUE, body)
+
+        await ctx.step(f"report {kind}", send)
+
+    async def run(ctx: WorkflowContext, event: dict[str, Any], body: Callable[[], Any]) -> str:
+        try:
+            fields = await body()
+        except StepFailed as exc:
+            message = exc.error.get("message", str(exc))
+            await report(ctx, event, "Error", error=message)
+            return f"Error: {message}"
+        kind = fields.pop("kind", ANSWERS[event["kind"]])
+        await report(ctx, event, kind, **fields)
+        return str(kind)
+
+    async def observed(ctx: WorkflowContext, iid: str, name: str = "status") -> dict[str, Any]:
+        return dict(await step(ctx, name, lambda: provider.status(iid).as_dict()))
+
+    @app.workflow(name="instance_event", key="instance_id", on_conflict="queue")
+    async def instance_event(ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        iid, kind = event["instance_id"], event["kind"]
+        settings: dict[str, str] = event.get("settings", {})
+        wanted: list[str] = event.get("extensions", [])
+
+        async def converge() -> dict[str, Any]:
+            """Create or update until the instance matches the event (both are the same idempotent path)."""
+            await step(ctx, "ensure created", provider.ensure_created, iid, event["name"], settings)
+            await step(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
+            needs_restart = await step(ctx, "apply settings", provider.apply_settings, iid, settings)
+            restarted = False
+            if needs_restart:
+                await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
+                restarted = True
+            connection = await step(ctx, "ensure app database", lambda: provider.ensure_app_database(iid).as_dict())
+            disabled = [e["name"] for e in event["spec"].get("extensions", []) if not e.get("enabled", True)]
+            await step(ctx, "ensure extensions", provider.ensure_extensions, iid, wanted, disabled)
+            after = await observed(ctx, iid)
+            if not after.get("accepting_connections"):
+                return {"kind": "Error", "error": f"instance {iid} does not accept connections after {kind}"}
+            answer: StateKind = "Restarted" if kind == "Update" and restarted else ANSWERS[kind]
+            return {"kind": answer, "actual_spec": event["spec"], "status": after, "connection": connection}
+
+        async def lifecycle() -> dict[str, Any]:
+            if kind == "Restart":
+                await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
+            elif kind == "Stop":
+                await step(ctx, "stop", provider.stop, iid)
+            elif kind == "Start":
+                await step(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
+            elif kind == "Delete":
+                await step(ctx, "delete", provider.delete, iid)
+                return {}
+            return {"status": await observed(ctx, iid)}
+
+        if kind in ("Create", "Update"):
+            return await run(ctx, event, converge)
+        if kind in ("Restart", "Stop", "Start", "Delete"):
+            return await run(ctx, event, lifecycle)
+        await report(ctx, event, "Error", error=f"unknown CRUD event kind {kind!r}")
+        return "Error"
+
+    return app

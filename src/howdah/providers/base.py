@@ -1,0 +1,107 @@
+"""The provider interface the conductor drives (sync; the conductor runs each call as a durable step).
+
+Every operation is idempotent: calling it again after a crash, or twice, converges to the same result and
+never duplicates anything. Failures are either :class:`TransientProviderError` (retry with backoff: a port
+race, an instance still starting) or :class:`ProviderError` (permanent: a setting Postgres rejects, an
+extension that is not installed) whose message is Postgres's own and becomes the instance's ``last_error``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from howdah.errors import HowdahError
+
+
+class ProviderError(HowdahError):
+    """A permanent failure: retrying the same request cannot succeed."""
+
+
+class TransientProviderError(ProviderError):
+    """A failure worth retrying (with backoff)."""
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password,
+                "dbname": self.dbname}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """What the provider observes of one instance right now."""
+
+    exists: bool
+    running: bool
+    accepting_connections: bool = False
+    pending_restart: bool = False
+    server_version: str | None = None
+    size_bytes: int | None = None
+    postmaster_start_time: datetime | None = None
+    port: int | None = None
+    replicas: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exists": self.exists, "running": self.running, "accepting_connections": self.accepting_connections,
+            "pending_restart": self.pending_restart, "server_version": self.server_version,
+            "size_bytes": self.size_bytes, "port": self.port, "replicas": self.replicas,
+            "postmaster_start_time": self.postmaster_start_time.isoformat() if self.postmaster_start_time else None,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Backup:
+    backup_id: str
+    instance_id: str
+    location: str
+    size_bytes: int
+    created_at: datetime
+
+
+class Provider(Protocol):
+    """One data plane's way of running instances. ``settings`` are rendered Postgres settings (name → value in
+    postgresql.conf syntax, ``shared_preload_libraries`` as a comma-separated list); ``extensions`` are the
+    names to CREATE EXTENSION in the app database."""
+
+    name: str
+
+    def ensure_created(self, instance_id: str, name: str, settings: dict[str, str]) -> None:
+        """Allocate storage and a port, initialise the cluster with ``settings`` (no-op if it exists)."""
+
+    def ensure_running(self, instance_id: str) -> InstanceStatus:
+        """Start the instance if it is not running and wait until it accepts connections."""
+
+    def ensure_app_database(self, instance_id: str) -> ConnectionInfo:
+        """Create the app role (SCRAM password, generated once and kept) and database; return how to connect."""
+
+    def apply_settings(self, instance_id: str, settings: dict[str, str]) -> bool:
+        """Apply settings (reload); return True when a restart is needed for them to take effect."""
+
+    def ensure_extensions(self, instance_id: str, enabled: list[str], disabled: list[str]) -> None:
+        """CREATE / DROP EXTENSION in the app database (their libraries must be preloaded already)."""
+
+    def restart(self, instance_id: str) -> InstanceStatus:
+        """Restart the server; the returned status has the new postmaster start time."""
+
+    def stop(self, instance_id: str) -> None:
+        """Stop the server (data kept). No-op when stopped."""
+
+    def delete(self, instance_id: str) -> None:
+        """Stop, remove all data, release the port. No-op when it does not exist."""
+
+    def status(self, instance_id: str) -> InstanceStatus:
+        """Observe the instance (never raises for a missing or dead one: ``exists`` / ``running`` say so)."""
+
+    def list_instances(self) -> list[str]:
+        """Ids of every instance this provider holds (running or not)."""
