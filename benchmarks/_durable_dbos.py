@@ -1,0 +1,216 @@
+"""DBOS's side of the durable benchmark (each function runs in its own spawned process).
+
+DBOS (the ``dbos`` package, DBOS Transact) runs a workflow in the process that starts it: ``DBOS.start_workflow``
+records the workflow and runs it on the process's thread pool. Its documented way to spread workflows over
+several processes is a queue: every launched process that listens to the queue dequeues from it, and
+``worker_concurrency`` bounds how many each runs at once. So: one worker = one process calling
+``DBOS.start_workflow``; N workers = one starting process that enqueues (it listens to no queue) and N processes
+listening to the queue. DBOS is configured in code with a Postgres URL (its system database, the only database
+it needs since 3.0): no config file, no DBOS Cloud, no Conductor. Steps are plain sync functions, its default and
+faster style here (async workflows on the event loop measured slower in this setup).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from dbos import DBOS, DBOSConfig
+
+from benchmarks._durable_common import (
+    Completion,
+    CpuMeter,
+    Round,
+    Sequential,
+    Sizes,
+    Throughput,
+    quiet_logging,
+    spawn_context,
+    stopping_processes,
+    used,
+    wait_for_sigterm,
+    wait_ready,
+    wait_timeout,
+)
+
+APP = "howdah_bench"
+QUEUE = "bench"
+FINISHED = (
+    "SELECT count(*) FILTER (WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')), "
+    "count(*) FILTER (WHERE status IN ('ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')), "
+    "max(completed_at) / 1000.0 FROM dbos.workflow_status WHERE created_at >= (%s * 1000)::bigint"
+)
+DURATIONS = (
+    "SELECT workflow_uuid, (completed_at - created_at) / 1000.0 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)"
+)
+
+
+@DBOS.step()
+def bump(value: int) -> int:
+    return value + 1
+
+
+@DBOS.workflow(name="three")
+def three(x: int) -> int:
+    return bump(bump(bump(x)))
+
+
+@DBOS.workflow(name="one")
+def one(x: int) -> int:
+    return bump(x)
+
+
+@DBOS.workflow(name="steps")
+def steps(n: int) -> int:
+    value = 0
+    for _ in range(n):
+        value = bump(value)
+    return value
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A ``postgresql://`` URL (what DBOS takes) for a libpq URL or ``key=value`` connection string."""
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy.engine import URL
+
+    parts = conninfo_to_dict(url)
+    port = parts.get("port")
+    return URL.create(
+        "postgresql",
+        username=parts.get("user"),
+        password=parts.get("password"),
+        host=parts.get("host"),
+        port=int(port) if port else None,
+        database=parts.get("dbname"),
+    ).render_as_string(hide_password=False)
+
+
+def launch(url: str, sizes: Sizes, executor_id: str, listen: list[str] | None = None) -> None:
+    config: DBOSConfig = {
+        "name": APP,
+        "system_database_url": sqlalchemy_url(url),
+        "sys_db_pool_size": sizes.pool_size,
+        "executor_id": executor_id,
+        "log_level": "WARNING",
+    }
+    DBOS(config=config)
+    if listen is not None:
+        DBOS.listen_queues(listen)
+    DBOS.launch()
+
+
+def _start_many(count: int, starters: int, start: Any) -> None:
+    with ThreadPoolExecutor(starters) as pool:
+        for _ in pool.map(start, range(count)):
+            pass
+
+
+def _rounds(url: str, sizes: Sizes, warmup: int, start: Any, pids: list[int] | None = None) -> Throughput:
+    result = Throughput()
+    completion = Completion(url, FINISHED)
+    meter = CpuMeter(url, pids)
+    since = time.time() - 1
+    _start_many(warmup, sizes.starters, start)
+    completion.wait(since, warmup, wait_timeout(warmup))
+    for _ in range(sizes.rounds):
+        time.sleep(0.2)
+        cpu = meter.sample()
+        first = time.time()
+        _start_many(sizes.workflows, sizes.starters, start)
+        started = time.time() - first
+        last = completion.wait(first, sizes.workflows, wait_timeout(sizes.workflows))
+        result.rounds.append(Round(sizes.workflows, last - first, started, *used(cpu, meter.sample())))
+    result.workflows_total = warmup + sizes.rounds * sizes.workflows
+    result.waiter_queries = completion.queries
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- throughput
+def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
+    """(a): ``sizes.rounds`` rounds of ``sizes.workflows`` 3-step workflows with ``workers`` worker processes."""
+    if workers == 1:
+        launch(url, sizes, "bench-1")
+        try:
+            result = _rounds(url, sizes, sizes.warmup, lambda i: DBOS.start_workflow(three, i))
+        finally:
+            DBOS.destroy()
+        result.how = (
+            f"1 process: {sizes.starters} threads calling DBOS.start_workflow (runs in-process on DBOS's "
+            f"thread pool), system-database pool of {sizes.pool_size}"
+        )
+        return result
+
+    launch(url, sizes, "bench-starter", listen=[])  # runs the migrations before the workers arrive
+    try:
+        queue = DBOS.register_queue(
+            QUEUE,
+            worker_concurrency=sizes.concurrency,
+            polling_interval_sec=sizes.dbos_poll,
+            on_conflict="always_update",
+        )
+        ctx = spawn_context()
+        ready = [ctx.Event() for _ in range(workers)]
+        processes = [
+            ctx.Process(target=_worker_process, args=(url, sizes, i, ready[i]), name=f"dbos-worker-{i}")
+            for i in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        with stopping_processes(processes):
+            wait_ready(ready, processes)
+            time.sleep(1.0)  # the queue manager starts each queue's dequeue thread within a second of launch
+            warmup = max(sizes.warmup, workers * sizes.concurrency)
+            pids = [p.pid for p in processes]
+            result = _rounds(url, sizes, warmup, lambda i: queue.enqueue(three, i), pids)
+    finally:
+        DBOS.destroy()
+    result.how = (
+        f"1 starting process ({sizes.starters} threads calling Queue.enqueue; it listens to no queue) + {workers} "
+        f"processes listening to the queue (worker_concurrency={sizes.concurrency}, "
+        f"polling_interval_sec={sizes.dbos_poll:g})"
+    )
+    return result
+
+
+def _worker_process(url: str, sizes: Sizes, index: int, ready: Any) -> None:
+    """A DBOS process that dequeues from the queue until SIGTERM."""
+    quiet_logging()
+    launch(url, sizes, f"bench-worker-{index}")
+    ready.set()
+    wait_for_sigterm()
+    DBOS.destroy()
+
+
+# ----------------------------------------------------------------------------------------------- sequential
+def sequential(url: str, sizes: Sizes) -> Sequential:
+    """(b) and (c): one run at a time, started with ``DBOS.start_workflow`` and awaited with ``get_result``."""
+    result = Sequential()
+    launch(url, sizes, "bench-seq")
+    try:
+        for i in range(max(3, sizes.warmup // 10)):
+            DBOS.start_workflow(one, i).get_result()
+            DBOS.start_workflow(steps, 3).get_result()
+        zero, long = [], []
+        for _ in range(sizes.repeats):
+            handle = DBOS.start_workflow(steps, 0)
+            handle.get_result()
+            zero.append(handle.get_workflow_id())
+            handle = DBOS.start_workflow(steps, sizes.steps)
+            handle.get_result()
+            long.append(handle.get_workflow_id())
+        latency = []
+        for i in range(sizes.latency_runs):
+            begin = time.perf_counter()
+            handle = DBOS.start_workflow(one, i)
+            handle.get_result()
+            result.client.append(time.perf_counter() - begin)
+            latency.append(handle.get_workflow_id())
+    finally:
+        DBOS.destroy()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for ids, into in ((zero, result.zero), (long, result.long), (latency, result.server)):
+            found = dict(conn.execute(DURATIONS, (ids,)).fetchall())
+            into.extend(float(found[i]) for i in ids)
+    return result

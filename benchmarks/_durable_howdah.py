@@ -1,0 +1,206 @@
+"""Howdah's side of the durable benchmark (each function runs in its own spawned process).
+
+Howdah runs workflows in ``Worker`` processes that consume its dispatch queue; ``DurableApp.start`` only
+inserts the workflow row and its dispatch message. One worker: the starter and one ``Worker`` share a process
+and a connection pool. N workers: N separate ``Worker`` processes, and the starting process runs none.
+Steps are ``async def`` functions (Howdah runs sync steps in a thread; a trivial step needs none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from benchmarks._durable_common import (
+    Completion,
+    CpuMeter,
+    Round,
+    Sequential,
+    Sizes,
+    Throughput,
+    quiet_logging,
+    spawn_context,
+    stopping_processes,
+    used,
+    wait_ready,
+    wait_timeout,
+)
+from howdah.durable import DurableApp, Worker
+
+FINISHED = (
+    "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'cancelled')), "
+    "count(*) FILTER (WHERE status IN ('failed', 'cancelled')), extract(epoch FROM max(finished_at)) "
+    "FROM howdah.workflows WHERE created_at >= to_timestamp(%s)"
+)
+DURATIONS = "SELECT id, extract(epoch FROM finished_at - created_at) FROM howdah.workflows WHERE id = ANY(%s)"
+
+
+async def _bump(value: int) -> int:
+    return value + 1
+
+
+def make_app(url: str, pool_size: int) -> DurableApp:
+    """The app with the benchmark's workflows: ``three`` (3 steps), ``one`` (1 step), ``steps`` (args.n steps)."""
+    app = DurableApp(url, pool_size=pool_size)
+
+    @app.workflow("three")
+    async def three(ctx: Any, args: dict[str, Any]) -> int:
+        a = await ctx.step("a", _bump, args["x"])
+        b = await ctx.step("b", _bump, a)
+        return await ctx.step("c", _bump, b)
+
+    @app.workflow("one")
+    async def one(ctx: Any, args: dict[str, Any]) -> int:
+        return await ctx.step("a", _bump, args["x"])
+
+    @app.workflow("steps")
+    async def steps(ctx: Any, args: dict[str, Any]) -> int:
+        value = 0
+        for i in range(args["n"]):
+            value = await ctx.step(f"s{i}", _bump, value)
+        return value
+
+    return app
+
+
+async def _start_many(app: DurableApp, count: int, starters: int) -> None:
+    gate = asyncio.Semaphore(starters)
+
+    async def start(i: int) -> None:
+        async with gate:
+            await app.start("three", {"x": i})
+
+    await asyncio.gather(*(start(i) for i in range(count)))
+
+
+async def _rounds(app: DurableApp, url: str, sizes: Sizes, warmup: int, pids: list[int] | None = None) -> Throughput:
+    result = Throughput()
+    completion = Completion(url, FINISHED)
+    meter = CpuMeter(url, pids)
+    since = time.time() - 1
+    await _start_many(app, warmup, sizes.starters)
+    await asyncio.to_thread(completion.wait, since, warmup, wait_timeout(warmup))
+    for _ in range(sizes.rounds):
+        await asyncio.sleep(0.2)
+        cpu = meter.sample()
+        first = time.time()
+        await _start_many(app, sizes.workflows, sizes.starters)
+        started = time.time() - first
+        last = await asyncio.to_thread(completion.wait, first, sizes.workflows, wait_timeout(sizes.workflows))
+        result.rounds.append(Round(sizes.workflows, last - first, started, *used(cpu, meter.sample())))
+    result.workflows_total = warmup + sizes.rounds * sizes.workflows
+    result.waiter_queries = completion.queries
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- throughput
+def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
+    """(a): ``sizes.rounds`` rounds of ``sizes.workflows`` 3-step workflows with ``workers`` worker processes."""
+    if workers == 1:
+        return asyncio.run(_throughput_in_process(url, sizes))
+    ctx = spawn_context()
+    ready = [ctx.Event() for _ in range(workers)]
+    processes = [
+        ctx.Process(target=_worker_process, args=(url, sizes, ready[i]), name=f"howdah-worker-{i}")
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    with stopping_processes(processes):
+        wait_ready(ready, processes)
+        result = asyncio.run(_throughput_starter(url, sizes, workers, [p.pid for p in processes]))
+    result.how = (
+        f"1 starting process ({sizes.starters} concurrent DurableApp.start) + {workers} Worker processes "
+        f"(concurrency={sizes.concurrency} each)"
+    )
+    return result
+
+
+async def _throughput_in_process(url: str, sizes: Sizes) -> Throughput:
+    app = make_app(url, sizes.pool_size)
+    async with app:
+        await app.register()
+        stop = asyncio.Event()
+        worker = asyncio.create_task(Worker(app, concurrency=sizes.concurrency).run(stop, handle_signals=False))
+        await asyncio.sleep(0.5)  # let the worker's LISTEN connection come up
+        try:
+            result = await _rounds(app, url, sizes, sizes.warmup)
+        finally:
+            stop.set()
+            await worker
+    result.how = (
+        f"1 process: {sizes.starters} concurrent DurableApp.start + 1 Worker (concurrency={sizes.concurrency}), "
+        f"one pool of {sizes.pool_size}"
+    )
+    return result
+
+
+async def _throughput_starter(url: str, sizes: Sizes, workers: int, pids: list[int]) -> Throughput:
+    app = make_app(url, sizes.pool_size)
+    async with app:
+        await app.register()
+        await asyncio.sleep(1.0)  # the same settling time the DBOS workers get
+        return await _rounds(app, url, sizes, max(sizes.warmup, workers * sizes.concurrency), pids)
+
+
+def _worker_process(url: str, sizes: Sizes, ready: Any) -> None:
+    """One ``Worker`` until SIGTERM (it stops the way ``howdah worker`` does)."""
+    quiet_logging()
+
+    async def main() -> None:
+        app = make_app(url, sizes.pool_size)
+        async with app:
+            await app.register()
+            worker = asyncio.create_task(Worker(app, concurrency=sizes.concurrency).run(handle_signals=True))
+            await asyncio.sleep(0.5)
+            ready.set()
+            await worker
+
+    asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------------------------- sequential
+def sequential(url: str, sizes: Sizes) -> Sequential:
+    """(b) and (c): one run at a time, with the worker in this process."""
+    return asyncio.run(_sequential(url, sizes))
+
+
+async def _sequential(url: str, sizes: Sizes) -> Sequential:
+    import psycopg
+
+    app = make_app(url, sizes.pool_size)
+    result = Sequential()
+    async with app:
+        await app.register()
+        stop = asyncio.Event()
+        worker = asyncio.create_task(Worker(app, concurrency=sizes.concurrency).run(stop, handle_signals=False))
+        await asyncio.sleep(0.5)
+        try:
+            for i in range(max(3, sizes.warmup // 10)):
+                await (await app.start("one", {"x": i})).result()
+                await (await app.start("steps", {"n": 3})).result()
+            zero, long = [], []
+            for _ in range(sizes.repeats):
+                handle = await app.start("steps", {"n": 0})
+                await handle.result(timeout=300)
+                zero.append(handle.workflow_id)
+                handle = await app.start("steps", {"n": sizes.steps})
+                await handle.result(timeout=300)
+                long.append(handle.workflow_id)
+            latency = []
+            for i in range(sizes.latency_runs):
+                begin = time.perf_counter()
+                handle = await app.start("one", {"x": i})
+                await handle.result(timeout=60)
+                result.client.append(time.perf_counter() - begin)
+                latency.append(handle.workflow_id)
+        finally:
+            stop.set()
+            await worker
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for ids, into in ((zero, result.zero), (long, result.long), (latency, result.server)):
+            cursor = await conn.execute(DURATIONS, (ids,))
+            found = dict(await cursor.fetchall())
+            into.extend(float(found[i]) for i in ids)
+    return result
