@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from howdah._json import has_non_string_key
 from howdah.queue._errors import InvalidArgument
 from howdah.queue._names import validate_queue_name
 from howdah.queue._types import Message, QueueInfo, QueueMetrics, TopicBinding
@@ -32,23 +33,11 @@ class Op(Generic[T]):
 
 
 # ----------------------------------------------------------------------------------------- argument checks
-def _check_keys(value: Any, what: str) -> None:
-    """JSON object keys must be strings: ``json.dumps`` would silently turn ``{1: "a", "1": "b"}`` into one key."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, inner in item.items():
-                if not isinstance(key, str):
-                    raise InvalidArgument(f"{what} has a non-string object key {key!r}; JSON keys are strings")
-                stack.append(inner)
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-
-
 def to_json(value: Any, what: str = "message") -> str:
     """Serialise ``value`` as strict JSON text, or raise :class:`InvalidArgument` naming ``what``."""
-    _check_keys(value, what)
+    bad, key = has_non_string_key(value)
+    if bad:
+        raise InvalidArgument(f"{what} has a non-string object key {key!r}; JSON keys are strings")
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,6 +24,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from howdah.durable import DurableApp, RetryPolicy, Worker
+from tests.waiting import async_wait_until as async_wait_until
+from tests.waiting import wait_until as wait_until
 
 T = TypeVar("T")
 
@@ -42,35 +43,6 @@ CREATE TABLE IF NOT EXISTS effects (
 );
 CREATE TABLE IF NOT EXISTS gates (workflow_id text NOT NULL, point text NOT NULL);
 """
-
-
-# ------------------------------------------------------------------------------------------------- waiting
-def wait_until(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r} (last: {value!r})")
-        time.sleep(interval)
-
-
-async def async_wait_until(
-    predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """The async twin of :func:`wait_until`; ``predicate`` may be a plain or an async function."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r} (last: {value!r})")
-        await asyncio.sleep(interval)
 
 
 def new_id(prefix: str = "wf") -> str:

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
+from tests.waiting import async_wait_until as async_wait_until
+from tests.waiting import wait_until as wait_until
+
 T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r} (last: {value!r})")
-        time.sleep(interval)
-
-
-async def async_wait_until(
-    predicate: Callable[[], Any | Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """The async twin of :func:`wait_until`; ``predicate`` may be a plain or an async function."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate!r} (last: {value!r})")
-        await asyncio.sleep(interval)
 
 
 async def maybe(value: T | Awaitable[T]) -> T:
