@@ -1,0 +1,299 @@
+"""The local provider's files: where an instance lives, its record, its port, its configuration, its process.
+
+Layout under the provider's home::
+
+    instances/<id>/instance.json        the record: name, port, the settings Howdah set (atomic rewrites)
+    instances/<id>/superuser.password   the ``postgres`` role's password (0600)
+    instances/<id>/app.password         the ``app`` role's password (0600), generated once
+    instances/<id>/pgdata/              the cluster (0700, owned by the server OS user)
+    instances/<id>/run/                 its Unix socket folder (0700)
+    instances/<id>/server.log           its server log
+    instances/<id>/.initdb              present while initdb has not completed (a crash there is redone)
+    locks/                              one lock per instance, one for port allocation
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from howdah.pg._binaries import server_os_user
+from howdah.providers.base import ProviderError
+
+RECORD_VERSION = 1
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SOCKET_PATH_MAX = 107  # sizeof(sun_path) - 1 on Linux
+
+
+def check_instance_id(instance_id: str) -> None:
+    if not _INSTANCE_ID.match(instance_id):
+        raise ProviderError(
+            f"invalid instance id {instance_id!r}: use 1 to 64 letters, digits, '_', '-' or '.', not starting "
+            "with a dot, dash or underscore"
+        )
+
+
+# ------------------------------------------------------------------------------------------------- paths
+@dataclass(frozen=True)
+class InstancePaths:
+    """Where one instance's files are (nothing is created by looking)."""
+
+    root: Path
+
+    @property
+    def record(self) -> Path:
+        return self.root / "instance.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "pgdata"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def superuser_password(self) -> Path:
+        return self.root / "superuser.password"
+
+    @property
+    def app_password(self) -> Path:
+        return self.root / "app.password"
+
+    @property
+    def initdb_marker(self) -> Path:
+        return self.root / ".initdb"
+
+    @property
+    def socket_dir(self) -> Path:
+        """``run/`` in the instance folder, or a short folder under the temp dir when that path would be too
+        long for a Unix socket (deterministic, so that it is found again)."""
+        preferred = self.root / "run"
+        if len(f"{preferred}/.s.PGSQL.65535") <= _SOCKET_PATH_MAX:
+            return preferred
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"howdah-{digest}"
+
+    @property
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists() and not self.initdb_marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------ record
+@dataclass
+class InstanceRecord:
+    """What the provider keeps about one instance besides the cluster itself."""
+
+    instance_id: str
+    name: str
+    port: int
+    # The settings Howdah put in postgresql.auto.conf (name → value): those no longer wanted are reset.
+    settings: dict[str, str] = field(default_factory=dict)
+    configured: bool = False
+    version: int = RECORD_VERSION
+
+    @classmethod
+    def load(cls, path: Path) -> InstanceRecord | None:
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as exc:
+            raise ProviderError(f"the instance record {path} is unreadable: {exc}") from exc
+        return cls(
+            instance_id=str(data["instance_id"]),
+            name=str(data["name"]),
+            port=int(data["port"]),
+            settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
+            configured=bool(data.get("configured", False)),
+            version=int(data.get("version", RECORD_VERSION)),
+        )
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", mode=0o644)
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o600, owner_is_server: bool = False) -> None:
+    """Replace ``path`` with ``text`` all at once (write a sibling, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if owner_is_server:
+            server_os_user().chown(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_secret(path: Path) -> str:
+    """The secret kept in ``path`` (mode 0600), generated the first time."""
+    existing = read_secret(path)
+    if existing:
+        return existing
+    write_atomic(path, secrets.token_urlsafe(24) + "\n")
+    return read_secret(path) or ""
+
+
+# ------------------------------------------------------------------------------------------------- locks
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between threads and processes (``flock`` on ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------------- ports
+def port_taken(host: str, port: int) -> bool:
+    """Whether something listens on (or holds) ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether a TCP connection to ``host:port`` is accepted."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def pick_port(host: str, port_range: tuple[int, int], reserved: Iterable[int]) -> int:
+    """A port in ``port_range`` that no record holds and nothing listens on (random start, then in order)."""
+    low, high = port_range
+    taken = set(reserved)
+    span = high - low + 1
+    start = random.randrange(span)
+    for step in range(span):
+        port = low + (start + step) % span
+        if port not in taken and not port_taken(host, port):
+            return port
+    raise ProviderError(f"no free port left in {low}-{high} on {host}")
+
+
+def recorded_ports(instances_dir: Path) -> set[int]:
+    ports = set()
+    for path in instances_dir.glob("*/instance.json"):
+        with contextlib.suppress(ProviderError, KeyError, ValueError, TypeError):
+            record = InstanceRecord.load(path)
+            if record:
+                ports.add(record.port)
+    return ports
+
+
+# ----------------------------------------------------------------------------------------------- process
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The postmaster's pid from ``postmaster.pid`` when that process is alive (a zombie or a reused pid that
+    is not a ``postgres`` is not)."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc: fall back to signal 0
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+    state = stat[stat.rfind(")") + 2 :].split(" ", 1)[0]
+    if state in ("Z", "X") or comm != "postgres":
+        return None
+    return pid
+
+
+# ----------------------------------------------------------------------------------------------- folders
+def make_server_dir(path: Path) -> None:
+    """A folder (0700) owned by the server OS user; refuses one that someone else owns."""
+    path.mkdir(mode=0o700, parents=False, exist_ok=True)
+    user = server_os_user()
+    user.chown(path)
+    st = path.stat()
+    if st.st_uid != user.uid:
+        raise ProviderError(f"{path} is owned by uid {st.st_uid}, not by the server user {user.name!r}")
+    path.chmod(0o700)
+
+
+# --------------------------------------------------------------------------------------------------- log
+_SEVERITY = re.compile(r"\b(PANIC|FATAL|ERROR|WARNING|LOG|DETAIL|HINT):\s+(.*)$")
+_NOISE = (
+    "starting PostgreSQL",
+    "listening on",
+    "database system is shut down",
+    "database system was shut down",
+    "redirecting log output",
+    "ending log output",
+    "skipping missing configuration file",
+    "shutting down",
+    "aborting startup due to startup process failure",
+)
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_messages(path: Path, offset: int = 0, *, limit: int = 12) -> list[str]:
+    """The server's own messages written to ``path`` after ``offset`` (``LEVEL:  text``, noise left out)."""
+    try:
+        with open(path, errors="replace") as handle:
+            handle.seek(offset)
+            text = handle.read()
+    except OSError:
+        return []
+    return [f"{level}:  {message}" for level, message in messages_of(text)][-limit:]
+
+
+def messages_of(text: str) -> list[tuple[str, str]]:
+    """``(level, message)`` of each Postgres log line in ``text`` (whatever its log_line_prefix)."""
+    messages = []
+    for line in text.splitlines():
+        match = _SEVERITY.search(line)
+        if match and not any(noise in match.group(2) for noise in _NOISE):
+            messages.append((match.group(1), match.group(2).strip()))
+    return messages

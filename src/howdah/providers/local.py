@@ -1,0 +1,422 @@
+"""The local provider: every instance a real Postgres 18 server from the embedded binaries, on this machine.
+
+Each instance has its own data directory under ``home/instances/<id>/``, its own port on 127.0.0.1 (recorded in
+its ``instance.json``), its own Unix socket folder and log, and password (SCRAM) authentication only: initdb's
+``trust`` is never used. When Howdah runs as root the servers run as the unprivileged ``howdah`` OS user. All
+state is on disk, so a new provider on the same home adopts the running servers (from ``postmaster.pid``).
+
+Settings the user controls go to ``postgresql.auto.conf`` (ALTER SYSTEM while the server runs, the same file
+edited directly while it does not); the provider's own (address, port, socket folder) go to ``howdah.conf``,
+included from ``postgresql.conf``. Values are checked by Postgres itself before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import psycopg
+
+from howdah.pg._binaries import run_tool, server_os_user
+from howdah.providers import _local_sql as q
+from howdah.providers._local_conf import (
+    PROVIDER_SETTINGS,
+    SettingsChecker,
+    read_auto_conf,
+    same_value,
+    write_auto_conf,
+    write_platform_conf,
+)
+from howdah.providers._local_files import (
+    InstancePaths,
+    InstanceRecord,
+    check_instance_id,
+    ensure_secret,
+    file_lock,
+    log_messages,
+    log_size,
+    make_server_dir,
+    pick_port,
+    port_open,
+    port_taken,
+    postmaster_pid,
+    read_secret,
+    recorded_ports,
+    write_atomic,
+)
+from howdah.providers.base import ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
+
+__all__ = ["DEFAULT_EXTENSION_LIBRARIES", "PROVIDER_SETTINGS", "LocalProvider"]
+
+# Libraries an extension needs in shared_preload_libraries before CREATE EXTENSION makes it usable.
+DEFAULT_EXTENSION_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "pg_stat_statements": ("pg_stat_statements",),
+        "pg_cron": ("pg_cron",),
+        "pgaudit": ("pgaudit",),
+        "timescaledb": ("timescaledb",),
+        "pg_wait_sampling": ("pg_wait_sampling",),
+    }
+)
+_START_AGAIN = ("pre-existing shared memory block", 'lock file "postmaster.pid" already exists')
+_PORT_IN_USE = ("Address already in use", "could not create any TCP/IP sockets")
+
+
+class LocalProvider:
+    """Instances as Postgres servers on this machine, under ``home``.
+
+    ``durable=False`` skips initdb's fsync and runs the servers with ``fsync = off``: for tests and benchmarks
+    only, a machine crash can then lose or corrupt their data.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        host: str = "127.0.0.1",
+        port_range: tuple[int, int] = (20000, 29999),
+        durable: bool = True,
+        start_timeout: float = 60.0,
+        extension_libraries: Mapping[str, tuple[str, ...]] = DEFAULT_EXTENSION_LIBRARIES,
+    ) -> None:
+        if not 1024 <= port_range[0] <= port_range[1] <= 65535:
+            raise ValueError(f"invalid port range {port_range}")
+        self.home = Path(home).resolve()
+        self.host = host
+        self.port_range = port_range
+        self.durable = durable
+        self.start_timeout = start_timeout
+        self.extension_libraries = extension_libraries
+        self._instances = self.home / "instances"
+        self._locks = self.home / "locks"
+        self._checker = SettingsChecker(self.home)
+
+    # ============================================================================================ protocol
+    def ensure_created(self, instance_id: str, name: str, settings: dict[str, str]) -> None:
+        """Record, port, cluster (initdb, redone when a crash interrupted it) and configuration. While the
+        server does not run, ``settings`` are (re)written, so a create that failed on a bad value converges
+        once called with corrected ones; a running instance is left as it is (see :meth:`apply_settings`)."""
+        paths = self._paths(instance_id)
+        wanted = self._checker.normalised(settings)
+        with self._locked(instance_id):
+            self._prepare_home()
+            record = self._load_or_allocate(paths, instance_id, name)
+            if not paths.initialised:
+                self._initdb(paths)
+            if postmaster_pid(paths.data_dir) is not None:
+                return
+            self._checker.validate(wanted)
+            self._write_settings_offline(paths, record, wanted)
+            self._write_platform_conf(paths, record)
+            record.name, record.configured = name, True
+            record.save(paths.record)
+
+    def ensure_running(self, instance_id: str) -> InstanceStatus:
+        paths = self._paths(instance_id)
+        with self._locked(instance_id):
+            self._start(paths, self._created_record(paths))
+        return self.status(instance_id)
+
+    def ensure_app_database(self, instance_id: str) -> ConnectionInfo:
+        paths = self._paths(instance_id)
+        with self._locked(instance_id):
+            record = self._created_record(paths)
+            password = ensure_secret(paths.app_password)
+            with self._connect(paths, record) as conn:
+                try:
+                    q.ensure_app_role_and_database(conn, password)
+                except psycopg.Error as exc:
+                    raise ProviderError(q.pg_message(exc)) from exc
+        return ConnectionInfo(self.host, record.port, q.APP_ROLE, password, q.APP_DATABASE)
+
+    def apply_settings(self, instance_id: str, settings: dict[str, str]) -> bool:
+        """ALTER SYSTEM every wanted setting, RESET those Howdah set before and no longer wants, reload, and
+        say whether a restart is needed. A value Postgres rejects raises :class:`ProviderError` with its
+        message and changes nothing. On a server that is not running the files are edited instead and False
+        is returned: the settings take effect when it starts."""
+        paths = self._paths(instance_id)
+        wanted = self._checker.normalised(settings)
+        with self._locked(instance_id):
+            record = self._created_record(paths)
+            self._checker.validate(wanted)
+            if postmaster_pid(paths.data_dir) is None:
+                self._write_settings_offline(paths, record, wanted)
+                return False
+            with self._connect(paths, record) as conn:
+                previous = read_auto_conf(paths.data_dir)
+                changes: dict[str, str | None] = {
+                    name: value for name, value in wanted.items() if not same_value(name, previous.get(name), value)
+                }
+                changes.update({name: None for name in record.settings if name not in wanted and name in previous})
+                if changes:
+                    before = dict(record.settings)
+                    self._remember_settings(paths, record, {**before, **wanted})  # crash-safe: every name set
+                    try:
+                        q.apply_system_settings(conn, changes, previous)
+                    except ProviderError:
+                        self._remember_settings(paths, record, before)
+                        raise
+                self._remember_settings(paths, record, wanted)
+                try:
+                    q.reload(conn)
+                    return q.restart_needed(conn, wanted.get("shared_preload_libraries"))
+                except psycopg.Error as exc:
+                    raise TransientProviderError(q.pg_message(exc)) from exc
+
+    def ensure_extensions(self, instance_id: str, enabled: list[str], disabled: list[str]) -> None:
+        paths = self._paths(instance_id)
+        with self._locked(instance_id):
+            record = self._created_record(paths)
+            pending = read_auto_conf(paths.data_dir).get("shared_preload_libraries")
+            with self._connect(paths, record, q.APP_DATABASE) as conn:
+                q.ensure_extensions(conn, enabled, disabled, self.extension_libraries, pending)
+
+    def restart(self, instance_id: str) -> InstanceStatus:
+        paths = self._paths(instance_id)
+        with self._locked(instance_id):
+            record = self._created_record(paths)
+            before = None
+            if postmaster_pid(paths.data_dir) is not None:
+                with self._connect(paths, record) as conn:
+                    before = q.postmaster_start_time(conn)
+            self._stop(paths, record, "fast")
+            self._start(paths, record)
+            with self._connect(paths, record) as conn:
+                after = q.postmaster_start_time(conn)
+            if after == before:
+                raise ProviderError(f"instance {instance_id} did not restart: its postmaster start time is unchanged")
+        return self.status(instance_id)
+
+    def stop(self, instance_id: str) -> None:
+        paths = self._paths(instance_id)
+        with self._locked(instance_id):
+            record = InstanceRecord.load(paths.record)
+            if record is not None:
+                self._stop(paths, record, "fast")
+
+    def delete(self, instance_id: str) -> None:
+        paths = self._paths(instance_id)
+        with self._locked(instance_id):
+            if paths.root.exists():
+                record = InstanceRecord.load(paths.record)
+                try:
+                    if record is not None:
+                        self._stop(paths, record, "immediate")
+                finally:
+                    self._kill(paths)
+                tomb = self._instances / f".deleting-{instance_id}-{os.getpid()}-{time.monotonic_ns()}"
+                paths.root.rename(tomb)  # the port is free once the record is out of instances/<id>/
+                shutil.rmtree(tomb)
+            if paths.socket_dir.parent != paths.root:
+                shutil.rmtree(paths.socket_dir, ignore_errors=True)
+            for leftover in self._instances.glob(f".deleting-{instance_id}-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def status(self, instance_id: str) -> InstanceStatus:
+        try:
+            paths = self._paths(instance_id)
+            record = InstanceRecord.load(paths.record)
+        except ProviderError:
+            return InstanceStatus(exists=False, running=False)
+        if record is None or not paths.initialised:
+            return InstanceStatus(exists=False, running=False, port=record.port if record else None)
+        running = postmaster_pid(paths.data_dir) is not None
+        if running:
+            try:
+                with self._connect(paths, record, timeout=3) as conn:
+                    seen = q.observe(conn, record.settings)
+            except (ProviderError, psycopg.Error, OSError):
+                pass
+            else:
+                return InstanceStatus(
+                    exists=True, running=True, accepting_connections=True, pending_restart=seen.pending_restart,
+                    server_version=seen.server_version, size_bytes=seen.size_bytes,
+                    postmaster_start_time=seen.postmaster_start_time, port=record.port, settings=seen.settings,
+                )  # fmt: skip
+        return InstanceStatus(exists=True, running=running, port=record.port, settings=dict(record.settings))
+
+    def list_instances(self) -> list[str]:
+        if not self._instances.is_dir():
+            return []
+        return sorted(
+            path.name
+            for path in self._instances.iterdir()
+            if not path.name.startswith(".") and (path / "instance.json").exists()
+        )
+
+    # ============================================================================================ helpers
+    def _paths(self, instance_id: str) -> InstancePaths:
+        check_instance_id(instance_id)
+        return InstancePaths(self._instances / instance_id)
+
+    @contextlib.contextmanager
+    def _locked(self, instance_id: str) -> Iterator[None]:
+        with file_lock(self._locks / f"{instance_id}.lock"):
+            yield
+
+    def _prepare_home(self) -> None:
+        for folder in (self.home, self._instances):
+            if not folder.exists():
+                folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        user = server_os_user()
+        if user.is_current:
+            return
+        for folder in [*reversed(self._instances.parents), self._instances]:
+            st = folder.stat()
+            if st.st_uid != user.uid and not st.st_mode & 0o001:
+                raise ProviderError(
+                    f"the server user {user.name!r} cannot reach {self._instances}: {folder} is not traversable by "
+                    "others; choose a home outside it"
+                )
+
+    def _load_or_allocate(self, paths: InstancePaths, instance_id: str, name: str) -> InstanceRecord:
+        record = InstanceRecord.load(paths.record)
+        if record is not None:
+            return record
+        paths.root.mkdir(mode=0o755, exist_ok=True)
+        paths.root.chmod(0o755)
+        with file_lock(self._locks / "ports.lock"):
+            port = pick_port(self.host, self.port_range, recorded_ports(self._instances))
+            record = InstanceRecord(instance_id=instance_id, name=name, port=port)
+            record.save(paths.record)
+        return record
+
+    def _move_port(self, paths: InstancePaths, record: InstanceRecord) -> int:
+        """Another process took the instance's port: record a free one (the next start uses it)."""
+        with file_lock(self._locks / "ports.lock"):
+            record.port = pick_port(self.host, self.port_range, recorded_ports(self._instances) | {record.port})
+            record.save(paths.record)
+        return record.port
+
+    def _created_record(self, paths: InstancePaths) -> InstanceRecord:
+        record = InstanceRecord.load(paths.record)
+        if record is None or not paths.initialised or not record.configured:
+            raise ProviderError(f"instance {paths.root.name} does not exist (or its creation did not complete)")
+        return record
+
+    def _initdb(self, paths: InstancePaths) -> None:
+        paths.initdb_marker.touch()
+        shutil.rmtree(paths.data_dir, ignore_errors=True)
+        password = ensure_secret(paths.superuser_password)
+        make_server_dir(paths.data_dir)
+        pwfile = paths.root / ".initdb-password"
+        write_atomic(pwfile, password + "\n", owner_is_server=True)
+        args = [
+            "-D", str(paths.data_dir), "-U", q.SUPERUSER, f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
+            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--no-instructions",
+        ]  # fmt: skip
+        try:
+            done = run_tool(self.home, "initdb", [*args, *([] if self.durable else ["--no-sync"])])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise ProviderError(f"initdb failed: {(done.stderr or done.stdout).strip()}")
+        paths.initdb_marker.unlink()
+
+    # ------------------------------------------------------------------------------------------- settings
+    def _remember_settings(self, paths: InstancePaths, record: InstanceRecord, settings: Mapping[str, str]) -> None:
+        record.settings = dict(settings)
+        record.save(paths.record)
+
+    def _write_settings_offline(self, paths: InstancePaths, record: InstanceRecord, wanted: dict[str, str]) -> None:
+        remove = [name for name in record.settings if name not in wanted]
+        # Remember the union first: a crash between the two writes still knows every name Howdah set.
+        self._remember_settings(paths, record, {**record.settings, **wanted})
+        write_auto_conf(paths.data_dir, wanted, remove)
+        self._remember_settings(paths, record, wanted)
+
+    def _write_platform_conf(self, paths: InstancePaths, record: InstanceRecord) -> None:
+        extra = {} if self.durable else {"fsync": "off"}
+        write_platform_conf(paths, self.host, record.port, record.name, extra)
+
+    # ----------------------------------------------------------------------------------- process control
+    @contextlib.contextmanager
+    def _connect(
+        self, paths: InstancePaths, record: InstanceRecord, dbname: str = "postgres", *, timeout: float = 5
+    ) -> Iterator[q.Connection]:
+        password = read_secret(paths.superuser_password)
+        if password is None:
+            raise ProviderError(f"instance {record.instance_id} has no superuser password file")
+        try:
+            conn = q.connect(self.host, record.port, password, dbname, timeout=timeout)
+        except psycopg.OperationalError as exc:
+            if postmaster_pid(paths.data_dir) is None:
+                raise ProviderError(f"instance {record.instance_id} is not running") from exc
+            if f'database "{dbname}" does not exist' in str(exc):
+                raise ProviderError(f'database "{dbname}" does not exist in instance {record.instance_id}') from exc
+            detail = f"instance {record.instance_id} does not accept connections yet: {str(exc).strip()}"
+            raise TransientProviderError(detail) from exc
+        with conn:
+            yield conn
+
+    def _start(self, paths: InstancePaths, record: InstanceRecord) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while postmaster_pid(paths.data_dir) is None:
+            if port_taken(self.host, record.port):
+                old, new = record.port, self._move_port(paths, record)
+                raise TransientProviderError(f"port {old} on {self.host} is taken by another process; moved to {new}")
+            self._write_platform_conf(paths, record)
+            make_server_dir(paths.socket_dir)
+            paths.log_file.touch()
+            server_os_user().chown(paths.log_file)
+            offset = log_size(paths.log_file)
+            wait = max(1, int(deadline - time.monotonic()))
+            done = run_tool(
+                self.home,
+                "pg_ctl",
+                ["-D", str(paths.data_dir), "-l", str(paths.log_file), "-w", "-t", str(wait), "start"],
+                timeout=wait + 15,
+            )
+            if done.returncode == 0:
+                break
+            why = "\n".join(log_messages(paths.log_file, offset)) or (done.stderr or done.stdout).strip()
+            if any(marker in why for marker in _PORT_IN_USE):
+                old, new = record.port, self._move_port(paths, record)
+                raise TransientProviderError(f"port {old} on {self.host} was taken at start; moved to {new}")
+            if postmaster_pid(paths.data_dir) is not None:
+                raise TransientProviderError(f"instance {record.instance_id} is still starting")
+            if not any(marker in why for marker in _START_AGAIN) or time.monotonic() > deadline:
+                raise ProviderError(f"Postgres did not start:\n{why}")
+            time.sleep(0.1)  # the killed server's processes are still exiting: try again until the deadline
+        while True:  # bounded: pg_ctl -w saw "ready" in postmaster.pid; confirm with a real connection
+            try:
+                with self._connect(paths, record, timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except TransientProviderError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _stop(self, paths: InstancePaths, record: InstanceRecord, mode: str) -> None:
+        if postmaster_pid(paths.data_dir) is None:
+            return
+        timeout = int(self.start_timeout)
+        done = run_tool(
+            self.home, "pg_ctl", ["-D", str(paths.data_dir), "-m", mode, "-w", "-t", str(timeout), "stop"],
+            timeout=timeout + 15,
+        )  # fmt: skip
+        deadline = time.monotonic() + self.start_timeout
+        while postmaster_pid(paths.data_dir) is not None or port_open(self.host, record.port):
+            if time.monotonic() > deadline:
+                detail = (done.stderr or done.stdout).strip()
+                raise TransientProviderError(f"instance {record.instance_id} did not stop in time: {detail}")
+            time.sleep(0.02)
+
+    def _kill(self, paths: InstancePaths) -> None:
+        """SIGKILL a postmaster that is still there (no record, or it would not stop) and wait for it to go."""
+        deadline = time.monotonic() + self.start_timeout
+        while (pid := postmaster_pid(paths.data_dir)) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                raise TransientProviderError(f"the server of {paths.root.name} (pid {pid}) does not exit")
+            time.sleep(0.02)
