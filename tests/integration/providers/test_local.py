@@ -1,0 +1,293 @@
+"""The local provider against real Postgres 18 servers: lifecycle, settings, extensions, crashes, adoption."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from howdah.providers import ConnectionInfo, ProviderError, TransientProviderError
+from howdah.providers._local_files import port_open, postmaster_pid
+from howdah.providers.local import LocalProvider
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="howdah-local-", dir="/tmp"))
+    os.chmod(path, 0o755)  # the server OS user must traverse it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def provider(home: Path) -> Iterator[LocalProvider]:
+    local = LocalProvider(home, durable=False)
+    try:
+        yield local
+    finally:
+        for instance_id in local.list_instances():
+            local.delete(instance_id)
+
+
+def app_connect(info: ConnectionInfo, **overrides: Any) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(**{**info.as_dict(), **overrides}, connect_timeout=5, autocommit=True)
+
+
+def show(info: ConnectionInfo, setting: str) -> str:
+    with app_connect(info) as conn:
+        row = conn.execute(f"SHOW {setting}").fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+def up(provider: LocalProvider, instance_id: str, settings: dict[str, str] | None = None) -> ConnectionInfo:
+    provider.ensure_created(instance_id, f"db-{instance_id}", settings or {})
+    provider.ensure_running(instance_id)
+    return provider.ensure_app_database(instance_id)
+
+
+def test_create_run_connect_with_password_only(provider: LocalProvider, home: Path) -> None:
+    started = time.monotonic()
+    for _ in range(2):  # every call twice: idempotent
+        provider.ensure_created("one", "first", {"work_mem": "4MB"})
+    assert provider.list_instances() == ["one"]
+    assert provider.status("one").exists and not provider.status("one").running
+    first = provider.ensure_running("one")
+    again = provider.ensure_running("one")
+    created_to_accepting = time.monotonic() - started
+    assert first.accepting_connections and first.running and first.exists
+    assert again.postmaster_start_time == first.postmaster_start_time  # not restarted
+    assert first.server_version and first.server_version.startswith("18")
+    assert first.port is not None and 20000 <= first.port <= 29999
+    assert first.settings == {"work_mem": "4MB"}
+    assert first.size_bytes and first.size_bytes > 0
+    info = provider.ensure_app_database("one")
+    assert provider.ensure_app_database("one") == info
+    assert (info.host, info.port, info.user, info.dbname) == (HOST, first.port, "app", "app")
+
+    with app_connect(info) as conn:
+        assert conn.execute("SELECT current_user, current_database()").fetchone() == ("app", "app")
+        conn.execute("CREATE TABLE kept (v text)")
+        assert conn.execute("SHOW listen_addresses").fetchone() == (HOST,)
+        assert conn.execute("SHOW work_mem").fetchone() == ("4MB",)
+        assert conn.execute("SHOW cluster_name").fetchone() == ("first",)
+    # no trust anywhere: a wrong password, no password, and the Unix socket without a password are refused
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        app_connect(info, password="not-the-password")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        app_connect(info, password="")
+    socket_dir = home / "instances" / "one" / "run"
+    assert (socket_dir / f".s.PGSQL.{info.port}").exists()
+    for user in ("app", "postgres"):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            app_connect(info, host=str(socket_dir), user=user, password="")
+    # secrets are kept private, and the superuser's password works over TCP
+    instance_dir = home / "instances" / "one"
+    for secret in ("superuser.password", "app.password"):
+        assert stat.S_IMODE((instance_dir / secret).stat().st_mode) == 0o600
+    superuser = (instance_dir / "superuser.password").read_text().strip()
+    with app_connect(info, user="postgres", password=superuser) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (True,)
+    print(f"\ncreate -> accepting connections: {created_to_accepting:.2f} s")
+
+
+def test_settings_reload_or_restart_and_rejected_values(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "cfg", {"work_mem": "4MB"})
+    start_time = provider.status("cfg").postmaster_start_time
+    # a user-context setting: reload only
+    for _ in range(2):
+        assert provider.apply_settings("cfg", {"work_mem": "8MB"}) is False
+    assert show(info, "work_mem") == "8MB"
+    assert provider.status("cfg").postmaster_start_time == start_time
+    # a postmaster-context setting: needs a restart, and the restart is real
+    wanted = {"work_mem": "8MB", "max_connections": "50"}
+    assert provider.apply_settings("cfg", wanted) is True
+    assert provider.status("cfg").pending_restart
+    restarted = provider.restart("cfg")
+    assert restarted.postmaster_start_time and start_time and restarted.postmaster_start_time > start_time
+    assert not restarted.pending_restart
+    assert show(info, "max_connections") == "50"
+    assert provider.apply_settings("cfg", wanted) is False
+    # a value Postgres rejects: its own message, nothing applied, the server still runs with the old values
+    auto_conf = home / "instances" / "cfg" / "pgdata" / "postgresql.auto.conf"
+    before = auto_conf.read_text()
+    with pytest.raises(ProviderError, match='invalid value for parameter "work_mem": "lots"') as rejected:
+        provider.apply_settings("cfg", {"max_connections": "60", "work_mem": "lots"})
+    assert not isinstance(rejected.value, TransientProviderError)
+    with pytest.raises(ProviderError, match='unrecognized configuration parameter "no_such_setting"'):
+        provider.apply_settings("cfg", {"no_such_setting": "1"})
+    with pytest.raises(ProviderError, match="managed by the local provider"):
+        provider.apply_settings("cfg", {"port": "5432"})
+    assert auto_conf.read_text() == before
+    status = provider.status("cfg")
+    assert status.running and status.accepting_connections and not status.pending_restart
+    assert show(info, "work_mem") == "8MB"
+    # a setting Howdah set and no longer wants is reset to the server default
+    assert provider.apply_settings("cfg", {"max_connections": "50"}) is False
+    assert show(info, "work_mem") == "4MB"
+    assert "work_mem" not in auto_conf.read_text()
+    # values may come quoted as in postgresql.conf
+    assert provider.apply_settings("cfg", {"max_connections": "50", "search_path": "'\"$user\", public'"}) is False
+    assert show(info, "search_path") == '"$user", public'
+
+
+def test_extension_needing_a_preload(provider: LocalProvider) -> None:
+    info = up(provider, "ext")
+    with pytest.raises(ProviderError, match=r"pg_stat_statements.*shared_preload_libraries"):
+        provider.ensure_extensions("ext", ["pg_stat_statements"], [])
+    with pytest.raises(ProviderError, match="'no_such_extension' is not available"):
+        provider.ensure_extensions("ext", ["no_such_extension"], [])
+    with pytest.raises(ProviderError, match='could not access file "no_such_library"'):
+        provider.apply_settings("ext", {"shared_preload_libraries": "no_such_library"})
+    # two libraries given as 'a,b' (ALTER SYSTEM needs them as two literals)
+    preload = {"shared_preload_libraries": "pg_stat_statements,auto_explain"}
+    assert provider.apply_settings("ext", preload) is True
+    with pytest.raises(ProviderError, match="not been restarted"):
+        provider.ensure_extensions("ext", ["pg_stat_statements"], [])
+    provider.restart("ext")
+    assert provider.status("ext").settings["shared_preload_libraries"] == "pg_stat_statements, auto_explain"
+    assert provider.apply_settings("ext", preload) is False
+    for _ in range(2):
+        provider.ensure_extensions("ext", ["pg_stat_statements", "pg_trgm"], [])
+    with app_connect(info) as conn:
+        conn.execute("SELECT 1")
+        row = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()
+        assert row is not None and row[0] >= 1
+        assert conn.execute("SELECT similarity('howdah', 'howdy') > 0").fetchone() == (True,)
+    # a name under a loaded library's reserved prefix passes the offline check but ALTER SYSTEM rejects it:
+    # what was applied before it is rolled back
+    with pytest.raises(ProviderError, match="pg_stat_statements"):
+        provider.apply_settings("ext", {**preload, "work_mem": "16MB", "pg_stat_statements.no_such": "1"})
+    assert provider.status("ext").settings.get("work_mem") is None
+    assert show(info, "work_mem") == "4MB"
+    for _ in range(2):
+        provider.ensure_extensions("ext", [], ["pg_trgm"])
+    with app_connect(info) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'").fetchone() == (0,)
+
+
+def test_stop_start_kill_and_adoption(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "life")
+    with app_connect(info) as conn:
+        conn.execute("CREATE TABLE kept AS SELECT 42 AS answer")
+    for _ in range(2):
+        provider.stop("life")
+    status = provider.status("life")
+    assert status.exists and not status.running and not status.accepting_connections
+    assert not port_open(HOST, info.port)
+    with pytest.raises(psycopg.OperationalError):
+        app_connect(info)
+    provider.ensure_running("life")
+    with app_connect(info) as conn:
+        assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+
+    # the postmaster killed from outside: seen as not running, then brought back with the data
+    data_dir = home / "instances" / "life" / "pgdata"
+    pid = postmaster_pid(data_dir)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not provider.status("life").running, what="killed server seen as not running")
+    back = provider.ensure_running("life")
+    assert back.running and back.accepting_connections
+    with app_connect(info) as conn:
+        assert conn.execute("SELECT answer FROM kept").fetchone() == (42,)
+
+    # a new provider on the same home (a restarted conductor) adopts the running server
+    adopted = LocalProvider(home, durable=False)
+    assert adopted.list_instances() == ["life"]
+    seen = adopted.status("life")
+    assert seen.running and seen.postmaster_start_time == back.postmaster_start_time and seen.port == info.port
+    assert adopted.ensure_running("life").postmaster_start_time == back.postmaster_start_time
+    assert adopted.ensure_app_database("life") == info
+
+
+def test_delete_removes_data_and_releases_the_port(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "gone")
+    for _ in range(2):
+        provider.delete("gone")
+    assert not (home / "instances" / "gone").exists()
+    assert list((home / "instances").iterdir()) == []
+    assert not port_open(HOST, info.port)
+    assert provider.list_instances() == []
+    status = provider.status("gone")
+    assert not status.exists and not status.running
+    provider.delete("never-existed")
+    assert not provider.status("never-existed").exists
+    assert not provider.status("../escape").exists  # an invalid id is reported missing, never raised
+    with pytest.raises(ProviderError, match="does not exist"):
+        provider.ensure_running("gone")
+
+
+def test_concurrent_creates_get_their_own_ports(provider: LocalProvider) -> None:
+    errors: list[BaseException] = []
+
+    def create(instance_id: str) -> None:
+        try:
+            up(provider, instance_id)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(f"c{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    ports = {provider.status(f"c{n}").port for n in range(2)}
+    assert len(ports) == 2 and all(provider.status(f"c{n}").accepting_connections for n in range(2))
+
+
+def test_port_taken_at_start_is_transient_and_moves(provider: LocalProvider) -> None:
+    provider.ensure_created("race", "race", {})
+    port = provider.status("race").port
+    assert port is not None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind((HOST, port))
+        squatter.listen()
+        with pytest.raises(TransientProviderError, match=f"port {port}"):
+            provider.ensure_running("race")
+        status = provider.ensure_running("race")
+    assert status.accepting_connections and status.port not in (None, port)
+
+
+def test_bad_start_reports_postgres_log_and_recovers(provider: LocalProvider) -> None:
+    # each value is valid alone; together Postgres refuses to start, and says why in its log
+    provider.ensure_created("bad", "bad", {"wal_level": "minimal"})
+    with pytest.raises(ProviderError, match=r'WAL streaming .*requires "wal_level"') as refused:
+        provider.ensure_running("bad")
+    assert not isinstance(refused.value, TransientProviderError)
+    assert not provider.status("bad").running
+    # a value Postgres rejects outright is refused before anything is written
+    with pytest.raises(ProviderError, match='invalid value for parameter "work_mem": "lots"'):
+        provider.ensure_created("bad", "bad", {"work_mem": "lots"})
+    # corrected settings: the same create converges
+    provider.ensure_created("bad", "bad", {"wal_level": "minimal", "max_wal_senders": "0"})
+    assert provider.ensure_running("bad").accepting_connections
+
+
+def test_interrupted_initdb_is_redone(provider: LocalProvider, home: Path) -> None:
+    provider.ensure_created("half", "half", {})
+    instance_dir = home / "instances" / "half"
+    # simulate a crash in the middle of initdb: the marker is back and the cluster is incomplete
+    (instance_dir / ".initdb").touch()
+    (instance_dir / "pgdata" / "global" / "pg_control").unlink()
+    assert not provider.status("half").exists
+    provider.ensure_created("half", "half", {})
+    assert not (instance_dir / ".initdb").exists()
+    assert provider.ensure_running("half").accepting_connections
