@@ -1,0 +1,492 @@
+"""CloudNativePG manifests for one instance, and what its ``Cluster`` status says (pure: no I/O).
+
+One Howdah instance is a ``postgresql.cnpg.io/v1`` ``Cluster`` (plus a basic-auth ``Secret`` holding the app
+role's password and, when the connection pooler is on, a ``Pooler``). Every object carries the labels
+``howdah.dev/instance-id`` (how the provider finds it again) and ``app.kubernetes.io/managed-by: howdah``.
+
+The objects are applied with server-side apply by a single field manager, so each render is the *whole*
+desired object: a field left out is a field removed. :func:`parse_cluster` reads a rendered object back into
+the arguments that rendered it, so that lifecycle changes (hibernate, wake, restart) re-render the same
+object with only the annotations changed.
+
+Rendering takes anything shaped like an instance spec (:class:`SpecLike`): the
+:class:`~howdah.control.spec.InstanceSpec` itself, or the :class:`ClusterShape` read back from a live ``Cluster``
+(which knows sizes and the pooler, not the stack or the user's configs: those are already in the settings).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from howdah.control.stacks import split_libraries
+from howdah.providers.base import InstanceStatus
+
+GROUP = "postgresql.cnpg.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CLUSTERS = "clusters"
+POOLERS = "poolers"
+DATABASES = "databases"
+
+LABEL_INSTANCE = "howdah.dev/instance-id"
+LABEL_NAME = "howdah.dev/instance-name"
+LABEL_ORG = "howdah.dev/org"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "howdah"
+HIBERNATION = "cnpg.io/hibernation"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+APP_USER = "app"
+APP_DATABASE = "app"
+POSTGRES_PORT = 5432
+DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/postgresql:{pg_version}"
+PRELOAD = "shared_preload_libraries"
+
+# CloudNativePG phases (api/v1/cluster_types.go); only the healthy one is final.
+PHASE_HEALTHY = "Cluster in healthy state"
+MAX_CLUSTER_NAME = 50  # the CloudNativePG webhook refuses longer Cluster names
+_SUFFIX_LENGTH = 8
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+class PoolerLike(Protocol):
+    """The connection-pooler part of an instance spec."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def pool_mode(self) -> str: ...
+    @property
+    def max_client_connections(self) -> int: ...
+    @property
+    def default_pool_size(self) -> int: ...
+
+
+class SpecLike(Protocol):
+    """What rendering needs of an instance spec (``InstanceSpec`` has all of it)."""
+
+    @property
+    def pg_version(self) -> int: ...
+    @property
+    def cpu(self) -> str: ...
+    @property
+    def memory(self) -> str: ...
+    @property
+    def storage(self) -> str: ...
+    @property
+    def replicas(self) -> int: ...
+    @property
+    def connection_pooler(self) -> PoolerLike: ...
+
+
+@dataclass(frozen=True)
+class PoolerShape:
+    enabled: bool = False
+    pool_mode: str = "transaction"
+    max_client_connections: int = 1000
+    default_pool_size: int = 20
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """A :class:`SpecLike` read back from a live ``Cluster`` (and ``Pooler``), or the defaults of a new one."""
+
+    pg_version: int = 18
+    cpu: str = "1"
+    memory: str = "1Gi"
+    storage: str = "10Gi"
+    replicas: int = 1
+    connection_pooler: PoolerShape = field(default_factory=PoolerShape)
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """Everything :func:`render_cluster` / :func:`render_pooler` were called with, read back from live objects."""
+
+    instance_id: str
+    name: str
+    shape: ClusterShape
+    settings: dict[str, str]
+    image: str | None
+    org: str | None
+    hibernated: bool
+    restarted_at: str | None
+
+
+# --- names and labels -----------------------------------------------------------------------------------------
+
+
+def cluster_name(instance_id: str, name: str) -> str:
+    """The ``Cluster``'s name: the instance name (made a DNS-1035 label) and 8 hex digits of the instance id.
+
+    The suffix keeps two orgs' instances of the same name apart in one namespace; the whole stays within the
+    50 characters CloudNativePG allows.
+    """
+    stem = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if not stem or not stem[0].isalpha():
+        stem = f"pg-{stem}".rstrip("-")
+    stem = stem[: MAX_CLUSTER_NAME - _SUFFIX_LENGTH - 1].rstrip("-")
+    suffix = hashlib.sha256(instance_id.encode()).hexdigest()[:_SUFFIX_LENGTH]
+    return f"{stem}-{suffix}"
+
+
+def secret_name(cluster: str) -> str:
+    return f"{cluster}-credentials"
+
+
+def pooler_name(cluster: str) -> str:
+    return f"{cluster}-pooler"
+
+
+def database_name(cluster: str) -> str:
+    return f"{cluster}-{APP_DATABASE}"
+
+
+def rw_host(cluster: str, namespace: str) -> str:
+    """The read-write Service CloudNativePG creates for ``cluster`` (always points at the primary)."""
+    return f"{cluster}-rw.{namespace}.svc"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value (at most 63 characters of ``[-A-Za-z0-9_.]``, alphanumeric at both ends)."""
+    if _LABEL_VALUE.match(text):
+        return text
+    cleaned = re.sub(r"[^-A-Za-z0-9_.]+", "-", text)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned)
+
+
+def instance_selector(instance_id: str) -> str:
+    """The label selector that finds every object of one instance."""
+    return f"{LABEL_INSTANCE}={label_value(instance_id)}"
+
+
+MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
+def labels(instance_id: str, name: str, org: str | None = None) -> dict[str, str]:
+    result = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_INSTANCE: label_value(instance_id),
+        LABEL_NAME: label_value(name),
+    }
+    if org:
+        result[LABEL_ORG] = label_value(org)
+    return dict(sorted(result.items()))
+
+
+def _metadata(name: str, namespace: str, instance_id: str, instance_name: str, org: str | None) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels(instance_id, instance_name, org)}
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+def preload_libraries(value: str) -> list[str]:
+    """The names in a rendered ``shared_preload_libraries`` value, in order, without duplicates."""
+    return list(dict.fromkeys(split_libraries(PRELOAD, value)))
+
+
+def render_cluster(
+    instance_id: str,
+    name: str,
+    spec: SpecLike,
+    settings: Mapping[str, str],
+    *,
+    namespace: str,
+    image: str | None = None,
+    org: str | None = None,
+    hibernated: bool = False,
+    restarted_at: str | None = None,
+) -> dict[str, Any]:
+    """The CloudNativePG ``Cluster`` for one instance.
+
+    ``settings`` are rendered Postgres settings (``render_settings``): all of them go to
+    ``postgresql.parameters`` except ``shared_preload_libraries``, which becomes CloudNativePG's list of the
+    same name. ``hibernated`` sets ``cnpg.io/hibernation`` (``on``: pods deleted, volumes kept; ``off``: running);
+    ``restarted_at`` (an RFC 3339 time) sets ``kubectl.kubernetes.io/restartedAt``, which CloudNativePG answers
+    with a rolling restart whenever its value changes. ``image`` defaults to CloudNativePG's image of the spec's
+    Postgres major version.
+    """
+    cluster = cluster_name(instance_id, name)
+    metadata = _metadata(cluster, namespace, instance_id, name, org)
+    annotations = {HIBERNATION: "on" if hibernated else "off"}
+    if restarted_at is not None:
+        annotations[RESTARTED_AT] = restarted_at
+    metadata["annotations"] = annotations
+    parameters = {key: str(value) for key, value in sorted(settings.items()) if key != PRELOAD}
+    resources = {"cpu": spec.cpu, "memory": spec.memory}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Cluster",
+        "metadata": metadata,
+        "spec": {
+            "instances": spec.replicas,
+            "imageName": image or DEFAULT_IMAGE.format(pg_version=spec.pg_version),
+            "primaryUpdateStrategy": "unsupervised",
+            "resources": {"requests": dict(resources), "limits": dict(resources)},
+            "storage": {"size": spec.storage},
+            "postgresql": {
+                "parameters": parameters,
+                "shared_preload_libraries": preload_libraries(settings.get(PRELOAD, "")),
+            },
+            "bootstrap": {
+                "initdb": {"database": APP_DATABASE, "owner": APP_USER, "secret": {"name": secret_name(cluster)}}
+            },
+        },
+    }
+
+
+def render_secret(
+    instance_id: str, name: str, password: str, *, namespace: str, org: str | None = None
+) -> dict[str, Any]:
+    """The basic-auth ``Secret`` CloudNativePG's ``initdb`` creates the app role from (user ``app``)."""
+    cluster = cluster_name(instance_id, name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(secret_name(cluster), namespace, instance_id, name, org),
+        "type": "kubernetes.io/basic-auth",
+        "data": {"username": _b64(APP_USER), "password": _b64(password)},
+    }
+
+
+def render_pooler(
+    instance_id: str, name: str, spec: SpecLike, *, namespace: str, org: str | None = None
+) -> dict[str, Any] | None:
+    """The PgBouncer ``Pooler`` in front of the primary, or None when the spec's pooler is off.
+
+    Two PgBouncer pods when the instance has replicas (so the pooler is not its single point of failure), else one.
+    """
+    pooler = spec.connection_pooler
+    if not pooler.enabled:
+        return None
+    cluster = cluster_name(instance_id, name)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Pooler",
+        "metadata": _metadata(pooler_name(cluster), namespace, instance_id, name, org),
+        "spec": {
+            "cluster": {"name": cluster},
+            "instances": 2 if spec.replicas > 1 else 1,
+            "type": "rw",
+            "pgbouncer": {
+                "poolMode": pooler.pool_mode,
+                "parameters": {
+                    "default_pool_size": str(pooler.default_pool_size),
+                    "max_client_conn": str(pooler.max_client_connections),
+                },
+            },
+        },
+    }
+
+
+def render_database(
+    instance_id: str,
+    name: str,
+    enabled: Sequence[str],
+    disabled: Sequence[str],
+    *,
+    namespace: str,
+    org: str | None = None,
+) -> dict[str, Any]:
+    """A ``Database`` (CloudNativePG ≥ 1.26) declaring the app database's extensions: created or dropped.
+
+    It adopts the ``app`` database that ``initdb`` created; its reclaim policy (``retain``) keeps the database
+    when the object is deleted.
+    """
+    cluster = cluster_name(instance_id, name)
+    wanted = list(dict.fromkeys(enabled))
+    unwanted = [e for e in dict.fromkeys(disabled) if e not in wanted]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Database",
+        "metadata": _metadata(database_name(cluster), namespace, instance_id, name, org),
+        "spec": {
+            "name": APP_DATABASE,
+            "owner": APP_USER,
+            "cluster": {"name": cluster},
+            "ensure": "present",
+            "extensions": [{"name": e, "ensure": "present"} for e in wanted]
+            + [{"name": e, "ensure": "absent"} for e in unwanted],
+        },
+    }
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def secret_password(secret: Mapping[str, Any]) -> str | None:
+    """The password in a basic-auth Secret read from the API (``data`` is base64), or None."""
+    data = secret.get("data") or {}
+    value = data.get("password")
+    return base64.b64decode(value).decode() if isinstance(value, str) else None
+
+
+# --- reading live objects back --------------------------------------------------------------------------------
+
+
+def _get(obj: Mapping[str, Any], *path: str) -> Any:
+    value: Any = obj
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def parse_cluster(cluster: Mapping[str, Any], pooler: Mapping[str, Any] | None = None) -> ClusterState:
+    """The arguments that rendered ``cluster`` (and ``pooler``, None when there is none).
+
+    Re-rendering the result gives back the rendered fields of ``cluster``: :func:`render_cluster` and this
+    function are inverse, which the unit tests check.
+    """
+    meta_labels: Mapping[str, str] = _get(cluster, "metadata", "labels") or {}
+    annotations: Mapping[str, str] = _get(cluster, "metadata", "annotations") or {}
+    spec: Mapping[str, Any] = cluster.get("spec") or {}
+    requests: Mapping[str, str] = _get(spec, "resources", "requests") or {}
+    postgresql: Mapping[str, Any] = spec.get("postgresql") or {}
+    settings = {str(k): str(v) for k, v in (postgresql.get("parameters") or {}).items()}
+    libraries = postgresql.get(PRELOAD) or []
+    if libraries:
+        settings[PRELOAD] = ",".join(libraries)
+    pooler_shape = PoolerShape()
+    if pooler is not None:
+        bouncer: Mapping[str, Any] = _get(pooler, "spec", "pgbouncer") or {}
+        parameters: Mapping[str, str] = bouncer.get("parameters") or {}
+        pooler_shape = PoolerShape(
+            enabled=True,
+            pool_mode=str(bouncer.get("poolMode", pooler_shape.pool_mode)),
+            max_client_connections=int(parameters.get("max_client_conn", pooler_shape.max_client_connections)),
+            default_pool_size=int(parameters.get("default_pool_size", pooler_shape.default_pool_size)),
+        )
+    image = spec.get("imageName")
+    default = ClusterShape()
+    shape = ClusterShape(
+        pg_version=_image_major(image) or default.pg_version,
+        cpu=str(requests.get("cpu", default.cpu)),
+        memory=str(requests.get("memory", default.memory)),
+        storage=str(_get(spec, "storage", "size") or default.storage),
+        replicas=int(spec.get("instances", default.replicas)),
+        connection_pooler=pooler_shape,
+    )
+    return ClusterState(
+        instance_id=meta_labels.get(LABEL_INSTANCE, ""),
+        name=meta_labels.get(LABEL_NAME, ""),
+        shape=shape,
+        settings=dict(sorted(settings.items())),
+        image=image if isinstance(image, str) else None,
+        org=meta_labels.get(LABEL_ORG),
+        hibernated=is_hibernated(cluster),
+        restarted_at=annotations.get(RESTARTED_AT),
+    )
+
+
+def _image_major(image: object) -> int | None:
+    match = re.search(r":(\d+)(\.|-|$)", image) if isinstance(image, str) else None
+    return int(match[1]) if match else None
+
+
+def is_hibernated(cluster: Mapping[str, Any]) -> bool:
+    annotations: Mapping[str, str] = _get(cluster, "metadata", "annotations") or {}
+    return annotations.get(HIBERNATION) == "on"
+
+
+def instance_status(cluster: Mapping[str, Any] | None) -> InstanceStatus:
+    """What a ``Cluster`` (None: there is none) says about its instance.
+
+    ``running``: not hibernated and at least one ready Postgres pod. ``accepting_connections``: running, the
+    operator reports a current primary, and that primary is among the healthy pods (or, when the operator
+    does not list pods by state, the cluster is in its healthy phase). ``replicas`` lists every pod with its
+    role and health. CloudNativePG does not publish the postmaster start time, data size or pending restarts
+    in the ``Cluster``'s status (it restarts pods itself when a setting needs it), so those stay unset.
+    """
+    if cluster is None:
+        return InstanceStatus(exists=False, running=False)
+    status: Mapping[str, Any] = cluster.get("status") or {}
+    hibernated = is_hibernated(cluster) or _condition_true(status, HIBERNATION)
+    ready = int(status.get("readyInstances") or 0)
+    primary = status.get("currentPrimary") or None
+    by_state: Mapping[str, list[str]] = status.get("instancesStatus") or {}
+    healthy = set(by_state.get("healthy") or [])
+    running = not hibernated and ready > 0
+    # Without per-pod states (older operators), the healthy phase says the primary is up.
+    primary_ok = primary in healthy if by_state else status.get("phase") == PHASE_HEALTHY
+    accepting = running and primary is not None and primary_ok
+    names = list(status.get("instanceNames") or sorted({n for pods in by_state.values() for n in pods}))
+    replicas = [
+        {
+            "name": pod,
+            "role": "primary" if pod == primary else "replica",
+            "ready": pod in healthy,
+            "state": next((state for state, pods in sorted(by_state.items()) if pod in pods), "unknown"),
+        }
+        for pod in names
+    ]
+    major = _get(status, "pgDataImageInfo", "majorVersion")
+    version = str(major) if major is not None else None
+    if version is None:
+        image_major = _image_major(_get(cluster, "spec", "imageName"))
+        version = str(image_major) if image_major is not None else None
+    return InstanceStatus(
+        exists=True,
+        running=running,
+        accepting_connections=accepting,
+        server_version=version,
+        port=POSTGRES_PORT,
+        replicas=replicas,
+    )
+
+
+def phase(cluster: Mapping[str, Any] | None) -> str | None:
+    """The operator's phase text (``Cluster in healthy state``, ``Setting up primary``, …), None before any."""
+    value = _get(cluster or {}, "status", "phase")
+    return value if isinstance(value, str) else None
+
+
+def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
+    conditions = status.get("conditions") or []
+    return any(isinstance(c, Mapping) and c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+__all__ = [
+    "API_VERSION",
+    "CLUSTERS",
+    "DATABASES",
+    "GROUP",
+    "HIBERNATION",
+    "LABEL_INSTANCE",
+    "MANAGED_SELECTOR",
+    "PHASE_HEALTHY",
+    "POOLERS",
+    "POSTGRES_PORT",
+    "RESTARTED_AT",
+    "VERSION",
+    "ClusterShape",
+    "ClusterState",
+    "PoolerLike",
+    "PoolerShape",
+    "SpecLike",
+    "cluster_name",
+    "instance_selector",
+    "instance_status",
+    "is_hibernated",
+    "label_value",
+    "labels",
+    "parse_cluster",
+    "phase",
+    "pooler_name",
+    "preload_libraries",
+    "render_cluster",
+    "render_database",
+    "render_pooler",
+    "render_secret",
+    "rw_host",
+    "secret_name",
+    "secret_password",
+]
