@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,7 +30,6 @@ from howdah.providers._local_conf import (
     read_auto_conf,
     same_value,
     write_auto_conf,
-    write_platform_conf,
 )
 from howdah.providers._local_files import (
     InstancePaths,
@@ -39,17 +37,13 @@ from howdah.providers._local_files import (
     check_instance_id,
     ensure_secret,
     file_lock,
-    log_messages,
-    log_size,
     make_server_dir,
     pick_port,
-    port_open,
-    port_taken,
     postmaster_pid,
-    read_secret,
     recorded_ports,
     write_atomic,
 )
+from howdah.providers._local_server import Server, kill_postmaster
 from howdah.providers.base import ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
 
 __all__ = ["DEFAULT_EXTENSION_LIBRARIES", "PROVIDER_SETTINGS", "LocalProvider"]
@@ -64,8 +58,6 @@ DEFAULT_EXTENSION_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "pg_wait_sampling": ("pg_wait_sampling",),
     }
 )
-_START_AGAIN = ("pre-existing shared memory block", 'lock file "postmaster.pid" already exists')
-_PORT_IN_USE = ("Address already in use", "could not create any TCP/IP sockets")
 
 
 class LocalProvider:
@@ -115,14 +107,14 @@ class LocalProvider:
                 return
             self._checker.validate(wanted)
             self._write_settings_offline(paths, record, wanted)
-            self._write_platform_conf(paths, record)
+            self._server(paths, record).write_conf()
             record.name, record.configured = name, True
             record.save(paths.record)
 
     def ensure_running(self, instance_id: str) -> InstanceStatus:
         paths = self._paths(instance_id)
         with self._locked(instance_id):
-            self._start(paths, self._created_record(paths))
+            self._server(paths, self._created_record(paths)).start()
         return self.status(instance_id)
 
     def ensure_app_database(self, instance_id: str) -> ConnectionInfo:
@@ -130,7 +122,7 @@ class LocalProvider:
         with self._locked(instance_id):
             record = self._created_record(paths)
             password = ensure_secret(paths.app_password)
-            with self._connect(paths, record) as conn:
+            with self._server(paths, record).connect() as conn:
                 try:
                     q.ensure_app_role_and_database(conn, password)
                 except psycopg.Error as exc:
@@ -150,7 +142,7 @@ class LocalProvider:
             if postmaster_pid(paths.data_dir) is None:
                 self._write_settings_offline(paths, record, wanted)
                 return False
-            with self._connect(paths, record) as conn:
+            with self._server(paths, record).connect() as conn:
                 previous = read_auto_conf(paths.data_dir)
                 changes: dict[str, str | None] = {
                     name: value for name, value in wanted.items() if not same_value(name, previous.get(name), value)
@@ -176,20 +168,20 @@ class LocalProvider:
         with self._locked(instance_id):
             record = self._created_record(paths)
             pending = read_auto_conf(paths.data_dir).get("shared_preload_libraries")
-            with self._connect(paths, record, q.APP_DATABASE) as conn:
+            with self._server(paths, record).connect(q.APP_DATABASE) as conn:
                 q.ensure_extensions(conn, enabled, disabled, self.extension_libraries, pending)
 
     def restart(self, instance_id: str) -> InstanceStatus:
         paths = self._paths(instance_id)
         with self._locked(instance_id):
-            record = self._created_record(paths)
+            server = self._server(paths, self._created_record(paths))
             before = None
-            if postmaster_pid(paths.data_dir) is not None:
-                with self._connect(paths, record) as conn:
+            if server.pid is not None:
+                with server.connect() as conn:
                     before = q.postmaster_start_time(conn)
-            self._stop(paths, record, "fast")
-            self._start(paths, record)
-            with self._connect(paths, record) as conn:
+            server.stop("fast")
+            server.start()
+            with server.connect() as conn:
                 after = q.postmaster_start_time(conn)
             if after == before:
                 raise ProviderError(f"instance {instance_id} did not restart: its postmaster start time is unchanged")
@@ -200,7 +192,7 @@ class LocalProvider:
         with self._locked(instance_id):
             record = InstanceRecord.load(paths.record)
             if record is not None:
-                self._stop(paths, record, "fast")
+                self._server(paths, record).stop("fast")
 
     def delete(self, instance_id: str) -> None:
         paths = self._paths(instance_id)
@@ -209,9 +201,9 @@ class LocalProvider:
                 record = InstanceRecord.load(paths.record)
                 try:
                     if record is not None:
-                        self._stop(paths, record, "immediate")
+                        self._server(paths, record).stop("immediate")
                 finally:
-                    self._kill(paths)
+                    kill_postmaster(paths.data_dir, f"instance {instance_id}", self.start_timeout)
                 tomb = self._instances / f".deleting-{instance_id}-{os.getpid()}-{time.monotonic_ns()}"
                 paths.root.rename(tomb)  # the port is free once the record is out of instances/<id>/
                 shutil.rmtree(tomb)
@@ -231,7 +223,7 @@ class LocalProvider:
         running = postmaster_pid(paths.data_dir) is not None
         if running:
             try:
-                with self._connect(paths, record, timeout=3) as conn:
+                with self._server(paths, record).connect(timeout=3) as conn:
                     seen = q.observe(conn, record.settings)
             except (ProviderError, psycopg.Error, OSError):
                 pass
@@ -333,90 +325,14 @@ class LocalProvider:
         write_auto_conf(paths.data_dir, wanted, remove)
         self._remember_settings(paths, record, wanted)
 
-    def _write_platform_conf(self, paths: InstancePaths, record: InstanceRecord) -> None:
-        extra = {} if self.durable else {"fsync": "off"}
-        write_platform_conf(paths, self.host, record.port, record.name, extra)
+    def _server(self, paths: InstancePaths, record: InstanceRecord) -> Server:
+        """The instance's (primary) server."""
 
-    # ----------------------------------------------------------------------------------- process control
-    @contextlib.contextmanager
-    def _connect(
-        self, paths: InstancePaths, record: InstanceRecord, dbname: str = "postgres", *, timeout: float = 5
-    ) -> Iterator[q.Connection]:
-        password = read_secret(paths.superuser_password)
-        if password is None:
-            raise ProviderError(f"instance {record.instance_id} has no superuser password file")
-        try:
-            conn = q.connect(self.host, record.port, password, dbname, timeout=timeout)
-        except psycopg.OperationalError as exc:
-            if postmaster_pid(paths.data_dir) is None:
-                raise ProviderError(f"instance {record.instance_id} is not running") from exc
-            if f'database "{dbname}" does not exist' in str(exc):
-                raise ProviderError(f'database "{dbname}" does not exist in instance {record.instance_id}') from exc
-            detail = f"instance {record.instance_id} does not accept connections yet: {str(exc).strip()}"
-            raise TransientProviderError(detail) from exc
-        with conn:
-            yield conn
+        def move_port() -> int:
+            return self._move_port(paths, record)
 
-    def _start(self, paths: InstancePaths, record: InstanceRecord) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while postmaster_pid(paths.data_dir) is None:
-            if port_taken(self.host, record.port):
-                old, new = record.port, self._move_port(paths, record)
-                raise TransientProviderError(f"port {old} on {self.host} is taken by another process; moved to {new}")
-            self._write_platform_conf(paths, record)
-            make_server_dir(paths.socket_dir)
-            paths.log_file.touch()
-            server_os_user().chown(paths.log_file)
-            offset = log_size(paths.log_file)
-            wait = max(1, int(deadline - time.monotonic()))
-            done = run_tool(
-                self.home,
-                "pg_ctl",
-                ["-D", str(paths.data_dir), "-l", str(paths.log_file), "-w", "-t", str(wait), "start"],
-                timeout=wait + 15,
-            )
-            if done.returncode == 0:
-                break
-            why = "\n".join(log_messages(paths.log_file, offset)) or (done.stderr or done.stdout).strip()
-            if any(marker in why for marker in _PORT_IN_USE):
-                old, new = record.port, self._move_port(paths, record)
-                raise TransientProviderError(f"port {old} on {self.host} was taken at start; moved to {new}")
-            if postmaster_pid(paths.data_dir) is not None:
-                raise TransientProviderError(f"instance {record.instance_id} is still starting")
-            if not any(marker in why for marker in _START_AGAIN) or time.monotonic() > deadline:
-                raise ProviderError(f"Postgres did not start:\n{why}")
-            time.sleep(0.1)  # the killed server's processes are still exiting: try again until the deadline
-        while True:  # bounded: pg_ctl -w saw "ready" in postmaster.pid; confirm with a real connection
-            try:
-                with self._connect(paths, record, timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except TransientProviderError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def _stop(self, paths: InstancePaths, record: InstanceRecord, mode: str) -> None:
-        if postmaster_pid(paths.data_dir) is None:
-            return
-        timeout = int(self.start_timeout)
-        done = run_tool(
-            self.home, "pg_ctl", ["-D", str(paths.data_dir), "-m", mode, "-w", "-t", str(timeout), "stop"],
-            timeout=timeout + 15,
+        return Server(
+            home=self.home, host=self.host, paths=paths, label=f"instance {record.instance_id}", port=record.port,
+            password_file=paths.superuser_password, cluster_name=record.name, move_port=move_port,
+            timeout=self.start_timeout, conf={} if self.durable else {"fsync": "off"},
         )  # fmt: skip
-        deadline = time.monotonic() + self.start_timeout
-        while postmaster_pid(paths.data_dir) is not None or port_open(self.host, record.port):
-            if time.monotonic() > deadline:
-                detail = (done.stderr or done.stdout).strip()
-                raise TransientProviderError(f"instance {record.instance_id} did not stop in time: {detail}")
-            time.sleep(0.02)
-
-    def _kill(self, paths: InstancePaths) -> None:
-        """SIGKILL a postmaster that is still there (no record, or it would not stop) and wait for it to go."""
-        deadline = time.monotonic() + self.start_timeout
-        while (pid := postmaster_pid(paths.data_dir)) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                raise TransientProviderError(f"the server of {paths.root.name} (pid {pid}) does not exit")
-            time.sleep(0.02)
