@@ -102,6 +102,8 @@ class InstanceRecord:
     # The settings Howdah put in postgresql.auto.conf (name → value): those no longer wanted are reset.
     settings: dict[str, str] = field(default_factory=dict)
     configured: bool = False
+    # Where the cluster came from when it was not initdb'd (a restore): "backup <instance>/<backup>".
+    origin: str = ""
     version: int = RECORD_VERSION
 
     @classmethod
@@ -118,6 +120,7 @@ class InstanceRecord:
             port=int(data["port"]),
             settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
             configured=bool(data.get("configured", False)),
+            origin=str(data.get("origin", "")),
             version=int(data.get("version", RECORD_VERSION)),
         )
 

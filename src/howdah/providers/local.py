@@ -23,6 +23,7 @@ from types import MappingProxyType
 import psycopg
 
 from howdah.pg._binaries import run_tool, server_os_user
+from howdah.providers import _local_backup as _backup
 from howdah.providers import _local_sql as q
 from howdah.providers._local_conf import (
     PROVIDER_SETTINGS,
@@ -44,7 +45,7 @@ from howdah.providers._local_files import (
     write_atomic,
 )
 from howdah.providers._local_server import Server, kill_postmaster
-from howdah.providers.base import ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
+from howdah.providers.base import Backup, ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
 
 __all__ = ["DEFAULT_EXTENSION_LIBRARIES", "PROVIDER_SETTINGS", "LocalProvider"]
 
@@ -89,6 +90,7 @@ class LocalProvider:
         self.extension_libraries = extension_libraries
         self._instances = self.home / "instances"
         self._locks = self.home / "locks"
+        self._backups = self.home / "backups"
         self._checker = SettingsChecker(self.home)
 
     # ============================================================================================ protocol
@@ -244,6 +246,66 @@ class LocalProvider:
             if not path.name.startswith(".") and (path / "instance.json").exists()
         )
 
+    # ============================================================================================= backups
+    def backup(self, instance_id: str, backup_id: str | None = None) -> Backup:
+        """A base backup of the running instance (pg_basebackup, WAL included) under ``home/backups/<id>/``.
+        Given the id of a backup already taken, that backup is returned (idempotent)."""
+        paths = self._paths(instance_id)
+        backup_id = backup_id or _backup.new_backup_id()
+        check_instance_id(backup_id)
+        folder = self._backups / instance_id / backup_id
+        with self._locked(instance_id):
+            taken = _backup.load(folder)
+            if taken is not None:
+                return taken[0]
+            record = self._created_record(paths)
+            with self._server(paths, record).connect() as conn:  # running and accepting connections
+                conn.execute("SELECT 1")
+            meta = {
+                "backup_id": backup_id,
+                "instance_id": instance_id,
+                "name": record.name,
+                "settings": record.settings,
+            }
+            return _backup.take(self.home, self.host, record.port, paths, folder, {**meta, "settings": record.settings})
+
+    def list_backups(self, instance_id: str) -> list[Backup]:
+        """The complete backups of ``instance_id`` (also after the instance was deleted), oldest first."""
+        check_instance_id(instance_id)
+        folder = self._backups / instance_id
+        found = (
+            [_backup.load(path) for path in folder.iterdir() if not path.name.startswith(".")]
+            if folder.is_dir()
+            else []
+        )
+        return sorted((item[0] for item in found if item), key=lambda backup: backup.created_at)
+
+    def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
+        """Create instance ``new_instance_id`` from ``backup`` (with the source's settings and passwords); it is
+        left stopped: :meth:`ensure_running` starts it, replaying the backup's WAL. Idempotent."""
+        paths = self._paths(new_instance_id)
+        loaded = _backup.load(Path(backup.location))
+        if loaded is None:
+            raise ProviderError(f"no complete backup at {backup.location}")
+        meta = loaded[1]
+        origin = f"backup {meta['instance_id']}/{meta['backup_id']}"
+        with self._locked(new_instance_id):
+            self._prepare_home()
+            existing = InstanceRecord.load(paths.record)
+            if existing is not None and existing.origin != origin:
+                raise ProviderError(f"instance {new_instance_id} already exists (it was not restored from {origin})")
+            if existing is not None and existing.configured:
+                return
+            record = self._load_or_allocate(paths, new_instance_id, name or str(meta["name"]), origin)
+            if not paths.initialised:
+                paths.initdb_marker.touch()
+                _backup.copy_cluster(Path(backup.location), paths, meta)
+                paths.initdb_marker.unlink()
+            record.settings = {str(k): str(v) for k, v in dict(meta.get("settings", {})).items()}
+            record.configured = True
+            self._server(paths, record).write_conf()
+            record.save(paths.record)
+
     # ============================================================================================ helpers
     def _paths(self, instance_id: str) -> InstancePaths:
         check_instance_id(instance_id)
@@ -269,7 +331,7 @@ class LocalProvider:
                     "others; choose a home outside it"
                 )
 
-    def _load_or_allocate(self, paths: InstancePaths, instance_id: str, name: str) -> InstanceRecord:
+    def _load_or_allocate(self, paths: InstancePaths, instance_id: str, name: str, origin: str = "") -> InstanceRecord:
         record = InstanceRecord.load(paths.record)
         if record is not None:
             return record
@@ -277,7 +339,7 @@ class LocalProvider:
         paths.root.chmod(0o755)
         with file_lock(self._locks / "ports.lock"):
             port = pick_port(self.host, self.port_range, recorded_ports(self._instances))
-            record = InstanceRecord(instance_id=instance_id, name=name, port=port)
+            record = InstanceRecord(instance_id=instance_id, name=name, port=port, origin=origin)
             record.save(paths.record)
         return record
 

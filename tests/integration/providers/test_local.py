@@ -291,3 +291,34 @@ def test_interrupted_initdb_is_redone(provider: LocalProvider, home: Path) -> No
     provider.ensure_created("half", "half", {})
     assert not (instance_dir / ".initdb").exists()
     assert provider.ensure_running("half").accepting_connections
+
+
+def test_backup_and_restore_into_a_new_instance(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "src", {"work_mem": "6MB"})
+    with app_connect(info) as conn:
+        conn.execute("CREATE TABLE kept AS SELECT g AS n FROM generate_series(1, 1000) AS g")
+    backup = provider.backup("src", "first")
+    assert provider.backup("src", "first") == backup  # the same id: the same backup, not another one
+    assert backup.instance_id == "src" and backup.size_bytes > 0
+    assert Path(backup.location) == home / "backups" / "src" / "first"
+    assert provider.list_backups("src") == [backup]
+    with app_connect(info) as conn:
+        conn.execute("INSERT INTO kept VALUES (1001)")  # after the backup: not in the copy
+
+    for _ in range(2):
+        provider.restore(backup, "copy")
+    restored = provider.ensure_running("copy")
+    assert restored.accepting_connections and restored.port != info.port
+    assert restored.settings == {"work_mem": "6MB"}
+    copy = provider.ensure_app_database("copy")
+    assert copy.port == restored.port and copy.password == info.password  # the source's roles come along
+    with app_connect(copy) as conn:
+        assert conn.execute("SELECT count(*), max(n) FROM kept").fetchone() == (1000, 1000)
+        conn.execute("INSERT INTO kept VALUES (-1)")
+    with app_connect(info) as conn:  # the source is untouched
+        assert conn.execute("SELECT count(*) FROM kept WHERE n < 0").fetchone() == (0,)
+    with pytest.raises(ProviderError, match="already exists"):
+        provider.restore(backup, "src")
+    # a backup outlives its instance
+    provider.delete("src")
+    assert provider.list_backups("src") == [backup]

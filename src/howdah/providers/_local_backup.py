@@ -1,0 +1,99 @@
+"""Base backups of local instances (pg_basebackup, plain format) and new instances restored from them.
+
+Layout under the provider's home::
+
+    backups/<instance id>/<backup id>/data/         the cluster as pg_basebackup copied it (WAL included)
+    backups/<instance id>/<backup id>/backup.json   what it is, and the roles' passwords (0600)
+    backups/<instance id>/.<backup id>.partial/     a backup being taken (renamed when complete)
+
+A backup outlives its instance: deleting the instance keeps its backups, so it can be restored later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from howdah.pg._binaries import run_tool, server_os_user
+from howdah.providers._local_files import InstancePaths, make_server_dir, read_secret, write_atomic
+from howdah.providers.base import Backup, ProviderError
+
+META = "backup.json"
+
+
+def new_backup_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def load(folder: Path) -> tuple[Backup, dict[str, Any]] | None:
+    """The backup in ``folder`` and its metadata, or None when there is no complete backup there."""
+    try:
+        meta: dict[str, Any] = json.loads((folder / META).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ProviderError(f"the backup metadata {folder / META} is unreadable: {exc}") from exc
+    backup = Backup(
+        backup_id=str(meta["backup_id"]),
+        instance_id=str(meta["instance_id"]),
+        location=str(folder),
+        size_bytes=int(meta["size_bytes"]),
+        created_at=datetime.fromisoformat(str(meta["created_at"])),
+    )
+    return backup, meta
+
+
+def take(home: Path, host: str, port: int, paths: InstancePaths, folder: Path, meta: dict[str, Any]) -> Backup:
+    """pg_basebackup of the running server at ``host:port`` into ``folder`` (all or nothing)."""
+    folder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    partial = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    make_server_dir(partial)
+    password = read_secret(paths.superuser_password)
+    if password is None:
+        raise ProviderError(f"instance {meta['instance_id']} has no superuser password file")
+    passfile = partial / ".pgpass"  # the password never appears on a command line
+    write_atomic(passfile, f"{host}:{port}:*:postgres:{password}\n", owner_is_server=True)
+    conninfo = f"host={host} port={port} user=postgres passfile={passfile} application_name=howdah-backup"
+    try:
+        done = run_tool(
+            home,
+            "pg_basebackup",
+            ["-d", conninfo, "-D", str(partial / "data"), "-X", "stream", "-c", "fast", "--no-password"],
+            timeout=24 * 3600,
+        )
+    finally:
+        passfile.unlink(missing_ok=True)
+    if done.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ProviderError(f"pg_basebackup failed: {(done.stderr or done.stdout).strip()}")
+    size = sum(path.stat().st_size for path in (partial / "data").rglob("*") if path.is_file())
+    meta = {**meta, "size_bytes": size, "created_at": datetime.now(UTC).isoformat()}
+    meta["superuser_password"] = password
+    meta["app_password"] = read_secret(paths.app_password)
+    write_atomic(partial / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    partial.rename(folder)
+    loaded = load(folder)
+    assert loaded is not None
+    return loaded[0]
+
+
+def copy_cluster(source: Path, paths: InstancePaths, meta: dict[str, Any]) -> None:
+    """Put the backup's cluster in ``paths`` (owned by the server user) with the source's passwords."""
+    shutil.rmtree(paths.data_dir, ignore_errors=True)
+    shutil.copytree(source / "data", paths.data_dir, symlinks=True)
+    user = server_os_user()
+    if not user.is_current:
+        for folder, dirs, files in os.walk(paths.data_dir):
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(folder, name), user.uid, user.gid, follow_symlinks=False)
+        user.chown(paths.data_dir)
+    paths.data_dir.chmod(0o700)
+    write_atomic(paths.superuser_password, str(meta["superuser_password"]) + "\n")
+    if meta.get("app_password"):
+        write_atomic(paths.app_password, str(meta["app_password"]) + "\n")
