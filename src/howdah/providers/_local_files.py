@@ -9,6 +9,7 @@ Layout under the provider's home::
     instances/<id>/run/                 its Unix socket folder (0700)
     instances/<id>/server.log           its server log
     instances/<id>/.initdb              present while initdb has not completed (a crash there is redone)
+    instances/<id>/replica-<n>/         a read replica: its own pgdata/, run/, server.log (and .initdb)
     locks/                              one lock per instance, one for port allocation
 """
 
@@ -73,6 +74,14 @@ class InstancePaths:
         return self.root / "app.password"
 
     @property
+    def replication_password(self) -> Path:
+        return self.root / "replication.password"
+
+    def replica(self, name: str) -> InstancePaths:
+        """A read replica's files: ``replica-<n>/`` with its own ``pgdata``, ``run`` and ``server.log``."""
+        return InstancePaths(self.root / name)
+
+    @property
     def initdb_marker(self) -> Path:
         return self.root / ".initdb"
 
@@ -104,6 +113,8 @@ class InstanceRecord:
     configured: bool = False
     # Where the cluster came from when it was not initdb'd (a restore): "backup <instance>/<backup>".
     origin: str = ""
+    # Read replicas: name ("replica-1" …) → port.
+    replicas: dict[str, int] = field(default_factory=dict)
     version: int = RECORD_VERSION
 
     @classmethod
@@ -121,6 +132,7 @@ class InstanceRecord:
             settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
             configured=bool(data.get("configured", False)),
             origin=str(data.get("origin", "")),
+            replicas={str(k): int(v) for k, v in dict(data.get("replicas", {})).items()},
             version=int(data.get("version", RECORD_VERSION)),
         )
 
@@ -215,6 +227,7 @@ def recorded_ports(instances_dir: Path) -> set[int]:
             record = InstanceRecord.load(path)
             if record:
                 ports.add(record.port)
+                ports.update(record.replicas.values())
     return ports
 
 

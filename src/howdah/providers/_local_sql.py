@@ -205,6 +205,7 @@ class Observed:
     postmaster_start_time: datetime
     pending_restart: bool
     settings: dict[str, str]
+    replication: dict[str, dict[str, Any]]
 
 
 def observe(conn: Connection, names: Iterable[str]) -> Observed:
@@ -225,7 +226,17 @@ def observe(conn: Connection, names: Iterable[str]) -> Observed:
         ).fetchall()
         if value is not None
     }
-    return Observed(str(row[0]), int(row[1]), row[2], bool(row[3]), settings)
+    replication = {
+        str(name): {"state": state, "lag_bytes": lag, "replay_lag_seconds": seconds}
+        for name, state, lag, seconds in conn.execute(
+            """
+            SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+                   extract(epoch FROM replay_lag)::float8
+            FROM pg_stat_replication
+            """
+        ).fetchall()
+    }
+    return Observed(str(row[0]), int(row[1]), row[2], bool(row[3]), settings, replication)
 
 
 def postmaster_start_time(conn: Connection) -> datetime:

@@ -12,39 +12,36 @@ included from ``postgresql.conf``. Values are checked by Postgres itself before 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import psycopg
 
-from howdah.pg._binaries import run_tool, server_os_user
 from howdah.providers import _local_backup as _backup
+from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
+from howdah.providers._local_base import LocalBase
 from howdah.providers._local_conf import (
     PROVIDER_SETTINGS,
     SettingsChecker,
     read_auto_conf,
     same_value,
-    write_auto_conf,
 )
 from howdah.providers._local_files import (
-    InstancePaths,
     InstanceRecord,
     check_instance_id,
     ensure_secret,
     file_lock,
-    make_server_dir,
     pick_port,
     postmaster_pid,
     recorded_ports,
-    write_atomic,
 )
-from howdah.providers._local_server import Server, kill_postmaster
+from howdah.providers._local_server import kill_postmaster
 from howdah.providers.base import Backup, ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
 
 __all__ = ["DEFAULT_EXTENSION_LIBRARIES", "PROVIDER_SETTINGS", "LocalProvider"]
@@ -61,7 +58,7 @@ DEFAULT_EXTENSION_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 
-class LocalProvider:
+class LocalProvider(LocalBase):
     """Instances as Postgres servers on this machine, under ``home``.
 
     ``durable=False`` skips initdb's fsync and runs the servers with ``fsync = off``: for tests and benchmarks
@@ -116,7 +113,10 @@ class LocalProvider:
     def ensure_running(self, instance_id: str) -> InstanceStatus:
         paths = self._paths(instance_id)
         with self._locked(instance_id):
-            self._server(paths, self._created_record(paths)).start()
+            record = self._created_record(paths)
+            self._server(paths, record).start()
+            for name in record.replicas:
+                self._start_replica(paths, record, name)
         return self.status(instance_id)
 
     def ensure_app_database(self, instance_id: str) -> ConnectionInfo:
@@ -161,9 +161,15 @@ class LocalProvider:
                 self._remember_settings(paths, record, wanted)
                 try:
                     q.reload(conn)
-                    return q.restart_needed(conn, wanted.get("shared_preload_libraries"))
+                    needed = q.restart_needed(conn, wanted.get("shared_preload_libraries"))
                 except psycopg.Error as exc:
                     raise TransientProviderError(q.pg_message(exc)) from exc
+            for replica in self._replica_servers(paths, record):
+                self._copy_settings(paths, replica.paths)
+                if replica.pid is not None:
+                    with replica.connect() as conn:
+                        conn.execute("SELECT pg_reload_conf()")
+            return needed
 
     def ensure_extensions(self, instance_id: str, enabled: list[str], disabled: list[str]) -> None:
         paths = self._paths(instance_id)
@@ -174,9 +180,12 @@ class LocalProvider:
                 q.ensure_extensions(conn, enabled, disabled, self.extension_libraries, pending)
 
     def restart(self, instance_id: str) -> InstanceStatus:
+        """Restart the server (then its replicas, with its current settings); confirmed by a new
+        ``pg_postmaster_start_time()``."""
         paths = self._paths(instance_id)
         with self._locked(instance_id):
-            server = self._server(paths, self._created_record(paths))
+            record = self._created_record(paths)
+            server = self._server(paths, record)
             before = None
             if server.pid is not None:
                 with server.connect() as conn:
@@ -185,8 +194,11 @@ class LocalProvider:
             server.start()
             with server.connect() as conn:
                 after = q.postmaster_start_time(conn)
+                primary_lsn = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])  # type: ignore[index]
             if after == before:
                 raise ProviderError(f"instance {instance_id} did not restart: its postmaster start time is unchanged")
+            for name in record.replicas:
+                self._restart_replica(paths, record, name, primary_lsn)
         return self.status(instance_id)
 
     def stop(self, instance_id: str) -> None:
@@ -195,6 +207,8 @@ class LocalProvider:
             record = InstanceRecord.load(paths.record)
             if record is not None:
                 self._server(paths, record).stop("fast")
+                for name in record.replicas:
+                    self._replica_server(paths, record, name).stop("fast")
 
     def delete(self, instance_id: str) -> None:
         paths = self._paths(instance_id)
@@ -203,9 +217,11 @@ class LocalProvider:
                 record = InstanceRecord.load(paths.record)
                 try:
                     if record is not None:
-                        self._server(paths, record).stop("immediate")
+                        for server in [self._server(paths, record), *self._replica_servers(paths, record)]:
+                            server.stop("immediate")
                 finally:
-                    kill_postmaster(paths.data_dir, f"instance {instance_id}", self.start_timeout)
+                    for data_dir in [paths.data_dir, *paths.root.glob("replica-*/pgdata")]:
+                        kill_postmaster(data_dir, f"instance {instance_id}", self.start_timeout)
                 tomb = self._instances / f".deleting-{instance_id}-{os.getpid()}-{time.monotonic_ns()}"
                 paths.root.rename(tomb)  # the port is free once the record is out of instances/<id>/
                 shutil.rmtree(tomb)
@@ -234,8 +250,12 @@ class LocalProvider:
                     exists=True, running=True, accepting_connections=True, pending_restart=seen.pending_restart,
                     server_version=seen.server_version, size_bytes=seen.size_bytes,
                     postmaster_start_time=seen.postmaster_start_time, port=record.port, settings=seen.settings,
+                    replicas=self._replica_status(paths, record, seen.replication),
                 )  # fmt: skip
-        return InstanceStatus(exists=True, running=running, port=record.port, settings=dict(record.settings))
+        return InstanceStatus(
+            exists=True, running=running, port=record.port, settings=dict(record.settings),
+            replicas=self._replica_status(paths, record, {}),
+        )  # fmt: skip
 
     def list_instances(self) -> list[str]:
         if not self._instances.is_dir():
@@ -306,95 +326,35 @@ class LocalProvider:
             self._server(paths, record).write_conf()
             record.save(paths.record)
 
-    # ============================================================================================ helpers
-    def _paths(self, instance_id: str) -> InstancePaths:
-        check_instance_id(instance_id)
-        return InstancePaths(self._instances / instance_id)
-
-    @contextlib.contextmanager
-    def _locked(self, instance_id: str) -> Iterator[None]:
-        with file_lock(self._locks / f"{instance_id}.lock"):
-            yield
-
-    def _prepare_home(self) -> None:
-        for folder in (self.home, self._instances):
-            if not folder.exists():
-                folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-        user = server_os_user()
-        if user.is_current:
-            return
-        for folder in [*reversed(self._instances.parents), self._instances]:
-            st = folder.stat()
-            if st.st_uid != user.uid and not st.st_mode & 0o001:
-                raise ProviderError(
-                    f"the server user {user.name!r} cannot reach {self._instances}: {folder} is not traversable by "
-                    "others; choose a home outside it"
-                )
-
-    def _load_or_allocate(self, paths: InstancePaths, instance_id: str, name: str, origin: str = "") -> InstanceRecord:
-        record = InstanceRecord.load(paths.record)
-        if record is not None:
-            return record
-        paths.root.mkdir(mode=0o755, exist_ok=True)
-        paths.root.chmod(0o755)
-        with file_lock(self._locks / "ports.lock"):
-            port = pick_port(self.host, self.port_range, recorded_ports(self._instances))
-            record = InstanceRecord(instance_id=instance_id, name=name, port=port, origin=origin)
-            record.save(paths.record)
-        return record
-
-    def _move_port(self, paths: InstancePaths, record: InstanceRecord) -> int:
-        """Another process took the instance's port: record a free one (the next start uses it)."""
-        with file_lock(self._locks / "ports.lock"):
-            record.port = pick_port(self.host, self.port_range, recorded_ports(self._instances) | {record.port})
-            record.save(paths.record)
-        return record.port
-
-    def _created_record(self, paths: InstancePaths) -> InstanceRecord:
-        record = InstanceRecord.load(paths.record)
-        if record is None or not paths.initialised or not record.configured:
-            raise ProviderError(f"instance {paths.root.name} does not exist (or its creation did not complete)")
-        return record
-
-    def _initdb(self, paths: InstancePaths) -> None:
-        paths.initdb_marker.touch()
-        shutil.rmtree(paths.data_dir, ignore_errors=True)
-        password = ensure_secret(paths.superuser_password)
-        make_server_dir(paths.data_dir)
-        pwfile = paths.root / ".initdb-password"
-        write_atomic(pwfile, password + "\n", owner_is_server=True)
-        args = [
-            "-D", str(paths.data_dir), "-U", q.SUPERUSER, f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
-            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--no-instructions",
-        ]  # fmt: skip
-        try:
-            done = run_tool(self.home, "initdb", [*args, *([] if self.durable else ["--no-sync"])])
-        finally:
-            pwfile.unlink(missing_ok=True)
-        if done.returncode != 0:
-            raise ProviderError(f"initdb failed: {(done.stderr or done.stdout).strip()}")
-        paths.initdb_marker.unlink()
-
-    # ------------------------------------------------------------------------------------------- settings
-    def _remember_settings(self, paths: InstancePaths, record: InstanceRecord, settings: Mapping[str, str]) -> None:
-        record.settings = dict(settings)
-        record.save(paths.record)
-
-    def _write_settings_offline(self, paths: InstancePaths, record: InstanceRecord, wanted: dict[str, str]) -> None:
-        remove = [name for name in record.settings if name not in wanted]
-        # Remember the union first: a crash between the two writes still knows every name Howdah set.
-        self._remember_settings(paths, record, {**record.settings, **wanted})
-        write_auto_conf(paths.data_dir, wanted, remove)
-        self._remember_settings(paths, record, wanted)
-
-    def _server(self, paths: InstancePaths, record: InstanceRecord) -> Server:
-        """The instance's (primary) server."""
-
-        def move_port() -> int:
-            return self._move_port(paths, record)
-
-        return Server(
-            home=self.home, host=self.host, paths=paths, label=f"instance {record.instance_id}", port=record.port,
-            password_file=paths.superuser_password, cluster_name=record.name, move_port=move_port,
-            timeout=self.start_timeout, conf={} if self.durable else {"fsync": "off"},
-        )  # fmt: skip
+    # ============================================================================================ replicas
+    def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
+        """Make the running instance ``replicas`` servers in all (the spec's count): the primary and
+        ``replicas - 1`` read replicas streaming from it, each cloned with pg_basebackup into ``replica-<n>/``
+        and started on its own port; replicas beyond the count are removed. Returns ``status().replicas``."""
+        if not 1 <= replicas <= 16:
+            raise ProviderError(f"replicas must be between 1 and 16, not {replicas}")
+        paths = self._paths(instance_id)
+        wanted = [f"replica-{n}" for n in range(1, replicas)]
+        with self._locked(instance_id):
+            record = self._created_record(paths)
+            password = ensure_secret(paths.replication_password)
+            with self._server(paths, record).connect() as conn:
+                for name in sorted(set(record.replicas) - set(wanted)):
+                    self._replica_server(paths, record, name).stop("immediate")
+                    _replicas.drop_slot(conn, name)
+                    shutil.rmtree(paths.replica(name).root)
+                    del record.replicas[name]
+                    record.save(paths.record)
+                try:
+                    _replicas.prepare_primary(conn, password, wanted)
+                except psycopg.Error as exc:
+                    raise ProviderError(q.pg_message(exc)) from exc
+            for name in wanted:
+                if name not in record.replicas:
+                    with file_lock(self._locks / "ports.lock"):
+                        record.replicas[name] = pick_port(self.host, self.port_range, recorded_ports(self._instances))
+                        record.save(paths.record)
+                if not paths.replica(name).initialised:
+                    _replicas.clone(self.home, self.host, record.port, paths.replica(name), name, password)
+                self._start_replica(paths, record, name)
+        return self.status(instance_id).replicas

@@ -322,3 +322,60 @@ def test_backup_and_restore_into_a_new_instance(provider: LocalProvider, home: P
     # a backup outlives its instance
     provider.delete("src")
     assert provider.list_backups("src") == [backup]
+
+
+def test_read_replicas_stream_from_the_primary(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "rep")
+    with app_connect(info) as conn:
+        conn.execute("CREATE TABLE kept AS SELECT 1 AS n")
+    for _ in range(2):
+        replicas = provider.ensure_replicas("rep", 2)  # the primary and one read replica
+    assert [r["name"] for r in replicas] == ["replica-1"] and replicas[0]["running"]
+    replica = ConnectionInfo(HOST, replicas[0]["port"], info.user, info.password, info.dbname)
+    assert replica.port != info.port
+    with app_connect(info) as conn:
+        conn.execute("INSERT INTO kept VALUES (2)")
+
+    def replica_rows() -> bool:
+        with app_connect(replica) as conn:
+            return conn.execute("SELECT count(*) FROM kept").fetchone() == (2,)
+
+    wait_until(replica_rows, what="the replica replays the primary's insert")
+    with app_connect(replica) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        conn.execute("INSERT INTO kept VALUES (3)")
+    streaming = wait_until(
+        lambda: [r for r in provider.status("rep").replicas if r["state"] == "streaming" and r["lag_bytes"] == 0],
+        what="the replica is streaming and caught up",
+    )
+    assert streaming[0]["name"] == "replica-1"
+
+    # settings follow the primary; stop and start take the replica along
+    assert provider.apply_settings("rep", {"work_mem": "12MB"}) is False
+    wait_until(lambda: show(replica, "work_mem") == "12MB", what="the replica reloads the primary's settings")
+    assert provider.apply_settings("rep", {"work_mem": "12MB", "max_connections": "60"}) is True
+    provider.restart("rep")  # the replica too: a hot standby needs max_connections >= the primary's
+    assert show(replica, "max_connections") == "60"
+    provider.stop("rep")
+    assert not port_open(HOST, replica.port) and not provider.status("rep").replicas[0]["running"]
+    provider.ensure_running("rep")
+    wait_until(replica_rows, what="the replica is back")
+    # a replica killed from outside is seen, and brought back by ensure_running
+    replica_pid = postmaster_pid(home / "instances" / "rep" / "replica-1" / "pgdata")
+    assert replica_pid is not None
+    os.kill(replica_pid, signal.SIGKILL)
+    wait_until(lambda: not provider.status("rep").replicas[0]["running"], what="the killed replica seen as down")
+    assert provider.ensure_running("rep").replicas[0]["running"]
+    wait_until(replica_rows, what="the replica is back after kill -9")
+
+    # fewer replicas: the replica, its slot and its port go
+    for _ in range(2):
+        assert provider.ensure_replicas("rep", 1) == []
+    assert not (home / "instances" / "rep" / "replica-1").exists()
+    assert not port_open(HOST, replica.port)
+    superuser = (home / "instances" / "rep" / "superuser.password").read_text().strip()
+    with app_connect(info, user="postgres", password=superuser) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+    provider.ensure_replicas("rep", 2)
+    provider.delete("rep")  # takes its replicas along
+    assert not (home / "instances" / "rep").exists()
+    assert provider.list_instances() == []
