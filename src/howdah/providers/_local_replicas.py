@@ -9,6 +9,7 @@ is rewritten at every start, so a primary that moved to another port is followed
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from psycopg import sql
 from howdah.pg._binaries import run_tool
 from howdah.providers import _local_sql as q
 from howdah.providers._local_files import InstancePaths, make_server_dir, write_atomic
-from howdah.providers.base import ProviderError
+from howdah.providers.base import ProviderError, TransientProviderError
 
 REPLICATION_ROLE = "replicator"
 _SLOT_PREFIX = "howdah_"
@@ -89,11 +90,26 @@ def standby_conf(host: str, primary_port: int, replica: InstancePaths, name: str
     }
 
 
-def drop_slot(conn: q.Connection, name: str) -> None:
-    conn.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s AND NOT active",
-        (slot_name(name),),
-    )
+def drop_slot(conn: q.Connection, name: str, timeout: float = 30) -> None:
+    """Drop a removed replica's slot once its walsender has noticed the replica is gone (terminated if it has
+    not within ``timeout``)."""
+    slot = slot_name(name)
+    deadline = time.monotonic() + timeout
+    terminated = False
+    while True:
+        row = conn.execute("SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        found = row.fetchone()
+        if found is None:
+            return
+        if not found[0]:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            return
+        if time.monotonic() > deadline:
+            if terminated:
+                raise TransientProviderError(f"the replication slot {slot} stays in use")
+            conn.execute("SELECT pg_terminate_backend(%s)", (found[1],))
+            terminated, deadline = True, time.monotonic() + timeout
+        time.sleep(0.02)
 
 
 def replayed(conn: q.Connection, lsn: str) -> bool:

@@ -25,8 +25,9 @@ APP_DATABASE = "app"
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
-def connect(host: str, port: int, password: str, dbname: str = "postgres", *, user: str = SUPERUSER,
-            timeout: float = 5) -> Connection:  # fmt: skip
+def connect(
+    host: str, port: int, password: str, dbname: str = "postgres", *, user: str = SUPERUSER, timeout: float = 5
+) -> Connection:
     return psycopg.connect(
         host=host,
         port=port,
@@ -81,6 +82,8 @@ def apply_system_settings(conn: Connection, changes: Mapping[str, str | None], p
             alter_system(conn, name, value)
             done.append(name)
     except psycopg.Error as exc:
+        if conn.broken:
+            raise TransientProviderError(f"the connection to the server broke: {str(exc).strip()}") from exc
         for name in reversed(done):
             try:
                 alter_system(conn, name, previous.get(name.lower()))
@@ -129,12 +132,14 @@ def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int 
 
 
 def scram_matches(verifier: str | None, password: str) -> bool:
+    """Whether ``verifier`` (``pg_authid.rolpassword``) is the SCRAM verifier of ``password``."""
+    if not verifier or not verifier.startswith("SCRAM-SHA-256$"):
+        return False
     try:
-        assert verifier is not None
         head, _keys = verifier.split("$", 2)[1:]
         iterations, salt = head.split(":")
         expected = scram_verifier(password, salt=base64.b64decode(salt), iterations=int(iterations))
-    except (AssertionError, ValueError):
+    except ValueError:
         return False
     return hmac.compare_digest(expected, verifier)
 
@@ -237,6 +242,10 @@ def observe(conn: Connection, names: Iterable[str]) -> Observed:
         ).fetchall()
     }
     return Observed(str(row[0]), int(row[1]), row[2], bool(row[3]), settings, replication)
+
+
+def current_wal_lsn(conn: Connection) -> str:
+    return str(_one(conn, "SELECT pg_current_wal_lsn()::text"))
 
 
 def postmaster_start_time(conn: Connection) -> datetime:

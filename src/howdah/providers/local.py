@@ -194,7 +194,7 @@ class LocalProvider(LocalBase):
             server.start()
             with server.connect() as conn:
                 after = q.postmaster_start_time(conn)
-                primary_lsn = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])  # type: ignore[index]
+                primary_lsn = q.current_wal_lsn(conn)
             if after == before:
                 raise ProviderError(f"instance {instance_id} did not restart: its postmaster start time is unchanged")
             for name in record.replicas:
@@ -287,7 +287,7 @@ class LocalProvider(LocalBase):
                 "name": record.name,
                 "settings": record.settings,
             }
-            return _backup.take(self.home, self.host, record.port, paths, folder, {**meta, "settings": record.settings})
+            return _backup.take(self.home, self.host, record.port, paths, folder, meta)
 
     def list_backups(self, instance_id: str) -> list[Backup]:
         """The complete backups of ``instance_id`` (also after the instance was deleted), oldest first."""
@@ -340,9 +340,13 @@ class LocalProvider(LocalBase):
             password = ensure_secret(paths.replication_password)
             with self._server(paths, record).connect() as conn:
                 for name in sorted(set(record.replicas) - set(wanted)):
-                    self._replica_server(paths, record, name).stop("immediate")
-                    _replicas.drop_slot(conn, name)
-                    shutil.rmtree(paths.replica(name).root)
+                    replica = paths.replica(name)
+                    try:
+                        self._replica_server(paths, record, name).stop("immediate")
+                    finally:
+                        kill_postmaster(replica.data_dir, f"{name} of instance {instance_id}", self.start_timeout)
+                    _replicas.drop_slot(conn, name, self.start_timeout)
+                    shutil.rmtree(replica.root, ignore_errors=True)
                     del record.replicas[name]
                     record.save(paths.record)
                 try:
