@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import stacks
@@ -48,7 +48,7 @@ class InstancePatch(BaseModel):
     cpu: str | None = None
     memory: str | None = None
     storage: str | None = None
-    replicas: int | None = Field(default=None, ge=1, le=5)
+    replicas: StrictInt | None = Field(default=None, ge=1, le=5)
     extensions: list[Extension] | None = Field(default=None, max_length=100)
     postgres_configs: dict[str, str] | None = None
     ip_allow_list: list[str] | None = Field(default=None, max_length=100)

@@ -117,9 +117,15 @@ class ControlPlane:
         if not token:
             raise Unauthorized("missing bearer token (Authorization: Bearer hwd_…)")
         async with self.pool.connection() as conn:
+            # A read, plus a write at most once a minute per token: writing last_used_at on every request made
+            # every GET wait for a WAL flush and queue on the token's row.
             cur = await conn.execute(
-                "UPDATE control.tokens SET last_used_at = clock_timestamp() "
-                "WHERE token_sha256 = %s AND revoked_at IS NULL RETURNING org_id, role, id::text",
+                "WITH t AS (SELECT id, org_id, role, last_used_at FROM control.tokens "
+                "           WHERE token_sha256 = %s AND revoked_at IS NULL), "
+                "touch AS (UPDATE control.tokens SET last_used_at = clock_timestamp() FROM t "
+                "          WHERE control.tokens.id = t.id "
+                "            AND (t.last_used_at IS NULL OR t.last_used_at < clock_timestamp() - interval '1 minute')) "
+                "SELECT org_id, role, id::text FROM t",
                 (hash_token(token),),
             )
             row = await cur.fetchone()

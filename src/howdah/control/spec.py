@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import ip_network
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _EXTENSION_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
@@ -49,8 +49,8 @@ class Stack(StrEnum):
 class Extension(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=63)
-    enabled: bool = True
+    name: StrictStr = Field(min_length=1, max_length=63)
+    enabled: StrictBool = True
     version: str | None = Field(default=None, max_length=32, pattern=r"^[0-9A-Za-z._-]+$")
 
     @field_validator("name")
@@ -64,10 +64,10 @@ class Extension(BaseModel):
 class ConnectionPooler(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
-    pool_mode: Annotated[str, Field(pattern="^(session|transaction)$")] = "transaction"
-    max_client_connections: int = Field(default=1000, ge=10, le=100_000)
-    default_pool_size: int = Field(default=20, ge=1, le=1000)
+    enabled: StrictBool = False
+    pool_mode: Annotated[StrictStr, Field(pattern="^(session|transaction)$")] = "transaction"
+    max_client_connections: StrictInt = Field(default=1000, ge=10, le=100_000)
+    default_pool_size: StrictInt = Field(default=20, ge=1, le=1000)
 
 
 class InstanceSpec(BaseModel):
@@ -75,16 +75,16 @@ class InstanceSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=40, description="DNS label: lowercase letters, digits, '-'.")
+    name: StrictStr = Field(min_length=1, max_length=40, description="DNS label: lowercase letters, digits, '-'.")
     stack: Stack = Stack.standard
-    pg_version: int = 18
+    pg_version: StrictInt = 18
     cpu: str = "1"
-    memory: str = "1Gi"
-    storage: str = "10Gi"
-    replicas: int = Field(default=1, ge=1, le=5)
+    memory: StrictStr = "1Gi"
+    storage: StrictStr = "10Gi"
+    replicas: StrictInt = Field(default=1, ge=1, le=5)
     extensions: tuple[Extension, ...] = ()
-    postgres_configs: dict[str, str] = Field(default_factory=dict)
-    ip_allow_list: tuple[IPv4Network | IPv6Network, ...] = ()
+    postgres_configs: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    ip_allow_list: tuple[StrictStr, ...] = Field(default=(), description="CIDRs, e.g. 10.0.0.0/8 or 2001:db8::/32")
     connection_pooler: ConnectionPooler = ConnectionPooler()
 
     @field_validator("name")
@@ -95,6 +95,27 @@ class InstanceSpec(BaseModel):
                 f"{value!r} is not a DNS label: use lowercase letters, digits and '-', starting with a letter"
             )
         return value
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_number(cls, value: object) -> object:
+        """cpu may be given as a number of cores (1, 0.5) as well as a quantity string ("500m")."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{value:g}"
+        if not isinstance(value, str):
+            raise ValueError(f"cpu must be a quantity like '1' or '500m', not {type(value).__name__}")
+        return value
+
+    @field_validator("ip_allow_list")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for entry in value:
+            try:
+                out.append(str(ip_network(entry.strip(), strict=True)))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a valid IPv4/IPv6 CIDR (e.g. 10.0.0.0/8)") from None
+        return tuple(out)
 
     @field_validator("pg_version")
     @classmethod
