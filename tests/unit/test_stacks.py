@@ -340,14 +340,18 @@ def test_preload_is_the_union_of_stack_extensions_and_user() -> None:
     assert rendered["shared_preload_libraries"] == "pg_stat_statements,pg_prewarm,timescaledb,auto_explain"
 
 
-def test_stack_libraries_stay_when_the_user_sets_preload_or_disables_the_extension() -> None:
+def test_a_disabled_extension_takes_its_stack_library_with_it() -> None:
     rendered = render_settings(
         spec(
             extensions=[Extension(name="pg_stat_statements", enabled=False)],
             postgres_configs={"shared_preload_libraries": ""},
         )
     )
-    assert rendered["shared_preload_libraries"] == "pg_stat_statements"
+    assert rendered["shared_preload_libraries"] == ""
+    # an empty user value does not remove the stack's libraries of enabled extensions
+    assert render_settings(spec(postgres_configs={"shared_preload_libraries": ""}))["shared_preload_libraries"] == (
+        "pg_stat_statements"
+    )
 
 
 def test_extension_libraries_can_be_passed_in() -> None:

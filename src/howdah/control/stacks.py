@@ -292,8 +292,11 @@ def render_settings(
         check_setting(name, value, spec, libraries)
     settings = {**stack.settings(Resources.of(spec)), **configs}
     _check_connections(settings, configs)
+    # A stack library that only serves an extension the user disabled is left out with it.
+    disabled = {e.name for e in spec.extensions if not e.enabled}
+    dropped = {lib for name in disabled for lib in extension_libraries.get(name, ())}
     preload = [
-        *stack.shared_preload_libraries,
+        *(lib for lib in stack.shared_preload_libraries if lib not in dropped),
         *(library for name in extensions for library in extension_libraries.get(name, ())),
         *split_libraries("shared_preload_libraries", configs.get("shared_preload_libraries", "")),
     ]

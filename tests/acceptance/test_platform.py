@@ -1,0 +1,178 @@
+"""The whole platform with real processes: the control plane (`howdah api`), a conductor with the local
+provider (`howdah conductor`), and real Postgres instances driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from howdah.control.server import free_port
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+class Platform:
+    def __init__(self, db_url: str, tmp: Path) -> None:
+        self.db_url = db_url
+        self.home = tmp / "dataplane"
+        self.home.mkdir(mode=0o755)
+        os.chmod(tmp, 0o755)
+        self.port = free_port()
+        self.env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "COLUMNS": "200",
+                    "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
+        self.procs: list[subprocess.Popen[str]] = []
+        self.conductor: subprocess.Popen[str] | None = None
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-m", "howdah.cli", *args], env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def start_conductor(self) -> None:
+        self.conductor = self.spawn("conductor", "--data-plane", "local", "--home", str(self.home))
+        assert self.conductor.stdout is not None
+        line = self.conductor.stdout.readline()
+        assert "started" in line, line
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "howdah.cli", *args], env=self.env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        if check:
+            assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+        return done
+
+    def instance(self, name: str) -> dict[str, Any]:
+        return json.loads(self.cli("instance", "get", name, "--json").stdout)  # type: ignore[no-any-return]
+
+    def connect(self, name: str) -> psycopg.Connection[Any]:
+        c = self.instance(name)["connection"]
+        return psycopg.connect(host=c["host"], port=c["port"], user=c["user"], password=c["password"],
+                               dbname=c["dbname"], autocommit=True, connect_timeout=10)  # fmt: skip
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def platform(db_url: str) -> Iterator[Platform]:
+    tmp = Path(tempfile.mkdtemp(prefix="howdah-platform-"))  # traversable by the server OS user, unlike tmp_path
+    p = Platform(db_url, tmp)
+    p.spawn("api", "--port", str(p.port))
+    wait_until(lambda: _healthy(p.port), timeout=60, what="the API")
+    p.cli("token", "create", "--org", "acme", "--role", "admin", "--save", "--api-url", f"http://127.0.0.1:{p.port}")
+    p.start_conductor()
+    try:
+        yield p
+    finally:
+        for name in ("shop", "crashy"):
+            p.cli("instance", "delete", name, "--wait", check=False)
+        p.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _start_time(conn: psycopg.Connection[Any]) -> Any:
+    row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
+    p = platform
+    created = p.cli(
+        "instance", "create", "shop", "--stack", "standard", "--memory", "512Mi",
+        "--extension", "pg_stat_statements=off", "--wait",
+    )  # fmt: skip
+    assert "Up" in created.stdout
+    with p.connect("shop") as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1), (2)")
+        started = _start_time(conn)
+    instance = p.instance("shop")
+    port = instance["connection"]["port"]
+    data_dirs = list((p.home / "instances").iterdir())
+    assert [d.name for d in data_dirs] == [instance["id"]]
+
+    # a user-context setting: Configuring -> Up, no restart
+    p.cli("instance", "update", "shop", "--config", "work_mem=64MB")
+    wait_until(lambda: p.instance("shop")["state"] == "Up" and not p.instance("shop")["has_active_work"],
+               timeout=120, what="shop to be Up after the work_mem change")  # fmt: skip
+    with p.connect("shop") as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("64MB",)
+        assert _start_time(conn) == started
+
+    # an extension that needs a preload library: Restarting -> Up, start time changes, extension usable
+    updated = p.cli("instance", "update", "shop", "--extension", "pg_stat_statements", "--wait")
+    assert updated.returncode == 0
+    with p.connect("shop") as conn:
+        assert _start_time(conn) != started
+        conn.execute("SELECT count(*) FROM pg_stat_statements")
+
+    # stop closes the port; start brings the data back
+    p.cli("instance", "stop", "shop", "--wait")
+    assert p.instance("shop")["state"] == "Stopped"
+    assert not _port_open(port)
+    p.cli("instance", "start", "shop", "--wait")
+    with p.connect("shop") as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+
+    # kill -9 the instance's postmaster: reported Error, then recovered to Up
+    pid = int((p.home / "instances" / instance["id"] / "pgdata" / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: p.instance("shop")["state"] == "Up" and _port_open(port), timeout=120,
+               what="shop to come back after its postmaster was killed")  # fmt: skip
+    with p.connect("shop") as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+
+    # delete: Deleted, data directory and port gone
+    p.cli("instance", "delete", "shop", "--wait")
+    assert not (p.home / "instances" / instance["id"]).exists()
+    assert not _port_open(port)
+
+
+def test_conductor_killed_during_create_still_converges(platform: Platform) -> None:
+    p = platform
+    p.cli("instance", "create", "crashy", "--memory", "512Mi")
+    instance_id = p.instance("crashy")["id"]
+    wait_until(lambda: (p.home / "instances" / instance_id).exists(), timeout=60, what="the create to begin")
+    assert p.conductor is not None
+    p.conductor.kill()
+    p.conductor.wait(timeout=30)
+    p.start_conductor()
+    wait_until(lambda: p.instance("crashy")["state"] == "Up", timeout=180, what="crashy to be Up after the crash")
+    assert [d.name for d in (p.home / "instances").iterdir()] == [instance_id]
+    with p.connect("crashy") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
