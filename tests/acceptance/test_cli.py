@@ -168,6 +168,18 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert "instances of default" in listed.stdout
+        # and its conductor provisions a real instance
+        howdah_cli = [sys.executable, "-m", "howdah.cli"]
+        created = subprocess.run([*howdah_cli, "instance", "create", "demo", "--memory", "256Mi", "--wait"], env=env,
+                                 capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert created.returncode == 0, created.stdout + created.stderr + "".join(lines)
+        uri = subprocess.run([*howdah_cli, "instance", "connect", "demo", "--print"], env=env, capture_output=True,
+                             text=True, timeout=60).stdout.strip()  # fmt: skip
+        with psycopg.connect(uri, connect_timeout=10) as instance:
+            assert instance.execute("SELECT current_user").fetchone() == ("app",)
+        deleted = subprocess.run([*howdah_cli, "instance", "delete", "demo", "--wait"], env=env, capture_output=True,
+                                 text=True, timeout=180)  # fmt: skip
+        assert deleted.returncode == 0, deleted.stderr
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(lines)
     finally:

@@ -18,15 +18,18 @@ from rich.table import Table
 from howdah.cli._api import config_path, read_config, write_config
 from howdah.cli._common import console, err_console, friendly
 from howdah.cli.workflow import load_app
+from howdah.conductor import Conductor
 from howdah.control.errors import ControlError
 from howdah.control.server import free_port, serve_control_plane
 from howdah.control.service import ControlPlane
 from howdah.durable import DurableApp, Worker
-from howdah.pg import EmbeddedPostgres, external_database_url, migrations
+from howdah.pg import EmbeddedPostgres, external_database_url, howdah_home, migrations
+from howdah.providers.local import LocalProvider
 from howdah.queue import AsyncQueue, QueueError
 from howdah.schema import ALL_COMPONENTS, install_all
 
 DEFAULT_ORG = "default"
+LOCAL_DATA_PLANE = "local"
 
 
 @friendly
@@ -37,6 +40,9 @@ def up(
     ] = None,
     concurrency: int = typer.Option(16, min=1, help="Workflows each worker runs at once."),
     api_port: int = typer.Option(8080, min=0, max=65535, help="The API's port on 127.0.0.1 (0: any free port)."),
+    conductor: bool = typer.Option(
+        True, "--conductor/--no-conductor", help="Run the local data plane (real Postgres instances on this machine)."
+    ),
     maintenance_interval: float = typer.Option(
         60.0, min=1.0, help="Seconds between partition-maintenance passes over partitioned queues."
     ),
@@ -62,9 +68,9 @@ def up(
         port = api_port if api_port and not _port_taken(api_port) else free_port()
         api_url = f"http://127.0.0.1:{port}"
         token, org = _admin_credentials(url, api_url)
-        _banner(server, applied, versions, maintenance_interval, app_specs, concurrency, api_url)
+        _banner(server, applied, versions, maintenance_interval, app_specs, concurrency, api_url, conductor)
         console.print(f"admin token for org [bold]{org}[/]: {token}  (saved in {config_path()})")
-        asyncio.run(_serve(url, apps, concurrency, maintenance_interval, port))
+        asyncio.run(_serve(url, apps, concurrency, maintenance_interval, port, conductor))
         console.print("stopping…")
     finally:
         if server is not None and started_here:
@@ -101,7 +107,7 @@ def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str]:
 
 
 async def _serve(
-    url: str, apps: list[DurableApp], concurrency: int, maintenance_interval: float, api_port: int
+    url: str, apps: list[DurableApp], concurrency: int, maintenance_interval: float, api_port: int, conductor: bool
 ) -> None:
     """Run every service until SIGINT/SIGTERM; workers finish or hand back their in-flight runs."""
     stop = asyncio.Event()
@@ -117,6 +123,9 @@ async def _serve(
         api_started = asyncio.Event()
         tasks.append(asyncio.create_task(serve_control_plane(url, stop, port=api_port, started=api_started)))
         await asyncio.wait_for(api_started.wait(), 30)
+        if conductor:
+            agent = Conductor(url, LOCAL_DATA_PLANE, LocalProvider(howdah_home() / "dataplane"))
+            tasks.append(asyncio.create_task(agent.run(stop), name="howdah-conductor"))
         console.print("Press Ctrl-C to stop.")
         sys.stdout.flush()  # the line others wait for, also when stdout is a pipe
         while not stop.is_set():
@@ -137,6 +146,7 @@ def _banner(
     app_specs: list[str],
     concurrency: int,
     api_url: str,
+    conductor: bool,
 ) -> None:
     table = Table(show_header=True, box=None)
     table.add_column("service")
@@ -151,13 +161,15 @@ def _banner(
     table.add_row("control-plane API", f"{api_url}  (OpenAPI: {api_url}/docs)")
     table.add_row("reconciler", "applies data-plane state events")
     table.add_row("queue maintenance", f"every {maintenance_interval:g}s (partitioned queues)")
+    if conductor:
+        table.add_row("conductor", f"data plane {LOCAL_DATA_PLANE!r}: instances under {howdah_home() / 'dataplane'}")
     for spec in app_specs:
         table.add_row("workflow worker", f"{spec} (concurrency {concurrency})")
     if not app_specs:
         table.add_row("workflow worker", "none (add --app package.module:app)")
     console.print(Panel(table, title="Howdah is up", expand=False))
     console.print(
-        "connection URL: [bold]howdah db url[/]   try: [bold]howdah queue create demo[/] then "
-        '[bold]howdah queue send demo \'{"hello": "world"}\'[/] and [bold]howdah queue tail demo '
-        "--from-start[/]"
+        "next: [bold]howdah instance create demo --wait[/] then [bold]howdah instance connect demo[/]"
+        if conductor
+        else "next: [bold]howdah queue create demo[/] then [bold]howdah queue send demo '{\"hello\": 1}'[/]"
     )

@@ -8,10 +8,12 @@ state event carrying Postgres's own message (the instance stays recoverable by a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 from howdah.control.events import STATE_QUEUE, StateKind
+from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
 from howdah.providers import Provider, TransientProviderError
 
@@ -20,6 +22,13 @@ ANSWERS: dict[str, StateKind] = {
     "Delete": "Deleted",
 }  # fmt: skip
 PROVIDER_RETRY = RetryPolicy(max_attempts=6, initial_delay=0.5, max_delay=10.0, retry_on=(TransientProviderError,))
+
+
+def _shape_kwargs(provider: Provider, spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec=`` for providers that size instances themselves (kubernetes: resources, replicas, pooler)."""
+    if "spec" in inspect.signature(provider.ensure_created).parameters:
+        return {"spec": InstanceSpec.model_validate(spec)}
+    return {}
 
 
 def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, lease: int = 30) -> DurableApp:
@@ -60,9 +69,10 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
 
         async def converge() -> dict[str, Any]:
             """Create or update until the instance matches the event (both are the same idempotent path)."""
-            await step(ctx, "ensure created", provider.ensure_created, iid, event["name"], settings)
+            shape = _shape_kwargs(provider, event["spec"])
+            await step(ctx, "ensure created", lambda: provider.ensure_created(iid, event["name"], settings, **shape))
             await step(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
-            needs_restart = await step(ctx, "apply settings", provider.apply_settings, iid, settings)
+            needs_restart = await step(ctx, "apply settings", lambda: provider.apply_settings(iid, settings, **shape))
             restarted = False
             if needs_restart:
                 await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
@@ -70,6 +80,9 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
             connection = await step(ctx, "ensure app database", lambda: provider.ensure_app_database(iid).as_dict())
             disabled = [e["name"] for e in event["spec"].get("extensions", []) if not e.get("enabled", True)]
             await step(ctx, "ensure extensions", provider.ensure_extensions, iid, wanted, disabled)
+            replicate = getattr(provider, "ensure_replicas", None)
+            if replicate is not None:  # local: read replicas streaming from the primary (kubernetes: in the spec)
+                await step(ctx, "ensure replicas", replicate, iid, int(event["spec"].get("replicas", 1)))
             after = await observed(ctx, iid)
             if not after.get("accepting_connections"):
                 return {"kind": "Error", "error": f"instance {iid} does not accept connections after {kind}"}
