@@ -141,6 +141,16 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
         assert _start_time(conn) != started
         conn.execute("SELECT count(*) FROM pg_stat_statements")
 
+    # a value Postgres itself rejects: the instance goes to Error with Postgres's message, no work stays stuck,
+    # and a corrected PATCH brings it back Up
+    p.cli("instance", "update", "shop", "--config", "work_mem=lots")
+    wait_until(lambda: p.instance("shop")["state"] == "Error", timeout=120, what="shop to report the bad value")
+    failed = p.instance("shop")
+    assert "work_mem" in failed["last_error"] and not failed["has_active_work"]
+    p.cli("instance", "update", "shop", "--config", "work_mem=32MB", "--wait")
+    with p.connect("shop") as conn:
+        assert conn.execute("SHOW work_mem").fetchone() == ("32MB",)
+
     # stop closes the port; start brings the data back
     p.cli("instance", "stop", "shop", "--wait")
     assert p.instance("shop")["state"] == "Stopped"
