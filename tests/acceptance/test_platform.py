@@ -186,3 +186,16 @@ def test_conductor_killed_during_create_still_converges(platform: Platform) -> N
     assert [d.name for d in (p.home / "instances").iterdir()] == [instance_id]
     with p.connect("crashy") as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_messagequeue_stack_installs_howdahs_queue(platform: Platform) -> None:
+    p = platform
+    p.cli("instance", "create", "mq", "--stack", "messagequeue", "--memory", "256Mi", "--wait")
+    try:
+        with p.connect("mq") as conn:
+            conn.execute("SELECT pgmq.create('jobs')")
+            conn.execute("""SELECT pgmq.send('jobs', '{"hello": 1}')""")
+            row = conn.execute("SELECT message FROM pgmq.read('jobs', 30, 1)").fetchone()
+            assert row == ({"hello": 1},)
+    finally:
+        p.cli("instance", "delete", "mq", "--wait", check=False)

@@ -12,16 +12,39 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+
+from howdah.control import stacks
 from howdah.control.events import STATE_QUEUE, StateKind
 from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
-from howdah.providers import Provider, TransientProviderError
+from howdah.pg.migrations import upgrade
+from howdah.providers import Provider, ProviderError, TransientProviderError
+from howdah.queue import COMPONENT as QUEUE
 
 ANSWERS: dict[str, StateKind] = {
     "Create": "Created", "Update": "Updated", "Restart": "Restarted", "Stop": "Stopped", "Start": "Started",
     "Delete": "Deleted",
 }  # fmt: skip
 PROVIDER_RETRY = RetryPolicy(max_attempts=6, initial_delay=0.5, max_delay=10.0, retry_on=(TransientProviderError,))
+
+
+COMPONENTS = {QUEUE.name: QUEUE}
+
+
+def install_components(connection: dict[str, Any], names: list[str]) -> list[str]:
+    """Install (or upgrade) Howdah components into the instance's app database, as its owner; idempotent."""
+    unknown = sorted(set(names) - set(COMPONENTS))
+    if unknown:
+        raise ProviderError(f"unknown component(s) to install: {unknown}")
+    applied: list[str] = []
+    with psycopg.connect(
+        host=connection["host"], port=connection["port"], user=connection["user"], password=connection["password"],
+        dbname=connection["dbname"], autocommit=True, connect_timeout=10,
+    ) as conn:  # fmt: skip
+        for name in names:
+            applied += [f"{m.component} {m.version:04d}" for m in upgrade(conn, COMPONENTS[name])]
+    return applied
 
 
 def _shape_kwargs(provider: Provider, spec: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +101,9 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
                 await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
                 restarted = True
             connection = await step(ctx, "ensure app database", lambda: provider.ensure_app_database(iid).as_dict())
+            components = stacks.get_stack(event["spec"].get("stack", "standard")).install_components
+            if components:  # e.g. the MessageQueue stack: Howdah's queue schema inside the instance
+                await step(ctx, "install components", install_components, connection, list(components))
             disabled = [e["name"] for e in event["spec"].get("extensions", []) if not e.get("enabled", True)]
             await step(ctx, "ensure extensions", provider.ensure_extensions, iid, wanted, disabled)
             replicate = getattr(provider, "ensure_replicas", None)
