@@ -93,7 +93,7 @@ def platform(db_url: str) -> Iterator[Platform]:
     try:
         yield p
     finally:
-        for name in ("shop", "crashy"):
+        for name in ("shop", "shop-copy", "crashy"):
             p.cli("instance", "delete", name, "--wait", check=False)
         p.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -150,6 +150,17 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     p.cli("instance", "update", "shop", "--config", "work_mem=32MB", "--wait")
     with p.connect("shop") as conn:
         assert conn.execute("SHOW work_mem").fetchone() == ("32MB",)
+
+    # a backup, then more writes, then a restore into a new instance: it has the data as of the backup
+    backup_id = p.cli("instance", "backup", "shop", "--wait").stdout.strip()
+    with p.connect("shop") as conn:
+        conn.execute("INSERT INTO orders VALUES (3)")
+    p.cli("instance", "restore", backup_id, "shop-copy", "--wait")
+    with p.connect("shop-copy") as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+    p.cli("instance", "delete", "shop-copy", "--wait")
+    with p.connect("shop") as conn:
+        conn.execute("DELETE FROM orders WHERE id = 3")
 
     # stop closes the port; start brings the data back
     p.cli("instance", "stop", "shop", "--wait")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,6 +211,51 @@ def start(name: str, wait: Wait = False) -> None:
 def delete(name: str, wait: Wait = False) -> None:
     """Delete an instance and its data."""
     _lifecycle("delete", name, wait)
+
+
+@app.command()
+@friendly
+def backup(name: str, wait: Wait = False) -> None:
+    """Take a base backup of a running instance (prints the backup id)."""
+    api = _api()
+    item = api.find(name)
+    taken = api.call("POST", f"{api.instances}/{item['id']}/backups")
+    if wait:
+        deadline = time.monotonic() + 600
+        while taken["status"] == "pending":
+            if time.monotonic() > deadline:
+                raise fail(f"backup {taken['id']} is still pending after 600s")
+            time.sleep(0.5)
+            found = [b for b in api.call("GET", f"{api.instances}/{item['id']}/backups") if b["id"] == taken["id"]]
+            taken = found[0] if found else taken
+        if taken["status"] == "failed":
+            raise fail(f"backup {taken['id']} failed: {taken['error']}")
+    typer.echo(taken["id"])
+
+
+@app.command()
+@friendly
+def backups(name: str) -> None:
+    """An instance's backups."""
+    api = _api()
+    item = api.find(name)
+    table = Table(title=f"backups of {name}")
+    for column in ("id", "status", "size", "created", "error"):
+        table.add_column(column)
+    for b in api.call("GET", f"{api.instances}/{item['id']}/backups"):
+        table.add_row(b["id"], b["status"], str(b["size_bytes"] or "-"), b["created_at"] or "", b["error"] or "")
+    console.print(table)
+
+
+@app.command()
+@friendly
+def restore(backup_id: str, name: str, wait: Wait = False) -> None:
+    """Create instance NAME from a completed backup."""
+    api = _api()
+    item = api.call("POST", f"/api/v1/orgs/{api.settings.org}/restore", json={"backup_id": backup_id, "name": name})
+    console.print(f"restore into {name} accepted ({item['state']})")
+    if wait:
+        _show(api.wait(item["id"]))
 
 
 @app.command()

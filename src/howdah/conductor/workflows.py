@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from howdah.control import stacks
-from howdah.control.events import STATE_QUEUE, StateKind
+from howdah.control.events import STATE_QUEUE, BackupKind, StateKind
 from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
 from howdah.pg.migrations import upgrade
-from howdah.providers import Provider, ProviderError, TransientProviderError
+from howdah.providers import Backup, Provider, ProviderError, TransientProviderError
 from howdah.queue import COMPONENT as QUEUE
 
 ANSWERS: dict[str, StateKind] = {
@@ -47,6 +48,20 @@ def install_components(connection: dict[str, Any], names: list[str]) -> list[str
     return applied
 
 
+def _backup_dict(backup: Backup) -> dict[str, Any]:
+    return {"backup_id": backup.backup_id, "instance_id": backup.instance_id, "location": backup.location,
+            "size_bytes": backup.size_bytes, "created_at": backup.created_at.isoformat()}  # fmt: skip
+
+
+def _restore(provider: Provider, source: dict[str, Any], instance_id: str, name: str) -> None:
+    restore = getattr(provider, "restore", None)
+    if restore is None:
+        raise ProviderError(f"the {provider.name} provider cannot restore backups")
+    backup = Backup(source["backup_id"], source["instance_id"], source["location"], int(source.get("size_bytes") or 0),
+                    datetime.now(UTC))  # fmt: skip
+    restore(backup, instance_id, name)
+
+
 def _shape_kwargs(provider: Provider, spec: dict[str, Any]) -> dict[str, Any]:
     """``spec=`` for providers that size instances themselves (kubernetes: resources, replicas, pooler)."""
     if "spec" in inspect.signature(provider.ensure_created).parameters:
@@ -61,7 +76,7 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
     def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         return ctx.step(name, fn, *args, retry=PROVIDER_RETRY)
 
-    async def report(ctx: WorkflowContext, event: dict[str, Any], kind: StateKind, **fields: Any) -> None:
+    async def report(ctx: WorkflowContext, event: dict[str, Any], kind: StateKind | BackupKind, **fields: Any) -> None:
         body = {"instance_id": event["instance_id"], "event": kind, "generation": event["generation"],
                 "data_plane": data_plane, **fields}  # fmt: skip
 
@@ -84,6 +99,23 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
     async def observed(ctx: WorkflowContext, iid: str, name: str = "status") -> dict[str, Any]:
         return dict(await step(ctx, name, lambda: provider.status(iid).as_dict()))
 
+    async def take_backup(ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        """Not a state change: the outcome goes to control.backups (BackupCompleted / BackupFailed)."""
+        backup_id = event.get("backup_id")
+        take = getattr(provider, "backup", None)
+        if take is None:
+            await report(ctx, event, "BackupFailed", backup={"backup_id": backup_id},
+                         error=f"the {provider.name} provider does not take backups")  # fmt: skip
+            return "BackupFailed"
+        try:
+            done = await step(ctx, "backup", lambda: _backup_dict(take(event["instance_id"], backup_id)))
+        except StepFailed as exc:
+            await report(ctx, event, "BackupFailed", backup={"backup_id": backup_id},
+                         error=exc.error.get("message", str(exc)))  # fmt: skip
+            return "BackupFailed"
+        await report(ctx, event, "BackupCompleted", backup=done)
+        return "BackupCompleted"
+
     @app.workflow(name="instance_event", key="instance_id", on_conflict="queue")
     async def instance_event(ctx: WorkflowContext, event: dict[str, Any]) -> str:
         iid, kind = event["instance_id"], event["kind"]
@@ -93,6 +125,9 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
         async def converge() -> dict[str, Any]:
             """Create or update until the instance matches the event (both are the same idempotent path)."""
             shape = _shape_kwargs(provider, event["spec"])
+            source = event.get("restore_from")
+            if source:  # a new instance from a backup: its data, then the same convergence as any create
+                await step(ctx, "restore", _restore, provider, source, iid, event["name"])
             await step(ctx, "ensure created", lambda: provider.ensure_created(iid, event["name"], settings, **shape))
             await step(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
             needs_restart = await step(ctx, "apply settings", lambda: provider.apply_settings(iid, settings, **shape))
@@ -127,6 +162,8 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
                 return {}
             return {"status": await observed(ctx, iid)}
 
+        if kind == "Backup":
+            return await take_backup(ctx, event)
         if kind in ("Create", "Update"):
             return await run(ctx, event, converge)
         if kind in ("Restart", "Stop", "Start", "Delete"):

@@ -18,7 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import stacks
 from howdah.control.errors import Conflict, ControlError, Invalid, NotFound
-from howdah.control.service import ControlPlane, Principal, instance_view, require
+from howdah.control.service import (
+    ControlPlane,
+    Principal,
+    instance_view,
+    list_backups,
+    request_backup,
+    require,
+    restore_backup,
+)
 from howdah.control.spec import ConnectionPooler, Extension, InstanceSpec, Stack
 from howdah.errors import HowdahError
 
@@ -100,6 +108,26 @@ class TokenInfo(BaseModel):
     role: str
     name: str
     prefix: str
+
+
+class BackupInfo(BaseModel):
+    id: str
+    instance_id: str
+    status: str
+    size_bytes: int | None
+    error: str | None
+    created_at: str | None
+    completed_at: str | None
+
+
+class RestoreRequest(BaseModel):
+    """A new instance, named ``name``, from a completed backup (same spec as the backed-up instance)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backup_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=40)
+    data_plane: str | None = Field(default=None, max_length=31)
 
 
 class DataPlaneCreate(BaseModel):
@@ -312,6 +340,23 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
     async def delete(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
         return Instance(**instance_view(await ctl.change(org_id, instance_id, "Delete"), who))
+
+    @app.post(base + "/{instance_id}/backups", tags=["backups"], status_code=202)
+    async def backup(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> BackupInfo:
+        require(who, org_id, "member")
+        return BackupInfo(**await request_backup(ctl, org_id, instance_id))
+
+    @app.get(base + "/{instance_id}/backups", tags=["backups"])
+    async def backups(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> list[BackupInfo]:
+        require(who, org_id, "viewer")
+        await ctl.get_instance(org_id, instance_id)  # 404 for an unknown instance
+        return [BackupInfo(**b) for b in await list_backups(ctl, org_id, instance_id)]
+
+    @app.post("/api/v1/orgs/{org_id}/restore", tags=["backups"], status_code=202)
+    async def restore(org_id: str, body: RestoreRequest, who: Auth, ctl: Ctl) -> Instance:
+        require(who, org_id, "member")
+        row = await restore_backup(ctl, org_id, body.backup_id, body.name, body.data_plane)
+        return Instance(**instance_view(row, who))
 
     def lifecycle(kind: Literal["Restart", "Stop", "Start"]) -> Callable[..., Awaitable[Instance]]:
         async def act(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:

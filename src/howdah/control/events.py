@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 STATE_QUEUE = "control_state_events"
 
-CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete"]
+CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup"]
 StateKind = Literal["Created", "Updated", "Restarted", "Stopped", "Started", "Deleted", "Error", "Recovered"]
+BackupKind = Literal["BackupCompleted", "BackupFailed"]  # not state-machine events: they only fill control.backups
 
 
 def data_plane_queue(data_plane: str) -> str:
@@ -35,6 +36,8 @@ class CrudEvent(BaseModel):
     spec: dict[str, Any]
     settings: dict[str, str] = Field(default_factory=dict)
     extensions: list[str] = Field(default_factory=list)
+    backup_id: str | None = None  # Backup: the backup to take
+    restore_from: dict[str, Any] | None = None  # Create: a backup to start from (backup_id, location, instance_id)
     sent_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
@@ -42,10 +45,11 @@ class StateEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     instance_id: str
-    event: StateKind
+    event: StateKind | BackupKind
     generation: int | None = None
     data_plane: str | None = None
     actual_spec: dict[str, Any] | None = None
     status: dict[str, Any] = Field(default_factory=dict)
     connection: dict[str, Any] | None = None
     error: str | None = None
+    backup: dict[str, Any] | None = None  # BackupCompleted / BackupFailed: backup_id, location, size_bytes

@@ -60,6 +60,9 @@ class Reconciler:
         except ValidationError as exc:
             log.warning("archiving malformed state event %s: %s", message.msg_id, exc.errors()[:2])
             return
+        if event.event in ("BackupCompleted", "BackupFailed"):
+            await self._record_backup(event)
+            return
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("SELECT * FROM control.instances WHERE id::text = %s FOR UPDATE", (event.instance_id,))
@@ -80,6 +83,19 @@ class Reconciler:
                 log.warning("instance %s: ignoring %s: %s", row["id"], event.event, exc)
                 return
             await self._record(conn, row, event, new_state)
+
+    async def _record_backup(self, event: StateEvent) -> None:
+        info = event.backup or {}
+        done = event.event == "BackupCompleted"
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE control.backups SET status = %s, location = %s, size_bytes = %s, error = %s, "
+                "completed_at = clock_timestamp() WHERE id::text = %s AND status = 'pending'",
+                ("completed" if done else "failed", info.get("location"), info.get("size_bytes"),
+                 None if done else (event.error or "the backup failed"), str(info.get("backup_id"))),
+            )  # fmt: skip
+            if cur.rowcount == 0:
+                log.warning("archiving %s for unknown or settled backup %s", event.event, info.get("backup_id"))
 
     async def _record(
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], event: StateEvent, state: fsm.State

@@ -175,7 +175,9 @@ class ControlPlane:
         return wanted, planes[wanted]
 
     # -------------------------------------------------------------------------------------- instances
-    async def create_instance(self, org_id: str, spec: InstanceSpec, data_plane: str | None) -> dict[str, Any]:
+    async def create_instance(
+        self, org_id: str, spec: InstanceSpec, data_plane: str | None, restore_from: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         settings, extensions = _render(spec)
         state = fsm.State.Submitted  # a new instance: Create brings it into being in Submitted
         async with self.pool.connection() as conn, conn.transaction():
@@ -191,18 +193,22 @@ class ControlPlane:
                 raise Conflict(f"an instance named {spec.name!r} already exists in org {org_id!r}") from exc
             row = await cur.fetchone()
             assert row is not None
-            return await self._send(conn, row, queue, "Create", spec, settings, extensions)
+            return await self._send(conn, row, queue, "Create", spec, settings, extensions, restore_from=restore_from)
 
     async def _send(
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], queue: str, kind: CrudKind,
-        spec: InstanceSpec, settings: dict[str, str], extensions: list[str],
+        spec: InstanceSpec, settings: dict[str, str], extensions: list[str], *, track: bool = True, **extra: Any,
     ) -> dict[str, Any]:  # fmt: skip
+        """Enqueue a CRUD event; ``track``: it is the instance's work in flight (re-sent, retried on Error)."""
         event = CrudEvent(
             kind=kind, instance_id=str(row["id"]), org_id=row["org_id"], name=row["name"],
             generation=row["generation"], spec=spec.model_dump(mode="json"), settings=settings, extensions=extensions,
+            **extra,
         )  # fmt: skip
         payload = event.model_dump(mode="json")
         await AsyncQueue(conn).send(queue, payload)
+        if not track:
+            return row
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             "UPDATE control.instances SET pending_event = %s, work_sent_at = clock_timestamp() WHERE id = %s "
@@ -290,6 +296,66 @@ class ControlPlane:
             if not busy:
                 return updated
             return await self._send(conn, updated, row["dp_queue"], kind, spec, settings, extensions)
+
+
+def _backup_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]), "instance_id": str(row["instance_id"]), "status": row["status"],
+        "size_bytes": row["size_bytes"], "error": row["error"], "created_at": _iso(row["created_at"]),
+        "completed_at": _iso(row["completed_at"]),
+    }  # fmt: skip
+
+
+async def request_backup(control: ControlPlane, org_id: str, instance_id: str) -> dict[str, Any]:
+    """Record a pending backup and send the Backup event, in one transaction (the instance must be Up)."""
+    async with control.pool.connection() as conn, conn.transaction():
+        row = await control._locked(conn, org_id, instance_id)
+        if row["state"] != fsm.State.Up:
+            raise Conflict(f"instance {row['name']!r} is {row['state']}: backups are taken of instances that are Up")
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "INSERT INTO control.backups (org_id, instance_id, data_plane, spec) VALUES (%s, %s, %s, %s) RETURNING *",
+            (org_id, row["id"], row["data_plane"], Jsonb(row["desired_spec"])),
+        )
+        backup = await cur.fetchone()
+        assert backup is not None
+        spec = InstanceSpec.model_validate(row["desired_spec"])
+        await control._send(conn, row, row["dp_queue"], "Backup", spec, {}, [], track=False,
+                            backup_id=str(backup["id"]))  # fmt: skip
+    return _backup_view(backup)
+
+
+async def list_backups(control: ControlPlane, org_id: str, instance_id: str) -> list[dict[str, Any]]:
+    async with control.pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT * FROM control.backups WHERE org_id = %s AND instance_id::text = %s ORDER BY created_at",
+            (org_id, instance_id),
+        )
+        return [_backup_view(row) for row in await cur.fetchall()]
+
+
+async def restore_backup(
+    control: ControlPlane, org_id: str, backup_id: str, name: str, data_plane: str | None = None
+) -> dict[str, Any]:
+    """A new instance named ``name`` from a completed backup of this org (on the backup's data plane)."""
+    async with control.pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT * FROM control.backups WHERE org_id = %s AND id::text = %s", (org_id, backup_id))
+        backup = await cur.fetchone()
+    if backup is None:
+        raise NotFound(f"backup {backup_id!r} not found")
+    if backup["status"] != "completed":
+        raise Conflict(f"backup {backup_id!r} is {backup['status']}; only completed backups can be restored")
+    if data_plane is not None and data_plane != backup["data_plane"]:
+        raise Invalid(f"backup {backup_id!r} lives on data plane {backup['data_plane']!r}")
+    try:
+        spec = InstanceSpec.model_validate({**backup["spec"], "name": name})
+    except ValidationError as exc:
+        raise Invalid(validation_message(exc)) from exc
+    source = {"backup_id": str(backup["id"]), "instance_id": str(backup["instance_id"]),
+              "location": backup["location"], "size_bytes": backup["size_bytes"]}  # fmt: skip
+    return await control.create_instance(org_id, spec, backup["data_plane"], restore_from=source)
 
 
 def _render(spec: InstanceSpec) -> tuple[dict[str, str], list[str]]:
