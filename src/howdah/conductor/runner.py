@@ -38,6 +38,7 @@ class Conductor:
         self.queue_name = data_plane_queue(data_plane)
         self.app = build_app(provider, data_plane, dsn, lease=lease)
         self._intake: Consumer | None = None
+        self._last_status: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         async with AsyncConnectionPool(self.dsn, min_size=1, max_size=4, kwargs={"autocommit": True},
@@ -97,21 +98,31 @@ class Conductor:
                 await asyncio.wait_for(stop.wait(), self.status_interval)
 
     async def check_drift(self) -> list[str]:
-        """Instances that should run (Up, no work in flight) but do not: report Error, restart them, report
-        Recovered. Returns the ids it recovered."""
+        """Observe every instance that should be Up (no work in flight). A dead one is reported (Error),
+        restarted and reported again (Recovered); a live one whose observed status changed (size, version,
+        pending restart…) is reported as a status update. Returns the ids it recovered."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id::text FROM control.instances WHERE data_plane = %s AND state = 'Up' AND NOT has_active_work",
+                "SELECT id::text, generation FROM control.instances "
+                "WHERE data_plane = %s AND state = 'Up' AND NOT has_active_work",
                 (self.data_plane,),
             )
-            expected = [row[0] for row in await cur.fetchall()]
+            expected = await cur.fetchall()
         recovered = []
-        for iid in expected:
+        for iid, generation in expected:
             status = await asyncio.to_thread(self.provider.status, iid)
             if status.running:
+                observed = status.as_dict()
+                observed.pop("postmaster_start_time", None)
+                if self._last_status.get(iid) != observed:
+                    self._last_status[iid] = observed
+                    # the generation read above: if a change was accepted meanwhile, this is only a status update
+                    await self._state(iid, "Updated", generation=generation, status=status.as_dict())
                 continue
             log.warning("instance %s is not running; restarting it", iid)
-            await self._state(iid, "Error", error="the Postgres server is not running (it was restarted)")
+            self._last_status.pop(iid, None)
+            await self._state(iid, "Error", generation=generation,
+                              error="the Postgres server is not running (it was restarted)")  # fmt: skip
             try:
                 after = await asyncio.to_thread(self.provider.ensure_running, iid)
             except ProviderError as exc:
