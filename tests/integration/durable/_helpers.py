@@ -228,3 +228,17 @@ def step_counts(dsn: str, workflow_id: str, phase: str) -> dict[str, int]:
             (workflow_id, phase),
         )
     }
+
+
+async def mark(workflow_id: str, step: str) -> str:
+    """A step that records that it ran."""
+    await Side.arecord(workflow_id, step)
+    return step
+
+
+async def gated(workflow_id: str, step: str) -> str:
+    """Runs until the test opens the gate ``step`` of this workflow."""
+    await Side.arecord(workflow_id, step, "start")
+    await Side.wait_gate(workflow_id, step)
+    await Side.arecord(workflow_id, step, "end")
+    return step

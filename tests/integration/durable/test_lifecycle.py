@@ -18,21 +18,9 @@ from howdah.durable import (
     WorkflowFailed,
 )
 
-from ._helpers import FAST_RETRY, Registry, Side, async_wait_until, new_id, running
+from ._helpers import FAST_RETRY, Registry, Side, async_wait_until, gated, mark, new_id, running
 
 WORKFLOWS = Registry()
-
-
-async def mark(workflow_id: str, step: str) -> str:
-    await Side.arecord(workflow_id, step)
-    return step
-
-
-async def gated(workflow_id: str, step: str) -> str:
-    await Side.arecord(workflow_id, step, "start")
-    await Side.wait_gate(workflow_id, step)
-    await Side.arecord(workflow_id, step, "end")
-    return step
 
 
 async def fails_until_fixed(workflow_id: str, step: str) -> str:

@@ -17,22 +17,9 @@ from howdah.durable import (
     WorkflowNotFound,
 )
 
-from ._helpers import Registry, Side, async_wait_until, new_id, running
+from ._helpers import Registry, Side, async_wait_until, gated, mark, new_id, running
 
 WORKFLOWS = Registry()
-
-
-async def mark(workflow_id: str, step: str) -> str:
-    await Side.arecord(workflow_id, step)
-    return step
-
-
-async def gated(workflow_id: str, step: str) -> str:
-    """Runs until the test opens the gate ``step`` of this workflow."""
-    await Side.arecord(workflow_id, step, "start")
-    await Side.wait_gate(workflow_id, step)
-    await Side.arecord(workflow_id, step, "end")
-    return step
 
 
 async def wait_status(app: DurableApp, workflow_id: str, *statuses: str, timeout: float = 20) -> None:
