@@ -12,6 +12,7 @@ from typing import Annotated
 import psycopg
 import typer
 from psycopg_pool import AsyncConnectionPool
+from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
@@ -128,6 +129,8 @@ async def _serve(
             tasks.append(asyncio.create_task(agent.run(stop), name="howdah-conductor"))
         console.print("Press Ctrl-C to stop.")
         sys.stdout.flush()  # the line others wait for, also when stdout is a pipe
+        if console.is_terminal:
+            tasks.append(asyncio.create_task(_live_status(url, stop), name="howdah-live-status"))
         while not stop.is_set():
             try:
                 await queue.maintain()
@@ -136,6 +139,34 @@ async def _serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), maintenance_interval)
         await asyncio.gather(*tasks)
+
+
+async def _live_status(url: str, stop: asyncio.Event, every: float = 2.0) -> None:
+    """A Rich live panel of what the platform is doing: instances by state, workflows by status, queues."""
+    async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False) as pool:
+        with Live(console=console, refresh_per_second=2, transient=True) as live:
+            while not stop.is_set():
+                with contextlib.suppress(psycopg.Error):  # best effort: the services log their own errors
+                    live.update(await _status_table(pool))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+
+
+async def _status_table(pool: AsyncConnectionPool) -> Table:
+    table = Table(title="live status", box=None)
+    for column in ("what", "counts"):
+        table.add_column(column)
+    async with pool.connection() as conn:
+        queries = (
+            ("instances", "SELECT state, count(*) FROM control.instances GROUP BY 1 ORDER BY 1"),
+            ("workflows", "SELECT status, count(*) FROM howdah.workflows GROUP BY 1 ORDER BY 1"),
+            ("queue depth", "SELECT queue_name, queue_length FROM pgmq.metrics_all() WHERE queue_length > 0"),
+        )
+        for label, query in queries:
+            cur = await conn.execute(query)
+            rows = await cur.fetchall()
+            table.add_row(label, ", ".join(f"{key}: {value}" for key, value in rows) or "-")
+    return table
 
 
 def _banner(
