@@ -123,7 +123,7 @@ class Api:
                     break
                 if time.monotonic() > deadline:
                     raise fail(f"{item['name']} is still {item['state']} after {timeout:.0f}s")
-                time.sleep(0.5)
+                time.sleep(0.1)
         if item["state"] == "Error":
             raise fail(f"{item['name']} is in Error: {item.get('last_error') or 'no detail'}")
         return item  # type: ignore[no-any-return]

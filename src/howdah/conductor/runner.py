@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -41,6 +42,11 @@ class Conductor:
         self._last_status: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Provider calls run in threads (durable sync steps): asyncio's default pool has min(32, cores + 4)
+        # threads, which capped concurrent creates at 6 on 2 cores; size it to the workflows run at once.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=self.concurrency + 4, thread_name_prefix="howdah-provider")
+        )
         async with AsyncConnectionPool(self.dsn, min_size=1, max_size=4, kwargs={"autocommit": True},
                                        open=False) as pool, self.app:  # fmt: skip
             await ControlPlane(pool).register_data_plane(self.data_plane, f"{self.provider.name} provider")
