@@ -16,13 +16,14 @@ from pydantic import ValidationError
 from howdah.control import fsm
 from howdah.control.events import STATE_QUEUE, StateEvent
 from howdah.queue import AsyncQueue, Message
+from howdah.queue._ops import retry_delay
 
 log = logging.getLogger("howdah.control.reconciler")
 
 
-def error_backoff(attempts: int, base: float = 5.0, cap: float = 300.0) -> float:
-    """Seconds before an instance in Error is re-driven: doubling from ``base``, capped."""
-    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+def error_backoff(attempts: int) -> float:
+    """Seconds before an instance in Error is re-driven: doubling from 5 s, capped at 5 min."""
+    return float(retry_delay(attempts, base=5.0, cap=300.0))
 
 
 class Reconciler:

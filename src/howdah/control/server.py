@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -12,6 +11,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from howdah.control.api import create_app
 from howdah.control.reconciler import Reconciler
+from howdah.pg._server import free_port
+
+__all__ = ["free_port", "serve_control_plane"]
 
 
 class _Server(uvicorn.Server):
@@ -20,12 +22,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 async def serve_control_plane(

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from howdah.durable._app import DurableApp
 from howdah.durable._codec import check_json, error_to_json
 from howdah.durable._context import _CancelRequested, _Suspend
-from howdah.durable._errors import DurableError, NotSerializable, StepFailed
+from howdah.durable._errors import DurableError, StepFailed
 from howdah.durable._schedule import due_ticks, next_tick
 from howdah.durable._store import DurableDatabaseError, LeaseLost
 from howdah.queue import DETACH, Consumer, Message, QueueDatabaseError
@@ -99,7 +99,7 @@ class Worker:
             raise  # infrastructure: the message is released and the run is replayed later
         except StepFailed as exc:
             await store.finish(wf_id, "failed", None, {**exc.error, "step": exc.step})
-        except (Exception, NotSerializable) as exc:
+        except Exception as exc:  # the workflow's own code failed (NotSerializable included)
             await store.finish(wf_id, "failed", None, error_to_json(exc))
         else:
             await store.finish(wf_id, "succeeded", result, None)

@@ -43,7 +43,8 @@ class ServerStatus:
     log_file: Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -172,7 +173,7 @@ class EmbeddedPostgres:
             self._password_file.write_text(secrets.token_urlsafe(24) + "\n")
             self._password_file.chmod(0o600)
         if not self._port_file.exists():
-            self._port_file.write_text(f"{self._requested_port or _free_port()}\n")
+            self._port_file.write_text(f"{self._requested_port or free_port()}\n")
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         user.chown(self.data_dir)
         pwfile = self.home / ".initdb-pw"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import inspect
 import logging
 import signal
@@ -104,18 +105,12 @@ class ConsumeOptions:
                 raise InvalidArgument(f"dead-letter queue name is invalid ({exc}){hint}") from exc
             if dlq.lower() == queue.lower():
                 raise InvalidArgument("a queue cannot be its own dead-letter queue")
-            opts = _replace(opts, dead_letter_queue=dlq)
+            opts = dataclasses.replace(opts, dead_letter_queue=dlq)
         return opts
 
     @property
     def heartbeat(self) -> float:
         return self.heartbeat_interval or max(0.5, self.vt / 3)
-
-
-def _replace(opts: ConsumeOptions, **changes: Any) -> ConsumeOptions:
-    values = {f.name: getattr(opts, f.name) for f in fields(opts)}
-    values.update(changes)
-    return ConsumeOptions(**values)
 
 
 def notify_channel(queue: str) -> str:
@@ -418,7 +413,7 @@ class Consumer:
         if stop is not None:
             self._stop = stop
         if handle_signals and not self.options.handle_signals:
-            self.options = _replace(self.options, handle_signals=True)
+            self.options = dataclasses.replace(self.options, handle_signals=True)
         is_async = inspect.iscoroutinefunction(handler)
 
         async def handle(message: Message) -> None:
