@@ -115,6 +115,7 @@ def test_cluster_fields() -> None:
         "database": "app",
         "owner": "app",
         "secret": {"name": _cnpg.secret_name(cluster["metadata"]["name"])},
+        "postInitApplicationSQL": list(_cnpg.EXTENSION_SCHEMA_SQL),
     }
     assert cluster["metadata"]["annotations"] == {"cnpg.io/hibernation": "off"}
     assert "org" not in str(cluster["metadata"]["labels"])
@@ -144,10 +145,21 @@ def test_database_extensions() -> None:
     database = _cnpg.render_database(IID, "orders", ["vector", "pg_trgm"], ["pg_trgm", "hstore"], namespace=NS)
     assert database["spec"]["cluster"] == {"name": _cnpg.cluster_name(IID, "orders")}
     assert database["spec"]["extensions"] == [
-        {"name": "vector", "ensure": "present"},
-        {"name": "pg_trgm", "ensure": "present"},
+        {"name": "vector", "ensure": "present", "schema": "extensions"},
+        {"name": "pg_trgm", "ensure": "present", "schema": "extensions"},
         {"name": "hstore", "ensure": "absent"},
     ]
+    # the schema extensions go into is the superuser's: a tenant cannot plant objects there
+    assert database["spec"]["schemas"] == [{"name": "extensions", "owner": "postgres", "ensure": "present"}]
+    fixed = _cnpg.render_database(IID, "orders", ["pg_cron"], [], namespace=NS)
+    assert fixed["spec"]["extensions"] == [{"name": "pg_cron", "ensure": "present"}]
+
+
+def test_new_clusters_make_the_extension_schema_before_the_tenant_logs_in() -> None:
+    cluster = _cnpg.render_cluster(IID, "orders", STANDARD, {}, namespace=NS)
+    post_init = cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    assert post_init[0] == "CREATE SCHEMA IF NOT EXISTS extensions AUTHORIZATION postgres"
+    assert """ALTER DATABASE app SET search_path = '"$user"', public, extensions""" in post_init
 
 
 @pytest.mark.parametrize(

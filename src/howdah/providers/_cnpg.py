@@ -43,6 +43,17 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 APP_USER = "app"
 APP_DATABASE = "app"
+SUPERUSER = "postgres"
+# Extensions live in a schema the superuser owns and tenants can only use: objects a tenant plants in a schema
+# it can write to would otherwise run with the rights of the extension scripts (CVE-2018-1058 class).
+EXTENSION_SCHEMA = "extensions"
+EXTENSION_SCHEMA_SQL = (
+    f"CREATE SCHEMA IF NOT EXISTS {EXTENSION_SCHEMA} AUTHORIZATION {SUPERUSER}",
+    f"GRANT USAGE ON SCHEMA {EXTENSION_SCHEMA} TO PUBLIC",
+    f"ALTER DATABASE {APP_DATABASE} SET search_path = '\"$user\"', public, {EXTENSION_SCHEMA}",
+)
+# Extensions whose control file fixes their schema (CREATE EXTENSION … SCHEMA would be refused).
+FIXED_SCHEMA_EXTENSIONS = frozenset({"plpgsql", "pg_cron", "postgis_topology", "postgis_tiger_geocoder"})
 POSTGRES_PORT = 5432
 DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/postgresql:{pg_version}"
 PRELOAD = "shared_preload_libraries"
@@ -235,7 +246,13 @@ def render_cluster(
                 "shared_preload_libraries": preload_libraries(settings.get(PRELOAD, "")),
             },
             "bootstrap": {
-                "initdb": {"database": APP_DATABASE, "owner": APP_USER, "secret": {"name": secret_name(cluster)}}
+                "initdb": {
+                    "database": APP_DATABASE,
+                    "owner": APP_USER,
+                    "secret": {"name": secret_name(cluster)},
+                    # Run by the operator as superuser in the new app database, before the tenant can log in.
+                    "postInitApplicationSQL": list(EXTENSION_SCHEMA_SQL),
+                }
             },
         },
     }
@@ -311,10 +328,17 @@ def render_database(
             "owner": APP_USER,
             "cluster": {"name": cluster},
             "ensure": "present",
-            "extensions": [{"name": e, "ensure": "present"} for e in wanted]
-            + [{"name": e, "ensure": "absent"} for e in unwanted],
+            "schemas": [{"name": EXTENSION_SCHEMA, "owner": SUPERUSER, "ensure": "present"}],
+            "extensions": [_extension(e) for e in wanted] + [{"name": e, "ensure": "absent"} for e in unwanted],
         },
     }
+
+
+def _extension(name: str) -> dict[str, str]:
+    entry = {"name": name, "ensure": "present"}
+    if name not in FIXED_SCHEMA_EXTENSIONS:
+        entry["schema"] = EXTENSION_SCHEMA
+    return entry
 
 
 def _b64(text: str) -> str:

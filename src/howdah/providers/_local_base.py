@@ -180,7 +180,7 @@ class LocalBase:
             return
         server.write_conf()
         with server.connect() as conn:
-            conn.execute("SELECT pg_reload_conf()")
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
 
     def _restart_replica(self, paths: InstancePaths, record: InstanceRecord, name: str, primary_lsn: str) -> None:
         """Restart a replica with its primary's new settings, once it has replayed the primary's restart: a

@@ -35,7 +35,9 @@ def passfile(replica_paths: InstancePaths) -> str:
 def prepare_primary(conn: q.Connection, password: str, replicas: Iterable[str]) -> None:
     """The replication role, a slot for each of ``replicas``, and no slot left for replicas that are gone."""
     role = sql.Identifier(REPLICATION_ROLE)
-    row = conn.execute("SELECT rolreplication, rolpassword FROM pg_authid WHERE rolname = %s", (REPLICATION_ROLE,))
+    row = conn.execute(
+        "SELECT rolreplication, rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s", (REPLICATION_ROLE,)
+    )
     found = row.fetchone()
     verifier = sql.Literal(q.scram_verifier(password))
     if found is None:
@@ -44,14 +46,14 @@ def prepare_primary(conn: q.Connection, password: str, replicas: Iterable[str]) 
         conn.execute(sql.SQL("ALTER ROLE {} LOGIN REPLICATION PASSWORD {}").format(role, verifier))
     slots = [slot_name(name) for name in replicas]
     conn.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots "
         "WHERE slot_name LIKE %s AND NOT (slot_name = ANY(%s)) AND NOT active",
         (_SLOT_PREFIX + "replica%", slots),
     )
     for slot in slots:
         conn.execute(
-            "SELECT pg_create_physical_replication_slot(%s, true) "
-            "WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s)",
+            "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true) "
+            "WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name = %s)",
             (slot, slot),
         )
 
@@ -97,17 +99,19 @@ def drop_slot(conn: q.Connection, name: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     terminated = False
     while True:
-        row = conn.execute("SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        row = conn.execute(
+            "SELECT active, active_pid FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (slot,)
+        )
         found = row.fetchone()
         if found is None:
             return
         if not found[0]:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (slot,))
             return
         if time.monotonic() > deadline:
             if terminated:
                 raise TransientProviderError(f"the replication slot {slot} stays in use")
-            conn.execute("SELECT pg_terminate_backend(%s)", (found[1],))
+            conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (found[1],))
             terminated, deadline = True, time.monotonic() + timeout
         time.sleep(0.02)
 
@@ -116,6 +120,8 @@ def replayed(conn: q.Connection, lsn: str) -> bool:
     """Whether the replica on ``conn`` has replayed the primary's WAL up to ``lsn``, or paused its recovery
     (a record it cannot apply with its current settings: only a restart with new ones moves it on)."""
     row = conn.execute(
-        "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn OR pg_get_wal_replay_pause_state() <> 'not paused'", (lsn,)
+        "SELECT pg_catalog.pg_last_wal_replay_lsn() >= %s::pg_catalog.pg_lsn "
+        "OR pg_catalog.pg_get_wal_replay_pause_state() <> 'not paused'",
+        (lsn,),
     ).fetchone()
     return bool(row and row[0])

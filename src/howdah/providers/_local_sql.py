@@ -1,4 +1,12 @@
-"""What the local provider asks of a running instance, in SQL: settings, roles, extensions, observations."""
+"""What the local provider asks of a running instance, in SQL: settings, roles, extensions, observations.
+
+Every session here is a superuser's, and some run in the ``app`` database, which the tenant owns: the tenant
+can set that database's ``search_path`` and plant functions, views and operators named like the catalog's.
+So each session pins ``search_path`` to ``pg_catalog, pg_temp`` in its startup packet (which outranks
+``ALTER DATABASE``/``ALTER ROLE … SET``), every name is schema-qualified, and extensions go into the schema
+``extensions``, which the platform owns and the tenant cannot write to (Postgres's secure schema usage
+pattern; the CVE-2018-1058 class of attack).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,9 @@ from howdah.providers.base import ProviderError, TransientProviderError
 SUPERUSER = "postgres"
 APP_ROLE = "app"
 APP_DATABASE = "app"
+EXTENSION_SCHEMA = "extensions"
+# Outranks every per-database and per-role setting: the tenant's objects are never found by name.
+SESSION_OPTIONS = "-c search_path=pg_catalog,pg_temp"
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -37,6 +48,7 @@ def connect(
         connect_timeout=max(1, int(timeout)),
         autocommit=True,
         application_name="howdah-local-provider",
+        options=SESSION_OPTIONS,
     )
 
 
@@ -95,11 +107,11 @@ def apply_system_settings(conn: Connection, changes: Mapping[str, str | None], p
 def reload(conn: Connection, timeout: float = 10) -> None:
     """``pg_reload_conf()`` and wait until this session has re-read the files (its ``pg_conf_load_time()``
     moves), so that ``pending_restart`` is up to date."""
-    before = _one(conn, "SELECT pg_conf_load_time()")
-    conn.execute("SELECT pg_reload_conf()")
+    before = _one(conn, "SELECT pg_catalog.pg_conf_load_time()")
+    conn.execute("SELECT pg_catalog.pg_reload_conf()")
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while _one(conn, "SELECT pg_conf_load_time()") == before:
+    while _one(conn, "SELECT pg_catalog.pg_conf_load_time()") == before:
         if time.monotonic() > deadline:
             raise TransientProviderError(f"the server did not reload its configuration within {timeout:.0f} s")
         time.sleep(delay)
@@ -108,11 +120,11 @@ def reload(conn: Connection, timeout: float = 10) -> None:
 
 def restart_needed(conn: Connection, wanted_preload: str | None) -> bool:
     """After a reload: does any setting wait for a restart, or do the loaded libraries differ from those wanted?"""
-    if _one(conn, "SELECT coalesce(bool_or(pending_restart), false) FROM pg_settings"):
+    if _one(conn, "SELECT coalesce(bool_or(pending_restart), false) FROM pg_catalog.pg_settings"):
         return True
     if wanted_preload is None:
         return False
-    loaded = _one(conn, "SELECT current_setting('shared_preload_libraries')") or ""
+    loaded = _one(conn, "SELECT pg_catalog.current_setting('shared_preload_libraries')") or ""
     return sorted(set(list_items(loaded)) - {""}) != sorted(set(list_items(wanted_preload)) - {""})
 
 
@@ -147,12 +159,18 @@ def scram_matches(verifier: str | None, password: str) -> bool:
 def ensure_app_role_and_database(conn: Connection, password: str) -> None:
     """Role ``app`` (LOGIN, this password) owning database ``app``; changes only what differs."""
     role = sql.Identifier(APP_ROLE)
-    row = conn.execute("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s", (APP_ROLE,)).fetchone()
+    row = conn.execute(
+        "SELECT rolcanlogin, rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s", (APP_ROLE,)
+    ).fetchone()
     if row is None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(scram_verifier(password))))
     elif not row[0] or not scram_matches(row[1], password):
         conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(scram_verifier(password))))
-    owner = _one(conn, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (APP_DATABASE,))
+    owner = _one(
+        conn,
+        "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = %s",
+        (APP_DATABASE,),
+    )
     if owner is None:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(APP_DATABASE), role))
     elif owner != APP_ROLE:
@@ -160,6 +178,45 @@ def ensure_app_role_and_database(conn: Connection, password: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------- extensions
+def ensure_extension_schema(conn: Connection) -> None:
+    """The schema ``extensions`` in the connected (app) database: owned by the superuser, usable by everyone,
+    writable by no tenant. Made once, and then the database's default ``search_path`` gains it, so that
+    extension objects are found unqualified. A schema of that name that a tenant made is refused: objects
+    planted in it would run with the rights of the extension scripts."""
+    row = conn.execute(
+        """
+        SELECT r.rolname, r.rolsuper
+        FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+        WHERE n.nspname = %s
+        """,
+        (EXTENSION_SCHEMA,),
+    ).fetchone()
+    schema = sql.Identifier(EXTENSION_SCHEMA)
+    if row is not None:
+        if not row[1]:
+            raise ProviderError(
+                f'schema "{EXTENSION_SCHEMA}" in database {APP_DATABASE!r} is owned by {row[0]}, not by the platform: '
+                "extensions are installed only into a schema no tenant can write to; rename or drop that schema"
+            )
+        return
+    conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(schema, sql.Identifier(SUPERUSER)))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(schema))
+    default_path = _one(
+        conn,
+        """
+        SELECT count(*) FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+        WHERE d.datname = pg_catalog.current_database() AND s.setrole = 0
+          AND EXISTS (SELECT FROM pg_catalog.unnest(s.setconfig) c WHERE c LIKE 'search\\_path=%%')
+        """,
+    )
+    if not default_path:  # the tenant's own choice of search_path, if any, is left alone
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET search_path = '\"$user\"', public, {}").format(
+                sql.Identifier(APP_DATABASE), schema
+            )
+        )
+
+
 def ensure_extensions(
     conn: Connection,
     enabled: Iterable[str],
@@ -167,19 +224,28 @@ def ensure_extensions(
     libraries_needed: Mapping[str, tuple[str, ...]],
     pending_preload: str | None,
 ) -> None:
-    """CREATE / DROP EXTENSION in the connected database; every check is made before anything changes."""
+    """CREATE / DROP EXTENSION in the connected database; every check is made before anything changes.
+
+    An extension goes into the schema ``extensions`` unless its control file fixes its schema (plpgsql)."""
     enabled, disabled = list(dict.fromkeys(enabled)), list(dict.fromkeys(disabled))
     both = sorted(set(enabled) & set(disabled))
     if both:
         raise ProviderError(f"extension {both[0]!r} is both enabled and disabled")
-    available = {row[0] for row in conn.execute("SELECT name FROM pg_available_extensions").fetchall()}
-    missing = [name for name in enabled if name not in available]
+    fixed_schema: dict[str, bool] = dict(
+        conn.execute(
+            """
+            SELECT name, bool_or(schema IS NOT NULL) FROM pg_catalog.pg_available_extension_versions
+            GROUP BY name
+            """
+        ).fetchall()
+    )
+    missing = [name for name in enabled if name not in fixed_schema]
     if missing:
         raise ProviderError(
             f"extension {missing[0]!r} is not available: it is not installed in this server's Postgres "
             f"{_one(conn, 'SHOW server_version')} binaries"
         )
-    loaded = set(list_items(_one(conn, "SELECT current_setting('shared_preload_libraries')") or ""))
+    loaded = set(list_items(_one(conn, "SELECT pg_catalog.current_setting('shared_preload_libraries')") or ""))
     for name in enabled:
         lacking = [lib for lib in libraries_needed.get(name, ()) if lib not in loaded]
         if lacking:
@@ -194,8 +260,13 @@ def ensure_extensions(
                 f"not loaded: {why}"
             )
     try:
+        if enabled:
+            ensure_extension_schema(conn)
         for name in enabled:
-            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(name)))
+            create = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name))
+            if not fixed_schema[name]:
+                create += sql.SQL(" SCHEMA {}").format(sql.Identifier(EXTENSION_SCHEMA))
+            conn.execute(create + sql.SQL(" CASCADE"))
         for name in disabled:
             conn.execute(sql.SQL("DROP EXTENSION IF EXISTS {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
@@ -216,10 +287,10 @@ class Observed:
 def observe(conn: Connection, names: Iterable[str]) -> Observed:
     row = conn.execute(
         """
-        SELECT current_setting('server_version'),
-               (SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database),
-               pg_postmaster_start_time(),
-               (SELECT coalesce(bool_or(pending_restart), false) FROM pg_settings)
+        SELECT pg_catalog.current_setting('server_version'),
+               (SELECT coalesce(sum(pg_catalog.pg_database_size(oid)), 0) FROM pg_catalog.pg_database),
+               pg_catalog.pg_postmaster_start_time(),
+               (SELECT coalesce(bool_or(pending_restart), false) FROM pg_catalog.pg_settings)
         """
     ).fetchone()
     assert row is not None
@@ -227,7 +298,7 @@ def observe(conn: Connection, names: Iterable[str]) -> Observed:
     settings = {
         name: value
         for name, value in conn.execute(
-            "SELECT n, current_setting(n, true) FROM unnest(%s::text[]) AS n", (wanted,)
+            "SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(%s::text[]) AS n", (wanted,)
         ).fetchall()
         if value is not None
     }
@@ -235,9 +306,10 @@ def observe(conn: Connection, names: Iterable[str]) -> Observed:
         str(name): {"state": state, "lag_bytes": lag, "replay_lag_seconds": seconds}
         for name, state, lag, seconds in conn.execute(
             """
-            SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+            SELECT application_name, state,
+                   pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn)::bigint,
                    extract(epoch FROM replay_lag)::float8
-            FROM pg_stat_replication
+            FROM pg_catalog.pg_stat_replication
             """
         ).fetchall()
     }
@@ -245,10 +317,10 @@ def observe(conn: Connection, names: Iterable[str]) -> Observed:
 
 
 def current_wal_lsn(conn: Connection) -> str:
-    return str(_one(conn, "SELECT pg_current_wal_lsn()::text"))
+    return str(_one(conn, "SELECT pg_catalog.pg_current_wal_lsn()::text"))
 
 
 def postmaster_start_time(conn: Connection) -> datetime:
-    value = _one(conn, "SELECT pg_postmaster_start_time()")
+    value = _one(conn, "SELECT pg_catalog.pg_postmaster_start_time()")
     assert isinstance(value, datetime)
     return value

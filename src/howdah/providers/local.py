@@ -168,7 +168,7 @@ class LocalProvider(LocalBase):
                 self._copy_settings(paths, replica.paths)
                 if replica.pid is not None:
                     with replica.connect() as conn:
-                        conn.execute("SELECT pg_reload_conf()")
+                        conn.execute("SELECT pg_catalog.pg_reload_conf()")
             return needed
 
     def ensure_extensions(self, instance_id: str, enabled: list[str], disabled: list[str]) -> None:

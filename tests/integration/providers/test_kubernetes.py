@@ -282,10 +282,11 @@ def test_extensions_are_declared_on_a_database_object(api: Api, provider: Kubern
     assert database["spec"]["cluster"] == {"name": name}
     assert database["spec"]["name"] == "app"
     assert database["spec"]["extensions"] == [
-        {"name": "pg_stat_statements", "ensure": "present"},
-        {"name": "vector", "ensure": "present"},
+        {"name": "pg_stat_statements", "ensure": "present", "schema": "extensions"},
+        {"name": "vector", "ensure": "present", "schema": "extensions"},
         {"name": "hstore", "ensure": "absent"},
     ]
+    assert database["spec"]["schemas"] == [{"name": "extensions", "owner": "postgres", "ensure": "present"}]
 
 
 # --- status -----------------------------------------------------------------------------------------------------
