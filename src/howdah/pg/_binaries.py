@@ -7,6 +7,8 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -50,28 +52,61 @@ class OsUser:
 
 @cache
 def server_os_user() -> OsUser:
-    """The OS user to run Postgres as: the current one, or ``howdah`` (created if missing) when root."""
+    """The OS user to run Howdah's own Postgres as: the current one, or ``howdah`` (created if missing) when
+    root."""
+    return os_user(SERVER_OS_USER)
+
+
+_USERADD_LOCK = threading.Lock()
+
+
+def os_user(name: str) -> OsUser:
+    """The unprivileged OS user ``name`` (a system account with no home and no shell, in a group of its own),
+    created if missing; when not root, the current user whatever ``name`` is (there is no other to be)."""
     if not is_root():
         return OsUser.current()
-    try:
-        entry = pwd.getpwnam(SERVER_OS_USER)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    with _USERADD_LOCK:
         try:
-            subprocess.run(
-                [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_OS_USER],
-                check=True,
-                capture_output=True,
-                text=True,
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            _user_command(
+                ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                f"could not create the unprivileged OS user {name!r} that Postgres must run as",
             )
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            raise ConfigurationError(
-                f"running as root: could not create the unprivileged OS user {SERVER_OS_USER!r} that "
-                f"Postgres must run as ({detail.strip()}); create it yourself or run Howdah as another user"
-            ) from exc
-        entry = pwd.getpwnam(SERVER_OS_USER)
+            entry = pwd.getpwnam(name)
     return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def remove_os_user(name: str, timeout: float = 30.0) -> None:
+    """Remove the OS user ``name`` and its group (when root and it exists), once none of its processes is
+    left (a killed server's children take a moment to exit)."""
+    if not is_root():
+        return
+    deadline = time.monotonic() + timeout
+    with _USERADD_LOCK:
+        while True:
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                return
+            try:
+                _user_command(["userdel", name], f"could not remove the OS user {name!r}")
+                return
+            except ConfigurationError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def _user_command(argv: list[str], what: str) -> None:
+    tool = shutil.which(argv[0]) or f"/usr/sbin/{argv[0]}"
+    try:
+        subprocess.run([tool, *argv[1:]], check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise ConfigurationError(
+            f"running as root: {what} ({detail.strip()}); create it yourself or run Howdah as another user"
+        ) from exc
 
 
 def install_root() -> Path:
@@ -129,10 +164,17 @@ def binary(cache_root: Path, name: str) -> str:
 
 
 def run_tool(
-    cache_root: Path, name: str, args: list[str], *, timeout: float = 120, as_server_user: bool = True
+    cache_root: Path,
+    name: str,
+    args: list[str],
+    *,
+    timeout: float = 120,
+    as_server_user: bool = True,
+    user: OsUser | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one Postgres tool (``initdb``, ``pg_ctl`` …); returns what it printed, whatever its exit code."""
-    kwargs = server_os_user().run_kwargs() if as_server_user else {}
+    """Run one Postgres tool (``initdb``, ``pg_ctl`` …) as ``user`` (default: the server user; the current one
+    with ``as_server_user=False``); returns what it printed, whatever its exit code."""
+    kwargs = (user or server_os_user()).run_kwargs() if as_server_user else {}
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         [binary(cache_root, name), *args],
         capture_output=True,

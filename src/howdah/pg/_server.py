@@ -236,7 +236,8 @@ class EmbeddedPostgres:
                 )
             self._write_config(port)
             user = server_os_user()
-            self.log_file.touch(exist_ok=True)
+            self.log_file.touch(mode=0o600, exist_ok=True)
+            self.log_file.chmod(0o600)  # statements and errors of every client: not for other users
             user.chown(self.log_file)
             done = run_tool(
                 self.home,

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from howdah.pg._binaries import run_tool, server_os_user
-from howdah.providers._local_files import InstancePaths, make_server_dir, read_secret, write_atomic
+from howdah.pg._binaries import OsUser, run_tool
+from howdah.providers._local_files import InstancePaths, read_secret, write_atomic
 from howdah.providers.base import Backup, ProviderError
 
 META = "backup.json"
@@ -50,22 +50,25 @@ def load(folder: Path) -> tuple[Backup, dict[str, Any]] | None:
 
 def take(home: Path, host: str, port: int, paths: InstancePaths, folder: Path, meta: dict[str, Any]) -> Backup:
     """pg_basebackup of the running server at ``host:port`` into ``folder`` (all or nothing)."""
-    folder.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for private in (folder.parent.parent, folder.parent):  # backups/ and backups/<id>/: Howdah's alone
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private.chmod(0o700)
     partial = folder.parent / f".{folder.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    make_server_dir(partial)
+    partial.mkdir(mode=0o700)
     password = read_secret(paths.superuser_password)
     if password is None:
         raise ProviderError(f"instance {meta['instance_id']} has no superuser password file")
     passfile = partial / ".pgpass"  # the password never appears on a command line
-    write_atomic(passfile, f"{host}:{port}:*:postgres:{password}\n", owner_is_server=True)
+    write_atomic(passfile, f"{host}:{port}:*:postgres:{password}\n")
     conninfo = f"host={host} port={port} user=postgres passfile={passfile} application_name=howdah-backup"
-    try:
+    try:  # as Howdah's own user, not the instance's: the instance's OS user cannot read its backups
         done = run_tool(
             home,
             "pg_basebackup",
             ["-d", conninfo, "-D", str(partial / "data"), "-X", "stream", "-c", "fast", "--no-password"],
             timeout=24 * 3600,
+            as_server_user=False,
         )
     finally:
         passfile.unlink(missing_ok=True)
@@ -83,17 +86,18 @@ def take(home: Path, host: str, port: int, paths: InstancePaths, folder: Path, m
     return loaded[0]
 
 
-def copy_cluster(source: Path, paths: InstancePaths, meta: dict[str, Any]) -> None:
-    """Put the backup's cluster in ``paths`` (owned by the server user) with the source's passwords."""
+def copy_cluster(source: Path, paths: InstancePaths, meta: dict[str, Any], user: OsUser) -> None:
+    """Put the backup's cluster in ``paths`` (owned by ``user``, the new instance's)."""
     shutil.rmtree(paths.data_dir, ignore_errors=True)
     shutil.copytree(source / "data", paths.data_dir, symlinks=True)
-    user = server_os_user()
     if not user.is_current:
         for folder, dirs, files in os.walk(paths.data_dir):
             for name in [*dirs, *files]:
                 os.chown(os.path.join(folder, name), user.uid, user.gid, follow_symlinks=False)
         user.chown(paths.data_dir)
     paths.data_dir.chmod(0o700)
+    # The source's superuser password lets the platform in once; then it, the app role's and the replication
+    # role's are replaced (the app and replication passwords are new files: the roles are altered to match).
     write_atomic(paths.superuser_password, str(meta["superuser_password"]) + "\n")
-    if meta.get("app_password"):
-        write_atomic(paths.app_password, str(meta["app_password"]) + "\n")
+    for stale in (paths.app_password, paths.replication_password, paths.next_superuser_password):
+        stale.unlink(missing_ok=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 
-from howdah.pg._binaries import run_tool, server_os_user
+from howdah.pg._binaries import OsUser, os_user, run_tool, server_os_user
+from howdah.pg._settings import is_root
 from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
 from howdah.providers._local_conf import SettingsChecker, write_auto_conf
@@ -24,6 +25,8 @@ from howdah.providers._local_files import (
     check_instance_id,
     ensure_secret,
     file_lock,
+    instance_os_user_name,
+    make_instance_dir,
     make_server_dir,
     pick_port,
     postmaster_pid,
@@ -57,9 +60,11 @@ class LocalBase:
             yield
 
     def _prepare_home(self) -> None:
-        for folder in (self.home, self._instances):
-            if not folder.exists():
-                folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not self.home.exists():
+            self.home.mkdir(mode=0o755, parents=True, exist_ok=True)
+        # instances/: each instance's OS user may pass through to its own folder, nobody may list it
+        self._instances.mkdir(mode=0o711, exist_ok=True)
+        self._instances.chmod(0o711 if is_root() else 0o700)
         user = server_os_user()
         if user.is_current:
             return
@@ -75,13 +80,21 @@ class LocalBase:
         record = InstanceRecord.load(paths.record)
         if record is not None:
             return record
-        paths.root.mkdir(mode=0o755, exist_ok=True)
-        paths.root.chmod(0o755)
+        os_user = instance_os_user_name(self.home, instance_id) if is_root() else ""
+        make_instance_dir(paths.root, self._os_user_named(os_user))
         with file_lock(self._locks / "ports.lock"):
             port = pick_port(self.host, self.port_range, recorded_ports(self._instances))
-            record = InstanceRecord(instance_id=instance_id, name=name, port=port, origin=origin)
+            record = InstanceRecord(instance_id=instance_id, name=name, port=port, origin=origin, os_user=os_user)
             record.save(paths.record)
         return record
+
+    @staticmethod
+    def _os_user_named(name: str) -> OsUser:
+        return os_user(name) if name else server_os_user()
+
+    def _os_user(self, record: InstanceRecord) -> OsUser:
+        """The OS user the instance's servers run as: its own when Howdah runs as root (created on first use)."""
+        return self._os_user_named(record.os_user)
 
     def _move_port(self, paths: InstancePaths, record: InstanceRecord, replica: str | None = None) -> int:
         """Another process took a port of the instance (or of its ``replica``): record a free one."""
@@ -100,19 +113,20 @@ class LocalBase:
             raise ProviderError(f"instance {paths.root.name} does not exist (or its creation did not complete)")
         return record
 
-    def _initdb(self, paths: InstancePaths) -> None:
+    def _initdb(self, paths: InstancePaths, record: InstanceRecord) -> None:
         paths.initdb_marker.touch()
         shutil.rmtree(paths.data_dir, ignore_errors=True)
         password = ensure_secret(paths.superuser_password)
-        make_server_dir(paths.data_dir)
+        user = self._os_user(record)
+        make_server_dir(paths.data_dir, user)
         pwfile = paths.root / ".initdb-password"
-        write_atomic(pwfile, password + "\n", owner_is_server=True)
+        write_atomic(pwfile, password + "\n", owner_of=paths.data_dir)
         args = [
             "-D", str(paths.data_dir), "-U", q.SUPERUSER, f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C",
             "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--no-instructions",
         ]  # fmt: skip
         try:
-            done = run_tool(self.home, "initdb", [*args, *([] if self.durable else ["--no-sync"])])
+            done = run_tool(self.home, "initdb", [*args, *([] if self.durable else ["--no-sync"])], user=user)
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
@@ -143,7 +157,7 @@ class LocalBase:
         return Server(
             home=self.home, host=self.host, paths=paths, label=f"instance {record.instance_id}", port=record.port,
             password_file=paths.superuser_password, cluster_name=record.name, move_port=move_port,
-            timeout=self.start_timeout, conf=self._durability_conf(),
+            timeout=self.start_timeout, conf=self._durability_conf(), os_user=self._os_user(record),
         )  # fmt: skip
 
     def _replica_server(self, paths: InstancePaths, record: InstanceRecord, name: str) -> Server:
@@ -156,7 +170,7 @@ class LocalBase:
         return Server(
             home=self.home, host=self.host, paths=replica, label=f"{name} of instance {record.instance_id}",
             port=record.replicas[name], password_file=paths.superuser_password, cluster_name=f"{record.name}-{name}",
-            move_port=move_port, timeout=self.start_timeout, conf=conf,
+            move_port=move_port, timeout=self.start_timeout, conf=conf, os_user=self._os_user(record),
         )  # fmt: skip
 
     def _replica_servers(self, paths: InstancePaths, record: InstanceRecord) -> list[Server]:
@@ -167,7 +181,7 @@ class LocalBase:
     def _copy_settings(self, paths: InstancePaths, replica: InstancePaths) -> None:
         """A replica runs with its primary's settings (hot standby needs some of them at least as large)."""
         text = (paths.data_dir / "postgresql.auto.conf").read_text()
-        write_atomic(replica.data_dir / "postgresql.auto.conf", text, owner_is_server=True)
+        write_atomic(replica.data_dir / "postgresql.auto.conf", text, owner_of=replica.data_dir)
 
     def _start_replica(self, paths: InstancePaths, record: InstanceRecord, name: str) -> None:
         """Start a replica with its primary's current port and settings (reloaded into it when it runs)."""

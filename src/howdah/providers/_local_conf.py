@@ -114,7 +114,7 @@ def write_auto_conf(data_dir: Path, set_values: Mapping[str, str], remove: Itera
     for name, value in set_values.items():
         values[name.lower()] = value
     text = _AUTO_CONF_HEADER + "".join(f"{name} = {_conf_quote(value)}\n" for name, value in values.items())
-    write_atomic(data_dir / "postgresql.auto.conf", text, owner_is_server=True)
+    write_atomic(data_dir / "postgresql.auto.conf", text, owner_of=data_dir)
 
 
 def write_platform_conf(
@@ -133,11 +133,11 @@ def write_platform_conf(
     text = "# Written by Howdah's local provider before every start: change settings through Howdah.\n" + "".join(
         f"{name} = {_conf_quote(value)}\n" for name, value in values.items()
     )
-    write_atomic(paths.data_dir / PLATFORM_CONF, text, owner_is_server=True)
+    write_atomic(paths.data_dir / PLATFORM_CONF, text, owner_of=paths.data_dir)
     main = paths.data_dir / "postgresql.conf"
     current = main.read_text()
     if _INCLUDE_LINE not in current:
-        write_atomic(main, current.rstrip("\n") + f"\n\n# Howdah\n{_INCLUDE_LINE}\n", owner_is_server=True)
+        write_atomic(main, current.rstrip("\n") + f"\n\n# Howdah\n{_INCLUDE_LINE}\n", owner_of=paths.data_dir)
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -173,7 +173,7 @@ class SettingsChecker:
         make_server_dir(folder)
         conf = folder / "postgresql.conf"
         if not conf.exists():
-            write_atomic(conf, "", owner_is_server=True)
+            write_atomic(conf, "", owner_of=folder)
         args = ["-D", str(folder)]
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]

@@ -30,12 +30,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from howdah.pg._binaries import server_os_user
+from howdah.pg._binaries import OsUser, server_os_user
 from howdah.providers.base import ProviderError
 
 RECORD_VERSION = 1
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SOCKET_PATH_MAX = 107  # sizeof(sun_path) - 1 on Linux
+
+
+def instance_os_user_name(home: Path, instance_id: str) -> str:
+    """The OS user name of instance ``instance_id`` under provider ``home``: short (useradd's 32 characters),
+    and different for the same id under two homes."""
+    digest = hashlib.sha256(f"{home.resolve()}\0{instance_id}".encode()).hexdigest()[:12]
+    return f"howdah-{digest}"
 
 
 def check_instance_id(instance_id: str) -> None:
@@ -68,6 +75,11 @@ class InstancePaths:
     @property
     def superuser_password(self) -> Path:
         return self.root / "superuser.password"
+
+    @property
+    def next_superuser_password(self) -> Path:
+        """A new superuser password while it replaces the current one (after a restore)."""
+        return self.root / "superuser.password.next"
 
     @property
     def app_password(self) -> Path:
@@ -115,6 +127,11 @@ class InstanceRecord:
     origin: str = ""
     # Read replicas: name ("replica-1" …) → port.
     replicas: dict[str, int] = field(default_factory=dict)
+    # The instance's own OS user its servers run as (when Howdah runs as root); "" for instances made before
+    # each had one, which run as the shared server user.
+    os_user: str = ""
+    # False after a restore until the source's superuser password has been replaced by one of its own.
+    own_superuser_password: bool = True
     version: int = RECORD_VERSION
 
     @classmethod
@@ -133,15 +150,18 @@ class InstanceRecord:
             configured=bool(data.get("configured", False)),
             origin=str(data.get("origin", "")),
             replicas={str(k): int(v) for k, v in dict(data.get("replicas", {})).items()},
+            os_user=str(data.get("os_user", "")),
+            own_superuser_password=bool(data.get("own_superuser_password", True)),
             version=int(data.get("version", RECORD_VERSION)),
         )
 
     def save(self, path: Path) -> None:
-        write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", mode=0o644)
+        write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
 
-def write_atomic(path: Path, text: str, *, mode: int = 0o600, owner_is_server: bool = False) -> None:
-    """Replace ``path`` with ``text`` all at once (write a sibling, fsync, rename)."""
+def write_atomic(path: Path, text: str, *, mode: int = 0o600, owner_of: Path | None = None) -> None:
+    """Replace ``path`` with ``text`` all at once (write a sibling, fsync, rename), private to its owner: the
+    current user, or (``owner_of``) the owner of that folder, e.g. a data directory's server user."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -149,8 +169,10 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o600, owner_is_server: b
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        if owner_is_server:
-            server_os_user().chown(tmp)
+        if owner_of is not None:
+            st = owner_of.stat()
+            if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                os.chown(tmp, st.st_uid, st.st_gid)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -261,10 +283,21 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------------- folders
-def make_server_dir(path: Path) -> None:
-    """A folder (0700) owned by the server OS user; refuses one that someone else owns."""
+def make_instance_dir(path: Path, user: OsUser) -> None:
+    """An instance's (or replica's) folder: Howdah's, and passable by the instance's OS ``user`` alone (its
+    group), so that no other instance's user, nor anyone else, lists or reads what is inside."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    if user.is_current:
+        path.chmod(0o700)
+        return
+    os.chown(path, os.geteuid(), user.gid)
+    path.chmod(0o750)
+
+
+def make_server_dir(path: Path, user: OsUser | None = None) -> None:
+    """A folder (0700) owned by ``user`` (default: the server OS user); refuses one that someone else owns."""
     path.mkdir(mode=0o700, parents=False, exist_ok=True)
-    user = server_os_user()
+    user = user or server_os_user()
     user.chown(path)
     st = path.stat()
     if st.st_uid != user.uid:

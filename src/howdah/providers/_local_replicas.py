@@ -15,9 +15,9 @@ from pathlib import Path
 
 from psycopg import sql
 
-from howdah.pg._binaries import run_tool
+from howdah.pg._binaries import OsUser, run_tool
 from howdah.providers import _local_sql as q
-from howdah.providers._local_files import InstancePaths, make_server_dir, write_atomic
+from howdah.providers._local_files import InstancePaths, make_instance_dir, make_server_dir, write_atomic
 from howdah.providers.base import ProviderError, TransientProviderError
 
 REPLICATION_ROLE = "replicator"
@@ -58,24 +58,27 @@ def prepare_primary(conn: q.Connection, password: str, replicas: Iterable[str]) 
         )
 
 
-def clone(home: Path, host: str, primary_port: int, replica: InstancePaths, name: str, password: str) -> None:
-    """pg_basebackup of the primary into the replica's data folder, marked as a standby. A clone interrupted
-    by a crash is redone (``.initdb`` marker)."""
-    replica.root.mkdir(mode=0o755, exist_ok=True)
+def clone(
+    home: Path, host: str, primary_port: int, replica: InstancePaths, name: str, password: str, user: OsUser
+) -> None:
+    """pg_basebackup (as the instance's OS ``user``) of the primary into the replica's data folder, marked as a
+    standby. A clone interrupted by a crash is redone (``.initdb`` marker)."""
+    make_instance_dir(replica.root, user)
     replica.initdb_marker.touch()
     shutil.rmtree(replica.data_dir, ignore_errors=True)
-    make_server_dir(replica.data_dir)
-    write_atomic(replica.root / "pgpass", f"{host}:*:*:{REPLICATION_ROLE}:{password}\n", owner_is_server=True)
+    make_server_dir(replica.data_dir, user)
+    write_atomic(replica.root / "pgpass", f"{host}:*:*:{REPLICATION_ROLE}:{password}\n", owner_of=replica.data_dir)
     conninfo = f"host={host} port={primary_port} user={REPLICATION_ROLE} passfile={passfile(replica)}"
     done = run_tool(
         home,
         "pg_basebackup",
         ["-d", conninfo, "-D", str(replica.data_dir), "-X", "stream", "-S", slot_name(name), "-c", "fast", "-w"],
         timeout=24 * 3600,
+        user=user,
     )
     if done.returncode != 0:
         raise ProviderError(f"cloning {name} with pg_basebackup failed: {(done.stderr or done.stdout).strip()}")
-    write_atomic(replica.data_dir / "standby.signal", "", owner_is_server=True)
+    write_atomic(replica.data_dir / "standby.signal", "", owner_of=replica.data_dir)
     replica.initdb_marker.unlink()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from howdah.pg._binaries import run_tool, server_os_user
+from howdah.pg._binaries import OsUser, run_tool, server_os_user
 from howdah.providers import _local_sql as q
 from howdah.providers._local_conf import write_platform_conf
 from howdah.providers._local_files import (
@@ -50,6 +50,7 @@ class Server:
     move_port: Callable[[], int]
     timeout: float = 60.0
     conf: Mapping[str, str] = field(default_factory=dict)
+    os_user: OsUser = field(default_factory=server_os_user)
 
     @property
     def pid(self) -> int | None:
@@ -63,7 +64,7 @@ class Server:
         if password is None:
             raise ProviderError(f"{self.label} has no superuser password file")
         try:
-            conn = q.connect(self.host, self.port, password, dbname, timeout=timeout)
+            conn = self._connect_finishing_rotation(password, dbname, timeout)
         except psycopg.OperationalError as exc:
             if self.pid is None:
                 raise ProviderError(f"{self.label} is not running") from exc
@@ -72,6 +73,20 @@ class Server:
             raise TransientProviderError(f"{self.label} does not accept connections yet: {str(exc).strip()}") from exc
         with conn:
             yield conn
+
+    def _connect_finishing_rotation(self, password: str, dbname: str, timeout: float) -> q.Connection:
+        """Connect with the current password; when a password change was cut short after the server took the
+        new one (``<file>.next``), connect with that one and make it current."""
+        try:
+            return q.connect(self.host, self.port, password, dbname, timeout=timeout)
+        except psycopg.OperationalError as exc:
+            upcoming_file = self.password_file.with_name(self.password_file.name + ".next")
+            upcoming = read_secret(upcoming_file)
+            if upcoming is None or "password authentication failed" not in str(exc):
+                raise
+            conn = q.connect(self.host, self.port, upcoming, dbname, timeout=timeout)
+            os.replace(upcoming_file, self.password_file)
+            return conn
 
     def write_conf(self) -> None:
         write_platform_conf(self.paths, self.host, self.port, self.cluster_name, self.conf)
@@ -87,9 +102,10 @@ class Server:
                     f"port {old} on {self.host} is taken by another process; moved to {self.port}"
                 )
             self.write_conf()
-            make_server_dir(self.paths.socket_dir)
-            self.paths.log_file.touch()
-            server_os_user().chown(self.paths.log_file)
+            make_server_dir(self.paths.socket_dir, self.os_user)
+            self.paths.log_file.touch(mode=0o600)
+            self.paths.log_file.chmod(0o600)  # tenants' statements and errors: the instance's user's alone
+            self.os_user.chown(self.paths.log_file)
             offset = log_size(self.paths.log_file)
             wait = max(1, int(deadline - time.monotonic()))
             done = run_tool(
@@ -97,6 +113,7 @@ class Server:
                 "pg_ctl",
                 ["-D", str(self.paths.data_dir), "-l", str(self.paths.log_file), "-w", "-t", str(wait), "start"],
                 timeout=wait + 15,
+                user=self.os_user,
             )
             if done.returncode == 0:
                 break
@@ -126,7 +143,7 @@ class Server:
         timeout = int(self.timeout)
         done = run_tool(
             self.home, "pg_ctl", ["-D", str(self.paths.data_dir), "-m", mode, "-w", "-t", str(timeout), "stop"],
-            timeout=timeout + 15,
+            timeout=timeout + 15, user=self.os_user,
         )  # fmt: skip
         deadline = time.monotonic() + self.timeout
         while self.pid is not None or port_open(self.host, self.port):

@@ -156,6 +156,13 @@ def scram_matches(verifier: str | None, password: str) -> bool:
     return hmac.compare_digest(expected, verifier)
 
 
+def set_password(conn: Connection, role: str, password: str) -> None:
+    """Give ``role`` this password (as a SCRAM verifier made here: the password never reaches the server)."""
+    conn.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(scram_verifier(password)))
+    )
+
+
 def ensure_app_role_and_database(conn: Connection, password: str) -> None:
     """Role ``app`` (LOGIN, this password) owning database ``app``; changes only what differs."""
     role = sql.Identifier(APP_ROLE)
@@ -165,7 +172,8 @@ def ensure_app_role_and_database(conn: Connection, password: str) -> None:
     if row is None:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(scram_verifier(password))))
     elif not row[0] or not scram_matches(row[1], password):
-        conn.execute(sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(scram_verifier(password))))
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(role))
+        set_password(conn, APP_ROLE, password)
     owner = _one(
         conn,
         "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = %s",

@@ -22,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from howdah.errors import HowdahError
+from howdah.pg._binaries import remove_os_user
 from howdah.providers import _local_backup as _backup
 from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
@@ -33,10 +35,12 @@ from howdah.providers._local_conf import (
     same_value,
 )
 from howdah.providers._local_files import (
+    InstancePaths,
     InstanceRecord,
     check_instance_id,
     ensure_secret,
     file_lock,
+    instance_os_user_name,
     pick_port,
     postmaster_pid,
     recorded_ports,
@@ -101,7 +105,7 @@ class LocalProvider(LocalBase):
             self._prepare_home()
             record = self._load_or_allocate(paths, instance_id, name)
             if not paths.initialised:
-                self._initdb(paths)
+                self._initdb(paths, record)
             if postmaster_pid(paths.data_dir) is not None:
                 return
             self._checker.validate(wanted)
@@ -127,9 +131,21 @@ class LocalProvider(LocalBase):
             with self._server(paths, record).connect() as conn:
                 try:
                     q.ensure_app_role_and_database(conn, password)
+                    if not record.own_superuser_password:  # restored: the source's password, replaced once
+                        self._rotate_superuser_password(paths, conn)
+                        record.own_superuser_password = True
+                        record.save(paths.record)
                 except psycopg.Error as exc:
                     raise ProviderError(q.pg_message(exc)) from exc
         return ConnectionInfo(self.host, record.port, q.APP_ROLE, password, q.APP_DATABASE)
+
+    @staticmethod
+    def _rotate_superuser_password(paths: InstancePaths, conn: q.Connection) -> None:
+        """A new superuser password: kept as ``.next`` first, set in the server, then made current. A crash in
+        between leaves both files, and :meth:`Server.connect` finishes the change with whichever works."""
+        upcoming = ensure_secret(paths.next_superuser_password)
+        q.set_password(conn, q.SUPERUSER, upcoming)
+        os.replace(paths.next_superuser_password, paths.superuser_password)
 
     def apply_settings(self, instance_id: str, settings: dict[str, str]) -> bool:
         """ALTER SYSTEM every wanted setting, RESET those Howdah set before and no longer wants, reload, and
@@ -229,6 +245,10 @@ class LocalProvider(LocalBase):
                 shutil.rmtree(paths.socket_dir, ignore_errors=True)
             for leftover in self._instances.glob(f".deleting-{instance_id}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
+            try:  # its processes are gone: its OS user goes too (its name is derived, so a crash never loses it)
+                remove_os_user(instance_os_user_name(self.home, instance_id), self.start_timeout)
+            except HowdahError as exc:
+                raise TransientProviderError(str(exc)) from exc
 
     def status(self, instance_id: str) -> InstanceStatus:
         try:
@@ -319,9 +339,10 @@ class LocalProvider(LocalBase):
             record = self._load_or_allocate(paths, new_instance_id, name or str(meta["name"]), origin)
             if not paths.initialised:
                 paths.initdb_marker.touch()
-                _backup.copy_cluster(Path(backup.location), paths, meta)
+                _backup.copy_cluster(Path(backup.location), paths, meta, self._os_user(record))
                 paths.initdb_marker.unlink()
             record.settings = {str(k): str(v) for k, v in dict(meta.get("settings", {})).items()}
+            record.own_superuser_password = False
             record.configured = True
             self._server(paths, record).write_conf()
             record.save(paths.record)
@@ -359,6 +380,8 @@ class LocalProvider(LocalBase):
                         record.replicas[name] = pick_port(self.host, self.port_range, recorded_ports(self._instances))
                         record.save(paths.record)
                 if not paths.replica(name).initialised:
-                    _replicas.clone(self.home, self.host, record.port, paths.replica(name), name, password)
+                    _replicas.clone(
+                        self.home, self.host, record.port, paths.replica(name), name, password, self._os_user(record)
+                    )
                 self._start_replica(paths, record, name)
         return self.status(instance_id).replicas

@@ -67,11 +67,12 @@ async def test_malformed_and_poison_events_are_archived_and_reported(conductor: 
         # an event that has already been read too often (as if handling it crashed the conductor each time)
         instance_id = str(uuid.uuid4())
         event = {"event_id": str(uuid.uuid4()), "instance_id": instance_id, "kind": "Create", "generation": 1}
-        cur = await conn.execute("SELECT pgmq.send(%s, %s::jsonb)", (queue, json.dumps(event)))
-        poison = (await cur.fetchone())[0]  # type: ignore[index]
-        await conn.execute(
-            f"UPDATE pgmq.q_{queue} SET read_ct = %s WHERE msg_id = %s", (POISON_READS, poison)
-        )  # the next read makes it POISON_READS + 1
+        async with conn.transaction():  # one commit: the conductor never sees it with a low read count
+            cur = await conn.execute("SELECT pgmq.send(%s, %s::jsonb)", (queue, json.dumps(event)))
+            poison = (await cur.fetchone())[0]  # type: ignore[index]
+            await conn.execute(
+                f"UPDATE pgmq.q_{queue} SET read_ct = %s WHERE msg_id = %s", (POISON_READS, poison)
+            )  # the next read makes it POISON_READS + 1
         await async_wait_until(lambda: _archived(conn, poison), what="the poison event to be archived")
         reported = await async_wait_until(lambda: _state_events(conn, instance_id), what="the Error report")
         assert reported[0]["event"] == "Error" and "read" in reported[0]["error"]

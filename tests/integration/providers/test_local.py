@@ -311,7 +311,30 @@ def test_backup_and_restore_into_a_new_instance(provider: LocalProvider, home: P
     assert restored.accepting_connections and restored.port != info.port
     assert restored.settings == {"work_mem": "6MB"}
     copy = provider.ensure_app_database("copy")
-    assert copy.port == restored.port and copy.password == info.password  # the source's roles come along
+    assert copy.port == restored.port
+    # the copy has passwords of its own: the source's no longer open it
+    assert copy.password != info.password
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        app_connect(copy, password=info.password)
+    source_superuser = (home / "instances" / "src" / "superuser.password").read_text().strip()
+    copy_superuser = (home / "instances" / "copy" / "superuser.password").read_text().strip()
+    assert copy_superuser != source_superuser
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        app_connect(copy, user="postgres", password=source_superuser)
+    with app_connect(copy, user="postgres", password=copy_superuser) as conn:
+        conn.execute("SELECT 1")
+    assert provider.ensure_app_database("copy") == copy  # rotated once, then stable
+    # a password change cut short after the server took the new one: the next connection finishes it
+    upcoming = home / "instances" / "copy" / "superuser.password.next"
+    upcoming.write_text("cut-short-password\n")
+    with app_connect(copy, user="postgres", password=copy_superuser) as conn:
+        conn.execute("ALTER ROLE postgres PASSWORD 'cut-short-password'")
+    assert provider.status("copy").accepting_connections
+    assert (home / "instances" / "copy" / "superuser.password").read_text().strip() == "cut-short-password"
+    assert not upcoming.exists()
+    # backups are Howdah's alone: no other user lists or reads them
+    for path in [home / "backups", home / "backups" / "src", Path(backup.location)]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     with app_connect(copy) as conn:
         assert conn.execute("SELECT count(*), max(n) FROM kept").fetchone() == (1000, 1000)
         conn.execute("INSERT INTO kept VALUES (-1)")

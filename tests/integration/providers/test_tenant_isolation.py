@@ -4,7 +4,9 @@ must never run the tenant's objects (CVE-2018-1058 class), and the tenant never 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +177,73 @@ def test_platform_sessions_pin_their_search_path(provider: LocalProvider) -> Non
     for dbname in ("postgres", "app"):
         with provider._server(paths, record).connect(dbname) as conn:
             assert conn.execute("SHOW search_path").fetchone() == ("pg_catalog,pg_temp",)
+
+
+# ------------------------------------------------------------------------------------------ OS isolation
+def superuser_connect(provider: LocalProvider, instance_id: str) -> psycopg.Connection[tuple[Any, ...]]:
+    info = provider.ensure_app_database(instance_id)
+    password = (provider.home / "instances" / instance_id / "superuser.password").read_text().strip()
+    return connect(info, user="postgres", password=password)
+
+
+def process_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-instance OS users need root (see the README's security section)")
+def test_each_instance_runs_as_its_own_os_user_and_cannot_read_the_others(
+    provider: LocalProvider, pg_cluster: Any
+) -> None:
+    up(provider, "tenant-a")
+    up(provider, "tenant-b")
+    provider.ensure_replicas("tenant-b", 2)
+    uids = {}
+    for instance_id in ("tenant-a", "tenant-b"):
+        with superuser_connect(provider, instance_id) as conn:
+            row = conn.execute("SELECT pg_catalog.pg_backend_pid()").fetchone()
+            assert row is not None
+            uids[instance_id] = process_uid(int(row[0]))
+    shared = pwd.getpwnam("howdah").pw_uid
+    assert len({*uids.values(), 0, shared}) == 4, uids  # two users of their own: neither root nor the shared one
+    names = {instance_id: pwd.getpwuid(uid).pw_name for instance_id, uid in uids.items()}
+    replica_pid = int((provider.home / "instances/tenant-b/replica-1/pgdata/postmaster.pid").read_text().split()[0])
+    assert process_uid(replica_pid) == uids["tenant-b"]
+
+    # a superuser of tenant-a (COPY … PROGRAM, pg_read_file) reaches nothing of tenant-b's, nor the control plane's
+    victim = provider.home / "instances" / "tenant-b"
+    control_plane = pg_cluster.server.data_dir if pg_cluster.server else None
+    targets = [victim / "pgdata" / "PG_VERSION", victim / "server.log", victim / "superuser.password"]
+    targets += [victim / "replica-1" / "pgdata" / "PG_VERSION"]
+    if control_plane is not None:
+        targets.append(Path(control_plane) / "PG_VERSION")
+    with superuser_connect(provider, "tenant-a") as conn:
+        conn.execute("CREATE TEMP TABLE loot (line text)")
+        for target in targets:
+            with pytest.raises(psycopg.Error, match=r"Permission denied|could not open file"), conn.transaction():
+                conn.execute("SELECT pg_catalog.pg_read_file(%s)", (str(target),))
+            with conn.transaction():
+                conn.execute(f"COPY loot FROM PROGRAM 'cat {target} 2>/dev/null || true'")
+        assert conn.execute("SELECT count(*) FROM loot").fetchone() == (0,)
+        with conn.transaction():
+            conn.execute(f"COPY loot FROM PROGRAM 'ls {provider.home / 'instances'} 2>/dev/null || true'")
+        assert conn.execute("SELECT count(*) FROM loot").fetchone() == (0,)  # instances/ cannot be listed
+
+    # and no file Howdah writes is readable (or its folder passable) by other users
+    for path in [provider.home / "instances", *victim.rglob("*")]:
+        if path.is_symlink() or not path.exists():
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path == provider.home / "instances":
+            assert mode & 0o007 == 0o001, oct(mode)  # passable, not listable
+        else:
+            assert mode & 0o007 == 0, f"{path} is {oct(mode)}"
+    assert stat.S_IMODE((victim / "server.log").stat().st_mode) == 0o600
+
+    # deleting an instance removes its OS user
+    provider.delete("tenant-a")
+    with pytest.raises(KeyError):
+        pwd.getpwnam(names["tenant-a"])
+    pwd.getpwnam(names["tenant-b"])
