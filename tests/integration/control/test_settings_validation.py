@@ -260,3 +260,21 @@ async def test_values_postgres_accepts_are_accepted(api: Api, configs: dict[str,
     status, body = await create(api, configs)
     assert status == 202, body
     assert body["desired_spec"]["postgres_configs"] == configs
+
+
+async def test_an_instance_accepted_before_the_check_can_still_be_fixed_or_deleted(api: Api) -> None:
+    """Values are checked when a spec changes; a row stored before (say work_mem=lots) stays manageable."""
+    fixable = await create_up(api, postgres_configs={"work_mem": "64MB"})
+    doomed = await create_up(api, postgres_configs={"work_mem": "64MB"})
+    async with api.pool.connection() as conn:
+        for instance in (fixable, doomed):
+            await conn.execute(
+                "UPDATE control.instances SET desired_spec = jsonb_set(desired_spec, '{postgres_configs,work_mem}', "
+                "'\"lots\"'), actual_spec = jsonb_set(actual_spec, '{postgres_configs,work_mem}', '\"lots\"') "
+                "WHERE id = %s",
+                (instance["id"],),
+            )
+    fixed = await api.call("PATCH", f"{BASE}/{fixable['id']}", json={"postgres_configs": {"work_mem": "32MB"}})
+    assert fixed.status_code == 202, fixed.text
+    deleted = await api.call("DELETE", f"{BASE}/{doomed['id']}")
+    assert deleted.status_code == 202, deleted.text
