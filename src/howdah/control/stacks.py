@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from howdah.control.config_engines import GB, MB, ConfigEngine, Resources
-from howdah.control.settings_check import SettingInfo, SettingProblem, check_settings
+from howdah.control.settings_check import SettingInfo, SettingProblem, check_settings, parse_integer
 from howdah.control.spec import InstanceSpec, Stack
 from howdah.errors import HowdahError
 
@@ -411,7 +411,7 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         if level not in ("replica", "logical", "archive", "hot_standby"):
             raise ForbiddenSetting(name, f"{value!r} is not a wal_level; use replica or logical")
     elif name in ("max_wal_senders", "max_replication_slots"):
-        number = parse_int(value)
+        number = parse_integer(value)
         if number is None or number < replicas:
             raise ForbiddenSetting(name, f"{value!r} must be an integer of at least {replicas} (the replica count)")
     elif name == "hot_standby":
@@ -421,10 +421,10 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         if not enabled and replicas > 1:
             raise ForbiddenSetting(name, f"replicas must accept read connections ({replicas} replicas)")
     elif name == "shared_buffers":
-        size = parse_size_kb(value, default_unit_kb=8)
-        if size is None:
+        pages = parse_integer(value, "8kB")  # read as Postgres reads it: 8kB pages, or a size with a unit
+        if pages is None or pages < 0:
             raise ForbiddenSetting(name, f"{value!r} is not a size like '256MB'")
-        if size * 1024 >= spec.memory_bytes:
+        if pages * 8192 >= spec.memory_bytes:
             raise ForbiddenSetting(name, f"{value} does not fit in the instance's memory ({spec.memory})")
     elif name.endswith("_libraries"):
         for library in split_libraries(name, value):
@@ -441,7 +441,7 @@ def _check_connections(settings: Mapping[str, str], configs: Mapping[str, str]) 
         ("reserved_connections", 0),
     ):
         text = settings.get(name)
-        number = default if text is None else parse_int(text)
+        number = default if text is None else parse_integer(text)
         if number is None or number < 0:
             raise ForbiddenSetting(name, f"{text!r} is not a non-negative integer")
         values[name] = number
