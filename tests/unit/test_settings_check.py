@@ -156,6 +156,8 @@ def test_parse_settings_metadata() -> None:
     assert parsed["wal_level"].enum_values == ("minimal", "replica")
     assert parsed["datestyle"].vartype == "string"
     assert not parse_settings_metadata(SAMPLE)["work_mem"].units_known
+    odd = parse_settings_metadata(SAMPLE, {"work_mem": "16kB"})["work_mem"]  # a base unit this module cannot convert
+    assert (odd.unit, odd.units_known) == (None, False)
 
 
 @pytest.mark.parametrize(

@@ -126,15 +126,16 @@ def parse_settings_metadata(
                 low, high = _bound(fields[5]), _bound(fields[6])
             except ValueError:
                 raise ValueError(f"line {number} of --describe-config has no numeric range: {line[:80]!r}") from None
+        unit = None if units is None else units.get(name)
         settings[name] = SettingInfo(
             name=name,
             context=fields[1].strip(),
             vartype=vartype,
-            unit=None if units is None else units.get(name),
+            unit=unit if unit in _BASE_UNITS else None,
             min=low,
             max=high,
             enum_values=None if enum_values is None or vartype != "enum" else enum_values.get(name),
-            units_known=units is not None,
+            units_known=units is not None and (unit is None or unit in _BASE_UNITS),  # a new base unit: unknown
         )
     return settings
 
