@@ -17,6 +17,9 @@ Storage, replicas, extensions that need no preloading, ip_allow_list and the con
 restart, nor do settings of the other contexts (``sighup``, ``superuser``, ``user``, ``backend``,
 ``superuser-backend``; ``internal`` ones cannot be set at all and are not described, so they are unknown).
 
+The same output, with the units and enum values the binary does not print, describes each setting's type,
+unit and range for :mod:`howdah.control.settings_check` (:func:`setting_metadata`).
+
 Settings are compared as the strings they are, stripped (``64MB`` and ``65536kB`` differ): at worst this
 predicts a restart the data plane then finds unnecessary, never the reverse.
 """
@@ -30,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from types import MappingProxyType
 
+from howdah.control._setting_facts import ENUM_VALUES, UNITS
+from howdah.control.settings_check import SettingInfo, parse_settings_metadata
 from howdah.control.spec import InstanceSpec
 from howdah.errors import ConfigurationError
 from howdah.pg._binaries import install_root
@@ -46,6 +51,7 @@ __all__ = [
     "restart_reason",
     "restart_reasons",
     "setting_contexts",
+    "setting_metadata",
     "unknown_settings",
 ]
 
@@ -160,6 +166,19 @@ def _run(args: list[str]) -> str:
     return done.stdout
 
 
+def _describe_config(pg_version: int) -> str:
+    """What ``postgres --describe-config`` prints for Postgres ``pg_version`` (the embedded binary's, which
+    must be that major version), or :class:`ConfigurationError`."""
+    postgres = _postgres_binary()
+    found = re.search(r"\(PostgreSQL\) (\d+)", _run([postgres, "--version"]))  # "postgres (PostgreSQL) 18.1"
+    major = found[1] if found else ""
+    if major != str(pg_version):
+        raise ConfigurationError(
+            f"no Postgres {pg_version} binary to read setting contexts from (the embedded one is {major or '?'})"
+        )
+    return _run([postgres, "--describe-config"])
+
+
 @cache
 def setting_contexts(pg_version: int) -> Mapping[str, str]:
     """Setting name → context for Postgres ``pg_version``, read from its binary once and cached.
@@ -168,18 +187,26 @@ def setting_contexts(pg_version: int) -> Mapping[str, str]:
     plus :data:`EXTENSION_SETTING_CONTEXTS`. Raises :class:`ConfigurationError` when no binary of that major
     version is available or its output cannot be read.
     """
-    postgres = _postgres_binary()
-    found = re.search(r"\(PostgreSQL\) (\d+)", _run([postgres, "--version"]))  # "postgres (PostgreSQL) 18.1"
-    major = found[1] if found else ""
-    if major != str(pg_version):
-        raise ConfigurationError(
-            f"no Postgres {pg_version} binary to read setting contexts from (the embedded one is {major or '?'})"
-        )
     try:
-        described = parse_describe_config(_run([postgres, "--describe-config"]))
+        described = parse_describe_config(_describe_config(pg_version))
     except ValueError as exc:
         raise ConfigurationError(f"postgres --describe-config printed something unexpected: {exc}") from exc
     return MappingProxyType({**EXTENSION_SETTING_CONTEXTS, **described})
+
+
+@cache
+def setting_metadata(pg_version: int) -> Mapping[str, SettingInfo]:
+    """Setting name → :class:`~howdah.control.settings_check.SettingInfo` (type, unit, range, enum values) for
+    Postgres ``pg_version``: ``--describe-config`` of its binary, read once and cached, with the units and enum
+    values the binary does not print from :mod:`howdah.control._setting_facts`. Libraries' settings are not
+    described. Raises :class:`ConfigurationError` like :func:`setting_contexts`."""
+    try:
+        described = parse_settings_metadata(
+            _describe_config(pg_version), UNITS.get(pg_version), ENUM_VALUES.get(pg_version)
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"postgres --describe-config printed something unexpected: {exc}") from exc
+    return MappingProxyType(described)
 
 
 def unknown_settings(names: Iterable[str], contexts: Mapping[str, str]) -> list[str]:

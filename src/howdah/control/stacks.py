@@ -4,7 +4,8 @@ Pure functions, no I/O. :func:`render_settings` turns an :class:`~howdah.control
 ``postgresql.conf`` values a data plane applies: the stack's computed settings, overridden by the user's
 ``postgres_configs``, with ``shared_preload_libraries`` the union of the stack's libraries, those enabled
 extensions need and the user's. Settings that would break the platform raise :class:`ForbiddenSetting`
-naming the setting; the API answers them with a 422.
+naming the setting, values Postgres itself would refuse (given its setting metadata) raise
+:class:`InvalidSettingValue`; the API answers both with a 422.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from howdah.control.config_engines import GB, MB, ConfigEngine, Resources
+from howdah.control.settings_check import SettingInfo, SettingProblem, check_settings, parse_integer
 from howdah.control.spec import InstanceSpec, Stack
 from howdah.errors import HowdahError
 
@@ -63,6 +65,15 @@ class ForbiddenSetting(StackError, ValueError):
         super().__init__(f"setting {setting!r} is not allowed: {reason}")
         self.setting = setting
         self.reason = reason
+
+
+class InvalidSettingValue(StackError, ValueError):
+    """A value Postgres would refuse for its setting (wrong type, unit or enum value, out of range)."""
+
+    def __init__(self, problem: SettingProblem, origin: str = "") -> None:
+        super().__init__(f"{problem}{origin}")
+        self.setting = problem.name
+        self.problem = problem
 
 
 class UnknownExtension(StackError, ValueError):
@@ -275,6 +286,7 @@ def render_settings(
     *,
     available_libraries: Iterable[str] | None = None,
     extension_libraries: Mapping[str, tuple[str, ...]] = EXTENSION_LIBRARIES,
+    setting_metadata: Mapping[str, SettingInfo] | None = None,
 ) -> dict[str, str]:
     """The settings to apply to ``spec``'s instance, sorted by name.
 
@@ -283,14 +295,24 @@ def render_settings(
     then the user's, without duplicates.
     Raises :class:`ForbiddenSetting`, :class:`UnknownExtension` or :class:`ExtensionConflict`. With
     ``available_libraries`` (library names installed on the data plane), user-listed libraries must be in it.
+    With ``setting_metadata`` (:func:`howdah.control.restart.setting_metadata` of the instance's Postgres), every
+    value, the user's and the stack's, must be one Postgres accepts (:class:`InvalidSettingValue`).
     """
     stack = get_stack(spec.stack)
     extensions = extensions_to_enable(spec, stack, available_extensions)
     configs = spec.postgres_configs
     libraries = None if available_libraries is None else {_library_stem(name) for name in available_libraries}
     for name, value in configs.items():
+        if setting_metadata is not None and forbidden_reason(name) is None:
+            for problem in check_settings(setting_metadata, {name: value}):
+                raise InvalidSettingValue(problem)
         check_setting(name, value, spec, libraries)
-    settings = {**stack.settings(Resources.of(spec)), **configs}
+    computed = stack.settings(Resources.of(spec))
+    if setting_metadata is not None:
+        for problem in check_settings(setting_metadata, {k: v for k, v in computed.items() if k not in configs}):
+            origin = f" (the {stack.name.value} stack computes it from cpu {spec.cpu}, memory {spec.memory})"
+            raise InvalidSettingValue(problem, origin)
+    settings = {**computed, **configs}
     _check_connections(settings, configs)
     # A stack library that only serves an extension the user disabled is left out with it.
     disabled = {e.name for e in spec.extensions if not e.enabled}
@@ -389,7 +411,7 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         if level not in ("replica", "logical", "archive", "hot_standby"):
             raise ForbiddenSetting(name, f"{value!r} is not a wal_level; use replica or logical")
     elif name in ("max_wal_senders", "max_replication_slots"):
-        number = parse_int(value)
+        number = parse_integer(value)
         if number is None or number < replicas:
             raise ForbiddenSetting(name, f"{value!r} must be an integer of at least {replicas} (the replica count)")
     elif name == "hot_standby":
@@ -399,10 +421,10 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         if not enabled and replicas > 1:
             raise ForbiddenSetting(name, f"replicas must accept read connections ({replicas} replicas)")
     elif name == "shared_buffers":
-        size = parse_size_kb(value, default_unit_kb=8)
-        if size is None:
+        pages = parse_integer(value, "8kB")  # read as Postgres reads it: 8kB pages, or a size with a unit
+        if pages is None or pages < 0:
             raise ForbiddenSetting(name, f"{value!r} is not a size like '256MB'")
-        if size * 1024 >= spec.memory_bytes:
+        if pages * 8192 >= spec.memory_bytes:
             raise ForbiddenSetting(name, f"{value} does not fit in the instance's memory ({spec.memory})")
     elif name.endswith("_libraries"):
         for library in split_libraries(name, value):
@@ -419,7 +441,7 @@ def _check_connections(settings: Mapping[str, str], configs: Mapping[str, str]) 
         ("reserved_connections", 0),
     ):
         text = settings.get(name)
-        number = default if text is None else parse_int(text)
+        number = default if text is None else parse_integer(text)
         if number is None or number < 0:
             raise ForbiddenSetting(name, f"{text!r} is not a non-negative integer")
         values[name] = number
@@ -496,6 +518,7 @@ __all__ = [
     "STACKS",
     "ExtensionConflict",
     "ForbiddenSetting",
+    "InvalidSettingValue",
     "StackDefinition",
     "StackError",
     "UnknownExtension",
