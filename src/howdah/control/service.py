@@ -272,12 +272,16 @@ class ControlPlane:
                     raise Invalid(validation_message(exc)) from exc
                 except ValueError as exc:
                     raise Invalid(str(exc)) from exc
-            settings, extensions = _render(spec)
+            settings, extensions = _render(spec, check_values=bool(changes))
             needs_restart = False
             if kind == "Update" and row["actual_spec"]:
                 actual = InstanceSpec.model_validate(row["actual_spec"])
                 needs_restart = restart.restart_expected(
-                    spec, actual, settings, _render(actual)[0], restart.setting_contexts(spec.pg_version)
+                    spec,
+                    actual,
+                    settings,
+                    _render(actual, check_values=False)[0],
+                    restart.setting_contexts(spec.pg_version),
                 )
             try:
                 new_state = fsm.next_state(state, fsm.Event(kind), restart_needed=needs_restart)
@@ -358,14 +362,18 @@ async def restore_backup(
     return await control.create_instance(org_id, spec, backup["data_plane"], restore_from=source)
 
 
-def _render(spec: InstanceSpec) -> tuple[dict[str, str], list[str]]:
+def _render(spec: InstanceSpec, *, check_values: bool = True) -> tuple[dict[str, str], list[str]]:
     """The settings and extensions a spec asks for, or a 422 naming the offending setting or extension."""
     unknown = restart.unknown_settings(list(spec.postgres_configs), restart.setting_contexts(spec.pg_version))
     if unknown:
         raise Invalid(f"unknown Postgres setting(s): {', '.join(unknown)}")
     available = _available_extensions()
     try:
-        return stacks.render_settings(spec, available), stacks.extensions_to_enable(spec, None, available)
+        # Values are checked as Postgres would read them; a spec stored before a check existed can still be
+        # stopped, deleted or fixed (only a change re-checks it).
+        metadata = restart.setting_metadata(spec.pg_version) if check_values else None
+        settings = stacks.render_settings(spec, available, setting_metadata=metadata)
+        return settings, stacks.extensions_to_enable(spec, None, available)
     except (stacks.StackError, ValueError) as exc:
         raise Invalid(str(exc)) from exc
 
