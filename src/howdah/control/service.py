@@ -295,6 +295,8 @@ class ControlPlane:
                 )
             except psycopg.errors.UniqueViolation as exc:
                 raise Conflict(f"an instance named {spec.name!r} already exists in org {org_id!r}") from exc
+            except psycopg.errors.ForeignKeyViolation as exc:  # only a platform admin reaches an unknown org
+                raise NotFound(f"org {org_id!r} not found") from exc
             row = await cur.fetchone()
             assert row is not None
             return await self._send(conn, row, queue, "Create", spec, settings, extensions, restore_from=restore_from)

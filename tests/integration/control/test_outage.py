@@ -86,3 +86,21 @@ async def test_a_stopped_database_is_503_with_retry_after_then_recovers(
 async def test_no_data_plane_to_place_an_instance_on_is_503(client: httpx.AsyncClient) -> None:
     """Nothing the caller can fix: the platform has no data plane (yet); retrying later may succeed."""
     assert_unavailable(await client.post(LIST, json={"name": "shop"}))
+
+
+async def test_an_unexpected_failure_is_a_json_500_without_a_stack_trace(own_server: EmbeddedPostgres) -> None:
+    own_server.start()
+    app = create_app(own_server.url(), pool_size=2)
+    async with app.router.lifespan_context(app):
+        token, _ = await app.state.control.create_token("acme", "viewer")
+
+        async def broken(*args: object) -> None:
+            raise RuntimeError("secret internals /srv/howdah/x.py line 12")
+
+        app.state.control.list_instances = broken
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://howdah.test") as http:
+            response = await http.get(LIST, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal"
+    assert "secret internals" not in response.text and "Traceback" not in response.text

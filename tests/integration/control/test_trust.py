@@ -193,3 +193,8 @@ async def test_token_changes_are_audited_and_the_org_admin_reads_them(api: Api) 
             "WHERE a.token_id = t.id AND a.action = 'created')"
         )
         assert await cur.fetchone() == (0,)
+
+
+async def test_the_platform_admin_meets_404_for_an_org_that_does_not_exist(api: Api) -> None:
+    response = await api.call("POST", f"/api/v1/orgs/{unique('ghost')}/instances", who="platform", json={"name": "x"})
+    assert response.status_code == 404 and "not found" in response.json()["error"]["message"]
