@@ -50,11 +50,13 @@ def cli(db_url: str, tmp_path: Path) -> Iterator[Cli]:
     )  # fmt: skip
     wait_until(lambda: _healthy(port), what="the API to answer")
     run = Cli(env)
-    run("token", "create", "--org", "acme", "--role", "admin", "--save", "--api-url", f"http://127.0.0.1:{port}")
-    httpx.post(
+    platform = run("token", "create", "--org", "default", "--role", "platform").stdout.strip()
+    added = httpx.post(
         f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
-        headers={"Authorization": f"Bearer {_saved_token(tmp_path)}"},
-    ).raise_for_status()  # fmt: skip
+        headers={"Authorization": f"Bearer {platform}"},
+    )  # fmt: skip
+    assert added.status_code in (201, 409), added.text  # 409: an earlier test of this module added it
+    run("token", "create", "--org", "acme", "--role", "admin", "--save", "--api-url", f"http://127.0.0.1:{port}")
     yield run
     server.send_signal(signal.SIGTERM)
     out, _ = server.communicate(timeout=30)
@@ -66,11 +68,6 @@ def _healthy(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _saved_token(tmp_path: Path) -> str:
-    text = (tmp_path / "config" / "howdah" / "config.toml").read_text()
-    return next(json.loads(line.split("=", 1)[1]) for line in text.splitlines() if line.startswith("token"))
 
 
 class FakeDataPlane:
@@ -144,3 +141,110 @@ def test_cli_errors_are_one_clear_line(cli: Cli) -> None:
     assert forbidden.returncode == 1 and "port" in forbidden.stderr
     broken = cli("instance", "create", "x2", "--config", "oops", check=False)
     assert broken.returncode != 0 and "name=value" in broken.stderr
+
+
+FAKE_PSQL = """#!{python}
+import json, os, stat, sys
+passfile = os.environ.get("PGPASSFILE", "")
+with open({out!r}, "w") as out:
+    json.dump({{"argv": sys.argv, "PGPASSWORD": os.environ.get("PGPASSWORD"), "path": passfile,
+               "passfile": open(passfile).read() if passfile else None,
+               "mode": stat.S_IMODE(os.stat(passfile).st_mode) if passfile else None}}, out)
+"""
+
+
+def test_connect_keeps_the_password_out_of_psqls_argv(cli: Cli, db_url: str, tmp_path: Path) -> None:
+    """`ps` shows every process's argv to every user: the password goes through a private passfile."""
+    plane = FakeDataPlane(db_url)
+    plane.thread.start()
+    try:
+        cli("instance", "create", "vault", "--wait")
+    finally:
+        plane.stop.set()
+        plane.thread.join(timeout=10)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "psql-saw.json"
+    psql = bin_dir / "psql"
+    psql.write_text(FAKE_PSQL.format(python=sys.executable, out=str(seen)))
+    psql.chmod(0o755)
+    cli.env = {**cli.env, "PATH": f"{bin_dir}{os.pathsep}{cli.env['PATH']}"}
+    cli("instance", "connect", "vault")
+    saw = json.loads(seen.read_text())
+    assert not any("pw" in arg for arg in saw["argv"][1:]), saw["argv"]
+    assert saw["PGPASSWORD"] is None
+    assert saw["passfile"] == "*:*:*:*:pw\n" and saw["mode"] == 0o600
+    assert not Path(saw["path"]).exists()  # removed once psql exits
+
+
+def test_wait_retries_while_the_instance_is_busy(cli: Cli, db_url: str) -> None:
+    """A 409 with Retry-After (the data plane is still working) makes `--wait` wait and retry, not exit."""
+    cli("instance", "create", "busy")  # no data plane answers yet: the instance stays Submitted, busy
+    update = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "instance", "update", "busy", "--config", "work_mem=8MB", "--wait"],
+        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def read() -> None:
+        assert update.stderr is not None
+        lines.extend(update.stderr)
+
+    threading.Thread(target=read, daemon=True).start()
+    plane = FakeDataPlane(db_url)
+    try:
+        wait_until(lambda: "retrying" in "".join(lines) or update.poll() is not None, what="the CLI to meet a 409")
+        assert update.poll() is None, "".join(lines)
+        plane.thread.start()  # the data plane finishes the create; the retried update goes through
+        out, _ = update.communicate(timeout=60)
+        assert update.returncode == 0, out + "".join(lines)
+        assert "update accepted" in out
+    finally:
+        update.kill()
+        plane.stop.set()
+        if plane.thread.is_alive():
+            plane.thread.join(timeout=10)
+    assert plane.seen.count("Update") == 1
+
+
+def _run_up(env: dict[str, str]) -> str:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "up", "--no-conductor", "--api-port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert ready.wait(timeout=60), "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        proc.kill()
+    return "".join(lines)
+
+
+def test_up_prints_its_platform_token_once(db_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200", "HOWDAH_DATABASE_URL": db_url,
+           "HOWDAH_HOME": str(tmp_path / "home")}  # fmt: skip
+    first = _run_up(env)
+    config = tmp_path / "config" / "howdah" / "config.toml"
+    saved = {k.strip(): json.loads(v) for k, v in (line.split("=", 1) for line in config.read_text().splitlines())}
+    assert saved["token"] in first and str(config) in first.replace("\n", "")
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    second = _run_up(env)
+    assert saved["token"] not in second
+    assert str(config) in second.replace("\n", "")
+    with psycopg.connect(db_url) as conn:
+        role = conn.execute(
+            "SELECT role FROM control.tokens WHERE prefix = %s AND revoked_at IS NULL", (saved["token"][:12],)
+        ).fetchone()
+    assert role == ("platform",)

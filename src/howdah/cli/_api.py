@@ -15,10 +15,12 @@ import platformdirs
 from rich.live import Live
 from rich.spinner import Spinner
 
-from howdah.cli._common import console, fail
+from howdah.cli._common import console, err_console, fail
 
 ENV_URL, ENV_TOKEN, ENV_ORG = "HOWDAH_API_URL", "HOWDAH_TOKEN", "HOWDAH_ORG"
 SETTLED = {"Up", "Stopped", "Deleted", "Error"}
+WAIT_SECONDS = 600.0  # how long --wait waits, for a busy instance and then for the data plane
+RETRIED = {409, 503}  # with Retry-After: busy (work in flight) or unavailable (database, data plane)
 
 
 def config_path() -> Path:
@@ -41,8 +43,10 @@ def write_config(values: dict[str, str]) -> Path:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = {**read_config(), **values}
-    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in sorted(merged.items())))
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(f"{key} = {json.dumps(value)}\n" for key, value in sorted(merged.items())))
     return path
 
 
@@ -71,28 +75,41 @@ class ApiSettings:
 class Api:
     """Synchronous calls to the control-plane API; any 4xx/5xx becomes one clear CLI error."""
 
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         self.http = httpx.Client(
-            base_url=settings.url, headers={"Authorization": f"Bearer {settings.token}"}, timeout=30.0
-        )
+            base_url=settings.url, headers={"Authorization": f"Bearer {settings.token}"}, timeout=30.0,
+            transport=transport,
+        )  # fmt: skip
 
     @property
     def instances(self) -> str:
         return f"/api/v1/orgs/{self.settings.org}/instances"
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise fail(f"cannot reach the API at {self.settings.url}: {exc}") from None
-        if response.status_code >= 400:
+    def call(self, method: str, path: str, *, retry_for: float | None = None, **kwargs: Any) -> Any:
+        """One request; with ``retry_for`` (seconds, as ``--wait`` does) a 409 or 503 that carries Retry-After
+        (the instance is busy, the database or data plane is unavailable) is retried after that delay, until
+        ``retry_for`` seconds have passed."""
+        deadline = time.monotonic() + (retry_for or 0.0)
+        while True:
             try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:500]
-            raise fail(f"{response.status_code}: {message}")
-        return response.json() if response.content else None
+                response = self.http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise fail(f"cannot reach the API at {self.settings.url}: {exc}") from None
+            if response.status_code < 400:
+                return response.json() if response.content else None
+            message = _message(response)
+            delay = _retry_after(response)
+            if delay is None or response.status_code not in RETRIED:
+                raise fail(f"{response.status_code}: {message}")
+            if retry_for is None:
+                raise fail(f"{response.status_code}: {message} (retry in {delay:g}s, or pass --wait)")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise fail(f"{response.status_code}: {message} (still so after waiting {retry_for:g}s)")
+            pause = min(max(delay, 0.1), left)
+            err_console.print(f"{response.status_code}: {message}; retrying in {pause:.1f}s", highlight=False)
+            time.sleep(pause)
 
     def find(self, name_or_id: str) -> dict[str, Any]:
         """An instance by id, or by name among the org's instances that are not deleted."""
@@ -111,13 +128,14 @@ class Api:
             offset = page["next_offset"]
         return None
 
-    def wait(self, instance_id: str, timeout: float = 600.0) -> dict[str, Any]:
+    def wait(self, instance_id: str, timeout: float = WAIT_SECONDS) -> dict[str, Any]:
         """Poll until the data plane has finished the instance's work; a Rich spinner shows the state."""
         deadline = time.monotonic() + timeout
         spinner = Spinner("dots", text="waiting…")
         with Live(spinner, console=console, transient=True):
             while True:
-                item = self.call("GET", f"{self.instances}/{instance_id}")
+                left = max(deadline - time.monotonic(), 0.0)
+                item = self.call("GET", f"{self.instances}/{instance_id}", retry_for=left)
                 spinner.update(text=f"{item['name']}: {item['state']}")
                 if not item["has_active_work"] and item["state"] in SETTLED:
                     break
@@ -127,3 +145,18 @@ class Api:
         if item["state"] == "Error":
             raise fail(f"{item['name']} is in Error: {item.get('last_error') or 'no detail'}")
         return item  # type: ignore[no-any-return]
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (the API sends a number), or None when absent or not a number."""
+    try:
+        return max(float(response.headers["Retry-After"]), 0.0)
+    except (KeyError, ValueError):
+        return None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -16,7 +18,7 @@ import typer
 from psycopg_pool import AsyncConnectionPool
 from rich.table import Table
 
-from howdah.cli._api import Api, ApiSettings, write_config
+from howdah.cli._api import WAIT_SECONDS, Api, ApiSettings, write_config
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, resolve_url
 from howdah.control.service import ControlPlane
 
@@ -32,6 +34,11 @@ Extensions = Annotated[
 
 def _api() -> Api:
     return Api(ApiSettings.load())
+
+
+def _patience(wait: bool) -> float | None:
+    """How long a request waits out 409/503 + Retry-After: ``--wait``'s bound, or not at all."""
+    return WAIT_SECONDS if wait else None
 
 
 def _configs(pairs: list[str] | None) -> dict[str, str]:
@@ -94,7 +101,7 @@ def create(
     }  # fmt: skip
     if data_plane:
         body["data_plane"] = data_plane
-    item = api.call("POST", api.instances, json=body)
+    item = api.call("POST", api.instances, json=body, retry_for=_patience(wait))
     console.print(f"instance {name} accepted ({item['state']})")
     _show(api.wait(item["id"]) if wait else item)
 
@@ -167,7 +174,7 @@ def update(
         changes["extensions"] = list(current.values())
     if not changes:
         raise fail("nothing to change: pass --cpu, --memory, --storage, --replicas, --config or --extension")
-    updated = api.call("PATCH", f"{api.instances}/{item['id']}", json=changes)
+    updated = api.call("PATCH", f"{api.instances}/{item['id']}", json=changes, retry_for=_patience(wait))
     console.print(f"update accepted: {updated['state']}")
     if wait:
         _show(api.wait(item["id"]))
@@ -177,9 +184,9 @@ def _lifecycle(action: str, name: str, wait: bool) -> None:
     api = _api()
     item = api.find(name)
     if action == "delete":
-        done = api.call("DELETE", f"{api.instances}/{item['id']}")
+        done = api.call("DELETE", f"{api.instances}/{item['id']}", retry_for=_patience(wait))
     else:
-        done = api.call("POST", f"{api.instances}/{item['id']}/{action}")
+        done = api.call("POST", f"{api.instances}/{item['id']}/{action}", retry_for=_patience(wait))
     console.print(f"{action} accepted: {done['state']}")
     if wait:
         console.print(f"{name} is {api.wait(item['id'])['state']}")
@@ -219,7 +226,7 @@ def backup(name: str, wait: Wait = False) -> None:
     """Take a base backup of a running instance (prints the backup id)."""
     api = _api()
     item = api.find(name)
-    taken = api.call("POST", f"{api.instances}/{item['id']}/backups")
+    taken = api.call("POST", f"{api.instances}/{item['id']}/backups", retry_for=_patience(wait))
     if wait:
         deadline = time.monotonic() + 600
         while taken["status"] == "pending":
@@ -252,7 +259,8 @@ def backups(name: str) -> None:
 def restore(backup_id: str, name: str, wait: Wait = False) -> None:
     """Create instance NAME from a completed backup."""
     api = _api()
-    item = api.call("POST", f"/api/v1/orgs/{api.settings.org}/restore", json={"backup_id": backup_id, "name": name})
+    body = {"backup_id": backup_id, "name": name}
+    item = api.call("POST", f"/api/v1/orgs/{api.settings.org}/restore", json=body, retry_for=_patience(wait))
     console.print(f"restore into {name} accepted ({item['state']})")
     if wait:
         _show(api.wait(item["id"]))
@@ -266,15 +274,33 @@ def connect(name: str, print_uri: bool = typer.Option(False, "--print", help="Pr
     c = item.get("connection")
     if not c or not c.get("password"):
         raise fail(f"{name} has no connection details for this token yet (state {item['state']})")
-    uri = (
-        f"postgresql://{quote(c['user'], safe='')}:{quote(c['password'], safe='')}@{c['host']}:{c['port']}/"
-        f"{quote(c.get('dbname') or 'postgres', safe='')}"
-    )
     psql = shutil.which("psql")
     if print_uri or psql is None:
-        typer.echo(uri)
+        typer.echo(_uri(c, with_password=True))
         return
-    raise typer.Exit(subprocess.call([psql, uri]))
+    with tempfile.TemporaryDirectory(prefix="howdah-pgpass-") as folder:  # private (0700), removed afterwards
+        argv, env = psql_invocation(psql, c, Path(folder) / "pgpass")
+        inherited = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}  # it would win over the passfile
+        code = subprocess.call(argv, env={**inherited, **env})
+    raise typer.Exit(code)
+
+
+def _uri(c: dict[str, Any], *, with_password: bool) -> str:
+    secret = f":{quote(c['password'], safe='')}" if with_password else ""
+    return (
+        f"postgresql://{quote(c['user'], safe='')}{secret}@{c['host']}:{c['port']}/"
+        f"{quote(c.get('dbname') or 'postgres', safe='')}"
+    )
+
+
+def psql_invocation(psql: str, connection: dict[str, Any], passfile: Path) -> tuple[list[str], dict[str, str]]:
+    """psql's argv and extra environment: the password goes into ``passfile`` (written here, mode 0600), never
+    onto the command line, which every user of the machine can read (``ps``)."""
+    secret = connection["password"].replace("\\", "\\\\").replace(":", "\\:")
+    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"*:*:*:*:{secret}\n")  # this file serves this one psql only
+    return [psql, _uri(connection, with_password=False)], {"PGPASSFILE": str(passfile)}
 
 
 # ------------------------------------------------------------------------------------------------- apply
@@ -334,7 +360,7 @@ def apply(
     for name, spec in manifest.items():
         current = api.find_or_none(name)
         if current is None:
-            item = api.call("POST", api.instances, json={"name": name, **spec})
+            item = api.call("POST", api.instances, json={"name": name, **spec}, retry_for=_patience(wait))
             console.print(f"[green]+ create[/] {name}: {json.dumps(spec)}")
             touched.append(item["id"])
             continue
@@ -348,7 +374,8 @@ def apply(
         for key, (have, want) in changes.items():
             table.add_row(key, json.dumps(have), json.dumps(want))
         console.print(table)
-        api.call("PATCH", f"{api.instances}/{current['id']}", json={k: v for k, (_, v) in changes.items()})
+        patch = {k: v for k, (_, v) in changes.items()}
+        api.call("PATCH", f"{api.instances}/{current['id']}", json=patch, retry_for=_patience(wait))
         touched.append(current["id"])
     if wait:
         for instance_id in touched:
@@ -361,13 +388,16 @@ def apply(
 @friendly
 def token_create(
     org: str = typer.Option(..., help="The org (created if missing)."),
-    role: str = typer.Option("member", help="admin, member or viewer."),
+    role: str = typer.Option(
+        "member", help="admin, member or viewer; platform (data planes, every org) or metrics (/metrics only)."
+    ),
     name: str = typer.Option("", help="A label for the token."),
     save: bool = typer.Option(False, help="Also save it (with --api-url) as the CLI's default credentials."),
     api_url: str | None = typer.Option(None, help="The API URL to save with --save."),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """Create an API token; it is printed once and only its hash is stored."""
+    """Create an API token (needs database access; recorded in the org's audit trail as made "via database");
+    it is printed once and only its hash is stored."""
 
     async def main() -> str:
         async with AsyncConnectionPool(

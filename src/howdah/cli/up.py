@@ -68,9 +68,11 @@ def up(
         apps = [load_app(spec, url) for spec in app_specs]
         port = api_port if api_port and not _port_taken(api_port) else free_port()
         api_url = f"http://127.0.0.1:{port}"
-        token, org = _admin_credentials(url, api_url)
+        token, org, created = _admin_credentials(url, api_url)
         _banner(server, applied, versions, maintenance_interval, app_specs, concurrency, api_url, conductor)
-        console.print(f"admin token for org [bold]{org}[/]: {token}  (saved in {config_path()})")
+        if created:  # shown once; afterwards only where it is kept
+            console.print(f"platform admin token (org [bold]{org}[/]), shown once: {token}", highlight=False)
+        console.print(f"platform admin token saved in {config_path()} (mode 0600)", highlight=False)
         asyncio.run(_serve(url, apps, concurrency, maintenance_interval, port, conductor))
         console.print("stopping…")
     finally:
@@ -85,26 +87,27 @@ def _port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str]:
-    """The saved admin token when it is valid for this database, else a new one (org "default"), saved."""
+def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str, bool]:
+    """(token, org, created now): the saved platform-admin token when it is valid for this database, else a new
+    one (org "default"), saved in the config file (mode 0600)."""
     saved = read_config()
 
-    async def check_or_create() -> tuple[str, str]:
+    async def check_or_create() -> tuple[str, str, bool]:
         async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False) as pool:
             control = ControlPlane(pool)
             if saved.get("token"):
                 try:
                     who = await control.authenticate(saved["token"])
-                    if who.role == "admin":
-                        return saved["token"], who.org_id
+                    if who.platform:
+                        return saved["token"], who.org_id, False
                 except ControlError:
                     pass
-            token, row = await control.create_token(DEFAULT_ORG, "admin", "howdah up")
-            return token, row["org_id"]
+            token, row = await control.create_token(DEFAULT_ORG, "platform", "howdah up")
+            return token, row["org_id"], True
 
-    token, org = asyncio.run(check_or_create())
+    token, org, created = asyncio.run(check_or_create())
     write_config({"api_url": api_url, "token": token, "org": org})
-    return token, org
+    return token, org, created
 
 
 async def _serve(
@@ -143,7 +146,9 @@ async def _serve(
 
 async def _live_status(url: str, stop: asyncio.Event, every: float = 2.0) -> None:
     """A Rich live panel of what the platform is doing: instances by state, workflows by status, queues."""
-    async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False) as pool:
+    async with AsyncConnectionPool(
+        url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False, check=AsyncConnectionPool.check_connection
+    ) as pool:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
             while not stop.is_set():
                 with contextlib.suppress(psycopg.Error):  # best effort: the services log their own errors

@@ -2,35 +2,48 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import stacks
-from howdah.control.errors import Conflict, ControlError, Invalid, NotFound
+from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
 from howdah.control.service import (
+    DEFAULT_MAX_TOKENS_PER_ORG,
     ControlPlane,
     Principal,
     instance_view,
     list_backups,
+    may_issue,
+    may_scrape_metrics,
     request_backup,
     require,
+    require_platform,
     restore_backup,
 )
 from howdah.control.spec import ConnectionPooler, Extension, InstanceSpec, Stack
-from howdah.errors import HowdahError
+from howdah.errors import ConfigurationError, HowdahError
 
 MAX_BODY_BYTES = 64 * 1024
+ENV_MAX_TOKENS = "HOWDAH_MAX_TOKENS_PER_ORG"  # active tokens per org (default 100)
+ENV_METRICS_OPEN_LOOPBACK = "HOWDAH_METRICS_OPEN_LOOPBACK"  # "1": /metrics without a token from 127.0.0.1/::1
+POOL_TIMEOUT_SECONDS = 10.0  # a request waits this long for a database connection, then gets a 503
+
+log = logging.getLogger("howdah.control.api")
 
 
 class ErrorBody(BaseModel):
@@ -90,7 +103,9 @@ class InstancePage(BaseModel):
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["admin", "member", "viewer"]
+    role: Literal["admin", "member", "viewer", "platform", "metrics"] = Field(
+        description="platform and metrics tokens are issued by a platform admin only"
+    )
     name: str = Field(default="", max_length=100)
 
 
@@ -137,10 +152,43 @@ class DataPlaneCreate(BaseModel):
     description: str = Field(default="", max_length=500)
 
 
+class DataPlanePatch(BaseModel):
+    """Fields to change; ``draining``: no new instances are placed there (its instances stay)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=500)
+    draining: StrictBool | None = None
+
+
 class DataPlane(BaseModel):
     name: str
     queue_name: str
     description: str
+    draining: bool
+    created_at: datetime | None
+    last_seen_at: datetime | None
+
+
+class DataPlaneName(BaseModel):
+    """A data plane the org may place instances on (its details are the platform admin's)."""
+
+    name: str
+
+
+class AuditEntry(BaseModel):
+    """One token change: which token, what happened, and who did it (``via`` "database": direct database
+    access such as ``howdah up`` or ``howdah token create``, no token)."""
+
+    id: int
+    token_id: str
+    action: str
+    role: str
+    name: str
+    via: str
+    actor_token_id: str | None
+    actor_role: str | None
+    at: datetime
 
 
 async def principal(request: Request) -> Principal:
@@ -164,12 +212,47 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in sorted({401, 413, 422, 500, 503, *(s for s, _ in HTTP_STATUS.values())})
 }
 
 
-def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
-    """The API bound to the control-plane database at ``dsn`` (schemas installed beforehand)."""
+def _env_settings(max_tokens_per_org: int | None, metrics_open_loopback: bool | None) -> tuple[int, bool]:
+    if max_tokens_per_org is None:
+        raw = os.environ.get(ENV_MAX_TOKENS, "").strip()
+        try:
+            max_tokens_per_org = int(raw) if raw else DEFAULT_MAX_TOKENS_PER_ORG
+        except ValueError:
+            raise ConfigurationError(f"{ENV_MAX_TOKENS} must be a whole number, not {raw!r}") from None
+    if max_tokens_per_org < 1:
+        raise ConfigurationError(f"{ENV_MAX_TOKENS} must be at least 1, not {max_tokens_per_org}")
+    if metrics_open_loopback is None:
+        metrics_open_loopback = os.environ.get(ENV_METRICS_OPEN_LOOPBACK, "").strip().lower() in ("1", "true", "yes")
+    return max_tokens_per_org, metrics_open_loopback
+
+
+def _from_loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(
+    dsn: str,
+    *,
+    pool_size: int = 10,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+    max_tokens_per_org: int | None = None,
+    metrics_open_loopback: bool | None = None,
+) -> FastAPI:
+    """The API bound to the control-plane database at ``dsn`` (schemas installed beforehand).
+
+    ``max_tokens_per_org`` (default ``$HOWDAH_MAX_TOKENS_PER_ORG`` or 100) caps each org's active tokens;
+    ``metrics_open_loopback`` (default ``$HOWDAH_METRICS_OPEN_LOOPBACK``) lets clients on 127.0.0.1/::1 scrape
+    ``/metrics`` without a token. Pooled connections are checked before each use, so a Postgres restart costs
+    no request; a database that cannot be reached within ``pool_timeout`` seconds answers 503.
+    """
+    max_tokens, metrics_open = _env_settings(max_tokens_per_org, metrics_open_loopback)
     registry = CollectorRegistry()
     requests = Counter("howdah_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("howdah_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
@@ -178,10 +261,13 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(dsn, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False)
+        pool = AsyncConnectionPool(
+            dsn, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False, timeout=pool_timeout,
+            check=AsyncConnectionPool.check_connection,
+        )  # fmt: skip
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
-        app.state.control = ControlPlane(pool)
+        app.state.control = ControlPlane(pool, max_tokens_per_org=max_tokens)
         try:
             yield
         finally:
@@ -190,14 +276,24 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
     app = FastAPI(title="Howdah control plane", version="1", lifespan=lifespan, responses=ERRORS)
 
     # ---------------------------------------------------------------------------------------- errors
-    @app.exception_handler(ControlError)
-    async def control_error(request: Request, exc: ControlError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Conflict) and exc.retry_after else None
-        return _error(exc.status_code, exc.code, str(exc), headers)
+    def mapped(exc: Exception) -> JSONResponse:
+        status, code, retry_after = http_error(exc)
+        if status >= 500:
+            log.log(logging.WARNING if status == 503 else logging.ERROR, "%s: %s", code, exc, exc_info=status != 503)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return _error(status, code, message_of(exc, status), headers)
 
     @app.exception_handler(HowdahError)
     async def howdah_error(request: Request, exc: HowdahError) -> JSONResponse:
-        return _error(400, "bad_request", str(exc))
+        return mapped(exc)
+
+    @app.exception_handler(psycopg.Error)
+    async def database_error(request: Request, exc: psycopg.Error) -> JSONResponse:
+        return mapped(exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return mapped(exc)  # JSON like every other error, never a stack trace
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -208,18 +304,12 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
         return _error(422, "invalid", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def starlette_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "http_error", str(exc.detail))
 
     @app.exception_handler(psycopg.DataError)
     async def unstorable(request: Request, exc: psycopg.DataError) -> JSONResponse:
         return _error(422, "invalid", "a value contains characters Postgres cannot store (for example NUL)")
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        return _error(
-            503, "unavailable", "the control-plane database is unreachable; retry shortly", {"Retry-After": "5"}
-        )
 
     @app.middleware("http")
     async def guard_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -244,11 +334,23 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
             async with request.app.state.pool.connection() as conn:
                 await conn.execute("SELECT 1 FROM control.instances LIMIT 1")
         except psycopg.Error as exc:
-            return _error(503, "not_ready", f"database not ready: {str(exc).strip()[:200]}")
+            return _error(
+                503, "not_ready", f"database not ready: {str(exc).strip()[:200]}",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )  # fmt: skip
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics", tags=["health"], response_model=None,
+        responses={200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}},
+    )  # fmt: skip
     async def metrics(request: Request) -> Response:
+        """Prometheus metrics: every org's queues and counts, so a metrics or platform token is needed (or a
+        client on loopback, when the API is configured so)."""
+        if not (metrics_open and _from_loopback(request)):
+            who = await principal(request)
+            if not may_scrape_metrics(who):
+                raise Forbidden(f"/metrics needs a metrics or platform token; the token has {who.role}")
         async with request.app.state.pool.connection() as conn:
             cur = await conn.execute("SELECT state, count(*) FROM control.instances GROUP BY state")
             by_state.clear()
@@ -273,21 +375,40 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
             raise NotFound(str(exc)) from exc
 
     # ---------------------------------------------------------------------------------- data planes
+    # Shared by every org: only the platform admin sees their details and changes them.
     @app.get("/api/v1/data-planes", tags=["data planes"])
     async def list_planes(who: Auth, ctl: Ctl) -> list[DataPlane]:
-        require(who, who.org_id, "admin")
+        require_platform(who)
         return [DataPlane(**row) for row in await ctl.list_data_planes()]
 
     @app.post("/api/v1/data-planes", tags=["data planes"], status_code=201)
     async def add_plane(body: DataPlaneCreate, who: Auth, ctl: Ctl) -> DataPlane:
-        require(who, who.org_id, "admin")
-        return DataPlane(**await ctl.register_data_plane(body.name, body.description))
+        require_platform(who)
+        return DataPlane(**await ctl.create_data_plane(body.name, body.description))
+
+    @app.patch("/api/v1/data-planes/{name}", tags=["data planes"])
+    async def change_plane(name: str, body: DataPlanePatch, who: Auth, ctl: Ctl) -> DataPlane:
+        require_platform(who)
+        if body.description is None and body.draining is None:
+            raise Invalid("nothing to change: send description or draining")
+        return DataPlane(**await ctl.update_data_plane(name, body.description, body.draining))
+
+    @app.delete("/api/v1/data-planes/{name}", tags=["data planes"], status_code=204)
+    async def remove_plane(name: str, who: Auth, ctl: Ctl) -> Response:
+        require_platform(who)
+        await ctl.delete_data_plane(name)
+        return Response(status_code=204)
+
+    @app.get("/api/v1/orgs/{org_id}/data-planes", tags=["data planes"])
+    async def org_planes(org_id: str, who: Auth, ctl: Ctl) -> list[DataPlaneName]:
+        require(who, org_id, "viewer")
+        return [DataPlaneName(name=name) for name in await ctl.usable_data_plane_names()]
 
     # ---------------------------------------------------------------------------------------- tokens
     @app.post("/api/v1/orgs/{org_id}/tokens", tags=["tokens"], status_code=201)
     async def new_token(org_id: str, body: TokenCreate, who: Auth, ctl: Ctl) -> TokenCreated:
-        require(who, org_id, "admin")
-        token, row = await ctl.create_token(org_id, body.role, body.name)
+        may_issue(who, org_id, body.role)
+        token, row = await ctl.create_token(org_id, body.role, body.name, actor=who)
         return TokenCreated(id=row["id"], org_id=org_id, role=row["role"], name=row["name"], token=token)
 
     @app.get("/api/v1/orgs/{org_id}/tokens", tags=["tokens"])
@@ -298,8 +419,14 @@ def create_app(dsn: str, *, pool_size: int = 10) -> FastAPI:
     @app.delete("/api/v1/orgs/{org_id}/tokens/{token_id}", tags=["tokens"], status_code=204)
     async def revoke(org_id: str, token_id: str, who: Auth, ctl: Ctl) -> Response:
         require(who, org_id, "admin")
-        await ctl.revoke_token(org_id, token_id)
+        await ctl.revoke_token(org_id, token_id, actor=who)
         return Response(status_code=204)
+
+    @app.get("/api/v1/orgs/{org_id}/audit", tags=["tokens"])
+    async def audit(org_id: str, who: Auth, ctl: Ctl) -> list[AuditEntry]:
+        """The org's token changes (created, revoked), oldest first: the latest 1,000."""
+        require(who, org_id, "admin")
+        return [AuditEntry(**row) for row in await ctl.token_audit(org_id)]
 
     # ------------------------------------------------------------------------------------- instances
     base = "/api/v1/orgs/{org_id}/instances"

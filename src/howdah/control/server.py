@@ -25,11 +25,18 @@ class _Server(uvicorn.Server):
 
 
 async def serve_control_plane(
-    dsn: str, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int = 8080, started: asyncio.Event | None = None
-) -> None:
-    """Serve the API on ``host:port`` and run the reconciler until ``stop`` is set; both stop gracefully."""
-    server = _Server(uvicorn.Config(create_app(dsn), host=host, port=port, log_level="warning", lifespan="on"))
-    async with AsyncConnectionPool(dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False) as pool:
+    dsn: str, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int = 8080, started: asyncio.Event | None = None,
+    metrics_open_loopback: bool | None = None,
+) -> None:  # fmt: skip
+    """Serve the API on ``host:port`` and run the reconciler until ``stop`` is set; both stop gracefully.
+
+    ``metrics_open_loopback``: see :func:`howdah.control.api.create_app` (None: from the environment)."""
+    app = create_app(dsn, metrics_open_loopback=metrics_open_loopback)
+    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    async with AsyncConnectionPool(
+        dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,
+        check=AsyncConnectionPool.check_connection,  # a Postgres restart leaves dead connections behind
+    ) as pool:  # fmt: skip
         reconciler = asyncio.create_task(Reconciler(pool, dsn).run(stop), name="howdah-reconciler")
         api = asyncio.create_task(server.serve(), name="howdah-api")
         if started is not None:

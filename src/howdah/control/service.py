@@ -17,15 +17,28 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from howdah.control import fsm, restart, stacks
-from howdah.control.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from howdah.control.errors import (
+    RETRY_AFTER_SECONDS,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 from howdah.control.events import STATE_QUEUE, CrudEvent, CrudKind, data_plane_queue
 from howdah.control.spec import InstanceSpec
 from howdah.pg._binaries import install_root
 from howdah.queue import AsyncQueue
 
-Role = Literal["admin", "member", "viewer"]
-ROLES: tuple[Role, ...] = ("viewer", "member", "admin")
-RETRY_AFTER_SECONDS = 5
+Role = Literal["platform", "metrics", "admin", "member", "viewer"]
+OrgRole = Literal["admin", "member", "viewer"]
+# Every role a token can hold. Org routes rank viewer < member < admin < platform (each includes the ones
+# before it); metrics ranks nowhere: it scrapes /metrics and does nothing else.
+ROLES: tuple[Role, ...] = ("viewer", "member", "admin", "platform", "metrics")
+_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2, "platform": 3}
+PLATFORM_ONLY: frozenset[str] = frozenset({"platform", "metrics"})  # roles only a platform admin issues
+DEFAULT_MAX_TOKENS_PER_ORG = 100
 TOKEN_PREFIX = "hwd_"
 
 
@@ -35,8 +48,12 @@ class Principal:
     role: Role
     token_id: str
 
-    def at_least(self, role: Role) -> bool:
-        return ROLES.index(self.role) >= ROLES.index(role)
+    def at_least(self, role: OrgRole) -> bool:
+        return self.role in _RANK and _RANK[self.role] >= _RANK[role]
+
+    @property
+    def platform(self) -> bool:
+        return self.role == "platform"
 
 
 def hash_token(token: str) -> str:
@@ -51,6 +68,11 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_INSERT_PLANE = (
+    "INSERT INTO control.data_planes (name, queue_name, description) VALUES (%s, %s, %s) ON CONFLICT (name) "
+)
+_PLANE_UPSERT = "DO UPDATE SET description = EXCLUDED.description "
+_PLANE_ROW = "RETURNING name, queue_name, description, draining, created_at, last_seen_at"
 _SELECT_INSTANCE = (
     "SELECT i.*, d.queue_name AS dp_queue FROM control.instances i JOIN control.data_planes d "
     "ON d.name = i.data_plane WHERE i.org_id = %s AND i.id::text = %s"
@@ -60,35 +82,40 @@ _SELECT_INSTANCE = (
 class ControlPlane:
     """Orgs, tokens, data planes and instances over one async pool (autocommit connections)."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, max_tokens_per_org: int = DEFAULT_MAX_TOKENS_PER_ORG) -> None:
         self.pool = pool
+        self.max_tokens_per_org = max_tokens_per_org
 
     # ---------------------------------------------------------------------------------- orgs & tokens
-    async def ensure_org(self, org_id: str, name: str | None = None) -> None:
-        async with self.pool.connection() as conn:
-            try:
-                await conn.execute(
-                    "INSERT INTO control.orgs (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                    (org_id, name or org_id),
-                )
-            except psycopg.errors.CheckViolation as exc:
-                raise Invalid(f"org id {org_id!r} must be lowercase letters, digits and '-' (≤ 63)") from exc
+    async def create_token(
+        self, org_id: str, role: str, name: str = "", *, actor: Principal | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new token for ``org_id`` (created if missing); the plaintext is returned once and never stored.
 
-    async def create_token(self, org_id: str, role: str, name: str = "") -> tuple[str, dict[str, Any]]:
-        """A new token for ``org_id`` (created if missing); the plaintext is returned once and never stored."""
+        ``actor`` is the API caller (authorised beforehand with :func:`may_issue`); None means direct database
+        access (``howdah up``, ``howdah token create``). The audit record is written in the same transaction; an
+        org at its cap of active tokens gets a 409.
+        """
         if role not in ROLES:
             raise Invalid(f"role must be one of {list(ROLES)}, not {role!r}")
         if len(name) > 100:
             raise Invalid("token name must be at most 100 characters")
-        await self.ensure_org(org_id)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "INSERT INTO control.tokens (org_id, name, role, token_sha256, prefix) VALUES (%s, %s, %s, %s, %s) "
-                "RETURNING id::text, org_id, name, role, prefix, created_at",
-                (org_id, name, role, hash_token(token), token[:12]),
-            )
+            try:
+                await cur.execute(
+                    "SELECT id::text, org_id, name, role, prefix, created_at "
+                    "FROM control.issue_token(%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (org_id, name, role, hash_token(token), token[:12], self.max_tokens_per_org,
+                     actor.token_id if actor else None, actor.role if actor else None),
+                )  # fmt: skip
+            except psycopg.errors.CheckViolation as exc:
+                raise Invalid(f"org id {org_id!r} must be lowercase letters, digits and '-' (≤ 63)") from exc
+            except psycopg.Error as exc:
+                if exc.sqlstate == "HW409":
+                    raise Conflict(exc.diag.message_primary or "too many active tokens") from exc
+                raise
             row = await cur.fetchone()
         assert row is not None
         return token, row
@@ -103,15 +130,33 @@ class ControlPlane:
             )
             return await cur.fetchall()
 
-    async def revoke_token(self, org_id: str, token_id: str) -> None:
-        async with self.pool.connection() as conn:
+    async def revoke_token(self, org_id: str, token_id: str, *, actor: Principal | None = None) -> None:
+        """Revoke a token of ``org_id`` (audited); platform and metrics tokens only by a platform admin."""
+        async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
-                "UPDATE control.tokens SET revoked_at = clock_timestamp() WHERE org_id = %s AND id::text = %s "
-                "AND revoked_at IS NULL",
+                "SELECT role FROM control.tokens WHERE org_id = %s AND id::text = %s AND revoked_at IS NULL FOR UPDATE",
                 (org_id, token_id),
             )
-            if cur.rowcount == 0:
+            found = await cur.fetchone()
+            if found is None:
                 raise NotFound(f"token {token_id!r} not found")
+            if actor is not None and found[0] in PLATFORM_ONLY and not actor.platform:
+                raise Forbidden(f"only a platform admin may revoke a {found[0]} token")
+            await conn.execute(
+                "SELECT FROM control.revoke_token(%s, %s, %s, %s)",
+                (org_id, token_id, actor.token_id if actor else None, actor.role if actor else None),
+            )
+
+    async def token_audit(self, org_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The org's token changes, oldest first (who did what, when, to which token and role)."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT id, token_id::text, action, role, name, via, actor_token_id::text, actor_role, at "
+                "FROM control.token_audit WHERE org_id = %s ORDER BY id DESC LIMIT %s",
+                (org_id, limit),
+            )
+            return list(reversed(await cur.fetchall()))
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
@@ -134,42 +179,101 @@ class ControlPlane:
         return Principal(row[0], row[1], row[2])
 
     # ------------------------------------------------------------------------------------ data planes
+    # Data planes are shared by every org: the API lets only a platform admin change them (see the routes).
     async def register_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
+        """Create or refresh a data plane (a conductor registering itself at start: idempotent)."""
+        return await self._write_data_plane(name, description, upsert=True)
+
+    async def create_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
+        """A new data plane and its CRUD-event queue; 409 when one of that name exists."""
+        return await self._write_data_plane(name, description, upsert=False)
+
+    async def _write_data_plane(self, name: str, description: str, *, upsert: bool) -> dict[str, Any]:
         queue = data_plane_queue(name)
+        query = _INSERT_PLANE + (_PLANE_UPSERT if upsert else "DO NOTHING ") + _PLANE_ROW
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             try:
-                await cur.execute(
-                    "INSERT INTO control.data_planes (name, queue_name, description) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description "
-                    "RETURNING name, queue_name, description, created_at, last_seen_at",
-                    (name, queue, description),
-                )
+                await cur.execute(query, (name, queue, description))
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
             row = await cur.fetchone()
+            if row is None:
+                raise Conflict(f"data plane {name!r} already exists (PATCH it to change it)")
             await AsyncQueue(conn).create(queue)
             await AsyncQueue(conn).create(STATE_QUEUE)
-        assert row is not None
         return row
+
+    async def update_data_plane(
+        self, name: str, description: str | None = None, draining: bool | None = None
+    ) -> dict[str, Any]:
+        """Change a data plane's description, or drain it (no new instances go there) and undrain it."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "UPDATE control.data_planes SET description = coalesce(%s, description), "
+                "draining = coalesce(%s, draining) WHERE name = %s "
+                "RETURNING name, queue_name, description, draining, created_at, last_seen_at",
+                (description, draining, name),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"data plane {name!r} not found")
+        return row
+
+    async def delete_data_plane(self, name: str) -> None:
+        """Remove a data plane no instance or backup refers to, with its queue; else 409 (drain it instead)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT queue_name, (SELECT count(*) FROM control.instances i WHERE i.data_plane = d.name), "
+                "(SELECT count(*) FROM control.instances i WHERE i.data_plane = d.name AND i.state <> 'Deleted'), "
+                "(SELECT count(*) FROM control.backups b WHERE b.data_plane = d.name) "
+                "FROM control.data_planes d WHERE name = %s FOR UPDATE",
+                (name,),
+            )
+            found = await cur.fetchone()
+            if found is None:
+                raise NotFound(f"data plane {name!r} not found")
+            queue, instances, live, backups = found
+            if instances or backups:
+                raise Conflict(
+                    f"data plane {name!r} still has {instances} instance(s) ({live} not deleted) and {backups} "
+                    "backup(s) recorded: drain it instead (PATCH draining=true), so no new instances go there"
+                )
+            await conn.execute("DELETE FROM control.data_planes WHERE name = %s", (name,))
+            await AsyncQueue(conn).drop(queue)
 
     async def list_data_planes(self) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                "SELECT name, queue_name, description, created_at, last_seen_at FROM control.data_planes ORDER BY name"
+                "SELECT name, queue_name, description, draining, created_at, last_seen_at FROM control.data_planes "
+                "ORDER BY name"
             )
             return await cur.fetchall()
 
+    async def usable_data_plane_names(self) -> list[str]:
+        """The data planes new instances may be placed on (every org may use every one that is not draining)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT name FROM control.data_planes WHERE NOT draining ORDER BY name")
+            return [name for (name,) in await cur.fetchall()]
+
     async def _pick_data_plane(self, conn: psycopg.AsyncConnection[Any], wanted: str | None) -> tuple[str, str]:
-        cur = await conn.execute("SELECT name, queue_name FROM control.data_planes ORDER BY name")
-        planes = {name: queue for name, queue in await cur.fetchall()}
+        cur = await conn.execute("SELECT name, queue_name, draining FROM control.data_planes ORDER BY name")
+        rows = await cur.fetchall()
+        planes = {name: queue for name, queue, draining in rows if not draining}
+        draining = {name for name, _, drained in rows if drained}
         if wanted is None:
             if len(planes) == 1:
                 return next(iter(planes.items()))
             if not planes:
-                raise Invalid("no data plane is registered yet (POST /api/v1/data-planes or run a conductor)")
+                raise Unavailable(
+                    "no data plane can take new instances yet (none is registered, or all are draining); "
+                    "retry once a conductor runs"
+                )
             raise Invalid(f"several data planes exist; choose one with data_plane (one of {sorted(planes)})")
+        if wanted in draining:
+            raise Conflict(f"data plane {wanted!r} is draining: it takes no new instances (one of {sorted(planes)})")
         if wanted not in planes:
             raise Invalid(f"data plane {wanted!r} does not exist (known: {sorted(planes)})")
         return wanted, planes[wanted]
@@ -191,6 +295,8 @@ class ControlPlane:
                 )
             except psycopg.errors.UniqueViolation as exc:
                 raise Conflict(f"an instance named {spec.name!r} already exists in org {org_id!r}") from exc
+            except psycopg.errors.ForeignKeyViolation as exc:  # only a platform admin reaches an unknown org
+                raise NotFound(f"org {org_id!r} not found") from exc
             row = await cur.fetchone()
             assert row is not None
             return await self._send(conn, row, queue, "Create", spec, settings, extensions, restore_from=restore_from)
@@ -411,9 +517,32 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def require(principal: Principal, org_id: str, role: Role) -> None:
-    """404 for another org's resources (never 403, which would leak their existence); 403 for a weak role."""
-    if principal.org_id != org_id:
+def require(principal: Principal, org_id: str, role: OrgRole) -> None:
+    """404 for another org's resources (never 403, which would leak their existence); 403 for a weak role.
+
+    A platform admin reaches every org (it may cross orgs; it answers for the whole platform)."""
+    if principal.org_id != org_id and not principal.platform:
         raise NotFound(f"org {org_id!r} not found")
     if not principal.at_least(role):
         raise Forbidden(f"this needs the {role} role; the token has {principal.role}")
+
+
+def require_platform(principal: Principal) -> None:
+    """Platform-wide resources (data planes, anything that crosses orgs) are the platform admin's alone."""
+    if not principal.platform:
+        raise Forbidden(
+            f"this needs the platform role (it changes or shows what every org shares); the token has {principal.role}"
+        )
+
+
+def may_issue(principal: Principal, org_id: str, role: str) -> None:
+    """An org admin issues admin, member and viewer tokens of its org; platform and metrics tokens, and tokens
+    of other orgs, only a platform admin."""
+    require(principal, org_id, "admin")
+    if role in PLATFORM_ONLY and not principal.platform:
+        raise Forbidden(f"only a platform admin may create {role} tokens")
+
+
+def may_scrape_metrics(principal: Principal) -> bool:
+    """/metrics names every org's queues and counts: metrics and platform tokens only."""
+    return principal.role in ("metrics", "platform")

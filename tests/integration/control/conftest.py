@@ -1,4 +1,5 @@
-"""An API client per test against the module's database, with tokens for two orgs and one data plane."""
+"""An API client per test against the module's database, with tokens for two orgs, the platform admin's (org
+``default``, like the one ``howdah up`` creates) and one data plane."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class Api:
     control: ControlPlane
     reconciler: Reconciler
     pool: AsyncConnectionPool
-    tokens: dict[str, str]  # "acme-admin", "acme-member", "acme-viewer", "other-admin"
+    tokens: dict[str, str]  # "acme-admin", "acme-member", "acme-viewer", "other-admin", "platform"
+    token_ids: dict[str, str]  # the same keys: each token's id
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
@@ -36,10 +38,13 @@ async def api(db_url: str) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         pool: AsyncConnectionPool = app.state.pool
         control: ControlPlane = app.state.control
-        tokens = {}
+        tokens, token_ids = {}, {}
         for org, role in (("acme", "admin"), ("acme", "member"), ("acme", "viewer"), ("other", "admin")):
-            tokens[f"{org}-{role}"], _ = await control.create_token(org, role)
+            tokens[f"{org}-{role}"], row = await control.create_token(org, role)
+            token_ids[f"{org}-{role}"] = row["id"]
+        tokens["platform"], row = await control.create_token("default", "platform", "like howdah up's")
+        token_ids["platform"] = row["id"]
         await control.register_data_plane("local", "this machine")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://howdah.test") as client:
-            yield Api(client, control, Reconciler(pool, db_url, ack_timeout=60), pool, tokens)
+            yield Api(client, control, Reconciler(pool, db_url, ack_timeout=60), pool, tokens, token_ids)

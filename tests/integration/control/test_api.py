@@ -234,13 +234,14 @@ async def test_health_and_metrics(api: Api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     assert (await api.client.get("/readyz")).status_code == 200
     await create_up(api)
-    metrics = await api.client.get("/metrics")
+    assert (await api.client.get("/metrics")).status_code == 401  # every org's queues: not for anyone
+    metrics = await api.call("GET", "/metrics", who="platform")
     assert metrics.status_code == 200
     assert 'howdah_instances{state="Up"}' in metrics.text
     assert "howdah_http_requests_total" in metrics.text
     stacks = await api.call("GET", "/api/v1/stacks")
     assert {s["name"] for s in stacks.json()} >= {"standard", "oltp", "olap", "vectordb", "messagequeue"}
     assert (await api.call("GET", "/api/v1/stacks/nope")).status_code == 404
-    planes = await api.call("GET", "/api/v1/data-planes", who="acme-admin")
+    planes = await api.call("GET", "/api/v1/data-planes", who="platform")
     assert [p["name"] for p in planes.json()] == ["local"]
-    assert (await api.call("GET", "/api/v1/data-planes", who="acme-member")).status_code == 403
+    assert (await api.call("GET", "/api/v1/data-planes", who="acme-admin")).status_code == 403

@@ -2,7 +2,8 @@
 
 The API runs in uvicorn on 127.0.0.1 (a free port, a thread of this process) against the module's database.
 Every request carries a token of org ``acme``: the member's in the coverage phase; in the fuzzing phase mostly the
-member's, sometimes the admin's or the viewer's, so that the admin-only routes reach their logic too. Path
+member's, sometimes the admin's, the viewer's or the platform admin's (org ``default``), so that the admin-only
+and platform-only routes reach their logic too. Path
 parameters are mostly real ones: ``org_id`` is ``acme``, ``other`` or what schemathesis generated; ``instance_id``
 one of the fixture's instances (each parked in a different state), ``other``'s instance or a generated string.
 Two thirds of the positive fuzzed bodies of the instance routes are drawn from plausible values (the OpenAPI
@@ -76,7 +77,7 @@ CONNECTION = {"host": "127.0.0.1", "port": 5432, "user": "app", "password": "pw"
 @dataclass
 class Live:
     base_url: str
-    tokens: dict[str, str]  # "member", "admin", "viewer" (of acme), "other-member"
+    tokens: dict[str, str]  # "member", "admin", "viewer" (of acme), "other-member", "platform" (of default)
     token_ids: list[str]
     instance_ids: list[str] = field(default_factory=list)
     other_instance: str = ""
@@ -98,6 +99,7 @@ class Live:
                 "FROM fixture_instances f WHERE f.id = i.id"
             )
             self.conn.execute("DELETE FROM control.data_planes WHERE name <> 'local'")
+            self.conn.execute("UPDATE control.data_planes SET description = 'this machine', draining = false")
             self.conn.execute("DELETE FROM control.tokens WHERE NOT (id::text = ANY(%s))", (self.token_ids,))
             self.conn.execute("UPDATE control.tokens SET revoked_at = NULL WHERE revoked_at IS NOT NULL")
 
@@ -140,9 +142,11 @@ async def _tokens(db_url: str) -> tuple[dict[str, str], list[str]]:
     try:
         control = ControlPlane(pool)
         tokens, ids = {}, []
-        for org, role in (("acme", "member"), ("acme", "admin"), ("acme", "viewer"), ("other", "member")):
+        for org, role in (
+            ("acme", "member"), ("acme", "admin"), ("acme", "viewer"), ("other", "member"), ("default", "platform")
+        ):  # fmt: skip
             token, row = await control.create_token(org, role, f"schemathesis {role}")
-            tokens[role if org == "acme" else f"{org}-{role}"] = token
+            tokens[role if org in ("acme", "default") else f"{org}-{role}"] = token
             ids.append(row["id"])
         await control.register_data_plane("local", "this machine")
         return tokens, ids
@@ -243,7 +247,9 @@ def flatmap_case(context: Any, case: Any) -> st.SearchStrategy[Any]:
     shrinks and replays)."""
     assert LIVE is not None, "the live fixture is not set up"
     params = dict(case.path_parameters or {})
-    drawn: dict[str, st.SearchStrategy[Any]] = {"who": st.sampled_from(("member", "member", "admin", "viewer"))}
+    drawn: dict[str, st.SearchStrategy[Any]] = {
+        "who": st.sampled_from(("member", "member", "admin", "viewer", "platform"))
+    }
     if "org_id" in params:
         drawn["org_id"] = st.sampled_from(("acme", "acme", "acme", "other", params["org_id"]))
     if "instance_id" in params:
@@ -251,7 +257,9 @@ def flatmap_case(context: Any, case: Any) -> st.SearchStrategy[Any]:
     if "token_id" in params:
         drawn["token_id"] = st.sampled_from((*LIVE.token_ids, params["token_id"]))
     if "name" in params:
-        drawn["name"] = st.sampled_from(("standard", "oltp", "OLAP", "vectordb", "messagequeue", params["name"]))
+        drawn["name"] = st.sampled_from(
+            ("standard", "oltp", "OLAP", "vectordb", "messagequeue", "local", "dp-fuzz", params["name"])
+        )
     plausible = _PLAUSIBLE.get(case.operation.label)
     if plausible is not None and not (case.meta and case.meta.generation.mode.is_negative):
         drawn["body"] = st.one_of(st.none(), plausible, plausible)
@@ -307,6 +315,7 @@ _NUL_CASES = [
     ("DELETE", "/api/v1/orgs/{org_id}/tokens/{token_id}", "path"),
     ("POST", "/api/v1/orgs/{org_id}/tokens", "body"),
     ("POST", "/api/v1/data-planes", "body"),
+    ("PATCH", "/api/v1/data-planes/{name}", "body"),
 ]
 
 
@@ -315,7 +324,7 @@ def test_nul_bytes(method: str, path: str, where: str, live: Live) -> None:
     """A NUL in a string gets a documented 4xx, not a 500 (Postgres cannot store it in text; psycopg raises
     DataError). Generated NULs rarely land where they reach the database, so each such route is tried here."""
     operation = SCHEMA[path][method]
-    params = {"org_id": "acme", "instance_id": live.instance_ids[0], "token_id": live.token_ids[2]}
+    params = {"org_id": "acme", "instance_id": live.instance_ids[0], "token_id": live.token_ids[2], "name": "local"}
     path_parameters = {name: value for name, value in params.items() if "{" + name + "}" in path}
     query, body = None, None
     if where == "path":
@@ -326,8 +335,9 @@ def test_nul_bytes(method: str, path: str, where: str, live: Live) -> None:
         body = {"role": "viewer", "name": _NUL}
     else:
         body = {"name": "dp-nul", "description": _NUL}
-    if method == "PATCH":
+    if method == "PATCH" and "instance_id" in path:
         body = {"replicas": 2}
     extra = {"body": body} if body is not None else {}
-    case = operation.Case(path_parameters=path_parameters, query=query, headers=_bearer(live.tokens["admin"]), **extra)
+    who = "platform" if "data-planes" in path else "admin"
+    case = operation.Case(path_parameters=path_parameters, query=query, headers=_bearer(live.tokens[who]), **extra)
     _assert_json(case, live.call(case))
