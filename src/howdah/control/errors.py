@@ -11,7 +11,14 @@ from __future__ import annotations
 import psycopg
 
 from howdah.control.fsm import IllegalTransition, TransitionError, UndefinedTransition
-from howdah.control.stacks import ExtensionConflict, ForbiddenSetting, StackError, UnknownExtension, UnknownStack
+from howdah.control.stacks import (
+    ExtensionConflict,
+    ForbiddenSetting,
+    InvalidSettingValue,
+    StackError,
+    UnknownExtension,
+    UnknownStack,
+)
 from howdah.durable import (
     DuplicateStepName,
     DurableError,
@@ -117,6 +124,7 @@ HTTP_STATUS: dict[type[HowdahError], tuple[int, str]] = {
     StackError: (422, "invalid"),
     UnknownStack: (404, "not_found"),
     ForbiddenSetting: (422, "invalid"),
+    InvalidSettingValue: (422, "invalid"),
     UnknownExtension: (422, "invalid"),
     ExtensionConflict: (422, "invalid"),
 }
