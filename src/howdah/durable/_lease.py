@@ -108,7 +108,10 @@ class RunLease:
             return False
         sent = self.clock()
         try:
-            lease_left, cancel = await self._store.hold(self.workflow_id, self.fence, self.lease)
+            # Not longer than the margin for a connection: a database that cannot be reached is an answer too.
+            lease_left, cancel = await self._store.hold(
+                self.workflow_id, self.fence, self.lease, wait=renewal_margin(self.lease)
+            )
         except Exception as exc:  # lost, or cannot tell: stop either way
             self.stop(exc)
             raise

@@ -135,14 +135,20 @@ class Store:
         self.pool = pool
 
     async def rows(
-        self, query: str, params: tuple[Any, ...] = (), conn: psycopg.AsyncConnection[Any] | None = None
+        self,
+        query: str,
+        params: tuple[Any, ...] = (),
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        wait: float | None = None,
     ) -> list[tuple[Any, ...]]:
+        """Run ``query`` on ``conn`` or a pooled connection (waiting at most ``wait`` seconds for one; default:
+        the pool's timeout)."""
         for attempt in range(5):
             try:
                 if conn is not None:
                     cursor = await conn.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
-                async with self.pool.connection() as pooled:
+                async with self.pool.connection(timeout=wait) as pooled:
                     cursor = await pooled.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
@@ -232,10 +238,11 @@ class Store:
         outcome, name, args, cancel, fence, steps, lease_left, deadline_left = rows[0]
         return Claim(outcome, name, args, bool(cancel), int(fence or 0), steps, lease_left, deadline_left)
 
-    async def hold(self, workflow_id: str, fence: int, lease: int) -> tuple[float, bool]:
-        """Confirm and extend the run's lease; (seconds left, cancellation requested). LeaseLost when lost."""
+    async def hold(self, workflow_id: str, fence: int, lease: int, wait: float | None = None) -> tuple[float, bool]:
+        """Confirm and extend the run's lease; (seconds left, cancellation requested). LeaseLost when lost;
+        a database error (PoolTimeout after ``wait`` seconds without a connection) when it cannot tell."""
         rows = await self.rows(
-            "SELECT lease_left, cancel_requested FROM howdah._hold(%s, %s, %s)", (workflow_id, fence, lease)
+            "SELECT lease_left, cancel_requested FROM howdah._hold(%s, %s, %s)", (workflow_id, fence, lease), wait=wait
         )
         return float(rows[0][0]), bool(rows[0][1])
 
@@ -294,9 +301,9 @@ class Store:
         """The workflow is past its deadline: cancel it and its children."""
         await self.rows("SELECT howdah._expire(%s, %s)", (workflow_id, fence))
 
-    async def release(self, queue: str, msg_id: int, read_ct: int, delay: float) -> bool:
+    async def release(self, queue: str, msg_id: int, read_ct: int, delay: float, wait: float | None = None) -> bool:
         """Make a dispatch message visible after ``delay`` seconds, unless another worker has read it since."""
-        rows = await self.rows("SELECT howdah._release(%s, %s, %s, %s)", (queue, msg_id, read_ct, delay))
+        rows = await self.rows("SELECT howdah._release(%s, %s, %s, %s)", (queue, msg_id, read_ct, delay), wait=wait)
         return bool(rows[0][0])
 
     async def children_status(self, ids: list[str]) -> dict[str, WorkflowInfo]:

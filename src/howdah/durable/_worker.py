@@ -89,10 +89,13 @@ class Worker:
         except Exception as exc:
             if not is_outage(exc):
                 raise  # a bug rather than the workflow's failure: the consumer releases it with a backoff
-            await self._detach(message)
+            # No detach here: it would wait for a heartbeat stuck on the same outage. A heartbeat that lands after
+            # the release below can only push the retry back to the end of the lease.
             log.warning("workflow %s: run stopped, database unreachable (%s); retried once it answers", wf_id, exc)
             try:
-                await self.app.store.release(self.app.queue_name, message.msg_id, message.read_ct, OUTAGE_RETRY_DELAY)
+                await self.app.store.release(
+                    self.app.queue_name, message.msg_id, message.read_ct, OUTAGE_RETRY_DELAY, wait=OUTAGE_RETRY_DELAY
+                )
             except Exception as again:
                 log.warning("workflow %s: not released (%s); it reappears when its lease runs out", wf_id, again)
         return DETACH

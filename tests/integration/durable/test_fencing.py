@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from psycopg import sql
 
 from howdah.durable import DurableApp, RetryPolicy, TransientError, WorkflowContext
 
@@ -120,6 +121,40 @@ def test_a_step_retrying_through_a_lost_lease_stops_retrying(procs: Procs, db_ur
     assert starts_by(db_url, wf, "s2", "A") == before, "the stale run started another attempt"
     assert step_counts(db_url, wf, "start")["s3"] == 1
     assert late_starts(db_url, wf) == []
+    procs.terminate_all()
+
+
+@contextmanager
+def unreachable(pg_cluster: Any, db_url: str) -> Iterator[None]:
+    """No connection to the test database, new or old, until the block ends (as during a long outage)."""
+    dbname = str(scalar(db_url, "SELECT current_database()"))
+    with pg_cluster.admin() as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(dbname)))
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
+            yield
+        finally:
+            admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(dbname)))
+
+
+@pytest.mark.slow
+def test_a_step_retrying_through_a_database_outage_stops_its_run(pg_cluster: Any, procs: Procs, db_url: str) -> None:
+    """The outage outlasts what the run knows of its lease: it cannot tell whether it still holds the workflow,
+    so it stops instead of starting more attempts; once the database is back the workflow is run again."""
+    procs.start("A", lease=2)
+    wf = start_pipeline(db_url, procs, ["s1", "s2", "s3"], flaky="s2")
+    wait_for(procs, lambda: starts_by(db_url, wf, "s2", "A") >= 2, "A to be retrying s2")
+    with unreachable(pg_cluster, db_url):
+        wait_for(
+            procs,
+            lambda: any(wf in line and "database unreachable" in line for line in procs.log("A").splitlines()),
+            "A's run to stop",
+        )
+    gate(db_url, wf, "ok:s2")
+    wait_for(procs, lambda: status(db_url, wf) == "succeeded", "the workflow to finish once the database is back")
+    assert step_counts(db_url, wf, "start")["s3"] == 1
+    assert late_starts(db_url, wf) == []
+    assert procs.alive("A"), procs.logs_text()
     procs.terminate_all()
 
 

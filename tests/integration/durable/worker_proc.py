@@ -46,7 +46,7 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
 
     async def sql(query: str, params: Any = None) -> list[tuple[Any, ...]]:
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=2) as conn:
                 cursor = await conn.execute(query, params)
                 return await cursor.fetchall() if cursor.description else []
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
