@@ -17,6 +17,7 @@ from howdah.durable._errors import (
     NotSerializable,
     PermanentError,
     StepFailed,
+    StepTimeout,
     TransientError,
     UnknownWorkflow,
     WorkflowCancelled,
@@ -25,10 +26,11 @@ from howdah.durable._errors import (
     WorkflowFinished,
     WorkflowNotFound,
 )
+from howdah.durable._lease import DeadlineExceeded
 from howdah.durable._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
 from howdah.durable._schedule import InvalidSchedule, Schedule, due_ticks
 from howdah.durable._schema import COMPONENT
-from howdah.durable._store import StepInfo, WorkflowInfo
+from howdah.durable._store import LeaseLost, StepInfo, WorkflowInfo
 from howdah.durable._worker import Worker, run_worker
 
 __all__ = [
@@ -37,10 +39,12 @@ __all__ = [
     "DEFAULT_RETRY",
     "NO_RETRY",
     "ChildHandle",
+    "DeadlineExceeded",
     "DuplicateStepName",
     "DurableApp",
     "DurableError",
     "InvalidSchedule",
+    "LeaseLost",
     "NonDeterminismError",
     "NotSerializable",
     "PermanentError",
@@ -48,6 +52,7 @@ __all__ = [
     "Schedule",
     "StepFailed",
     "StepInfo",
+    "StepTimeout",
     "TransientError",
     "UnknownWorkflow",
     "Worker",

@@ -22,9 +22,11 @@ from howdah.durable._errors import (
     WorkflowConflict,
     WorkflowFailed,
 )
+from howdah.durable._lease import RunLease
 from howdah.durable._schedule import Missed, Schedule
 from howdah.durable._store import StepInfo, Store, WorkflowInfo
 from howdah.queue import AsyncQueue, validate_queue_name
+from howdah.queue._client import owned_async_pool
 
 WorkflowFn = Callable[..., Awaitable[Any]]
 F = TypeVar("F", bound=WorkflowFn)
@@ -184,9 +186,7 @@ class DurableApp:
         async with self._lock:
             if self._pool is not None:
                 return
-            pool = AsyncConnectionPool(
-                self.dsn, min_size=1, max_size=self._pool_size, kwargs={"autocommit": True}, open=False
-            )
+            pool = owned_async_pool(self.dsn, self._pool_size)  # dead idle connections are replaced before use
             await pool.open(wait=True, timeout=30)
             self._pool = pool
             self._queue = AsyncQueue(pool)
@@ -225,9 +225,12 @@ class DurableApp:
         *,
         workflow_id: str | None = None,
         conn: psycopg.AsyncConnection[Any] | None = None,
+        timeout: float | timedelta | None = None,
     ) -> WorkflowHandle:
         """Start a workflow (by name or function); the id is the idempotency key. With ``conn``, the start
-        joins that connection's transaction and is rolled back with it."""
+        joins that connection's transaction and is rolled back with it. ``timeout`` (seconds or a timedelta):
+        the workflow's deadline, counted from now; past it the workflow and its children are cancelled (status
+        ``cancelled``, error type ``DeadlineExceeded``), a running step of it cut short."""
         wf = self._type(workflow)
         args = {} if args is None else args
         if not isinstance(args, dict):
@@ -235,10 +238,13 @@ class DurableApp:
         check_json(args, f"the args of workflow {wf.name!r}")
         if workflow_id is not None and (not isinstance(workflow_id, str) or not 1 <= len(workflow_id) <= 200):
             raise DurableError("workflow_id must be a string of 1 to 200 characters")
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
+            raise DurableError("a workflow timeout must be a positive number of seconds")
         await self.register()
         key = wf.key_for(args)
         try:
-            wf_id, _, created = await self.store.start(wf.name, args, workflow_id, key, conn=conn)
+            wf_id, _, created = await self.store.start(wf.name, args, workflow_id, key, conn=conn, timeout=seconds)
         except WorkflowConflict as exc:
             exc.key = key
             raise
@@ -293,11 +299,11 @@ class DurableApp:
         return total
 
     def context(
-        self, workflow_id: str, wf: WorkflowType, args: dict[str, Any], steps: list[list[Any]]
+        self, workflow_id: str, wf: WorkflowType, args: dict[str, Any], steps: list[list[Any]], run: RunLease
     ) -> WorkflowContext:
         async def start_child(name: str, child_args: dict[str, Any], child_id: str, parent: str) -> str:
             child = self._type(name)
             wf_id, _, _ = await self.store.start(name, child_args, child_id, child.key_for(child_args), parent)
             return wf_id
 
-        return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child)
+        return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run)

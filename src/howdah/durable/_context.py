@@ -6,11 +6,15 @@ recorded before, the recorded value is returned (or the recorded error raised) w
 call that does not match the record is a :class:`NonDeterminismError`. New positions run and are
 checkpointed. Waiting (sleep, signal, child) ends the run with ``_Suspend``: the worker parks the workflow's
 dispatch message until it should wake and replays it then.
+
+Every write carries the run's fencing token, and every step attempt (each retry included) starts only once the
+run knows it still holds the workflow (``_lease.RunLease``): a run that has lost it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import random as _random
 import uuid as _uuid
@@ -26,16 +30,22 @@ from howdah.durable._errors import (
     NotSerializable,
     PermanentError,
     StepFailed,
+    StepTimeout,
     TransientError,
     WorkflowCancelled,
     WorkflowFailed,
 )
+from howdah.durable._lease import DeadlineExceeded, RunLease, attempt_limit
 from howdah.durable._retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     from howdah.durable._store import Store
 
 T = TypeVar("T")
+
+# The attempt number of the step running in this task (or its thread); 0 outside steps. A context variable, so
+# concurrent steps under gather each see their own.
+_ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("howdah_step_attempt", default=0)
 
 
 class _Suspend(BaseException):
@@ -93,6 +103,8 @@ class WorkflowContext:
         recorded: Iterable[list[Any]],
         start_child: Callable[[str, dict[str, Any], str, str], Awaitable[str]],
         http_client: Any = None,
+        *,
+        run: RunLease,
     ) -> None:
         self.workflow_id = workflow_id
         self.workflow_name = name
@@ -103,6 +115,19 @@ class WorkflowContext:
         self._step_names: set[str] = set()
         self._start_child = start_child
         self._http_client = http_client
+        self._run = run
+
+    @property
+    def fencing_token(self) -> int:
+        """This run's fencing token: the workflow's claim epoch, greater for every later run of it. Give it to
+        external systems with each write so they can refuse a stale writer (``ctx.http`` sends it as the
+        ``Fencing-Token`` header)."""
+        return self._run.fence
+
+    @property
+    def attempt(self) -> int:
+        """The attempt number (1 for the first try) of the step running now, in step code; 0 outside a step."""
+        return _ATTEMPT.get()
 
     # --------------------------------------------------------------------------------------- positions
     def _position(self, name: str, kind: str) -> tuple[int, _Record | None]:
@@ -124,31 +149,51 @@ class WorkflowContext:
         self, index: int, name: str, kind: str, result: Any, error: dict[str, Any] | None = None,
         attempts: int = 1, started: datetime | None = None,
     ) -> None:  # fmt: skip
-        cancel = await self._store.checkpoint(
-            self.workflow_id, index, name, kind, result, error, attempts, started or _now()
-        )
+        run = self._run
+        run.check()
+        sent = run.clock()
+        try:
+            cancel, lease_left = await self._store.checkpoint(
+                self.workflow_id, run.fence, index, name, kind, result, error, attempts, started or _now()
+            )
+        except Exception as exc:  # refused (lost) or unknown (database unreachable): the run stops either way
+            run.stop(exc)
+            raise
+        run.confirmed(sent, lease_left)
         if cancel:
+            raise _CancelRequested()
+
+    async def _before_attempt(self) -> None:
+        """Start nothing unless this run still holds the workflow (raises LeaseLost, a database error, or
+        DeadlineExceeded otherwise); stop here if cancellation was requested."""
+        if await self._run.ensure():
             raise _CancelRequested()
 
     # ------------------------------------------------------------------------------------------- steps
     @overload
     def step(
-        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, retry: RetryPolicy = ..., **kwargs: Any
-    ) -> Awaitable[T]: ...
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, retry: RetryPolicy = ...,
+        timeout: float | None = ..., **kwargs: Any,
+    ) -> Awaitable[T]: ...  # fmt: skip
 
     @overload
     def step(
-        self, name: str, fn: Callable[..., T], *args: Any, retry: RetryPolicy = ..., **kwargs: Any
-    ) -> Awaitable[T]: ...
+        self, name: str, fn: Callable[..., T], *args: Any, retry: RetryPolicy = ..., timeout: float | None = ...,
+        **kwargs: Any,
+    ) -> Awaitable[T]: ...  # fmt: skip
 
     def step(
-        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy = DEFAULT_RETRY, **kwargs: Any
-    ) -> Awaitable[Any]:
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float | None = None, **kwargs: Any,
+    ) -> Awaitable[Any]:  # fmt: skip
         """Run ``fn(*args, **kwargs)`` once, checkpointing its JSON result; replays return the stored one.
 
         Sync functions run in a worker thread. ``TransientError`` (and ``retry.retry_on`` types) are retried
         with backoff; anything else, or running out of attempts, records the failure and raises
-        :class:`StepFailed` — again on every replay.
+        :class:`StepFailed` — again on every replay. ``timeout``: seconds one attempt may take; past it the
+        attempt fails with :class:`StepTimeout`, retried like a transient error (an async step is cancelled; a
+        sync step's thread cannot be stopped and is abandoned). Each attempt starts only while the run holds
+        the workflow; ``ctx.attempt`` tells step code which attempt it is.
         """
         if not isinstance(name, str) or not name:
             raise ValueError("a step needs a non-empty name")
@@ -157,13 +202,15 @@ class WorkflowContext:
                 f"workflow {self.workflow_name!r} runs two steps named {name!r}; give each step its own name "
                 "(e.g. include the loop index)"
             )
+        if timeout is not None and not timeout > 0:
+            raise ValueError("a step timeout must be a positive number of seconds")
         self._step_names.add(name)
         index, record = self._position(name, "step")
-        return self._run_step(index, name, record, fn, args, kwargs, retry)
+        return self._run_step(index, name, record, fn, args, kwargs, retry, timeout)
 
     async def _run_step(
         self, index: int, name: str, record: _Record | None, fn: Callable[..., Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], retry: RetryPolicy,
+        kwargs: dict[str, Any], retry: RetryPolicy, timeout: float | None = None,
     ) -> Any:  # fmt: skip
         if record is not None:
             if record.error is not None:
@@ -173,22 +220,29 @@ class WorkflowContext:
         attempt = 0
         while True:
             attempt += 1
+            await self._before_attempt()
+            limit, by_deadline = attempt_limit(timeout, self._run.clock(), self._run.deadline)
+            window = asyncio.timeout(limit)
+            token = _ATTEMPT.set(attempt)
             try:
-                if inspect.iscoroutinefunction(fn):
-                    value = await fn(*args, **kwargs)
-                else:
-                    value = await asyncio.to_thread(fn, *args, **kwargs)
-                    if inspect.isawaitable(value):
-                        value = await value
+                async with window:
+                    value = await _call(fn, args, kwargs)
                 value = check_json(value, f"the result of step {name!r}")  # as a replay will see it
                 break
             except (NotSerializable, PermanentError) as exc:
                 failure: BaseException = exc
             except Exception as exc:
+                if isinstance(exc, TimeoutError) and window.expired():
+                    if by_deadline:
+                        raise self._run.stop(DeadlineExceeded(f"step {name!r} ran into the deadline")) from None
+                    assert timeout is not None
+                    exc = StepTimeout(name, timeout)
                 if retry.should_retry(exc, attempt):
                     await asyncio.sleep(retry.delay(attempt))
                     continue
                 failure = exc
+            finally:
+                _ATTEMPT.reset(token)
             error = error_to_json(failure)
             error["attempts"] = attempt
             await self._checkpoint(index, name, "step", None, error, attempt, started)
@@ -265,7 +319,14 @@ class WorkflowContext:
         step_name = f"signal:{name}"
         if record is not None:
             return record.result.get("payload")
-        found, payload = await self._store.take_signal(self.workflow_id, index, step_name, name, _now())
+        self._run.check()
+        try:
+            found, payload = await self._store.take_signal(
+                self.workflow_id, self._run.fence, index, step_name, name, _now()
+            )
+        except Exception as exc:
+            self._run.stop(exc)
+            raise
         if found:
             return payload
         if deadline is not None and _now() >= deadline:
@@ -278,6 +339,7 @@ class WorkflowContext:
         """Run steps / child results concurrently; results in order. The first failing branch's error is
         raised (after every branch has run as far as it can); waiting branches suspend the workflow."""
         outcomes = await asyncio.gather(*awaitables, return_exceptions=True)
+        self._run.check()  # a branch found the run stopped (lease lost, database gone, deadline): nothing else counts
         suspends = [o for o in outcomes if isinstance(o, _Suspend)]
         for outcome in outcomes:
             if isinstance(outcome, _CancelRequested):
@@ -318,6 +380,7 @@ class WorkflowContext:
         if record is not None:
             return ChildHandle(self, record.result["value"])
         child_id = f"{self.workflow_id}/{index}"
+        await self._before_attempt()
         await self._start_child(name, check_json(args or {}, "child workflow args"), child_id, self.workflow_id)
         await self._checkpoint(index, f"child:{name}", "child", {"value": child_id})
         return ChildHandle(self, child_id)
@@ -340,9 +403,9 @@ class WorkflowContext:
         name: str | None = None, idempotency_key: str | None = None, timeout: float = 30.0,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> dict[str, Any]:  # fmt: skip
-        """An HTTP call as a step: sends ``Idempotency-Key`` (default ``<workflow id>:<step name>``), records
-        ``{"status", "headers", "body"}``. 5xx and network errors/timeouts are transient (retried), 4xx is
-        permanent."""
+        """An HTTP call as a step: sends ``Idempotency-Key`` (default ``<workflow id>:<step name>``) and
+        ``Fencing-Token`` (:attr:`fencing_token`), records ``{"status", "headers", "body"}``. 5xx and network
+        errors/timeouts are transient (retried), 4xx is permanent."""
         import httpx
 
         step_name = name or f"{method.upper()} {url}"
@@ -350,7 +413,7 @@ class WorkflowContext:
         client = self._http_client
 
         async def call() -> dict[str, Any]:
-            send_headers = {**(headers or {}), "Idempotency-Key": key}
+            send_headers = {**(headers or {}), "Idempotency-Key": key, "Fencing-Token": str(self.fencing_token)}
             try:
                 if client is not None:
                     response = await client.request(method, url, json=json, headers=send_headers, timeout=timeout)
@@ -370,6 +433,16 @@ class WorkflowContext:
             return {"status": response.status_code, "headers": dict(response.headers), "body": body}
 
         return await self.step(step_name, call, retry=retry)
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One attempt of a step body: awaited when async, in a worker thread when sync."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args, **kwargs)
+    value = await asyncio.to_thread(fn, *args, **kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
 
 
 class ChildHandle:

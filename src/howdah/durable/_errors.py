@@ -15,6 +15,15 @@ class TransientError(DurableError):
     """Raise from a step for a failure worth retrying (timeouts, 5xx, lock conflicts…)."""
 
 
+class StepTimeout(TransientError):
+    """A step attempt ran longer than its ``timeout``: retried by the step's policy like any transient error."""
+
+    def __init__(self, step: str, seconds: float) -> None:
+        super().__init__(f"step {step!r} did not finish within its timeout of {seconds:g}s")
+        self.step = step
+        self.seconds = seconds
+
+
 class PermanentError(DurableError):
     """Raise from a step for a failure that retrying cannot fix: the workflow fails at once."""
 

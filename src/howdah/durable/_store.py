@@ -25,11 +25,30 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class LeaseLost(DurableError):
-    """Another worker recorded a step of this run first: this run must stop (its work is already done)."""
+    """This run no longer holds its workflow (another worker claimed it, or recorded a step first): it stops."""
 
 
 class DurableDatabaseError(DurableError, DatabaseError):
     """Postgres failed a durable-layer call for a reason other than bad input."""
+
+
+# SQLSTATEs of an outage rather than of the statement: connection exceptions (class 08), the server shutting down,
+# crashing or starting (57P01-57P03), no connection slot (53300). Errors without a SQLSTATE are client-side
+# connection failures (closed socket, pool timeout).
+_OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the database is unreachable or restarting: the run
+    must stop, and be retried promptly once the database answers; it is not the workflow's failure."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, psycopg.OperationalError):
+            state = exc.sqlstate
+            if state is None or state.startswith("08") or state in _OUTAGE_STATES:
+                return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
 
 
 def translate(exc: psycopg.Error) -> DurableError:
@@ -54,11 +73,14 @@ def translate(exc: psycopg.Error) -> DurableError:
 
 @dataclass(frozen=True)
 class Claim:
-    name: str
-    args: dict[str, Any]
-    cancel_requested: bool
-    attempts: int
-    steps: list[list[Any]]  # [index, name, kind, result, error]
+    outcome: str  # "claimed"; "lost" (read again by another worker since); "stale" (finished, or not its message)
+    name: str | None = None
+    args: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    fence: int = 0  # the run's fencing token: workflows.attempts after this claim
+    steps: list[list[Any]] | None = None  # [index, name, kind, result, error]
+    lease_left: float | None = None  # seconds before another worker may read the dispatch message
+    deadline_left: float | None = None  # seconds before the workflow's deadline (None: no deadline)
 
 
 @dataclass(frozen=True)
@@ -113,14 +135,20 @@ class Store:
         self.pool = pool
 
     async def rows(
-        self, query: str, params: tuple[Any, ...] = (), conn: psycopg.AsyncConnection[Any] | None = None
+        self,
+        query: str,
+        params: tuple[Any, ...] = (),
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        wait: float | None = None,
     ) -> list[tuple[Any, ...]]:
+        """Run ``query`` on ``conn`` or a pooled connection (waiting at most ``wait`` seconds for one; default:
+        the pool's timeout)."""
         for attempt in range(5):
             try:
                 if conn is not None:
                     cursor = await conn.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
-                async with self.pool.connection() as pooled:
+                async with self.pool.connection(timeout=wait) as pooled:
                     cursor = await pooled.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
@@ -148,10 +176,11 @@ class Store:
         key: str | None,
         parent_id: str | None = None,
         conn: psycopg.AsyncConnection[Any] | None = None,
+        timeout: float | None = None,
     ) -> tuple[str, str, bool]:
         rows = await self.rows(
-            "SELECT id, status, created FROM howdah.start_workflow(%s, %s, %s, %s, %s)",
-            (name, Jsonb(args), workflow_id, key, parent_id),
+            "SELECT id, status, created FROM howdah.start_workflow(%s, %s, %s, %s, %s, make_interval(secs => %s))",
+            (name, Jsonb(args), workflow_id, key, parent_id, timeout),
             conn,
         )
         wf_id, status, created = rows[0]
@@ -199,17 +228,28 @@ class Store:
         return int(rows[0][0])
 
     # ------------------------------------------------------------------------------------- worker side
-    async def claim(self, workflow_id: str, msg_id: int) -> Claim | None:
+    # Every write of a run carries its fencing token (``fence``); a later claim makes them fail with LeaseLost.
+    async def claim(self, workflow_id: str, msg_id: int, read_ct: int) -> Claim:
         rows = await self.rows(
-            "SELECT name, args, cancel_requested, attempts, steps FROM howdah._claim(%s, %s)", (workflow_id, msg_id)
+            "SELECT outcome, name, args, cancel_requested, attempts, steps, lease_left, deadline_left "
+            "FROM howdah._claim(%s, %s, %s)",
+            (workflow_id, msg_id, read_ct),
         )
-        if not rows or rows[0][0] is None:
-            return None
-        return Claim(*rows[0])
+        outcome, name, args, cancel, fence, steps, lease_left, deadline_left = rows[0]
+        return Claim(outcome, name, args, bool(cancel), int(fence or 0), steps, lease_left, deadline_left)
+
+    async def hold(self, workflow_id: str, fence: int, lease: int, wait: float | None = None) -> tuple[float, bool]:
+        """Confirm and extend the run's lease; (seconds left, cancellation requested). LeaseLost when lost;
+        a database error (PoolTimeout after ``wait`` seconds without a connection) when it cannot tell."""
+        rows = await self.rows(
+            "SELECT lease_left, cancel_requested FROM howdah._hold(%s, %s, %s)", (workflow_id, fence, lease), wait=wait
+        )
+        return float(rows[0][0]), bool(rows[0][1])
 
     async def checkpoint(
         self,
         workflow_id: str,
+        fence: int,
         index: int,
         name: str,
         kind: str,
@@ -217,26 +257,27 @@ class Store:
         error: dict[str, Any] | None,
         attempts: int,
         started_at: datetime,
-    ) -> bool:
-        """Record a step; returns True when cancellation of the workflow was requested."""
+    ) -> tuple[bool, float | None]:
+        """Record a step; (cancellation requested, seconds left on the lease or None when it is lost)."""
         rows = await self.rows(
-            "SELECT howdah._checkpoint(%s, %s, %s, %s, %s, %s, %s, %s)",
-            (workflow_id, index, name, kind, Jsonb(result), _json(error), attempts, started_at),
+            "SELECT cancel_requested, lease_left FROM howdah._checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (workflow_id, fence, index, name, kind, Jsonb(result), _json(error), attempts, started_at),
         )
-        return bool(rows[0][0])
+        return bool(rows[0][0]), rows[0][1]
 
     async def take_signal(
-        self, workflow_id: str, index: int, step_name: str, signal: str, started_at: datetime
+        self, workflow_id: str, fence: int, index: int, step_name: str, signal: str, started_at: datetime
     ) -> tuple[bool, Any]:
         rows = await self.rows(
-            "SELECT taken, payload FROM howdah._take_signal(%s, %s, %s, %s, %s)",
-            (workflow_id, index, step_name, signal, started_at),
+            "SELECT taken, payload FROM howdah._take_signal(%s, %s, %s, %s, %s, %s)",
+            (workflow_id, fence, index, step_name, signal, started_at),
         )
         return bool(rows[0][0]), rows[0][1]
 
     async def suspend(
         self,
         workflow_id: str,
+        fence: int,
         status: str,
         wake_at: datetime | None,
         reason: str,
@@ -244,15 +285,26 @@ class Store:
         children: list[str] | None = None,
     ) -> None:
         await self.rows(
-            "SELECT howdah._suspend(%s, %s, %s, %s, %s, %s)",
-            (workflow_id, status, wake_at, reason, signals or None, children or None),
+            "SELECT howdah._suspend(%s, %s, %s, %s, %s, %s, %s)",
+            (workflow_id, fence, status, wake_at, reason, signals or None, children or None),
         )
 
-    async def finish(self, workflow_id: str, status: str, result: Any, error: dict[str, Any] | None) -> None:
+    async def finish(
+        self, workflow_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
+    ) -> None:
         await self.rows(
-            "SELECT howdah._finish(%s, %s, %s, %s)",
-            (workflow_id, status, None if status != "succeeded" else Jsonb(result), _json(error)),
+            "SELECT howdah._end_run(%s, %s, %s, %s, %s)",
+            (workflow_id, fence, status, None if status != "succeeded" else Jsonb(result), _json(error)),
         )
+
+    async def expire(self, workflow_id: str, fence: int) -> None:
+        """The workflow is past its deadline: cancel it and its children."""
+        await self.rows("SELECT howdah._expire(%s, %s)", (workflow_id, fence))
+
+    async def release(self, queue: str, msg_id: int, read_ct: int, delay: float, wait: float | None = None) -> bool:
+        """Make a dispatch message visible after ``delay`` seconds, unless another worker has read it since."""
+        rows = await self.rows("SELECT howdah._release(%s, %s, %s, %s)", (queue, msg_id, read_ct, delay), wait=wait)
+        return bool(rows[0][0])
 
     async def children_status(self, ids: list[str]) -> dict[str, WorkflowInfo]:
         rows = await self.rows(f"SELECT {_WORKFLOW_COLUMNS} FROM howdah.workflows WHERE id = ANY(%s)", (ids,))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -14,13 +15,15 @@ from howdah.durable._app import DurableApp
 from howdah.durable._codec import check_json, error_to_json
 from howdah.durable._context import _CancelRequested, _Suspend
 from howdah.durable._errors import DurableError, StepFailed
+from howdah.durable._lease import DeadlineExceeded, RunLease
 from howdah.durable._schedule import due_ticks, next_tick
-from howdah.durable._store import DurableDatabaseError, LeaseLost
+from howdah.durable._store import DurableDatabaseError, LeaseLost, is_outage
 from howdah.queue import DETACH, Consumer, Message, QueueDatabaseError
 
 log = logging.getLogger("howdah.durable.worker")
 
 _CANCELLED = {"type": "Cancelled", "message": "cancelled"}
+OUTAGE_RETRY_DELAY = 1.0  # seconds before a run stopped by an outage is retried
 
 
 class Worker:
@@ -66,44 +69,87 @@ class Worker:
 
     # -------------------------------------------------------------------------------------- one run
     async def execute(self, message: Message) -> object:
-        """Advance the workflow a dispatch message carries, as far as it can go now."""
-        app, store = self.app, self.app.store
+        """Advance the workflow a dispatch message carries, as far as it can go now.
+
+        A run stopped by an outage (connection lost, Postgres restarting) is not the workflow's failure: its
+        message is made visible again after ``OUTAGE_RETRY_DELAY`` (or, if even that cannot be written, when
+        its lease runs out), never after a handler-failure backoff that grows with every wake-up.
+        """
         body = message.message if isinstance(message.message, dict) else {}
         wf_id = body.get("workflow_id")
         if not isinstance(wf_id, str):
             log.error("dropping malformed dispatch message %s: %r", message.msg_id, message.message)
-            await app.queue.archive(app.queue_name, message.msg_id)
+            await self.app.queue.archive(self.app.queue_name, message.msg_id)
             return DETACH
-        claim = await store.claim(wf_id, message.msg_id)
-        if claim is None:  # finished (or purged) meanwhile: the message is stale
+        try:
+            await self._run(message, wf_id)
+        except LeaseLost as exc:
+            await self._detach(message)
+            log.warning("workflow %s: %s; leaving it to the run that owns it", wf_id, exc)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise  # a bug rather than the workflow's failure: the consumer releases it with a backoff
+            # No detach here: it would wait for a heartbeat stuck on the same outage. A heartbeat that lands after
+            # the release below can only push the retry back to the end of the lease.
+            log.warning("workflow %s: run stopped, database unreachable (%s); retried once it answers", wf_id, exc)
+            try:
+                await self.app.store.release(
+                    self.app.queue_name, message.msg_id, message.read_ct, OUTAGE_RETRY_DELAY, wait=OUTAGE_RETRY_DELAY
+                )
+            except Exception as again:
+                log.warning("workflow %s: not released (%s); it reappears when its lease runs out", wf_id, again)
+        return DETACH
+
+    async def _run(self, message: Message, wf_id: str) -> None:
+        app, store = self.app, self.app.store
+        sent = time.monotonic()
+        claim = await store.claim(wf_id, message.msg_id, message.read_ct)
+        if claim.outcome == "lost":
+            raise LeaseLost("its dispatch message was read again before this worker claimed it")
+        if claim.outcome != "claimed":  # finished (or purged) meanwhile: the message is stale
             await app.queue.delete(app.queue_name, message.msg_id)
-            return DETACH
+            return
+        assert claim.name is not None and claim.args is not None and claim.steps is not None
         wf = app.workflows.get(claim.name)
         if wf is None:
             raise DurableError(f"this worker does not know workflow {claim.name!r}; another worker may")
+        fence = claim.fence
+        run = RunLease(
+            store, wf_id, fence, app.lease, sent_at=sent, lease_left=claim.lease_left,
+            deadline_left=claim.deadline_left,
+        )  # fmt: skip
         if claim.cancel_requested:
-            await store.finish(wf_id, "cancelled", None, _CANCELLED)
-            return DETACH
-        ctx = app.context(wf_id, wf, claim.args, claim.steps)
+            await store.finish(wf_id, fence, "cancelled", None, _CANCELLED)
+            return
+        if run.deadline_passed():
+            await store.expire(wf_id, fence)
+            return
+        ctx = app.context(wf_id, wf, claim.args, claim.steps, run)
         try:
-            result = await wf.fn(ctx, claim.args)
-            check_json(result, f"the result of workflow {wf.name!r}")
+            try:
+                result = await wf.fn(ctx, claim.args)
+                check_json(result, f"the result of workflow {wf.name!r}")
+            except (Exception, _Suspend, _CancelRequested, DeadlineExceeded):
+                run.check()  # whatever the workflow code made of it, a stopped run ends as the run stopped
+                raise
+            run.check()
         except _Suspend as pause:
             await self._detach(message)  # from here on no heartbeat may move the parked message
-            await store.suspend(wf_id, pause.status, pause.wake_at, pause.reason, pause.signals, pause.children)
+            await store.suspend(
+                wf_id, fence, pause.status, pause.wake_at, pause.reason, pause.signals, pause.children
+            )  # fmt: skip
         except _CancelRequested:
-            await store.finish(wf_id, "cancelled", None, _CANCELLED)
-        except LeaseLost as exc:
-            log.warning("workflow %s: %s; leaving it to the run that owns it", wf_id, exc)
-        except (DurableDatabaseError, QueueDatabaseError, psycopg.OperationalError):
-            raise  # infrastructure: the message is released and the run is replayed later
+            await store.finish(wf_id, fence, "cancelled", None, _CANCELLED)
+        except DeadlineExceeded:
+            await store.expire(wf_id, fence)
         except StepFailed as exc:
-            await store.finish(wf_id, "failed", None, {**exc.error, "step": exc.step})
-        except Exception as exc:  # the workflow's own code failed (NotSerializable included)
-            await store.finish(wf_id, "failed", None, error_to_json(exc))
+            await store.finish(wf_id, fence, "failed", None, {**exc.error, "step": exc.step})
+        except Exception as exc:
+            if isinstance(exc, LeaseLost | DurableDatabaseError | QueueDatabaseError | psycopg.Error):
+                raise  # the run stopped without an outcome: see execute
+            await store.finish(wf_id, fence, "failed", None, error_to_json(exc))  # the workflow's own code failed
         else:
-            await store.finish(wf_id, "succeeded", result, None)
-        return DETACH
+            await store.finish(wf_id, fence, "succeeded", result, None)
 
     async def _detach(self, message: Message) -> None:
         if self._consumer is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -25,6 +26,74 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_POOL_SIZE = 10
+
+
+def _has_news(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle connection is closed or has something to read. A healthy idle connection is silent; a
+    server that terminated its backend or restarted closed the socket (usually with a last error message)."""
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
+
+
+class IdleCheck:
+    """The ``check=`` of a psycopg ``ConnectionPool``: a pooled connection that died while idle (a Postgres
+    restart, a terminated backend) is detected before use and replaced, instead of failing its first caller.
+
+    A silent socket costs no round trip; one that has news gets psycopg_pool's own check (an empty query). When
+    that fails, the pool's other idle connections are checked at once too (they usually died with it), so the
+    caller does not meet them one after another. Set ``pool`` once the pool exists.
+    """
+
+    def __init__(self) -> None:
+        self.pool: ConnectionPool | None = None
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> None:
+        if not _has_news(conn):
+            return
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            if self.pool is not None:
+                self.pool.check()
+            raise
+
+
+class AsyncIdleCheck:
+    """:class:`IdleCheck` for an ``AsyncConnectionPool``."""
+
+    def __init__(self) -> None:
+        self.pool: AsyncConnectionPool | None = None
+
+    async def __call__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if not _has_news(conn):
+            return
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            if self.pool is not None:
+                await self.pool.check()
+            raise
+
+
+def owned_pool(dsn: str, max_size: int) -> ConnectionPool:
+    """An unopened autocommit pool whose dead idle connections are replaced before use."""
+    check = IdleCheck()
+    pool = ConnectionPool(dsn, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False, check=check)
+    check.pool = pool
+    return pool
+
+
+def owned_async_pool(dsn: str, max_size: int) -> AsyncConnectionPool:
+    """The async twin of :func:`owned_pool`."""
+    check = AsyncIdleCheck()
+    pool = AsyncConnectionPool(dsn, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False, check=check)
+    check.pool = pool
+    return pool
 
 
 def _run_sync(conn: psycopg.Connection[Any], op: _ops.Op[T]) -> T:
@@ -72,7 +141,7 @@ class Queue:
         self._pool: ConnectionPool | None = None
         self._owns_pool = False
         if isinstance(source, str):
-            self._pool = ConnectionPool(source, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False)
+            self._pool = owned_pool(source, pool_size)
             self._owns_pool = True
             try:
                 self._pool.open(wait=True, timeout=30)
@@ -195,9 +264,7 @@ class AsyncQueue:
         self._owns_pool = False
         self._opened = True
         if isinstance(source, str):
-            self._pool = AsyncConnectionPool(
-                source, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False
-            )
+            self._pool = owned_async_pool(source, pool_size)
             self._owns_pool = True
             self._opened = False
         elif isinstance(source, AsyncConnectionPool):

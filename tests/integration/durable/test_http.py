@@ -1,5 +1,6 @@
 """``ctx.http`` against a real HTTP server on 127.0.0.1: the ``Idempotency-Key`` header (``<workflow id>:<step
-name>``, the same on every retry), 5xx retried, 4xx permanent, the response recorded and replayed."""
+name>``, the same on every retry) and the run's ``Fencing-Token``, 5xx retried, 4xx permanent, the response
+recorded and replayed."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                         "method": self.command,
                         "path": self.path,
                         "key": self.headers.get("Idempotency-Key"),
+                        "fence": self.headers.get("Fencing-Token"),
                         "body": json.loads(body) if body else None,
                     }
                 )
@@ -109,6 +111,7 @@ async def test_a_5xx_is_retried_with_the_same_idempotency_key(app: DurableApp, s
     requests = server.to("/flaky/charge")
     assert len(requests) == 2
     assert {r["key"] for r in requests} == {f"{handle.workflow_id}:POST {url}"}
+    assert {r["fence"] for r in requests} == {"1"}  # the fencing token of the run that made the calls
     assert all(r["body"] == {"amount": 5} and r["method"] == "POST" for r in requests)
     [step] = await app.steps(handle.workflow_id)
     assert (step.name, step.attempts) == (f"POST {url}", 2)

@@ -8,7 +8,8 @@ It runs until SIGTERM (exit 0) or SIGKILL, and records what its steps do in the 
   before it returns, so a step that ran twice (e.g. interrupted by a kill) shows two ``start`` rows; workflow
   code between steps writes ``pause`` rows (on every replay).
 - ``gates (workflow_id, point)``: a step or pause marked as blocking waits until the test inserts its row, which
-  lets the test kill the process at a known instant.
+  lets the test kill the process at a known instant. A ``flaky`` step fails with ``TransientError`` (retried)
+  until its gate ``ok:<step>`` is open.
 
 Database errors inside steps become ``TransientError`` (retried with a patient policy), so a Postgres restart
 delays the steps instead of failing them.
@@ -45,7 +46,7 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
 
     async def sql(query: str, params: Any = None) -> list[tuple[Any, ...]]:
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=2) as conn:
                 cursor = await conn.execute(query, params)
                 return await cursor.fetchall() if cursor.description else []
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
@@ -73,11 +74,19 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
         await effect(workflow_id, step, "end")
         return f"{step} by {worker}"
 
+    async def flaky_step(workflow_id: str, step: str) -> str:
+        await effect(workflow_id, step, "start")
+        if not await sql("SELECT 1 FROM gates WHERE workflow_id = %s AND point = %s", (workflow_id, f"ok:{step}")):
+            raise TransientError(f"{step}: not yet")
+        await effect(workflow_id, step, "end")
+        return f"{step} by {worker}"
+
     @app.workflow(name="pipeline")
     async def pipeline(ctx: WorkflowContext, args: dict[str, Any]) -> list[Any]:
         """Steps ``args["steps"]``; before step X it may pause (``pause_before``: workflow code blocked on a gate,
         i.e. between two steps), sleep (``sleep_before`` + ``sleep``) or wait for signal ``go``
-        (``signal_before``); step ``block`` waits for its gate inside the step."""
+        (``signal_before``); step ``block`` waits for its gate inside the step; step ``flaky`` fails until its
+        gate ``ok:<step>`` opens."""
         wf, out = ctx.workflow_id, []
         for name in args["steps"]:
             if args.get("pause_before") == name:
@@ -87,6 +96,9 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
                 await ctx.sleep(args["sleep"])
             if args.get("signal_before") == name:
                 out.append(await ctx.wait_for_signal("go"))
+            if args.get("flaky") == name:
+                out.append(await ctx.step(name, flaky_step, wf, name, retry=PATIENT))
+                continue
             out.append(
                 await ctx.step(name, run_step, wf, name, args.get("block") == name, args.get("hold", 0), retry=PATIENT)
             )
