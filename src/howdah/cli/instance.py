@@ -65,6 +65,14 @@ def _show(item: dict[str, Any]) -> None:
     if item.get("connection"):
         c = item["connection"]
         rows.append(("connection", f"{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}"))
+    for replica in (item.get("status") or {}).get("replicas") or []:
+        health = "running" if replica.get("running") else "[red]not running[/]"
+        lag = replica.get("lag_bytes")
+        rows.append((
+            replica.get("name", "replica"),
+            f"{health}, {replica.get('state') or 'not streaming'}, port {replica.get('port')}, "
+            f"lag {'-' if lag is None else f'{lag} bytes'}",
+        ))  # fmt: skip
     if item.get("last_error"):
         rows.append(("last error", f"[red]{item['last_error']}[/]"))
     for key, value in rows:
