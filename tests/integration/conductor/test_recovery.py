@@ -255,3 +255,20 @@ async def test_a_replica_killed_with_sigkill_is_restarted_and_reported(rig: Rig)
     await async_wait_until(streaming, timeout=60, what="the restarted replica to be reported streaming")
     row = await rig.row(instance_id)
     assert row["state"] == "Up" and not row["has_active_work"]
+
+
+@pytest.mark.skipif(
+    Path("/proc/sys/vm/nr_hugepages").exists() and Path("/proc/sys/vm/nr_hugepages").read_text().strip() != "0",
+    reason="this machine has huge pages: huge_pages=on would start",
+)
+async def test_a_server_that_fails_to_start_is_reported_not_running(rig: Rig) -> None:
+    instance_id = await rig.create_up()
+    await rig.patch(instance_id, {"huge_pages": "on"})  # a valid value; the restart fails without huge pages
+    failed = await rig.settled(instance_id, "Error")
+    assert "huge" in failed["last_error"].lower()
+    assert failed["status"]["running"] is False and failed["next_retry_at"] is None
+
+    await rig.patch(instance_id, {"huge_pages": "off"})
+    up = await rig.settled(instance_id, "Up")
+    assert up["status"]["running"] is True
+    assert await rig.show(instance_id, "huge_pages") == "off"
