@@ -143,7 +143,9 @@ class Conductor:
         for iid, generation in expected:
             status = await asyncio.to_thread(self.provider.status, iid)
             if status.running:
-                dead = [r["name"] for r in status.replicas if not r.get("running")]
+                # a replica the provider reports as a server of its own that is down (the kubernetes provider's
+                # pods have no "running": their operator supervises them)
+                dead = [r["name"] for r in status.replicas if r.get("running") is False]
                 if dead:
                     log.warning("instance %s: replica(s) %s not running; restarting them", iid, ", ".join(dead))
                     try:
