@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from howdah.control.server import free_port
+from howdah.providers._local_files import postmaster_pid
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -182,6 +183,26 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     p.cli("instance", "delete", "shop", "--wait")
     assert not (p.home / "instances" / instance["id"]).exists()
     assert not _port_open(port)
+
+
+def test_read_replica_killed_with_sigkill_is_restarted_and_shown(platform: Platform) -> None:
+    p = platform
+    p.cli("instance", "create", "shop", "--memory", "256Mi", "--replicas", "2", "--wait")
+    replica_dir = p.home / "instances" / p.instance("shop")["id"] / "replica-1" / "pgdata"
+
+    def streaming() -> list[dict[str, Any]]:
+        replicas = p.instance("shop")["status"].get("replicas", [])
+        return [r for r in replicas if r["running"] and r["state"] == "streaming" and r["lag_bytes"] is not None]
+
+    wait_until(streaming, timeout=60, what="the replica to be reported streaming")
+    killed = postmaster_pid(replica_dir)
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: postmaster_pid(replica_dir) not in (None, killed), timeout=60, what="the replica restarted")
+    wait_until(streaming, timeout=60, what="the restarted replica to be reported streaming")
+    assert p.instance("shop")["state"] == "Up"
+    shown = p.cli("instance", "get", "shop").stdout
+    assert "replica-1" in shown and "streaming" in shown and "lag" in shown
 
 
 def test_conductor_killed_during_create_still_converges(platform: Platform) -> None:

@@ -72,6 +72,14 @@ def _show(item: dict[str, Any]) -> None:
     if item.get("connection"):
         c = item["connection"]
         rows.append(("connection", f"{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}"))
+    for replica in (item.get("status") or {}).get("replicas") or []:  # as each provider reports them
+        up = replica.get("running", replica.get("ready"))
+        parts = ["running" if up else "[red]not running[/]", replica.get("role") or "", replica.get("state") or ""]
+        if replica.get("port") is not None:
+            parts.append(f"port {replica['port']}")
+        if "lag_bytes" in replica:
+            parts.append("lag -" if replica["lag_bytes"] is None else f"lag {replica['lag_bytes']} bytes")
+        rows.append((str(replica.get("name", "replica")), ", ".join(p for p in parts if p)))
     if item.get("last_error"):
         rows.append(("last error", f"[red]{item['last_error']}[/]"))
     for key, value in rows:

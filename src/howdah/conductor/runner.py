@@ -1,5 +1,6 @@
 """The conductor loop: takes CRUD events off its data plane's queue, hands each to a durable workflow, and
-reports drift (an instance that died behind its back) with unsolicited state events."""
+supervises every server of the instances that should be Up: a dead primary or read replica is restarted, and
+what it observes (replicas' state and lag included) is reported with unsolicited state events."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from howdah.conductor.workflows import build_app
+from howdah.conductor.workflows import PROVIDER_RETRY, build_app
 from howdah.control.events import STATE_QUEUE, data_plane_queue
+from howdah.control.failures import classify
 from howdah.control.service import ControlPlane
-from howdah.durable import Worker
+from howdah.durable import RetryPolicy, Worker
 from howdah.providers import Provider, ProviderError
 from howdah.queue import DETACH, AsyncQueue, Consumer, Message
 
@@ -29,7 +31,7 @@ class Conductor:
 
     def __init__(
         self, dsn: str, data_plane: str, provider: Provider, *, status_interval: float = 5.0, lease: int = 30,
-        concurrency: int = 8,
+        concurrency: int = 8, provider_retry: RetryPolicy = PROVIDER_RETRY,
     ) -> None:  # fmt: skip
         self.dsn = dsn
         self.data_plane = data_plane
@@ -37,7 +39,7 @@ class Conductor:
         self.status_interval = status_interval
         self.concurrency = concurrency
         self.queue_name = data_plane_queue(data_plane)
-        self.app = build_app(provider, data_plane, dsn, lease=lease)
+        self.app = build_app(provider, data_plane, dsn, lease=lease, provider_retry=provider_retry)
         self._intake: Consumer | None = None
         self._last_status: dict[str, dict[str, Any]] = {}
 
@@ -69,7 +71,11 @@ class Conductor:
 
     # ----------------------------------------------------------------------------------------- intake
     async def take(self, message: Message) -> object:
-        """Start the event's workflow and remove the event from the queue in ONE transaction."""
+        """Start the event's workflow and remove the event from the queue in ONE transaction.
+
+        Each event id runs once (the workflow id is idempotent). An event that arrives again after its workflow
+        finished, while the control plane still waits for that generation (its answer was lost or refused), is
+        run again under a new id: a re-sent event always gets an answer, never a silent no-op."""
         assert self._intake is not None
         event = message.message if isinstance(message.message, dict) else {}
         await self._intake.detach(message)
@@ -77,9 +83,24 @@ class Conductor:
             await self._poison(message, event)
             return DETACH
         async with self._pool.connection() as conn, conn.transaction():
-            await self.app.start("instance_event", event, workflow_id=f"event-{event['event_id']}", conn=conn)
+            workflow_id = f"event-{event['event_id']}"
+            handle = await self.app.start("instance_event", event, workflow_id=workflow_id, conn=conn)
+            if not handle.created and await self._unanswered(conn, workflow_id, event):
+                log.warning("CRUD event %s came again after its workflow finished; running it again", workflow_id)
+                await self.app.start("instance_event", event, workflow_id=f"{workflow_id}-{message.msg_id}", conn=conn)
             await AsyncQueue(conn).delete(self.queue_name, message.msg_id)
         return DETACH
+
+    @staticmethod
+    async def _unanswered(conn: psycopg.AsyncConnection[Any], workflow_id: str, event: dict[str, Any]) -> bool:
+        """Whether the workflow has finished although the instance still waits for this event's generation."""
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT FROM howdah.workflows WHERE id = %s AND finished_at IS NOT NULL) "
+            "AND EXISTS (SELECT FROM control.instances WHERE id::text = %s AND has_active_work AND generation = %s)",
+            (workflow_id, event["instance_id"], event["generation"]),
+        )
+        row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def _poison(self, message: Message, event: dict[str, Any]) -> None:
         reason = (f"CRUD event read {message.read_ct} times without being handled" if message.read_ct > POISON_READS
@@ -91,7 +112,7 @@ class Conductor:
             if "instance_id" in event:
                 await queue.send(STATE_QUEUE, {"instance_id": event["instance_id"], "event": "Error",
                                                "generation": event.get("generation"), "data_plane": self.data_plane,
-                                               "error": reason})  # fmt: skip
+                                               "error": reason, "failure": "permanent"})  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ drift
     async def _watch(self, stop: asyncio.Event) -> None:
@@ -104,9 +125,13 @@ class Conductor:
                 await asyncio.wait_for(stop.wait(), self.status_interval)
 
     async def check_drift(self) -> list[str]:
-        """Observe every instance that should be Up (no work in flight). A dead one is reported (Error),
-        restarted and reported again (Recovered); a live one whose observed status changed (size, version,
-        pending restart…) is reported as a status update. Returns the ids it recovered."""
+        """Observe every instance that should be Up (no work in flight), each of its servers.
+
+        A dead primary is reported (Error, transient), restarted and reported again (Recovered), or, if it
+        cannot be started, reported with the provider's message and classification. A dead read replica is
+        restarted (``ensure_running`` starts every recorded server that is down) while the instance stays Up.
+        A live instance whose observed status changed (size, version, pending restart, replicas' state and
+        lag…) is reported as a status update. Returns the ids whose servers it restarted."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT id::text, generation FROM control.instances "
@@ -118,6 +143,16 @@ class Conductor:
         for iid, generation in expected:
             status = await asyncio.to_thread(self.provider.status, iid)
             if status.running:
+                # a replica the provider reports as a server of its own that is down (the kubernetes provider's
+                # pods have no "running": their operator supervises them)
+                dead = [r["name"] for r in status.replicas if r.get("running") is False]
+                if dead:
+                    log.warning("instance %s: replica(s) %s not running; restarting them", iid, ", ".join(dead))
+                    try:
+                        status = await asyncio.to_thread(self.provider.ensure_running, iid)
+                        recovered.append(iid)
+                    except ProviderError as exc:
+                        log.error("could not restart the replicas of instance %s: %s", iid, exc)
                 observed = status.as_dict()
                 observed.pop("postmaster_start_time", None)
                 if self._last_status.get(iid) != observed:
@@ -127,14 +162,17 @@ class Conductor:
                 continue
             log.warning("instance %s is not running; restarting it", iid)
             self._last_status.pop(iid, None)
-            await self._state(iid, "Error", generation=generation,
-                              error="the Postgres server is not running (it was restarted)")  # fmt: skip
+            await self._state(iid, "Error", generation=generation, failure="transient", status=status.as_dict(),
+                              error="the Postgres server was not running; restarting it")  # fmt: skip
             try:
                 after = await asyncio.to_thread(self.provider.ensure_running, iid)
             except ProviderError as exc:
                 log.error("could not restart instance %s: %s", iid, exc)
+                now = await asyncio.to_thread(self.provider.status, iid)
+                await self._state(iid, "Error", generation=generation, failure=classify(type(exc).__name__),
+                                  error=str(exc), status=now.as_dict())  # fmt: skip
                 continue
-            await self._state(iid, "Recovered", status=after.as_dict())
+            await self._state(iid, "Recovered", generation=generation, status=after.as_dict())
             recovered.append(iid)
         return recovered
 

@@ -2,8 +2,10 @@
 
 Each provider call is a checkpointed step, so a conductor killed at any point resumes where it stopped, and
 every call is idempotent, so a step that was interrupted and runs again converges instead of duplicating.
-Transient provider failures are retried with backoff; permanent ones end the workflow with an ``Error``
-state event carrying Postgres's own message (the instance stays recoverable by a corrected PATCH).
+Transient provider failures are retried with backoff; a failure that remains ends the workflow with an
+``Error`` state event carrying the provider's message (Postgres's own), its classification (permanent or
+transient, :mod:`howdah.control.failures`: the reconciler re-drives only transient ones) and the status observed
+after it, so that a server that failed to start is never reported running.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import psycopg
 
 from howdah.control import stacks
 from howdah.control.events import STATE_QUEUE, BackupKind, StateKind
+from howdah.control.failures import classify
 from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
 from howdah.pg.migrations import upgrade
@@ -69,12 +72,16 @@ def _shape_kwargs(provider: Provider, spec: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, lease: int = 30) -> DurableApp:
-    """The DurableApp whose workflows carry out one data plane's CRUD events through ``provider``."""
+def build_app(
+    provider: Provider, data_plane: str, dsn: str | None = None, *, lease: int = 30,
+    provider_retry: RetryPolicy = PROVIDER_RETRY,
+) -> DurableApp:  # fmt: skip
+    """The DurableApp whose workflows carry out one data plane's CRUD events through ``provider``;
+    ``provider_retry``: how each provider call is retried within a run."""
     app = DurableApp(dsn, queue=f"dp_{data_plane.replace('-', '_')}_wf", lease=lease)
 
     def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return ctx.step(name, fn, *args, retry=PROVIDER_RETRY)
+        return ctx.step(name, fn, *args, retry=provider_retry)
 
     async def report(ctx: WorkflowContext, event: dict[str, Any], kind: StateKind | BackupKind, **fields: Any) -> None:
         body = {"instance_id": event["instance_id"], "event": kind, "generation": event["generation"],
@@ -90,7 +97,12 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
             fields = await body()
         except StepFailed as exc:
             message = exc.error.get("message", str(exc))
-            await report(ctx, event, "Error", error=message)
+            try:  # what the failure left behind (best effort: the report matters more)
+                status: dict[str, Any] | None = await observed(ctx, event["instance_id"], "status after the error")
+            except StepFailed:
+                status = None
+            await report(ctx, event, "Error", error=message, failure=classify(exc.error.get("type")),
+                         **({} if status is None else {"status": status}))  # fmt: skip
             return f"Error: {message}"
         kind = fields.pop("kind", ANSWERS[event["kind"]])
         await report(ctx, event, kind, **fields)
@@ -146,7 +158,8 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
                 await step(ctx, "ensure replicas", replicate, iid, int(event["spec"].get("replicas", 1)))
             after = await observed(ctx, iid)
             if not after.get("accepting_connections"):
-                return {"kind": "Error", "error": f"instance {iid} does not accept connections after {kind}"}
+                return {"kind": "Error", "error": f"instance {iid} does not accept connections after {kind}",
+                        "failure": "transient", "status": after}  # fmt: skip
             answer: StateKind = "Restarted" if kind == "Update" and restarted else ANSWERS[kind]
             return {"kind": answer, "actual_spec": event["spec"], "status": after, "connection": connection}
 
@@ -168,7 +181,7 @@ def build_app(provider: Provider, data_plane: str, dsn: str | None = None, *, le
             return await run(ctx, event, converge)
         if kind in ("Restart", "Stop", "Start", "Delete"):
             return await run(ctx, event, lifecycle)
-        await report(ctx, event, "Error", error=f"unknown CRUD event kind {kind!r}")
+        await report(ctx, event, "Error", error=f"unknown CRUD event kind {kind!r}", failure="permanent")
         return "Error"
 
     return app

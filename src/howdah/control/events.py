@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from howdah.control.failures import Failure
+
 STATE_QUEUE = "control_state_events"
 
 CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup"]
@@ -41,6 +43,13 @@ class CrudEvent(BaseModel):
     sent_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
+def retried_event(pending: dict[str, Any], generation: int) -> dict[str, Any]:
+    """The CRUD event that runs ``pending`` again as generation ``generation``: a new ``event_id``, because a
+    data plane carries out each event id once (the workflow of the first one has finished)."""
+    fresh = {key: value for key, value in pending.items() if key not in ("event_id", "sent_at")}
+    return CrudEvent.model_validate({**fresh, "generation": generation}).model_dump(mode="json")
+
+
 class StateEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -52,4 +61,5 @@ class StateEvent(BaseModel):
     status: dict[str, Any] = Field(default_factory=dict)
     connection: dict[str, Any] | None = None
     error: str | None = None
+    failure: Failure | None = None  # Error: permanent or transient (see howdah.control.failures)
     backup: dict[str, Any] | None = None  # BackupCompleted / BackupFailed: backup_id, location, size_bytes

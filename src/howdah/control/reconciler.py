@@ -14,30 +14,35 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from howdah.control import fsm
-from howdah.control.events import STATE_QUEUE, StateEvent
+from howdah.control.events import STATE_QUEUE, StateEvent, retried_event
+from howdah.control.failures import after_error
+from howdah.durable import RetryPolicy
 from howdah.queue import AsyncQueue, Message
-from howdah.queue._ops import retry_delay
 
 log = logging.getLogger("howdah.control.reconciler")
 
-
-def error_backoff(attempts: int) -> float:
-    """Seconds before an instance in Error is re-driven: doubling from 5 s, capped at 5 min."""
-    return float(retry_delay(attempts, base=5.0, cap=300.0))
+#: How an instance in a transient Error is re-driven: after 5 s, doubling, at most 6 runs in all (then it stays
+#: in Error with the reason, like a permanent failure, until the user changes something).
+ERROR_RETRY = RetryPolicy(max_attempts=6, initial_delay=5.0, max_delay=300.0, jitter=False)
 
 
 class Reconciler:
     """Consumes ``control_state_events`` and periodically sweeps instances.
 
     ``ack_timeout``: seconds after which work the data plane has not acknowledged is sent again (the
-    conductor is idempotent). Instances in Error are re-driven after :func:`error_backoff`.
+    conductor is idempotent). Instances in a transient Error are re-driven as ``error_retry`` says (a new
+    event each time); a permanent Error waits for the user (see :mod:`howdah.control.failures`).
     """
 
-    def __init__(self, pool: AsyncConnectionPool, dsn: str, *, ack_timeout: float = 60.0, sweep_interval: float = 5.0):
+    def __init__(
+        self, pool: AsyncConnectionPool, dsn: str, *, ack_timeout: float = 60.0, sweep_interval: float = 5.0,
+        error_retry: RetryPolicy = ERROR_RETRY,
+    ) -> None:  # fmt: skip
         self.pool = pool
         self.dsn = dsn
         self.ack_timeout = ack_timeout
         self.sweep_interval = sweep_interval
+        self.error_retry = error_retry
 
     async def run(self, stop: asyncio.Event) -> None:
         queue = AsyncQueue(self.pool)
@@ -102,7 +107,9 @@ class Reconciler:
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], event: StateEvent, state: fsm.State
     ) -> None:
         failed = event.event == "Error"
-        attempts = row["error_attempts"] + 1 if failed else 0
+        verdict = after_error(
+            event.failure, row["error_attempts"], event.error or "the data plane reported an error", self.error_retry
+        )
         await conn.execute(
             "UPDATE control.instances SET state = %s, has_active_work = %s, "
             "actual_spec = coalesce(%s, actual_spec), status = status || %s, "
@@ -114,8 +121,8 @@ class Reconciler:
                 str(state), state in fsm.ACTIVE_WORK_STATES,
                 Jsonb(event.actual_spec) if event.actual_spec is not None else None, Jsonb(event.status),
                 state == fsm.State.Deleted, Jsonb(event.connection) if event.connection is not None else None,
-                failed, event.error or "the data plane reported an error", attempts,
-                failed, error_backoff(attempts), row["id"],
+                failed, verdict.message, verdict.attempts if failed else 0,
+                failed and verdict.retry_in is not None, verdict.retry_in or 0.0, row["id"],
             ),
         )  # fmt: skip
 
@@ -130,7 +137,10 @@ class Reconciler:
                 await asyncio.wait_for(stop.wait(), self.sweep_interval)
 
     async def sweep(self) -> tuple[int, int]:
-        """Re-send unacknowledged work and re-drive instances whose error backoff ran out: (resent, retried)."""
+        """Re-send unacknowledged work and re-drive instances whose error backoff ran out: (resent, retried).
+
+        A re-drive is a new CRUD event (new event id, next generation): the data plane runs each event id once,
+        so re-sending the failed event itself would leave the instance waiting for work that never runs."""
         resent = retried = 0
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -152,12 +162,11 @@ class Reconciler:
                 "AND i.pending_event IS NOT NULL FOR UPDATE OF i SKIP LOCKED"
             )
             for row in await cur.fetchall():
-                event = dict(row["pending_event"])
                 try:
-                    state = fsm.next_state(fsm.State.Error, fsm.Event(event["kind"]))
+                    state = fsm.next_state(fsm.State.Error, fsm.Event(row["pending_event"]["kind"]))
+                    event = retried_event(row["pending_event"], row["generation"] + 1)
                 except (fsm.TransitionError, ValueError, KeyError):
                     continue
-                event["generation"] = row["generation"] + 1
                 await AsyncQueue(conn).send(row["dp_queue"], event, headers={"x-howdah-retry": row["error_attempts"]})
                 await conn.execute(
                     "UPDATE control.instances SET state = %s, has_active_work = true, generation = generation + 1, "
