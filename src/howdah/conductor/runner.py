@@ -49,8 +49,9 @@ class Conductor:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=self.concurrency + 4, thread_name_prefix="howdah-provider")
         )
-        async with AsyncConnectionPool(self.dsn, min_size=1, max_size=4, kwargs={"autocommit": True},
-                                       open=False) as pool, self.app:  # fmt: skip
+        async with AsyncConnectionPool(self.dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,
+                                       check=AsyncConnectionPool.check_connection,  # dead after a PG restart
+                                       ) as pool, self.app:  # fmt: skip
             await ControlPlane(pool).register_data_plane(self.data_plane, f"{self.provider.name} provider")
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
