@@ -98,7 +98,7 @@ class Store:
         self.answers = list(answers)
         self.holds = 0
 
-    async def hold(self, workflow_id: str, fence: int, lease: int) -> tuple[float, bool]:
+    async def hold(self, workflow_id: str, fence: int, lease: int, wait: float | None = None) -> tuple[float, bool]:
         self.holds += 1
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):
