@@ -142,13 +142,17 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
         assert _start_time(conn) != started
         conn.execute("SELECT count(*) FROM pg_stat_statements")
 
-    # a value Postgres itself rejects: the instance goes to Error with Postgres's message, no work stays stuck,
-    # and a corrected PATCH brings it back Up
-    p.cli("instance", "update", "shop", "--config", "work_mem=lots")
+    # a value Postgres's rules refuse is a 422 before anything is accepted
+    refused = p.cli("instance", "update", "shop", "--config", "work_mem=lots", check=False)
+    assert refused.returncode != 0 and "work_mem" in refused.stdout + refused.stderr
+    assert p.instance("shop")["state"] == "Up"
+    # a value only the server can judge (a time zone name): the instance goes to Error with Postgres's
+    # message, no work stays stuck, and a corrected PATCH brings it back Up
+    p.cli("instance", "update", "shop", "--config", "timezone=Mars/Olympus")
     wait_until(lambda: p.instance("shop")["state"] == "Error", timeout=120, what="shop to report the bad value")
     failed = p.instance("shop")
-    assert "work_mem" in failed["last_error"] and not failed["has_active_work"]
-    p.cli("instance", "update", "shop", "--config", "work_mem=32MB", "--wait")
+    assert "TimeZone" in failed["last_error"] and not failed["has_active_work"]
+    p.cli("instance", "update", "shop", "--config", "timezone=UTC", "--config", "work_mem=32MB", "--wait")
     with p.connect("shop") as conn:
         assert conn.execute("SHOW work_mem").fetchone() == ("32MB",)
 

@@ -138,7 +138,8 @@ async def rig(db_url: str) -> AsyncIterator[Rig]:
     provider = FlakyProvider(home, durable=False)
     async with AsyncConnectionPool(db_url, min_size=1, max_size=6, kwargs={"autocommit": True}, open=False) as pool:
         rig = Rig(db_url, pool, provider)
-        await rig.control.ensure_org(ORG)
+        async with pool.connection() as conn:  # orgs come with their first token; none is needed here
+            await conn.execute("INSERT INTO control.orgs (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (ORG, ORG))
         await rig.start()
         try:
             yield rig
@@ -193,9 +194,9 @@ async def test_transient_failure_that_clears_recovers_without_the_user(rig: Rig)
 
 async def test_permanent_failure_is_not_retried_until_the_spec_changes(rig: Rig) -> None:
     instance_id = await rig.create_up()
-    await rig.patch(instance_id, {"work_mem": "lots"})
+    await rig.patch(instance_id, {"timezone": "Mars/Olympus"})  # only a server can tell
     failed = await rig.settled(instance_id, "Error")
-    assert 'invalid value for parameter "work_mem"' in failed["last_error"]  # Postgres's own message
+    assert 'invalid value for parameter "TimeZone"' in failed["last_error"]  # Postgres's own message
     assert failed["next_retry_at"] is None and failed["status"]["running"] is True
     runs = await rig.workflow_runs(instance_id)
     for _ in range(5):
@@ -211,7 +212,7 @@ async def test_permanent_failure_is_not_retried_until_the_spec_changes(rig: Rig)
 
 async def test_error_converges_across_a_restart_even_when_left_stuck_by_an_old_retry(rig: Rig) -> None:
     instance_id = await rig.create_up()
-    await rig.patch(instance_id, {"work_mem": "lots"})
+    await rig.patch(instance_id, {"timezone": "Mars/Olympus"})  # only a server can tell
     failed = await rig.settled(instance_id, "Error")
     await rig.stop()
 
@@ -225,7 +226,7 @@ async def test_error_converges_across_a_restart_even_when_left_stuck_by_an_old_r
         )
     await rig.start()
     answered = await rig.settled(instance_id, "Error")  # re-sent, run again, answered: no work stays in flight
-    assert 'invalid value for parameter "work_mem"' in answered["last_error"]
+    assert 'invalid value for parameter "TimeZone"' in answered["last_error"]
 
     await rig.stop()
     await rig.start()
