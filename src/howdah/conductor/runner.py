@@ -52,7 +52,8 @@ class Conductor:
         async with AsyncConnectionPool(self.dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,
                                        check=AsyncConnectionPool.check_connection,  # dead after a PG restart
                                        ) as pool, self.app:  # fmt: skip
-            await ControlPlane(pool).register_data_plane(self.data_plane, f"{self.provider.name} provider")
+            capacity = await asyncio.to_thread(self.provider.capacity)
+            await ControlPlane(pool).register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity)
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
             self._pool = pool

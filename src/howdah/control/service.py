@@ -8,6 +8,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import psycopg
@@ -17,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from howdah.control import fsm, restart, stacks
+from howdah.control.capacity import Capacity, check_capacity
 from howdah.control.errors import (
     RETRY_AFTER_SECONDS,
     Conflict,
@@ -69,12 +71,17 @@ def validation_message(exc: ValidationError) -> str:
 
 
 _INSERT_PLANE = (
-    "INSERT INTO control.data_planes (name, queue_name, description) VALUES (%s, %s, %s) ON CONFLICT (name) "
+    "INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) "
 )
-_PLANE_UPSERT = "DO UPDATE SET description = EXCLUDED.description "
+_PLANE_UPSERT = (
+    "DO UPDATE SET description = EXCLUDED.description, cpu = EXCLUDED.cpu, memory_bytes = EXCLUDED.memory_bytes, "
+    "storage_bytes = EXCLUDED.storage_bytes "
+)
 _PLANE_ROW = "RETURNING name, queue_name, description, draining, created_at, last_seen_at"
 _SELECT_INSTANCE = (
-    "SELECT i.*, d.queue_name AS dp_queue FROM control.instances i JOIN control.data_planes d "
+    "SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes, "
+    "d.storage_bytes AS dp_storage_bytes FROM control.instances i JOIN control.data_planes d "
     "ON d.name = i.data_plane WHERE i.org_id = %s AND i.id::text = %s"
 )
 
@@ -180,21 +187,27 @@ class ControlPlane:
 
     # ------------------------------------------------------------------------------------ data planes
     # Data planes are shared by every org: the API lets only a platform admin change them (see the routes).
-    async def register_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
-        """Create or refresh a data plane (a conductor registering itself at start: idempotent)."""
-        return await self._write_data_plane(name, description, upsert=True)
+    async def register_data_plane(
+        self, name: str, description: str = "", capacity: Capacity | None = None
+    ) -> dict[str, Any]:
+        """Create or refresh a data plane (a conductor registering itself at start: idempotent), with what it has
+        in all as its provider reports it (None: unknown; instances are then not checked against it)."""
+        return await self._write_data_plane(name, description, upsert=True, capacity=capacity)
 
     async def create_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
         """A new data plane and its CRUD-event queue; 409 when one of that name exists."""
         return await self._write_data_plane(name, description, upsert=False)
 
-    async def _write_data_plane(self, name: str, description: str, *, upsert: bool) -> dict[str, Any]:
+    async def _write_data_plane(
+        self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None
+    ) -> dict[str, Any]:
         queue = data_plane_queue(name)
         query = _INSERT_PLANE + (_PLANE_UPSERT if upsert else "DO NOTHING ") + _PLANE_ROW
+        has = capacity or Capacity()
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             try:
-                await cur.execute(query, (name, queue, description))
+                await cur.execute(query, (name, queue, description, has.cpu, has.memory_bytes, has.storage_bytes))
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
             row = await cur.fetchone()
@@ -258,14 +271,19 @@ class ControlPlane:
             cur = await conn.execute("SELECT name FROM control.data_planes WHERE NOT draining ORDER BY name")
             return [name for (name,) in await cur.fetchall()]
 
-    async def _pick_data_plane(self, conn: psycopg.AsyncConnection[Any], wanted: str | None) -> tuple[str, str]:
-        cur = await conn.execute("SELECT name, queue_name, draining FROM control.data_planes ORDER BY name")
+    async def _pick_data_plane(
+        self, conn: psycopg.AsyncConnection[Any], wanted: str | None
+    ) -> tuple[str, str, Capacity]:
+        """The data plane a new instance goes to: its name, CRUD-event queue and capacity."""
+        cur = await conn.execute(
+            "SELECT name, queue_name, draining, cpu, memory_bytes, storage_bytes FROM control.data_planes ORDER BY name"
+        )
         rows = await cur.fetchall()
-        planes = {name: queue for name, queue, draining in rows if not draining}
-        draining = {name for name, _, drained in rows if drained}
+        planes = {name: (name, queue, _capacity(*has)) for name, queue, draining, *has in rows if not draining}
+        draining = {name for name, _, drained, *_ in rows if drained}
         if wanted is None:
             if len(planes) == 1:
-                return next(iter(planes.items()))
+                return next(iter(planes.values()))
             if not planes:
                 raise Unavailable(
                     "no data plane can take new instances yet (none is registered, or all are draining); "
@@ -276,7 +294,7 @@ class ControlPlane:
             raise Conflict(f"data plane {wanted!r} is draining: it takes no new instances (one of {sorted(planes)})")
         if wanted not in planes:
             raise Invalid(f"data plane {wanted!r} does not exist (known: {sorted(planes)})")
-        return wanted, planes[wanted]
+        return planes[wanted]
 
     # -------------------------------------------------------------------------------------- instances
     async def create_instance(
@@ -285,7 +303,8 @@ class ControlPlane:
         settings, extensions = _render(spec)
         state = fsm.State.Submitted  # a new instance: Create brings it into being in Submitted
         async with self.pool.connection() as conn, conn.transaction():
-            plane, queue = await self._pick_data_plane(conn, data_plane)
+            plane, queue, capacity = await self._pick_data_plane(conn, data_plane)
+            check_capacity(spec, capacity, plane)
             cur = conn.cursor(row_factory=dict_row)
             try:
                 await cur.execute(
@@ -378,6 +397,9 @@ class ControlPlane:
                     raise Invalid(validation_message(exc)) from exc
                 except ValueError as exc:
                     raise Invalid(str(exc)) from exc
+            if changes:  # only what a change touches: a stored spec can always be stopped, deleted or fixed
+                has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"])
+                check_capacity(spec, has, row["data_plane"], previous=desired)
             settings, extensions = _render(spec, check_values=bool(changes))
             needs_restart = False
             if kind == "Update" and row["actual_spec"]:
@@ -406,6 +428,11 @@ class ControlPlane:
             if not busy:
                 return updated
             return await self._send(conn, updated, row["dp_queue"], kind, spec, settings, extensions)
+
+
+def _capacity(cpu: Decimal | None, memory_bytes: int | None, storage_bytes: int | None) -> Capacity:
+    """A data plane's recorded capacity (its columns ``cpu``, ``memory_bytes``, ``storage_bytes``)."""
+    return Capacity(None if cpu is None else float(cpu), memory_bytes, storage_bytes)
 
 
 def _backup_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from howdah.control.capacity import Capacity
 from howdah.errors import HowdahError
 
 
@@ -105,3 +106,7 @@ class Provider(Protocol):
 
     def list_instances(self) -> list[str]:
         """Ids of every instance this provider holds (running or not)."""
+
+    def capacity(self) -> Capacity | None:
+        """What the whole data plane has (cpu, memory, storage), reported when its conductor registers; None (or
+        None in a field) when the provider cannot tell: instances are then not checked against it."""

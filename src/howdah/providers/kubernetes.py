@@ -51,6 +51,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from howdah.control.capacity import Capacity
 from howdah.providers import _cnpg
 from howdah.providers._cnpg import ClusterShape, ClusterState, SpecLike
 from howdah.providers.base import ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
@@ -222,6 +223,10 @@ class KubernetesProvider:
 
     def status(self, instance_id: str) -> InstanceStatus:
         return _cnpg.instance_status(self._find_cluster(instance_id))
+
+    def capacity(self) -> Capacity | None:
+        """Unknown: a cluster's allocatable resources change with its nodes and are not read here."""
+        return None
 
     def list_instances(self) -> list[str]:
         """Every Howdah-managed Cluster's instance id: give each data plane a namespace of its own."""

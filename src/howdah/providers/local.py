@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from howdah.control.capacity import Capacity
 from howdah.errors import HowdahError
 from howdah.pg._binaries import remove_os_user
 from howdah.providers import _local_backup as _backup
@@ -95,6 +96,16 @@ class LocalProvider(LocalBase):
         self._checker = SettingsChecker(self.home)
 
     # ============================================================================================ protocol
+    def capacity(self) -> Capacity:
+        """This host: its physical memory, its cpus, and the size of the filesystem that holds ``home`` (or would,
+        before it exists). Every instance, with each of its replicas, runs here."""
+        where = self.home
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        disk = shutil.disk_usage(where)
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return Capacity(cpu=os.cpu_count(), memory_bytes=memory, storage_bytes=disk.used + disk.free)
+
     def ensure_created(self, instance_id: str, name: str, settings: dict[str, str]) -> None:
         """Record, port, cluster (initdb, redone when a crash interrupted it) and configuration. While the
         server does not run, ``settings`` are (re)written, so a create that failed on a bad value converges
