@@ -242,3 +242,27 @@ async def gated(workflow_id: str, step: str) -> str:
     await Side.wait_gate(workflow_id, step)
     await Side.arecord(workflow_id, step, "end")
     return step
+
+
+def start_pipeline(db_url: str, procs: Procs, args: dict[str, Any], prefix: str = "wf") -> str:
+    """Start the worker processes' ``pipeline`` (``args["steps"]``…) from SQL once a worker has registered it
+    for this test's queue."""
+    wait_until(
+        lambda: scalar(db_url, "SELECT queue_name FROM howdah.workflow_types WHERE name = 'pipeline'") == procs.queue,
+        what="a worker to register the workflow types",
+    )
+    wf = new_id(prefix)
+    scalar(
+        db_url,
+        "SELECT id FROM howdah.start_workflow('pipeline', %s::jsonb, workflow_id => %s)",
+        (json.dumps(args), wf),
+    )
+    return wf
+
+
+def wait_for(procs: Procs, predicate: Any, what: str, timeout: float = 30) -> None:
+    """:func:`wait_until`, with the worker processes' logs in the failure."""
+    try:
+        wait_until(predicate, timeout=timeout, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{procs.logs_text()}") from None

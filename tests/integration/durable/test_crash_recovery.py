@@ -8,7 +8,6 @@ and block on ``gates`` rows the test inserts, so the test kills at a known insta
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -16,33 +15,11 @@ from typing import Any
 
 import pytest
 
-from ._helpers import Procs, new_id, rows, scalar, status, step_counts, wait_until
+from ._helpers import Procs, rows, scalar, start_pipeline, status, step_counts, wait_for
 
 pytestmark = pytest.mark.slow
 
 STEPS = ["s1", "s2", "s3"]
-
-
-def start_pipeline(db_url: str, procs: Procs, args: dict[str, Any]) -> str:
-    """Start ``pipeline`` from SQL once a worker has registered it for this test's queue."""
-    wait_until(
-        lambda: scalar(db_url, "SELECT queue_name FROM howdah.workflow_types WHERE name = 'pipeline'") == procs.queue,
-        what="a worker to register the workflow types",
-    )
-    wf = new_id("crash")
-    scalar(
-        db_url,
-        "SELECT id FROM howdah.start_workflow('pipeline', %s::jsonb, workflow_id => %s)",
-        (json.dumps({"steps": STEPS, **args}), wf),
-    )
-    return wf
-
-
-def wait_for(procs: Procs, predicate: Any, what: str, timeout: float = 30) -> None:
-    try:
-        wait_until(predicate, timeout=timeout, what=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{procs.logs_text()}") from None
 
 
 def who_ran(db_url: str, wf: str, step: str) -> list[str]:
@@ -59,7 +36,7 @@ def finish_on(procs: Procs, db_url: str, wf: str) -> list[Any]:
 
 def test_killed_in_the_middle_of_a_step(procs: Procs, db_url: str) -> None:
     procs.start("A")
-    wf = start_pipeline(db_url, procs, {"block": "s2"})
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "block": "s2"}, "crash")
     wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "A to be inside s2")
     procs.kill("A")
     procs.start("B")
@@ -74,7 +51,7 @@ def test_killed_in_the_middle_of_a_step(procs: Procs, db_url: str) -> None:
 
 def test_killed_between_two_steps(procs: Procs, db_url: str) -> None:
     procs.start("A")
-    wf = start_pipeline(db_url, procs, {"pause_before": "s2"})
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "pause_before": "s2"}, "crash")
     wait_for(procs, lambda: step_counts(db_url, wf, "pause").get("pause:s2") == 1, "A to pause after s1")
     assert [r[0] for r in rows(db_url, "SELECT name FROM howdah.steps WHERE workflow_id = %s", (wf,))] == ["s1"]
     procs.kill("A")
@@ -89,7 +66,7 @@ def test_killed_between_two_steps(procs: Procs, db_url: str) -> None:
 
 def test_killed_while_the_workflow_sleeps(procs: Procs, db_url: str) -> None:
     procs.start("A")
-    wf = start_pipeline(db_url, procs, {"sleep_before": "s2", "sleep": 3})
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "sleep_before": "s2", "sleep": 3}, "crash")
     wait_for(procs, lambda: status(db_url, wf) == "sleeping", "the workflow to sleep")
     procs.kill("A")
     assert status(db_url, wf) == "sleeping"
@@ -102,7 +79,7 @@ def test_killed_while_the_workflow_sleeps(procs: Procs, db_url: str) -> None:
 
 def test_killed_while_the_workflow_waits_for_a_signal(procs: Procs, db_url: str) -> None:
     procs.start("A")
-    wf = start_pipeline(db_url, procs, {"signal_before": "s2"})
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "signal_before": "s2"}, "crash")
     wait_for(procs, lambda: status(db_url, wf) == "waiting", "the workflow to wait for its signal")
     procs.kill("A")
     # Sent while no worker is alive: the signal waits in the database for the next one.
@@ -118,7 +95,7 @@ def test_a_step_longer_than_the_lease_keeps_its_worker(procs: Procs, db_url: str
     """Heartbeats extend the lease while a step runs, so a live second worker never takes the workflow over."""
     procs.start("A", lease=2)
     procs.start("B", lease=2)
-    wf = start_pipeline(db_url, procs, {"block": "s2"})
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "block": "s2"}, "crash")
     wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "s2 to start")
     owner = who_ran(db_url, wf, "s2")[0]
     # Keep s2 running for more than two leases. Not a synchronisation sleep: the step's duration is the point.
@@ -138,7 +115,7 @@ def test_a_stalled_worker_loses_its_lease_and_its_late_work_is_not_recorded(proc
     """SIGSTOP a worker in a step until its lease runs out; another takes over; once both finish the step body,
     one checkpoint wins and the other run stops (LeaseLost): the steps after it still run exactly once."""
     stalled = procs.start("A", lease=2)
-    wf = start_pipeline(db_url, procs, {"block": "s2"})
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "block": "s2"}, "crash")
     wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "A to be inside s2")
     os.kill(stalled.pid, signal.SIGSTOP)
     try:

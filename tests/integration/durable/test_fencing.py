@@ -7,7 +7,6 @@ starts after its own checkpoint (``effects.at`` against ``howdah.steps.finished_
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -19,30 +18,19 @@ from psycopg import sql
 
 from howdah.durable import DurableApp, RetryPolicy, TransientError, WorkflowContext
 
-from ._helpers import Procs, Registry, new_id, rows, running, scalar, status, step_counts, wait_until
+from ._helpers import (
+    Procs,
+    Registry,
+    rows,
+    running,
+    scalar,
+    start_pipeline,
+    status,
+    step_counts,
+    wait_for,
+)
 
 WORKFLOWS = Registry()
-
-
-def start_pipeline(db_url: str, procs: Procs, steps: list[str], **args: Any) -> str:
-    wait_until(
-        lambda: scalar(db_url, "SELECT queue_name FROM howdah.workflow_types WHERE name = 'pipeline'") == procs.queue,
-        what="a worker to register the workflow types",
-    )
-    wf = new_id("fence")
-    scalar(
-        db_url,
-        "SELECT id FROM howdah.start_workflow('pipeline', %s::jsonb, workflow_id => %s)",
-        (json.dumps({"steps": steps, **args}), wf),
-    )
-    return wf
-
-
-def wait_for(procs: Procs, predicate: Any, what: str, timeout: float = 30) -> None:
-    try:
-        wait_until(predicate, timeout=timeout, what=what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{procs.logs_text()}") from None
 
 
 def starts_by(db_url: str, wf: str, step: str, worker: str) -> int:
@@ -92,7 +80,7 @@ def wait_run_abandoned(procs: Procs, worker: str, wf: str) -> None:
 @pytest.mark.slow
 def test_a_worker_frozen_between_steps_starts_no_step_after_it_resumes(procs: Procs, db_url: str) -> None:
     stale = procs.start("A", lease=2)
-    wf = start_pipeline(db_url, procs, ["s1", "s2", "s3"], pause_before="s2")
+    wf = start_pipeline(db_url, procs, {"steps": ["s1", "s2", "s3"], "pause_before": "s2"}, "fence")
     wait_for(procs, lambda: step_counts(db_url, wf, "pause").get("pause:s2") == 1, "A to pause after s1")
     with frozen(stale.pid):
         gate(db_url, wf, "pause:s2")  # A would go on to s2 now, but it is frozen
@@ -109,7 +97,7 @@ def test_a_worker_frozen_between_steps_starts_no_step_after_it_resumes(procs: Pr
 @pytest.mark.slow
 def test_a_step_retrying_through_a_lost_lease_stops_retrying(procs: Procs, db_url: str) -> None:
     stale = procs.start("A", lease=2)
-    wf = start_pipeline(db_url, procs, ["s1", "s2", "s3"], flaky="s2")
+    wf = start_pipeline(db_url, procs, {"steps": ["s1", "s2", "s3"], "flaky": "s2"}, "fence")
     wait_for(procs, lambda: starts_by(db_url, wf, "s2", "A") >= 2, "A to be retrying s2")
     with frozen(stale.pid):
         procs.start("B", lease=2)
@@ -142,7 +130,7 @@ def test_a_step_retrying_through_a_database_outage_stops_its_run(pg_cluster: Any
     """The outage outlasts what the run knows of its lease: it cannot tell whether it still holds the workflow,
     so it stops instead of starting more attempts; once the database is back the workflow is run again."""
     procs.start("A", lease=2)
-    wf = start_pipeline(db_url, procs, ["s1", "s2", "s3"], flaky="s2")
+    wf = start_pipeline(db_url, procs, {"steps": ["s1", "s2", "s3"], "flaky": "s2"}, "fence")
     wait_for(procs, lambda: starts_by(db_url, wf, "s2", "A") >= 2, "A to be retrying s2")
     with unreachable(pg_cluster, db_url):
         wait_for(
