@@ -3,6 +3,7 @@ provider (`howdah conductor`), and real Postgres instances driven through the CL
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -34,7 +35,8 @@ class Platform:
         os.chmod(tmp, 0o755)
         self.port = free_port()
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "COLUMNS": "200",
-                    "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
+                    "HOWDAH_DATABASE_URL": db_url,  # one key for both processes, as for a remote conductor
+                    "HOWDAH_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()}  # fmt: skip
         self.procs: list[subprocess.Popen[str]] = []
         self.conductor: subprocess.Popen[str] | None = None
 

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from howdah.conductor.workflows import PROVIDER_RETRY, build_app
 from howdah.control.events import STATE_QUEUE, data_plane_queue
 from howdah.control.failures import classify
+from howdah.control.sealing import Sealer
 from howdah.control.service import ControlPlane
 from howdah.durable import RetryPolicy, Worker
 from howdah.providers import Provider, ProviderError
@@ -31,7 +32,7 @@ class Conductor:
 
     def __init__(
         self, dsn: str, data_plane: str, provider: Provider, *, status_interval: float = 5.0, lease: int = 30,
-        concurrency: int = 8, provider_retry: RetryPolicy = PROVIDER_RETRY,
+        concurrency: int = 8, provider_retry: RetryPolicy = PROVIDER_RETRY, sealer: Sealer | None = None,
     ) -> None:  # fmt: skip
         self.dsn = dsn
         self.data_plane = data_plane
@@ -39,7 +40,7 @@ class Conductor:
         self.status_interval = status_interval
         self.concurrency = concurrency
         self.queue_name = data_plane_queue(data_plane)
-        self.app = build_app(provider, data_plane, dsn, lease=lease, provider_retry=provider_retry)
+        self.app = build_app(provider, data_plane, dsn, lease=lease, provider_retry=provider_retry, sealer=sealer)
         self._intake: Consumer | None = None
         self._last_status: dict[str, dict[str, Any]] = {}
 

@@ -6,6 +6,9 @@ Transient provider failures are retried with backoff; a failure that remains end
 ``Error`` state event carrying the provider's message (Postgres's own), its classification (permanent or
 transient, :mod:`howdah.control.failures`: the reconciler re-drives only transient ones) and the status observed
 after it, so that a server that failed to start is never reported running.
+
+An instance's password is sealed (:mod:`howdah.control.sealing`) inside the step that receives it from the
+provider: step results and state events carry only ``password_sealed``, opened in memory where it is used.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import psycopg
 from howdah.control import stacks
 from howdah.control.events import STATE_QUEUE, BackupKind, StateKind
 from howdah.control.failures import classify
+from howdah.control.sealing import Sealer, default_sealer, open_connection, seal_connection
 from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
 from howdah.pg.migrations import upgrade
@@ -74,11 +78,17 @@ def _shape_kwargs(provider: Provider, spec: dict[str, Any]) -> dict[str, Any]:
 
 def build_app(
     provider: Provider, data_plane: str, dsn: str | None = None, *, lease: int = 30,
-    provider_retry: RetryPolicy = PROVIDER_RETRY,
+    provider_retry: RetryPolicy = PROVIDER_RETRY, sealer: Sealer | None = None,
 ) -> DurableApp:  # fmt: skip
     """The DurableApp whose workflows carry out one data plane's CRUD events through ``provider``;
-    ``provider_retry``: how each provider call is retried within a run."""
+    ``provider_retry``: how each provider call is retried within a run; ``sealer``: how instance passwords are
+    sealed (default :func:`~howdah.control.sealing.default_sealer`; the control plane must use the same)."""
     app = DurableApp(dsn, queue=f"dp_{data_plane.replace('-', '_')}_wf", lease=lease)
+    sealer = sealer or default_sealer()
+
+    def app_database(iid: str) -> dict[str, Any]:
+        """The app role's connection, its password sealed before it becomes a step result."""
+        return seal_connection(provider.ensure_app_database(iid).as_dict(), sealer, iid)
 
     def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         return ctx.step(name, fn, *args, retry=provider_retry)
@@ -147,10 +157,15 @@ def build_app(
             if needs_restart:
                 await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
                 restarted = True
-            connection = await step(ctx, "ensure app database", lambda: provider.ensure_app_database(iid).as_dict())
-            components = stacks.get_stack(event["spec"].get("stack", "standard")).install_components
+            # A checkpoint written before passwords were sealed holds it in plaintext: sealed here before use.
+            connection = seal_connection(await step(ctx, "ensure app database", app_database, iid), sealer, iid)
+            components = list(stacks.get_stack(event["spec"].get("stack", "standard")).install_components)
             if components:  # e.g. the MessageQueue stack: Howdah's queue schema inside the instance
-                await step(ctx, "install components", install_components, connection, list(components))
+
+                def install() -> list[str]:  # the password opened in memory only
+                    return install_components(open_connection(connection, sealer, iid), components)
+
+                await step(ctx, "install components", install)
             disabled = [e["name"] for e in event["spec"].get("extensions", []) if not e.get("enabled", True)]
             await step(ctx, "ensure extensions", provider.ensure_extensions, iid, wanted, disabled)
             replicate = getattr(provider, "ensure_replicas", None)

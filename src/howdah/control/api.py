@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import stacks
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
+from howdah.control.sealing import Sealer, default_sealer
 from howdah.control.service import (
     DEFAULT_MAX_TOKENS_PER_ORG,
     ControlPlane,
@@ -244,15 +245,18 @@ def create_app(
     pool_timeout: float = POOL_TIMEOUT_SECONDS,
     max_tokens_per_org: int | None = None,
     metrics_open_loopback: bool | None = None,
+    sealer: Sealer | None = None,
 ) -> FastAPI:
     """The API bound to the control-plane database at ``dsn`` (schemas installed beforehand).
 
     ``max_tokens_per_org`` (default ``$HOWDAH_MAX_TOKENS_PER_ORG`` or 100) caps each org's active tokens;
     ``metrics_open_loopback`` (default ``$HOWDAH_METRICS_OPEN_LOOPBACK``) lets clients on 127.0.0.1/::1 scrape
     ``/metrics`` without a token. Pooled connections are checked before each use, so a Postgres restart costs
-    no request; a database that cannot be reached within ``pool_timeout`` seconds answers 503.
+    no request; a database that cannot be reached within ``pool_timeout`` seconds answers 503. ``sealer`` opens
+    instance passwords (default :func:`~howdah.control.sealing.default_sealer`).
     """
     max_tokens, metrics_open = _env_settings(max_tokens_per_org, metrics_open_loopback)
+    sealer = sealer or default_sealer()  # opens instance passwords; the conductors must seal with the same
     registry = CollectorRegistry()
     requests = Counter("howdah_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("howdah_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry)
@@ -435,7 +439,7 @@ def create_app(
     async def create(org_id: str, body: InstanceCreate, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
         spec = InstanceSpec.model_validate(body.model_dump(exclude={"data_plane"}))
-        return Instance(**instance_view(await ctl.create_instance(org_id, spec, body.data_plane), who))
+        return Instance(**instance_view(await ctl.create_instance(org_id, spec, body.data_plane), who, sealer))
 
     @app.get(base, tags=["instances"])
     async def list_instances(
@@ -446,14 +450,14 @@ def create_app(
     ) -> InstancePage:  # fmt: skip
         require(who, org_id, "viewer")
         rows, total = await ctl.list_instances(org_id, state, limit, offset)
-        items = [Instance(**instance_view(r, who)) for r in rows]
+        items = [Instance(**instance_view(r, who, sealer)) for r in rows]
         more = offset + len(items) < total
         return InstancePage(items=items, total=total, next_offset=offset + len(items) if more else None)
 
     @app.get(base + "/{instance_id}", tags=["instances"])
     async def get_one(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "viewer")
-        return Instance(**instance_view(await ctl.get_instance(org_id, instance_id), who))
+        return Instance(**instance_view(await ctl.get_instance(org_id, instance_id), who, sealer))
 
     @app.patch(base + "/{instance_id}", tags=["instances"], status_code=202)
     async def patch(org_id: str, instance_id: str, body: InstancePatch, who: Auth, ctl: Ctl) -> Instance:
@@ -461,12 +465,12 @@ def create_app(
         changes = body.model_dump(mode="json", exclude_unset=True)
         if not changes:
             raise Invalid("nothing to change: send at least one field")
-        return Instance(**instance_view(await ctl.change(org_id, instance_id, "Update", changes), who))
+        return Instance(**instance_view(await ctl.change(org_id, instance_id, "Update", changes), who, sealer))
 
     @app.delete(base + "/{instance_id}", tags=["instances"], status_code=202)
     async def delete(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
-        return Instance(**instance_view(await ctl.change(org_id, instance_id, "Delete"), who))
+        return Instance(**instance_view(await ctl.change(org_id, instance_id, "Delete"), who, sealer))
 
     @app.post(base + "/{instance_id}/backups", tags=["backups"], status_code=202)
     async def backup(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> BackupInfo:
@@ -483,12 +487,12 @@ def create_app(
     async def restore(org_id: str, body: RestoreRequest, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
         row = await restore_backup(ctl, org_id, body.backup_id, body.name, body.data_plane)
-        return Instance(**instance_view(row, who))
+        return Instance(**instance_view(row, who, sealer))
 
     def lifecycle(kind: Literal["Restart", "Stop", "Start"]) -> Callable[..., Awaitable[Instance]]:
         async def act(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
             require(who, org_id, "member")
-            return Instance(**instance_view(await ctl.change(org_id, instance_id, kind), who))
+            return Instance(**instance_view(await ctl.change(org_id, instance_id, kind), who, sealer))
 
         return act
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import psycopg
 
 from howdah.control.fsm import IllegalTransition, TransitionError, UndefinedTransition
+from howdah.control.sealing import SecretUnavailable
 from howdah.control.stacks import (
     ExtensionConflict,
     ForbiddenSetting,
@@ -129,6 +130,7 @@ HTTP_STATUS: dict[type[HowdahError], tuple[int, str]] = {
     InvalidSettingValue: (422, "invalid"),
     UnknownExtension: (422, "invalid"),
     ExtensionConflict: (422, "invalid"),
+    SecretUnavailable: (500, "secret_unavailable"),  # instance views leave the password out instead
 }
 
 _RETRYABLE = {503}

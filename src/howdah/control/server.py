@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from howdah.control.api import create_app
 from howdah.control.reconciler import Reconciler
+from howdah.control.sealing import Sealer
 from howdah.pg._server import free_port
 
 __all__ = ["free_port", "serve_control_plane"]
@@ -26,12 +27,12 @@ class _Server(uvicorn.Server):
 
 async def serve_control_plane(
     dsn: str, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int = 8080, started: asyncio.Event | None = None,
-    metrics_open_loopback: bool | None = None,
+    metrics_open_loopback: bool | None = None, sealer: Sealer | None = None,
 ) -> None:  # fmt: skip
     """Serve the API on ``host:port`` and run the reconciler until ``stop`` is set; both stop gracefully.
 
-    ``metrics_open_loopback``: see :func:`howdah.control.api.create_app` (None: from the environment)."""
-    app = create_app(dsn, metrics_open_loopback=metrics_open_loopback)
+    ``metrics_open_loopback``, ``sealer``: see :func:`howdah.control.api.create_app` (None: the default)."""
+    app = create_app(dsn, metrics_open_loopback=metrics_open_loopback, sealer=sealer)
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     async with AsyncConnectionPool(
         dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,

@@ -29,6 +29,7 @@ from howdah.control.errors import (
     Unavailable,
 )
 from howdah.control.events import STATE_QUEUE, CrudEvent, CrudKind, data_plane_queue
+from howdah.control.sealing import SEALED, Sealer, SecretUnavailable, open_connection
 from howdah.control.spec import InstanceSpec
 from howdah.pg._binaries import install_root
 from howdah.queue import AsyncQueue
@@ -517,11 +518,19 @@ def _available_extensions() -> frozenset[str]:
     return frozenset(p.stem for p in (install_root() / "share" / "extension").glob("*.control"))
 
 
-def instance_view(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
-    """The API representation of an instance row (the password only for member and admin)."""
+def instance_view(row: dict[str, Any], principal: Principal, sealer: Sealer) -> dict[str, Any]:
+    """The API representation of an instance row: the password, opened from its sealed form (or stored in
+    plaintext before sealing), only for member and admin; one that does not open is left out with a message."""
     connection = dict(row["connection"]) if row.get("connection") else None
-    if connection is not None and not principal.at_least("member"):
+    if connection is not None and principal.at_least("member"):
+        try:
+            connection = open_connection(connection, sealer, str(row["id"]))
+        except SecretUnavailable as exc:
+            connection.pop(SEALED, None)
+            connection["password_error"] = f"the password cannot be opened by this control plane: {exc}"
+    elif connection is not None:
         connection.pop("password", None)
+        connection.pop(SEALED, None)
     return {
         "id": str(row["id"]),
         "org_id": row["org_id"],

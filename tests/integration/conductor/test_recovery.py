@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from howdah.conductor import Conductor
 from howdah.control.reconciler import Reconciler
+from howdah.control.sealing import AesGcmSealer, open_connection
 from howdah.control.service import ControlPlane
 from howdah.control.spec import InstanceSpec
 from howdah.durable import RetryPolicy
@@ -39,6 +40,7 @@ pytestmark = pytest.mark.slow
 
 ORG, PLANE = "acme", "rec"
 PROVIDER_RETRY = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.05, retry_on=(TransientProviderError,))
+SEALER = AesGcmSealer(os.urandom(32))
 ERROR_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=0.8, jitter=False)
 
 
@@ -65,7 +67,9 @@ class Rig:
 
     async def start(self) -> None:
         self._stop = asyncio.Event()
-        conductor = Conductor(self.db_url, PLANE, self.provider, status_interval=0.3, provider_retry=PROVIDER_RETRY)
+        conductor = Conductor(
+            self.db_url, PLANE, self.provider, status_interval=0.3, provider_retry=PROVIDER_RETRY, sealer=SEALER
+        )
         self.reconciler = Reconciler(
             self.pool, self.db_url, ack_timeout=5.0, sweep_interval=0.1, error_retry=ERROR_RETRY
         )
@@ -120,7 +124,7 @@ class Rig:
         await self.control.change(ORG, instance_id, "Update", {"postgres_configs": configs})
 
     async def show(self, instance_id: str, setting: str) -> str:
-        c = (await self.row(instance_id))["connection"]
+        c = open_connection((await self.row(instance_id))["connection"], SEALER, instance_id)
         async with await psycopg.AsyncConnection.connect(
             host=c["host"], port=c["port"], user=c["user"], password=c["password"], dbname=c["dbname"],
             autocommit=True, connect_timeout=10,
