@@ -6,7 +6,7 @@ import pytest
 
 from howdah import durable, providers
 from howdah.control.events import CrudEvent, StateEvent, retried_event
-from howdah.control.failures import PERMANENT_ERRORS, after_error, classify
+from howdah.control.failures import PERMANENT_ERRORS, after_error, classify, unanswered
 from howdah.durable import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=4, initial_delay=5.0, max_delay=12.0, jitter=False)
@@ -59,3 +59,11 @@ def test_state_events_carry_the_classification() -> None:
     event = StateEvent.model_validate({"instance_id": "i", "event": "Error", "failure": "permanent", "error": "x"})
     assert event.failure == "permanent"
     assert StateEvent.model_validate({"instance_id": "i", "event": "Error"}).failure is None
+
+
+def test_unanswered_work_is_sent_again_up_to_the_cap_then_given_up() -> None:
+    assert [unanswered(n, 3, "Update", "local", 60) for n in range(3)] == [None, None, None]
+    message = unanswered(3, 3, "Update", "local", 60)
+    assert message is not None
+    assert "'local' did not answer the Update" in message and "4 times over about 240 s" in message
+    assert unanswered(0, 0, "Create", "k8s", 60) is not None  # no re-send at all

@@ -19,7 +19,7 @@ from typing import Literal
 
 from howdah.durable import RetryPolicy
 
-__all__ = ["PERMANENT_ERRORS", "ErrorVerdict", "Failure", "after_error", "classify"]
+__all__ = ["PERMANENT_ERRORS", "ErrorVerdict", "Failure", "after_error", "classify", "unanswered"]
 
 Failure = Literal["permanent", "transient"]
 
@@ -52,3 +52,17 @@ def after_error(failure: Failure | None, attempts: int, message: str, policy: Re
     if attempts < policy.max_attempts:
         return ErrorVerdict(attempts, policy.delay(attempts), message)
     return ErrorVerdict(attempts, None, f"{message} (a transient failure; gave up after {attempts} attempts)")
+
+
+def unanswered(resends: int, max_resends: int, kind: str, data_plane: str, ack_timeout: float) -> str | None:
+    """Work its data plane has not acknowledged within ``ack_timeout`` seconds of its last send, after
+    ``resends`` re-sends: None to send it again (the conductor is idempotent), or, once ``max_resends`` went
+    unanswered too, the Error message to give up with (a conductor that is down must not keep an instance busy
+    forever)."""
+    if resends < max_resends:
+        return None
+    sends = resends + 1
+    return (
+        f"data plane {data_plane!r} did not answer the {kind} (sent {sends} times over about "
+        f"{sends * ack_timeout:.0f} s): its conductor may be down; send the change again once it runs"
+    )

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from howdah.control import fsm
 from howdah.control.events import STATE_QUEUE, StateEvent, retried_event
-from howdah.control.failures import after_error
+from howdah.control.failures import after_error, unanswered
 from howdah.durable import RetryPolicy
 from howdah.queue import AsyncQueue, Message
 
@@ -23,6 +23,8 @@ log = logging.getLogger("howdah.control.reconciler")
 
 #: How an instance in a transient Error is re-driven: after 5 s, doubling, at most 6 runs in all (then it stays
 #: in Error with the reason, like a permanent failure, until the user changes something).
+# Re-sends of unacknowledged work (every ``ack_timeout``) before the instance goes to Error: 10 minutes at 60 s.
+MAX_UNANSWERED_SENDS = 10
 ERROR_RETRY = RetryPolicy(max_attempts=6, initial_delay=5.0, max_delay=300.0, jitter=False)
 
 
@@ -36,9 +38,10 @@ class Reconciler:
 
     def __init__(
         self, pool: AsyncConnectionPool, dsn: str, *, ack_timeout: float = 60.0, sweep_interval: float = 5.0,
-        error_retry: RetryPolicy = ERROR_RETRY,
+        error_retry: RetryPolicy = ERROR_RETRY, max_unanswered_sends: int = MAX_UNANSWERED_SENDS,
     ) -> None:  # fmt: skip
         self.pool = pool
+        self.max_unanswered_sends = max_unanswered_sends
         self.dsn = dsn
         self.ack_timeout = ack_timeout
         self.sweep_interval = sweep_interval
@@ -126,6 +129,21 @@ class Reconciler:
             ),
         )  # fmt: skip
 
+    async def _give_up(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], message: str) -> bool:
+        """Put an instance whose work went unanswered too long in Error (not retried: the user sends it again);
+        False when its state has no way to Error."""
+        try:
+            state = fsm.next_state(fsm.State(row["state"]), fsm.Event.Error)
+        except (fsm.TransitionError, ValueError):
+            return False
+        await conn.execute(
+            "UPDATE control.instances SET state = %s, has_active_work = %s, last_error = %s, next_retry_at = NULL, "
+            "updated_at = clock_timestamp() WHERE id = %s",
+            (str(state), state in fsm.ACTIVE_WORK_STATES, message, row["id"]),
+        )
+        log.warning("instance %s: %s", row["id"], message)
+        return True
+
     # ----------------------------------------------------------------------------------------- sweeps
     async def _sweep_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -145,15 +163,24 @@ class Reconciler:
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                "SELECT i.id, i.pending_event, d.queue_name FROM control.instances i JOIN control.data_planes d "
+                "SELECT i.id, i.state, i.pending_event, i.unanswered_sends, i.data_plane, d.queue_name "
+                "FROM control.instances i JOIN control.data_planes d "
                 "ON d.name = i.data_plane WHERE i.has_active_work AND i.pending_event IS NOT NULL "
                 "AND i.work_sent_at < clock_timestamp() - make_interval(secs => %s) FOR UPDATE OF i SKIP LOCKED",
                 (self.ack_timeout,),
             )
             for row in await cur.fetchall():
+                kind = str(row["pending_event"].get("kind", "change"))
+                give_up = unanswered(
+                    row["unanswered_sends"], self.max_unanswered_sends, kind, row["data_plane"], self.ack_timeout
+                )
+                if give_up is not None and await self._give_up(conn, row, give_up):
+                    continue
                 await AsyncQueue(conn).send(row["queue_name"], row["pending_event"], headers={"x-howdah-resent": True})
                 await conn.execute(
-                    "UPDATE control.instances SET work_sent_at = clock_timestamp() WHERE id = %s", (row["id"],)
+                    "UPDATE control.instances SET work_sent_at = clock_timestamp(), "
+                    "unanswered_sends = unanswered_sends + 1 WHERE id = %s",
+                    (row["id"],),
                 )
                 resent += 1
             await cur.execute(

@@ -337,8 +337,8 @@ class ControlPlane:
             return row
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            "UPDATE control.instances SET pending_event = %s, work_sent_at = clock_timestamp() WHERE id = %s "
-            "RETURNING *",
+            "UPDATE control.instances SET pending_event = %s, work_sent_at = clock_timestamp(), unanswered_sends = 0 "
+            "WHERE id = %s RETURNING *",
             (Jsonb(payload), row["id"]),
         )
         updated = await cur.fetchone()

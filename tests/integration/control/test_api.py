@@ -245,3 +245,31 @@ async def test_health_and_metrics(api: Api) -> None:
     planes = await api.call("GET", "/api/v1/data-planes", who="platform")
     assert [p["name"] for p in planes.json()] == ["local"]
     assert (await api.call("GET", "/api/v1/data-planes", who="acme-admin")).status_code == 403
+
+
+async def test_work_no_data_plane_answers_ends_in_error_after_the_resend_cap(api: Api) -> None:
+    body = await create_up(api)
+    url = f"{BASE}/{body['id']}"
+    assert (await api.call("PATCH", url, json={"postgres_configs": {"work_mem": "8MB"}})).status_code == 202
+
+    async def sweep_after_the_ack_timeout() -> dict[str, Any]:
+        async with api.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE control.instances SET work_sent_at = now() - interval '1 hour' WHERE id = %s", (body["id"],)
+            )
+        await api.reconciler.sweep()
+        return dict((await api.call("GET", url)).json())
+
+    for _ in range(api.reconciler.max_unanswered_sends):  # the conductor is down: nothing ever answers
+        waiting = await sweep_after_the_ack_timeout()
+        assert waiting["state"] == "Configuring" and waiting["has_active_work"]
+    sent = len(await crud_events(api, body["id"]))
+    failed = await sweep_after_the_ack_timeout()
+    assert failed["state"] == "Error" and not failed["has_active_work"]
+    assert "did not answer" in failed["last_error"] and failed["data_plane"] in failed["last_error"]
+    await sweep_after_the_ack_timeout()
+    assert len(await crud_events(api, body["id"])) == sent  # given up: nothing more is sent
+    # the user sends it again once the data plane is back, and the count starts over
+    again = await api.call("PATCH", url, json={"postgres_configs": {"work_mem": "16MB"}})
+    assert again.status_code == 202
+    assert (await sweep_after_the_ack_timeout())["state"] == "Configuring"
