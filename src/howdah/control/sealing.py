@@ -107,13 +107,14 @@ class AesGcmSealer:
         return plain.decode()
 
 
-def key_from_env(value: str) -> bytes:
+def decode_key(text: str, source: str) -> bytes:
+    """The key written as base64 in ``text`` (from ``source``, named in the error when it is not a key)."""
     try:
-        key = base64.b64decode(value.strip(), validate=True)
+        key = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ConfigurationError(f"{ENV_KEY} is not base64") from exc
+        raise ConfigurationError(f"{source} is not base64") from exc
     if len(key) != KEY_BYTES:
-        raise ConfigurationError(f"{ENV_KEY} must be {KEY_BYTES} bytes in base64, not {len(key)} bytes")
+        raise ConfigurationError(f"{source} must hold {KEY_BYTES} bytes in base64, not {len(key)} bytes")
     return key
 
 
@@ -133,14 +134,7 @@ def ensure_key_file(path: Path) -> bytes:
                 os.link(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-    text = path.read_text().strip()
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ConfigurationError(f"the sealing key file {path} is not base64") from exc
-    if len(key) != KEY_BYTES:
-        raise ConfigurationError(f"the sealing key file {path} must hold {KEY_BYTES} bytes, not {len(key)}")
-    return key
+    return decode_key(path.read_text(), f"the sealing key file {path}")
 
 
 class KeyFileSealer:
@@ -157,7 +151,9 @@ class KeyFileSealer:
             if self._sealer is None:
                 value = os.environ.get(ENV_KEY, "")
                 key = (
-                    key_from_env(value) if value.strip() else ensure_key_file((self._home or howdah_home()) / KEY_FILE)
+                    decode_key(value, ENV_KEY)
+                    if value.strip()
+                    else ensure_key_file((self._home or howdah_home()) / KEY_FILE)
                 )
                 self._sealer = AesGcmSealer(key)
             return self._sealer
