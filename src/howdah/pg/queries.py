@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
+
 from psycopg import sql
 
 from howdah.errors import HowdahError
