@@ -90,6 +90,11 @@ _UNITS_18 = {
 }
 
 _BOOL_SPELLINGS = ("true", "false", "yes", "no", "1", "0")
+# log_min_messages and log_min_error_statement accept the same levels.
+_SERVER_LOG_LEVELS = (
+    "debug5", "debug4", "debug3", "debug2", "debug1", "info", "notice", "warning", "error", "log", "fatal", "panic",
+    "debug",
+)  # fmt: skip
 
 _ENUM_VALUES_18 = {
     "intervalstyle": ("postgres", "postgres_verbose", "sql_standard", "iso_8601"),
@@ -133,36 +138,8 @@ _ENUM_VALUES_18 = {
     ),
     "io_method": ("sync", "worker"),
     "log_error_verbosity": ("terse", "default", "verbose"),
-    "log_min_error_statement": (
-        "debug5",
-        "debug4",
-        "debug3",
-        "debug2",
-        "debug1",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "log",
-        "fatal",
-        "panic",
-        "debug",
-    ),
-    "log_min_messages": (
-        "debug5",
-        "debug4",
-        "debug3",
-        "debug2",
-        "debug1",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "log",
-        "fatal",
-        "panic",
-        "debug",
-    ),
+    "log_min_error_statement": _SERVER_LOG_LEVELS,
+    "log_min_messages": _SERVER_LOG_LEVELS,
     "log_statement": ("none", "ddl", "mod", "all"),
     "password_encryption": ("md5", "scram-sha-256"),
     "plan_cache_mode": ("auto", "force_generic_plan", "force_custom_plan"),

@@ -38,6 +38,13 @@ def parse_quantity(text: str, what: str) -> float:
     return float(match["number"]) * _UNITS[match["unit"]]
 
 
+def _within(value: str, what: str, low: float, high: float, bounds: str) -> str:
+    """``value`` if the quantity it spells lies in [low, high]; otherwise a ValueError naming the bounds."""
+    if not low <= parse_quantity(value, what) <= high:
+        raise ValueError(f"{what} must be between {bounds}, not {value!r}")
+    return value
+
+
 class Stack(StrEnum):
     standard = "standard"
     oltp = "oltp"
@@ -127,26 +134,17 @@ class InstanceSpec(BaseModel):
     @field_validator("cpu")
     @classmethod
     def _cpu(cls, value: str) -> str:
-        cores = parse_quantity(value, "cpu")
-        if not 0.25 <= cores <= 64:
-            raise ValueError(f"cpu must be between 0.25 and 64 cores, not {value!r}")
-        return value
+        return _within(value, "cpu", 0.25, 64, "0.25 and 64 cores")
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        size = parse_quantity(value, "memory")
-        if not MIN_MEMORY <= size <= MAX_MEMORY:
-            raise ValueError(f"memory must be between 256Mi and 1024Gi, not {value!r}")
-        return value
+        return _within(value, "memory", MIN_MEMORY, MAX_MEMORY, "256Mi and 1024Gi")
 
     @field_validator("storage")
     @classmethod
     def _storage(cls, value: str) -> str:
-        size = parse_quantity(value, "storage")
-        if not MIN_STORAGE <= size <= MAX_STORAGE:
-            raise ValueError(f"storage must be between 1Gi and 64Ti, not {value!r}")
-        return value
+        return _within(value, "storage", MIN_STORAGE, MAX_STORAGE, "1Gi and 64Ti")
 
     @field_validator("postgres_configs")
     @classmethod
