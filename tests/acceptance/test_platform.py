@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from howdah.control.server import free_port
-from howdah.providers._local_files import postmaster_pid
+from howdah.pg.processes import postmaster_pid
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from howdah.pg import EmbeddedPostgres, ServerError
 from howdah.pg._binaries import server_os_user
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +87,34 @@ def test_broken_config_reports_the_log(home: Path) -> None:
     with pytest.raises(ServerError, match="did not start") as info:
         server.start(timeout=20)
     assert "shared_buffers" in str(info.value)
+
+
+def test_setting_values_with_quotes_and_backslashes_reach_postgres_unchanged(home: Path) -> None:
+    value = "it's C:\\temp\\ 'quoted'"
+    server = EmbeddedPostgres(home, settings={"howdah.note": value, "application_name": "o'neil"})
+    server.start(timeout=20)
+    with psycopg.connect(server.url()) as conn:
+        assert conn.execute("SELECT current_setting('howdah.note')").fetchone() == (value,)
+        row = conn.execute("SELECT reset_val FROM pg_catalog.pg_settings WHERE name = 'application_name'").fetchone()
+        assert row == ("o'neil",)
+
+
+def test_a_zombie_in_postmaster_pid_is_not_a_running_server(home: Path, tmp_path: Path) -> None:
+    server = EmbeddedPostgres(home)
+    server.init()
+    named_postgres = tmp_path / "postgres"
+    named_postgres.symlink_to(shutil.which("true") or "/bin/true")
+    child = subprocess.Popen([str(named_postgres)])  # exits at once; not waited for: a zombie
+    try:
+        wait_until(lambda: _state(child.pid) == "Z", timeout=10, what="the child to exit")
+        (server.data_dir / "postmaster.pid").write_text(f"{child.pid}\n{server.data_dir}\n")
+        assert server.pid() is None
+        assert not server.status().running
+    finally:
+        child.wait()
+        (server.data_dir / "postmaster.pid").unlink(missing_ok=True)
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2 :].split(" ", 1)[0]

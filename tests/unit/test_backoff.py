@@ -3,6 +3,7 @@ import random
 import pytest
 
 from howdah.backoff import Backoff
+from howdah.durable import RetryPolicy
 
 
 def test_delays_grow_by_the_factor_up_to_the_cap() -> None:
@@ -32,3 +33,10 @@ def test_delays_iterator_counts_tries() -> None:
 def test_nonsense_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Backoff(**kwargs)
+
+
+def test_a_retry_policy_waits_what_its_backoff_says() -> None:
+    policy = RetryPolicy(max_attempts=5, initial_delay=0.2, factor=3, max_delay=4, jitter=False)
+    assert policy.backoff == Backoff(initial=0.2, factor=3, cap=4)
+    assert [policy.delay(n) for n in range(1, 6)] == [policy.backoff.delay(n) for n in range(1, 6)]
+    assert RetryPolicy().backoff.jitter  # full jitter stays the policies' default

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import sys
 from typing import Annotated
 
@@ -21,10 +20,11 @@ from howdah.cli._common import console, err_console, friendly
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
 from howdah.control.errors import ControlError
-from howdah.control.server import free_port, serve_control_plane
+from howdah.control.server import serve_control_plane
 from howdah.control.service import ControlPlane
 from howdah.durable import DurableApp, Worker
 from howdah.pg import EmbeddedPostgres, external_database_url, howdah_home, migrations
+from howdah.pg.processes import LOCALHOST, free_port, port_open
 from howdah.providers.local import LocalProvider
 from howdah.queue import AsyncQueue, QueueError
 from howdah.schema import ALL_COMPONENTS, install_all
@@ -66,7 +66,7 @@ def up(
             versions = {c.name: max(migrations.state(conn, c).applied, default=0) for c in ALL_COMPONENTS}
         app_specs = app_specs or []
         apps = [load_app(spec, url) for spec in app_specs]
-        port = api_port if api_port and not _port_taken(api_port) else free_port()
+        port = api_port if api_port and not port_open(LOCALHOST, api_port) else free_port()
         api_url = f"http://127.0.0.1:{port}"
         token, org, created = _admin_credentials(url, api_url)
         _banner(server, applied, versions, maintenance_interval, app_specs, concurrency, api_url, conductor)
@@ -80,11 +80,6 @@ def up(
             server.stop()
             console.print("embedded Postgres stopped")
     console.print("Howdah stopped cleanly")
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str, bool]:

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar, cast
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from howdah.backoff import Backoff
 from howdah.durable._codec import check_json
 from howdah.durable._context import WorkflowContext
 from howdah.durable._errors import (
@@ -67,7 +68,7 @@ class WorkflowHandle:
         """Wait for the workflow to finish; its result, or :class:`WorkflowFailed` / :class:`WorkflowCancelled`
         / ``TimeoutError``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.002
+        pauses = Backoff(initial=0.002, factor=1.5, cap=0.25).delays()
         while True:
             info = await self.app.get(self.workflow_id)
             if info.status == "succeeded":
@@ -78,8 +79,8 @@ class WorkflowHandle:
                 raise WorkflowCancelled(f"workflow {self.workflow_id!r} was cancelled")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"workflow {self.workflow_id!r} is still {info.status} after {timeout}s")
+            pause = next(pauses)
             await asyncio.sleep(pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 0.25)
 
     async def cancel(self) -> int:
         return await self.app.cancel(self.workflow_id)

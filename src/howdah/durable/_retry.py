@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from howdah.backoff import Backoff
 from howdah.durable._errors import PermanentError, TransientError
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter: attempt n waits ``uniform(0, min(max_delay, initial·factor^(n-1)))``.
+    """Exponential backoff with full jitter: attempt n waits ``uniform(0, min(max_delay, initial·factor^(n-1)))``
+    (the ceiling itself with ``jitter=False``; see :class:`howdah.backoff.Backoff`).
 
     ``retry_on`` lists the exception types worth retrying (``TransientError`` always is);
     ``PermanentError`` never is. ``max_attempts`` counts the first try.
@@ -22,12 +24,19 @@ class RetryPolicy:
     max_delay: float = 60.0
     jitter: bool = True
     retry_on: tuple[type[BaseException], ...] = field(default=(TransientError,))
+    _backoff: Backoff = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.initial_delay < 0 or self.max_delay < 0 or self.factor < 1:
-            raise ValueError("delays must be non-negative and factor at least 1")
+        # Backoff refuses negative delays and a factor below 1.
+        backoff = Backoff(initial=self.initial_delay, factor=self.factor, cap=self.max_delay, jitter=self.jitter)
+        object.__setattr__(self, "_backoff", backoff)
+
+    @property
+    def backoff(self) -> Backoff:
+        """The delays between attempts."""
+        return self._backoff
 
     def retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, PermanentError):
@@ -36,10 +45,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt - 1))
-        if not self.jitter:
-            return ceiling
-        return (rng or random).uniform(0, ceiling)
+        return self._backoff.delay(attempt, rng)
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
         return attempt < self.max_attempts and self.retryable(exc)

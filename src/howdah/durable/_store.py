@@ -12,6 +12,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from howdah.backoff import Backoff
 from howdah.durable._errors import (
     DurableError,
     UnknownWorkflow,
@@ -154,7 +155,7 @@ class Store:
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
                 if conn is not None or attempt == 4:
                     raise translate(exc) from exc
-                await asyncio.sleep(0.01 * 2**attempt)
+                await asyncio.sleep(Backoff(initial=0.01, cap=0.08).delay(attempt + 1))
             except psycopg.Error as exc:
                 raise translate(exc) from exc
         raise AssertionError("unreachable")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from howdah.errors import ConfigurationError
 from howdah.pg._settings import SERVER_OS_USER, is_root
+from howdah.pg.files import first_closed_folder
 
 
 @dataclass(frozen=True)
@@ -122,19 +123,6 @@ def _wheel_install() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
-def _readable_by(user: OsUser, path: Path) -> bool:
-    """Whether ``user`` can traverse every folder down to ``path`` (checked from the mode bits)."""
-    if user.is_current:
-        return True
-    for folder in [*reversed(path.parents), path]:
-        st = folder.stat()
-        if st.st_uid == user.uid:
-            continue
-        if not st.st_mode & 0o001:
-            return False
-    return True
-
-
 def install_dir(cache_root: Path) -> Path:
     """The Postgres install (``bin``, ``lib``, ``share``) the server user can run.
 
@@ -143,7 +131,7 @@ def install_dir(cache_root: Path) -> Path:
     """
     source = _wheel_install()
     user = server_os_user()
-    if _readable_by(user, source / "bin" / "postgres"):
+    if first_closed_folder(source / "bin" / "postgres", user) is None:
         return source
     version = (source / "bin" / "postgres").stat().st_size  # changes with every binary build
     target = cache_root / f"pg-install-{version}"

@@ -13,10 +13,8 @@ The server listens on 127.0.0.1 with SCRAM password auth; the socket (mode 0700)
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import secrets
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,8 +24,11 @@ from urllib.parse import quote
 from howdah.errors import HowdahError
 from howdah.pg._binaries import run_tool, server_os_user
 from howdah.pg._settings import ENV_PG_PORT, howdah_home
+from howdah.pg.files import file_lock, first_closed_folder, include_conf, write_atomic, write_conf
+from howdah.pg.processes import LOCALHOST, free_port, pg_ctl_start, pg_ctl_stop, port_taken, postmaster_pid
 
 SUPERUSER = "postgres"
+_CONF = "howdah.conf"  # the server's own settings, included at the end of postgresql.conf
 
 
 class ServerError(HowdahError):
@@ -41,33 +42,6 @@ class ServerStatus:
     port: int
     data_dir: Path
     log_file: Path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EmbeddedPostgres:
@@ -117,12 +91,7 @@ class EmbeddedPostgres:
 
     def pid(self) -> int | None:
         """The postmaster's pid when it is running, read from ``postmaster.pid``."""
-        try:
-            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first)
-        except (FileNotFoundError, IndexError, ValueError, PermissionError):
-            return None
-        return pid if _pid_alive(pid) else None
+        return postmaster_pid(self.data_dir)
 
     def status(self) -> ServerStatus:
         port = self.port if (self._requested_port or self._port_file.exists()) else 0
@@ -132,13 +101,8 @@ class EmbeddedPostgres:
     # ---------------------------------------------------------------------------------------------- actions
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.home / ".lock"):
+            yield
 
     def _check_ownership(self) -> None:
         user = server_os_user()
@@ -149,15 +113,12 @@ class EmbeddedPostgres:
                     f"the data folder {self.data_dir} is owned by uid {owner}, but the server runs as "
                     f"{user.name!r} (uid {user.uid}); fix its owner or choose another HOWDAH_HOME"
                 )
-        probe = self.home
-        if not user.is_current:
-            for folder in [*reversed(probe.parents), probe]:
-                st = folder.stat()
-                if st.st_uid != user.uid and not st.st_mode & 0o001:
-                    raise ServerError(
-                        f"the server user {user.name!r} cannot reach {self.home}: {folder} is not "
-                        f"traversable by others; choose a HOWDAH_HOME outside it"
-                    )
+        closed = first_closed_folder(self.home, user)
+        if closed is not None:
+            raise ServerError(
+                f"the server user {user.name!r} cannot reach {self.home}: {closed} is not "
+                f"traversable by others; choose a HOWDAH_HOME outside it"
+            )
 
     def init(self) -> None:
         """Create the cluster if it does not exist yet (idempotent)."""
@@ -170,16 +131,13 @@ class EmbeddedPostgres:
         if self.initialised:
             return
         if not self._password_file.exists():
-            self._password_file.write_text(secrets.token_urlsafe(24) + "\n")
-            self._password_file.chmod(0o600)
+            write_atomic(self._password_file, secrets.token_urlsafe(24) + "\n")
         if not self._port_file.exists():
             self._port_file.write_text(f"{self._requested_port or free_port()}\n")
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         user.chown(self.data_dir)
         pwfile = self.home / ".initdb-pw"
-        pwfile.write_text(self.password + "\n")
-        pwfile.chmod(0o600)
-        user.chown(pwfile)
+        write_atomic(pwfile, self.password + "\n", owner_of=self.data_dir)
         try:
             done = run_tool(
                 self.home,
@@ -203,24 +161,18 @@ class EmbeddedPostgres:
             raise ServerError(f"initdb failed in {self.data_dir}:\n{(done.stderr or done.stdout).strip()}")
 
     def _write_config(self, port: int) -> None:
-        user = server_os_user()
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        user.chown(self.socket_dir)
+        server_os_user().chown(self.socket_dir)
         settings = {
-            "listen_addresses": "'127.0.0.1'",
+            "listen_addresses": LOCALHOST,
             "port": str(port),
-            "unix_socket_directories": f"'{self.socket_dir}'",
+            "unix_socket_directories": str(self.socket_dir),
             "max_connections": "200",
             "logging_collector": "off",
+            **self._settings,
         }
-        settings.update({k: f"'{v}'" if not v.replace(".", "").isdigit() else v for k, v in self._settings.items()})
-        conf = self.data_dir / "howdah.conf"
-        conf.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
-        user.chown(conf)
-        main_conf = self.data_dir / "postgresql.conf"
-        text = main_conf.read_text()
-        if "include_if_exists = 'howdah.conf'" not in text:
-            main_conf.write_text(text + "\ninclude_if_exists = 'howdah.conf'\n")
+        write_conf(self.data_dir / _CONF, settings, header="# Written by Howdah before every start.\n")
+        include_conf(self.data_dir, _CONF)
 
     def start(self, timeout: float = 60) -> ServerStatus:
         """Initialise if needed and start the server; adopt it when it already runs. Idempotent."""
@@ -229,22 +181,13 @@ class EmbeddedPostgres:
             if self.pid() is not None:
                 return self.status()
             port = self.port
-            if _port_taken(port):
+            if port_taken(LOCALHOST, port):
                 raise ServerError(
-                    f"cannot start Postgres: port {port} on 127.0.0.1 is taken by another process; "
+                    f"cannot start Postgres: port {port} on {LOCALHOST} is taken by another process; "
                     f"free it or set {ENV_PG_PORT} to another port"
                 )
             self._write_config(port)
-            user = server_os_user()
-            self.log_file.touch(mode=0o600, exist_ok=True)
-            self.log_file.chmod(0o600)  # statements and errors of every client: not for other users
-            user.chown(self.log_file)
-            done = run_tool(
-                self.home,
-                "pg_ctl",
-                ["-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", str(int(timeout)), "start"],
-                timeout=timeout + 10,
-            )
+            done = pg_ctl_start(self.home, self.data_dir, self.log_file, timeout=timeout)
             if done.returncode != 0:
                 raise ServerError(f"Postgres did not start (data folder {self.data_dir}):\n{self._log_tail()}".rstrip())
             return self.status()
@@ -256,12 +199,7 @@ class EmbeddedPostgres:
         with self._locked():
             if self.pid() is None:
                 return
-            done = run_tool(
-                self.home,
-                "pg_ctl",
-                ["-D", str(self.data_dir), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
-                timeout=timeout + 10,
-            )
+            done = pg_ctl_stop(self.home, self.data_dir, mode, timeout=timeout)
             if done.returncode != 0 and self.pid() is not None:
                 raise ServerError(f"Postgres did not stop: {(done.stderr or done.stdout).strip()}")
             deadline = time.monotonic() + timeout

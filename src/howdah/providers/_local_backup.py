@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from howdah.pg._binaries import OsUser, run_tool
-from howdah.providers._local_files import InstancePaths, read_secret, write_atomic
+from howdah.pg.files import write_atomic
+from howdah.providers._local_files import InstancePaths, read_secret
 from howdah.providers.base import Backup, ProviderError
 
 META = "backup.json"

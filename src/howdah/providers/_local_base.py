@@ -16,6 +16,8 @@ import psycopg
 
 from howdah.pg._binaries import OsUser, os_user, run_tool, server_os_user
 from howdah.pg._settings import is_root
+from howdah.pg.files import file_lock, first_closed_folder, write_atomic
+from howdah.pg.processes import postmaster_pid
 from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
 from howdah.providers._local_conf import SettingsChecker, write_auto_conf
@@ -24,14 +26,11 @@ from howdah.providers._local_files import (
     InstanceRecord,
     check_instance_id,
     ensure_secret,
-    file_lock,
     instance_os_user_name,
     make_instance_dir,
     make_server_dir,
     pick_port,
-    postmaster_pid,
     recorded_ports,
-    write_atomic,
 )
 from howdah.providers._local_server import Server
 from howdah.providers.base import ProviderError
@@ -66,15 +65,12 @@ class LocalBase:
         self._instances.mkdir(mode=0o711, exist_ok=True)
         self._instances.chmod(0o711 if is_root() else 0o700)
         user = server_os_user()
-        if user.is_current:
-            return
-        for folder in [*reversed(self._instances.parents), self._instances]:
-            st = folder.stat()
-            if st.st_uid != user.uid and not st.st_mode & 0o001:
-                raise ProviderError(
-                    f"the server user {user.name!r} cannot reach {self._instances}: {folder} is not traversable by "
-                    "others; choose a home outside it"
-                )
+        closed = first_closed_folder(self._instances, user)
+        if closed is not None:
+            raise ProviderError(
+                f"the server user {user.name!r} cannot reach {self._instances}: {closed} is not traversable by "
+                "others; choose a home outside it"
+            )
 
     def _load_or_allocate(self, paths: InstancePaths, instance_id: str, name: str, origin: str = "") -> InstanceRecord:
         record = InstanceRecord.load(paths.record)

@@ -16,21 +16,20 @@ Layout under the provider's home::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import random
 import re
 import secrets
-import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from howdah.pg import processes
 from howdah.pg._binaries import OsUser, server_os_user
+from howdah.pg.files import write_atomic
 from howdah.providers.base import ProviderError
 
 RECORD_VERSION = 1
@@ -159,26 +158,6 @@ class InstanceRecord:
         write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
 
 
-def write_atomic(path: Path, text: str, *, mode: int = 0o600, owner_of: Path | None = None) -> None:
-    """Replace ``path`` with ``text`` all at once (write a sibling, fsync, rename), private to its owner: the
-    current user, or (``owner_of``) the owner of that folder, e.g. a data directory's server user."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if owner_of is not None:
-            st = owner_of.stat()
-            if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-                os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def read_secret(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None
@@ -195,51 +174,14 @@ def ensure_secret(path: Path) -> str:
     return read_secret(path) or ""
 
 
-# ------------------------------------------------------------------------------------------------- locks
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between threads and processes (``flock`` on ``path``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 # ------------------------------------------------------------------------------------------------- ports
-def port_taken(host: str, port: int) -> bool:
-    """Whether something listens on (or holds) ``host:port``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def port_open(host: str, port: int) -> bool:
-    """Whether a TCP connection to ``host:port`` is accepted."""
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def pick_port(host: str, port_range: tuple[int, int], reserved: Iterable[int]) -> int:
-    """A port in ``port_range`` that no record holds and nothing listens on (random start, then in order)."""
-    low, high = port_range
-    taken = set(reserved)
-    span = high - low + 1
-    start = random.randrange(span)
-    for step in range(span):
-        port = low + (start + step) % span
-        if port not in taken and not port_taken(host, port):
-            return port
-    raise ProviderError(f"no free port left in {low}-{high} on {host}")
+    """A port in ``port_range`` that no record holds and nothing listens on (:func:`howdah.pg.processes.pick_port`);
+    :class:`ProviderError` when the range is full."""
+    port = processes.pick_port(host, port_range, reserved)
+    if port is None:
+        raise ProviderError(f"no free port left in {port_range[0]}-{port_range[1]} on {host}")
+    return port
 
 
 def recorded_ports(instances_dir: Path) -> set[int]:
@@ -251,35 +193,6 @@ def recorded_ports(instances_dir: Path) -> set[int]:
                 ports.add(record.port)
                 ports.update(record.replicas.values())
     return ports
-
-
-# ----------------------------------------------------------------------------------------------- process
-def postmaster_pid(data_dir: Path) -> int | None:
-    """The postmaster's pid from ``postmaster.pid`` when that process is alive (a zombie or a reused pid that
-    is not a ``postgres`` is not)."""
-    try:
-        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-    except (OSError, IndexError, ValueError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:  # no /proc: fall back to signal 0
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
-    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-    state = stat[stat.rfind(")") + 2 :].split(" ", 1)[0]
-    if state in ("Z", "X") or comm != "postgres":
-        return None
-    return pid
 
 
 # ----------------------------------------------------------------------------------------------- folders

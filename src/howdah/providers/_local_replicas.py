@@ -16,8 +16,9 @@ from pathlib import Path
 from psycopg import sql
 
 from howdah.pg._binaries import OsUser, run_tool
+from howdah.pg.files import write_atomic
 from howdah.providers import _local_sql as q
-from howdah.providers._local_files import InstancePaths, make_instance_dir, make_server_dir, write_atomic
+from howdah.providers._local_files import InstancePaths, make_instance_dir, make_server_dir
 from howdah.providers.base import ProviderError, TransientProviderError
 
 REPLICATION_ROLE = "replicator"

@@ -12,19 +12,11 @@ from pathlib import Path
 
 import psycopg
 
-from howdah.pg._binaries import OsUser, run_tool, server_os_user
+from howdah.pg._binaries import OsUser, server_os_user
+from howdah.pg.processes import pg_ctl_start, pg_ctl_stop, port_open, port_taken, postmaster_pid
 from howdah.providers import _local_sql as q
 from howdah.providers._local_conf import write_platform_conf
-from howdah.providers._local_files import (
-    InstancePaths,
-    log_messages,
-    log_size,
-    make_server_dir,
-    port_open,
-    port_taken,
-    postmaster_pid,
-    read_secret,
-)
+from howdah.providers._local_files import InstancePaths, log_messages, log_size, make_server_dir, read_secret
 from howdah.providers.base import ProviderError, TransientProviderError
 
 # Start failures that go away by themselves: the previous (killed) server's processes are still exiting.
@@ -103,16 +95,12 @@ class Server:
                 )
             self.write_conf()
             make_server_dir(self.paths.socket_dir, self.os_user)
-            self.paths.log_file.touch(mode=0o600)
-            self.paths.log_file.chmod(0o600)  # tenants' statements and errors: the instance's user's alone
-            self.os_user.chown(self.paths.log_file)
             offset = log_size(self.paths.log_file)
-            wait = max(1, int(deadline - time.monotonic()))
-            done = run_tool(
+            done = pg_ctl_start(
                 self.home,
-                "pg_ctl",
-                ["-D", str(self.paths.data_dir), "-l", str(self.paths.log_file), "-w", "-t", str(wait), "start"],
-                timeout=wait + 15,
+                self.paths.data_dir,
+                self.paths.log_file,
+                timeout=deadline - time.monotonic(),
                 user=self.os_user,
             )
             if done.returncode == 0:
@@ -140,11 +128,7 @@ class Server:
         """Stop if running (``mode``: smart, fast or immediate) and wait until the process and port are gone."""
         if self.pid is None:
             return
-        timeout = int(self.timeout)
-        done = run_tool(
-            self.home, "pg_ctl", ["-D", str(self.paths.data_dir), "-m", mode, "-w", "-t", str(timeout), "stop"],
-            timeout=timeout + 15, user=self.os_user,
-        )  # fmt: skip
+        done = pg_ctl_stop(self.home, self.paths.data_dir, mode, timeout=self.timeout, user=self.os_user)
         deadline = time.monotonic() + self.timeout
         while self.pid is not None or port_open(self.host, self.port):
             if time.monotonic() > deadline:

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from howdah.backoff import Backoff
 from howdah.providers._local_conf import LIST_SETTINGS, list_items
 from howdah.providers.base import ProviderError, TransientProviderError
 
@@ -110,12 +111,11 @@ def reload(conn: Connection, timeout: float = 10) -> None:
     before = _one(conn, "SELECT pg_catalog.pg_conf_load_time()")
     conn.execute("SELECT pg_catalog.pg_reload_conf()")
     deadline = time.monotonic() + timeout
-    delay = 0.005
+    delays = Backoff(initial=0.005, factor=2.0, cap=0.1).delays()
     while _one(conn, "SELECT pg_catalog.pg_conf_load_time()") == before:
         if time.monotonic() > deadline:
             raise TransientProviderError(f"the server did not reload its configuration within {timeout:.0f} s")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+        time.sleep(next(delays))
 
 
 def restart_needed(conn: Connection, wanted_preload: str | None) -> bool:

@@ -25,6 +25,8 @@ import psycopg
 from howdah.control.capacity import Capacity
 from howdah.errors import HowdahError
 from howdah.pg._binaries import remove_os_user
+from howdah.pg.files import file_lock
+from howdah.pg.processes import postmaster_pid
 from howdah.providers import _local_backup as _backup
 from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
@@ -40,10 +42,8 @@ from howdah.providers._local_files import (
     InstanceRecord,
     check_instance_id,
     ensure_secret,
-    file_lock,
     instance_os_user_name,
     pick_port,
-    postmaster_pid,
     recorded_ports,
 )
 from howdah.providers._local_server import kill_postmaster

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg import sql
 
+from howdah.backoff import Backoff
 from howdah.queue import _ops
 from howdah.queue._errors import InvalidArgument, QueueDatabaseError, QueueError
 from howdah.queue._names import validate_queue_name
@@ -336,7 +337,7 @@ class Consumer:
                     raise
                 if self.stopping and attempts is None:
                     return []
-                delay = min(5.0, 0.05 * 2**failures)
+                delay = Backoff(initial=0.1, cap=5.0).delay(failures)
                 log.warning("queue %s: %s; retrying in %.2fs", self.queue, exc, delay)
                 await asyncio.sleep(delay)
 
@@ -389,7 +390,7 @@ class Consumer:
                         self._wake.set()
             except psycopg.Error as exc:
                 failures += 1
-                delay = min(5.0, 0.1 * 2**failures)
+                delay = Backoff(initial=0.2, cap=5.0).delay(failures)
                 log.info(
                     "LISTEN connection for %s lost (%s); polling, reconnecting in %.1fs",
                     self.queue,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from howdah._json import has_non_string_key
+from howdah.backoff import Backoff
 from howdah.queue._errors import InvalidArgument
 from howdah.queue._names import validate_queue_name
 from howdah.queue._types import Message, QueueInfo, QueueMetrics, TopicBinding
@@ -441,6 +442,5 @@ def maintain(queue: str | None = None) -> Op[int]:
 
 
 def retry_delay(read_ct: int, base: float = 1.0, cap: float = 300.0) -> int:
-    """Seconds before a failed message is retried: exponential in its read count, capped."""
-    exponent = min(max(0, read_ct - 1), 62)  # 2**62 seconds is past any cap: no overflow, same answer
-    return int(min(cap, base * 2.0**exponent))
+    """Seconds before a failed message is retried: exponential in its read count, capped (whole seconds)."""
+    return int(Backoff(initial=base, factor=2.0, cap=cap).delay(read_ct))

@@ -31,8 +31,8 @@ from howdah.control.sealing import AesGcmSealer, open_connection
 from howdah.control.service import ControlPlane
 from howdah.control.spec import InstanceSpec
 from howdah.durable import RetryPolicy
+from howdah.pg.processes import postmaster_pid
 from howdah.providers import TransientProviderError
-from howdah.providers._local_files import postmaster_pid
 from howdah.providers.local import LocalProvider
 from tests.waiting import async_wait_until
 

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from howdah.pg.processes import port_open, postmaster_pid
 from howdah.providers import ConnectionInfo, ProviderError, TransientProviderError
-from howdah.providers._local_files import port_open, postmaster_pid
 from howdah.providers.local import LocalProvider
 from tests.waiting import wait_until
 
