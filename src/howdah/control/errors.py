@@ -40,6 +40,7 @@ from howdah.durable import (
 from howdah.durable._store import DurableDatabaseError, LeaseLost
 from howdah.errors import ConfigurationError, DatabaseError, HowdahError
 from howdah.pg import MigrationError, SchemaConflict, ServerError
+from howdah.pg.queries import QueryError
 from howdah.queue import InvalidArgument, InvalidQueueName, QueueDatabaseError, QueueError, QueueNotFound
 
 RETRY_AFTER_SECONDS = 5
@@ -89,6 +90,7 @@ HTTP_STATUS: dict[type[HowdahError], tuple[int, str]] = {
     ServerError: (503, "unavailable"),
     MigrationError: (503, "unavailable"),
     SchemaConflict: (500, "schema_conflict"),
+    QueryError: (500, "internal"),  # a query file or name the code and the wheel disagree on: a bug
     # queue: a missing queue is a data plane that is not (or no longer) registered
     QueueError: (500, "internal"),
     InvalidQueueName: (422, "invalid"),
