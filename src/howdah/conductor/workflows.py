@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -73,21 +74,18 @@ def _backup_of(source: dict[str, Any]) -> Backup:
 _T = TypeVar("_T")
 
 
+@dataclass
 class InstanceWorkflows:
     """How one data plane carries out CRUD events through ``provider``: ``instance_event`` is the workflow, the
-    other methods its parts. ``executor`` runs the provider's blocking calls (None: the loop's default, for a
-    workflow run outside a conductor); ``retry`` is how each provider call is retried within a run."""
+    other methods its parts. ``retry`` is how each provider call is retried within a run; ``executor`` runs the
+    provider's blocking calls (None: the loop's default, for a workflow run outside a conductor)."""
 
-    def __init__(
-        self, provider: Provider, data_plane: str, app: DurableApp, sealer: Sealer, *, retry: RetryPolicy,
-        executor: Executor | None = None,
-    ) -> None:  # fmt: skip
-        self.provider = provider
-        self.data_plane = data_plane
-        self.app = app
-        self.sealer = sealer
-        self.retry = retry
-        self.executor = executor
+    provider: Provider
+    data_plane: str
+    app: DurableApp
+    sealer: Sealer
+    retry: RetryPolicy
+    executor: Executor | None = None
 
     async def call(self, ctx: WorkflowContext, name: str, fn: Callable[[], _T]) -> _T:
         """``fn`` (a blocking provider call) as the checkpointed step ``name``, in the executor."""
@@ -217,8 +215,6 @@ def build_app(
     ``sealer``: how instance passwords are sealed (default :func:`~howdah.control.sealing.default_sealer`; the
     control plane must use the same)."""
     app = DurableApp(dsn, queue=f"dp_{data_plane.replace('-', '_')}_wf", lease=lease)
-    workflows = InstanceWorkflows(
-        provider, data_plane, app, sealer or default_sealer(), retry=provider_retry, executor=executor
-    )
+    workflows = InstanceWorkflows(provider, data_plane, app, sealer or default_sealer(), provider_retry, executor)
     app.workflow(name="instance_event", key="instance_id", on_conflict="queue")(workflows.instance_event)
     return app, workflows

@@ -6,23 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from howdah.control.events import STATE_QUEUE
-from howdah.queue import AsyncQueue
-
 from .conftest import Api
+from .test_api import deliver
 
 BASE = "/api/v1/orgs/acme/instances"
-
-
-async def deliver(api: Api, body: dict[str, Any]) -> None:
-    """Put a state event on the queue and let the reconciler apply it, as its consumer would."""
-    async with api.pool.connection() as conn:
-        queue = AsyncQueue(conn)
-        msg_id = await queue.send(STATE_QUEUE, body)
-        message = next(m for m in await queue.peek(STATE_QUEUE, msg_id - 1, 1) if m.msg_id == msg_id)
-    await api.reconciler.apply(message)
-    async with api.pool.connection() as conn:
-        await AsyncQueue(conn).archive(STATE_QUEUE, msg_id)
 
 
 async def row_of(api: Api, instance_id: str) -> dict[str, Any]:
