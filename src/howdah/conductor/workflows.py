@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
+from pydantic import ValidationError
 
 from howdah.control import stacks
 from howdah.control.events import STATE_QUEUE, BackupKind, StateKind
@@ -143,7 +144,10 @@ class InstanceWorkflows:
         provider, sealer = self.provider, self.sealer
         iid, kind, name = event["instance_id"], event["kind"], event["name"]
         settings: dict[str, str] = event.get("settings", {})
-        spec = InstanceSpec.model_validate(event["spec"])
+        try:
+            spec = InstanceSpec.model_validate(event["spec"])
+        except ValidationError as exc:  # a control plane of another version: reported, never retried
+            return {"kind": "Error", "error": f"the event's spec is not valid here: {exc}", "failure": "permanent"}
         source = event.get("restore_from")
         if source:  # a new instance from a backup: its data, then the same convergence as any create
             await self.call(ctx, "restore", lambda: provider.restore(_backup_of(source), iid, name))
