@@ -89,7 +89,8 @@ class FakeDataPlane:
                 for msg_id, event in rows.fetchall():
                     self.seen.append(event["kind"])
                     answer = {"instance_id": event["instance_id"], "event": self.ANSWERS[event["kind"]],
-                              "generation": event["generation"], "actual_spec": event["spec"],
+                              "generation": event["generation"], "data_plane": "local",
+                              "actual_spec": event["spec"],
                               "connection": {"host": "127.0.0.1", "port": 6000, "user": "app",
                                              "password": "pw", "dbname": "app"}}  # fmt: skip
                     conn.execute("SELECT pgmq.send(%s, %s::jsonb)", (STATE_QUEUE, json.dumps(answer)))

@@ -56,9 +56,11 @@ def test_a_retried_event_is_new_work_for_the_same_change() -> None:
 
 
 def test_state_events_carry_the_classification() -> None:
-    event = StateEvent.model_validate({"instance_id": "i", "event": "Error", "failure": "permanent", "error": "x"})
+    event = StateEvent.model_validate(
+        {"instance_id": "i", "data_plane": "local", "event": "Error", "failure": "permanent", "error": "x"}
+    )
     assert event.failure == "permanent"
-    assert StateEvent.model_validate({"instance_id": "i", "event": "Error"}).failure is None
+    assert StateEvent.model_validate({"instance_id": "i", "data_plane": "local", "event": "Error"}).failure is None
 
 
 def test_unanswered_work_is_sent_again_up_to_the_cap_then_given_up() -> None:

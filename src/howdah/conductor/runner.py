@@ -1,14 +1,19 @@
 """The conductor loop: takes CRUD events off its data plane's queue, hands each to a durable workflow, and
 supervises every server of the instances that should be Up: a dead primary or read replica is restarted, and
-what it observes (replicas' state and lag included) is reported with unsolicited state events."""
+what it observes (replicas' state and lag included) is reported with unsolicited state events.
+
+It reads no control-plane table: what it needs to know of the instances (which to supervise, whether one still
+waits for an answer) it asks through :class:`~howdah.control.service.ControlPlane`. Provider calls run in a
+thread pool of its own, shut down when it stops; the event loop's default executor is left alone."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -25,6 +30,8 @@ from howdah.queue import DETACH, AsyncQueue, Consumer, Message
 log = logging.getLogger("howdah.conductor")
 
 POISON_READS = 5  # a CRUD event read more often than this is archived and reported as Error
+THREAD_PREFIX = "howdah-provider"
+_T = TypeVar("_T")
 
 
 class Conductor:
@@ -40,21 +47,33 @@ class Conductor:
         self.status_interval = status_interval
         self.concurrency = concurrency
         self.queue_name = data_plane_queue(data_plane)
-        self.app = build_app(provider, data_plane, dsn, lease=lease, provider_retry=provider_retry, sealer=sealer)
+        self.app, self._workflows = build_app(
+            provider, data_plane, dsn, lease=lease, provider_retry=provider_retry, sealer=sealer
+        )
         self._intake: Consumer | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._last_status: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Provider calls run in threads (durable sync steps): asyncio's default pool has min(32, cores + 4)
-        # threads, which capped concurrent creates at 6 on 2 cores; size it to the workflows run at once.
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=self.concurrency + 4, thread_name_prefix="howdah-provider")
-        )
+        # Provider calls block, so they run in threads: a pool of the conductor's own, sized to the workflows run
+        # at once (asyncio's default pool has min(32, cores + 4) threads, which capped concurrent creates at 6 on
+        # 2 cores), and never the loop's default one, which the API and workers sharing the loop rely on.
+        executor = ThreadPoolExecutor(max_workers=self.concurrency + 4, thread_name_prefix=THREAD_PREFIX)
+        self._executor = self._workflows.executor = executor
+        try:
+            await self._run(stop)
+        finally:
+            self._executor = self._workflows.executor = None
+            # off the loop: a provider call still running (a step that timed out) is waited for in a thread
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         async with AsyncConnectionPool(self.dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,
                                        check=AsyncConnectionPool.check_connection,  # dead after a PG restart
                                        ) as pool, self.app:  # fmt: skip
-            capacity = await asyncio.to_thread(self.provider.capacity)
-            await ControlPlane(pool).register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity)
+            self.control = ControlPlane(pool)
+            capacity = await self._provider(self.provider.capacity)
+            await self.control.register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity)
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
             self._pool = pool
@@ -88,22 +107,21 @@ class Conductor:
         async with self._pool.connection() as conn, conn.transaction():
             workflow_id = f"event-{event['event_id']}"
             handle = await self.app.start("instance_event", event, workflow_id=workflow_id, conn=conn)
-            if not handle.created and await self._unanswered(conn, workflow_id, event):
+            if not handle.created and await self._unanswered(workflow_id, event):
                 log.warning("CRUD event %s came again after its workflow finished; running it again", workflow_id)
                 await self.app.start("instance_event", event, workflow_id=f"{workflow_id}-{message.msg_id}", conn=conn)
             await AsyncQueue(conn).delete(self.queue_name, message.msg_id)
         return DETACH
 
-    @staticmethod
-    async def _unanswered(conn: psycopg.AsyncConnection[Any], workflow_id: str, event: dict[str, Any]) -> bool:
+    async def _unanswered(self, workflow_id: str, event: dict[str, Any]) -> bool:
         """Whether the workflow has finished although the instance still waits for this event's generation."""
-        cur = await conn.execute(
-            "SELECT EXISTS (SELECT FROM howdah.workflows WHERE id = %s AND finished_at IS NOT NULL) "
-            "AND EXISTS (SELECT FROM control.instances WHERE id::text = %s AND has_active_work AND generation = %s)",
-            (workflow_id, event["instance_id"], event["generation"]),
-        )
-        row = await cur.fetchone()
-        return bool(row and row[0])
+        if not (await self.app.get(workflow_id)).done:
+            return False
+        return await self.control.awaits_answer(self.data_plane, str(event["instance_id"]), int(event["generation"]))
+
+    async def _provider(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """A blocking provider call, in the conductor's thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _poison(self, message: Message, event: dict[str, Any]) -> None:
         reason = (f"CRUD event read {message.read_ct} times without being handled" if message.read_ct > POISON_READS
@@ -135,16 +153,9 @@ class Conductor:
         restarted (``ensure_running`` starts every recorded server that is down) while the instance stays Up.
         A live instance whose observed status changed (size, version, pending restart, replicas' state and
         lag…) is reported as a status update. Returns the ids whose servers it restarted."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id::text, generation FROM control.instances "
-                "WHERE data_plane = %s AND state = 'Up' AND NOT has_active_work",
-                (self.data_plane,),
-            )
-            expected = await cur.fetchall()
         recovered = []
-        for iid, generation in expected:
-            status = await asyncio.to_thread(self.provider.status, iid)
+        for iid, generation in await self.control.supervised_instances(self.data_plane):
+            status = await self._provider(self.provider.status, iid)
             if status.running:
                 # a replica the provider reports as a server of its own that is down (the kubernetes provider's
                 # pods have no "running": their operator supervises them)
@@ -152,7 +163,7 @@ class Conductor:
                 if dead:
                     log.warning("instance %s: replica(s) %s not running; restarting them", iid, ", ".join(dead))
                     try:
-                        status = await asyncio.to_thread(self.provider.ensure_running, iid)
+                        status = await self._provider(self.provider.ensure_running, iid)
                         recovered.append(iid)
                     except ProviderError as exc:
                         log.error("could not restart the replicas of instance %s: %s", iid, exc)
@@ -168,10 +179,10 @@ class Conductor:
             await self._state(iid, "Error", generation=generation, failure="transient", status=status.as_dict(),
                               error="the Postgres server was not running; restarting it")  # fmt: skip
             try:
-                after = await asyncio.to_thread(self.provider.ensure_running, iid)
+                after = await self._provider(self.provider.ensure_running, iid)
             except ProviderError as exc:
                 log.error("could not restart instance %s: %s", iid, exc)
-                now = await asyncio.to_thread(self.provider.status, iid)
+                now = await self._provider(self.provider.status, iid)
                 await self._state(iid, "Error", generation=generation, failure=classify(type(exc).__name__),
                                   error=str(exc), status=now.as_dict())  # fmt: skip
                 continue

@@ -9,16 +9,22 @@ after it, so that a server that failed to start is never reported running.
 
 An instance's password is sealed (:mod:`howdah.control.sealing`) inside the step that receives it from the
 provider: step results and state events carry only ``password_sealed``, opened in memory where it is used.
+
+Provider calls are blocking: each runs in the executor the conductor gives (its own thread pool), never in the
+event loop's default executor, which the API and user workers sharing the loop depend on.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from pydantic import ValidationError
 
 from howdah.control import stacks
 from howdah.control.events import STATE_QUEUE, BackupKind, StateKind
@@ -27,7 +33,7 @@ from howdah.control.sealing import Sealer, default_sealer, open_connection, seal
 from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
 from howdah.pg.migrations import upgrade
-from howdah.providers import Backup, Provider, ProviderError, TransientProviderError
+from howdah.providers import Backup, Capability, Provider, ProviderError, TransientProviderError
 from howdah.queue import COMPONENT as QUEUE
 
 ANSWERS: dict[str, StateKind] = {
@@ -60,143 +66,159 @@ def _backup_dict(backup: Backup) -> dict[str, Any]:
             "size_bytes": backup.size_bytes, "created_at": backup.created_at.isoformat()}  # fmt: skip
 
 
-def _restore(provider: Provider, source: dict[str, Any], instance_id: str, name: str) -> None:
-    restore = getattr(provider, "restore", None)
-    if restore is None:
-        raise ProviderError(f"the {provider.name} provider cannot restore backups")
-    backup = Backup(source["backup_id"], source["instance_id"], source["location"], int(source.get("size_bytes") or 0),
-                    datetime.now(UTC))  # fmt: skip
-    restore(backup, instance_id, name)
+def _backup_of(source: dict[str, Any]) -> Backup:
+    """The backup a Create's ``restore_from`` names (as the control plane recorded it)."""
+    return Backup(source["backup_id"], source["instance_id"], source["location"], int(source.get("size_bytes") or 0),
+                  datetime.now(UTC))  # fmt: skip
 
 
-def _shape_kwargs(provider: Provider, spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec=`` for providers that size instances themselves (kubernetes: resources, replicas, pooler)."""
-    if "spec" in inspect.signature(provider.ensure_created).parameters:
-        return {"spec": InstanceSpec.model_validate(spec)}
-    return {}
+_T = TypeVar("_T")
+
+
+@dataclass
+class InstanceWorkflows:
+    """How one data plane carries out CRUD events through ``provider``: ``instance_event`` is the workflow, the
+    other methods its parts. ``retry`` is how each provider call is retried within a run; ``executor`` runs the
+    provider's blocking calls (None: the loop's default, for a workflow run outside a conductor)."""
+
+    provider: Provider
+    data_plane: str
+    app: DurableApp
+    sealer: Sealer
+    retry: RetryPolicy
+    executor: Executor | None = None
+
+    async def call(self, ctx: WorkflowContext, name: str, fn: Callable[[], _T]) -> _T:
+        """``fn`` (a blocking provider call) as the checkpointed step ``name``, in the executor."""
+
+        async def in_executor() -> _T:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+
+        return await ctx.step(name, in_executor, retry=self.retry)
+
+    async def report(
+        self, ctx: WorkflowContext, event: dict[str, Any], kind: StateKind | BackupKind, **fields: Any
+    ) -> None:
+        body = {"instance_id": event["instance_id"], "event": kind, "generation": event["generation"],
+                "data_plane": self.data_plane, **fields}  # fmt: skip
+
+        async def send() -> int:
+            return await self.app.queue.send(STATE_QUEUE, body)
+
+        await ctx.step(f"report {kind}", send)
+
+    async def observed(self, ctx: WorkflowContext, iid: str, name: str = "status") -> dict[str, Any]:
+        return dict(await self.call(ctx, name, lambda: self.provider.status(iid).as_dict()))
+
+    async def instance_event(self, ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        """The workflow of one CRUD event."""
+        kind = event["kind"]
+        if kind == "Backup":
+            return await self.take_backup(ctx, event)
+        if kind in ("Create", "Update"):
+            return await self.answer(ctx, event, self.converge(ctx, event))
+        if kind in ("Restart", "Stop", "Start", "Delete"):
+            return await self.answer(ctx, event, self.lifecycle(ctx, event))
+        await self.report(ctx, event, "Error", error=f"unknown CRUD event kind {kind!r}", failure="permanent")
+        return "Error"
+
+    async def answer(self, ctx: WorkflowContext, event: dict[str, Any], work: Awaitable[dict[str, Any]]) -> str:
+        """Run ``work`` and report its outcome: its answer, or an Error with the status the failure left."""
+        try:
+            fields = await work
+        except StepFailed as exc:
+            message = exc.error.get("message", str(exc))
+            try:  # what the failure left behind (best effort: the report matters more)
+                status: dict[str, Any] | None = await self.observed(ctx, event["instance_id"], "status after the error")
+            except StepFailed:
+                status = None
+            await self.report(ctx, event, "Error", error=message, failure=classify(exc.error.get("type")),
+                              **({} if status is None else {"status": status}))  # fmt: skip
+            return f"Error: {message}"
+        kind = fields.pop("kind", ANSWERS[event["kind"]])
+        await self.report(ctx, event, kind, **fields)
+        return str(kind)
+
+    async def converge(self, ctx: WorkflowContext, event: dict[str, Any]) -> dict[str, Any]:
+        """Create or update until the instance matches the event (both are the same idempotent path)."""
+        provider, sealer = self.provider, self.sealer
+        iid, kind, name = event["instance_id"], event["kind"], event["name"]
+        settings: dict[str, str] = event.get("settings", {})
+        try:
+            spec = InstanceSpec.model_validate(event["spec"])
+        except ValidationError as exc:  # a control plane of another version: reported, never retried
+            return {"kind": "Error", "error": f"the event's spec is not valid here: {exc}", "failure": "permanent"}
+        source = event.get("restore_from")
+        if source:  # a new instance from a backup: its data, then the same convergence as any create
+            await self.call(ctx, "restore", lambda: provider.restore(_backup_of(source), iid, name))
+        await self.call(ctx, "ensure created", lambda: provider.ensure_created(iid, name, settings, spec=spec))
+        await self.call(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
+        needs_restart = await self.call(
+            ctx, "apply settings", lambda: provider.apply_settings(iid, settings, spec=spec)
+        )
+        restarted = False
+        if needs_restart:
+            await self.call(ctx, "restart", lambda: provider.restart(iid).as_dict())
+            restarted = True
+        app_database = await self.call(
+            ctx, "ensure app database",  # the password sealed before it becomes a step result
+            lambda: seal_connection(provider.ensure_app_database(iid).as_dict(), sealer, iid),
+        )  # fmt: skip
+        # A checkpoint written before passwords were sealed holds it in plaintext: sealed here before use.
+        connection = seal_connection(app_database, sealer, iid)
+        components = list(stacks.get_stack(spec.stack).install_components)
+        if components:  # e.g. the MessageQueue stack: Howdah's queue schema inside the instance (password in memory)
+            await self.call(
+                ctx, "install components",
+                lambda: install_components(open_connection(connection, sealer, iid), components),
+            )  # fmt: skip
+        wanted: list[str] = event.get("extensions", [])
+        disabled = [e["name"] for e in event["spec"].get("extensions", []) if not e.get("enabled", True)]
+        await self.call(ctx, "ensure extensions", lambda: provider.ensure_extensions(iid, wanted, disabled))
+        if Capability.REPLICAS in provider.capabilities:  # else the provider made them from the spec
+            await self.call(ctx, "ensure replicas", lambda: provider.ensure_replicas(iid, spec.replicas))
+        after = await self.observed(ctx, iid)
+        if not after.get("accepting_connections"):
+            return {"kind": "Error", "error": f"instance {iid} does not accept connections after {kind}",
+                    "failure": "transient", "status": after}  # fmt: skip
+        answer: StateKind = "Restarted" if kind == "Update" and restarted else ANSWERS[kind]
+        return {"kind": answer, "actual_spec": event["spec"], "status": after, "connection": connection}
+
+    async def lifecycle(self, ctx: WorkflowContext, event: dict[str, Any]) -> dict[str, Any]:
+        provider, iid, kind = self.provider, event["instance_id"], event["kind"]
+        if kind == "Restart":
+            await self.call(ctx, "restart", lambda: provider.restart(iid).as_dict())
+        elif kind == "Stop":
+            await self.call(ctx, "stop", lambda: provider.stop(iid))
+        elif kind == "Start":
+            await self.call(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
+        elif kind == "Delete":
+            await self.call(ctx, "delete", lambda: provider.delete(iid))
+            return {}
+        return {"status": await self.observed(ctx, iid)}
+
+    async def take_backup(self, ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        """Not a state change: the outcome goes to control.backups (BackupCompleted / BackupFailed)."""
+        iid, backup_id = event["instance_id"], event.get("backup_id")
+        try:
+            done = await self.call(ctx, "backup", lambda: _backup_dict(self.provider.backup(iid, backup_id)))
+        except StepFailed as exc:
+            await self.report(ctx, event, "BackupFailed", backup={"backup_id": backup_id},
+                              error=exc.error.get("message", str(exc)))  # fmt: skip
+            return "BackupFailed"
+        await self.report(ctx, event, "BackupCompleted", backup=done)
+        return "BackupCompleted"
 
 
 def build_app(
     provider: Provider, data_plane: str, dsn: str | None = None, *, lease: int = 30,
-    provider_retry: RetryPolicy = PROVIDER_RETRY, sealer: Sealer | None = None,
-) -> DurableApp:  # fmt: skip
-    """The DurableApp whose workflows carry out one data plane's CRUD events through ``provider``;
-    ``provider_retry``: how each provider call is retried within a run; ``sealer``: how instance passwords are
-    sealed (default :func:`~howdah.control.sealing.default_sealer`; the control plane must use the same)."""
+    provider_retry: RetryPolicy = PROVIDER_RETRY, sealer: Sealer | None = None, executor: Executor | None = None,
+) -> tuple[DurableApp, InstanceWorkflows]:  # fmt: skip
+    """The DurableApp whose ``instance_event`` workflow carries out one data plane's CRUD events through
+    ``provider``, and those workflows (their ``executor`` may be set later, before a worker runs them);
+    ``sealer``: how instance passwords are sealed (default :func:`~howdah.control.sealing.default_sealer`; the
+    control plane must use the same)."""
     app = DurableApp(dsn, queue=f"dp_{data_plane.replace('-', '_')}_wf", lease=lease)
-    sealer = sealer or default_sealer()
-
-    def app_database(iid: str) -> dict[str, Any]:
-        """The app role's connection, its password sealed before it becomes a step result."""
-        return seal_connection(provider.ensure_app_database(iid).as_dict(), sealer, iid)
-
-    def step(ctx: WorkflowContext, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return ctx.step(name, fn, *args, retry=provider_retry)
-
-    async def report(ctx: WorkflowContext, event: dict[str, Any], kind: StateKind | BackupKind, **fields: Any) -> None:
-        body = {"instance_id": event["instance_id"], "event": kind, "generation": event["generation"],
-                "data_plane": data_plane, **fields}  # fmt: skip
-
-        async def send() -> int:
-            return await app.queue.send(STATE_QUEUE, body)
-
-        await ctx.step(f"report {kind}", send)
-
-    async def run(ctx: WorkflowContext, event: dict[str, Any], body: Callable[[], Any]) -> str:
-        try:
-            fields = await body()
-        except StepFailed as exc:
-            message = exc.error.get("message", str(exc))
-            try:  # what the failure left behind (best effort: the report matters more)
-                status: dict[str, Any] | None = await observed(ctx, event["instance_id"], "status after the error")
-            except StepFailed:
-                status = None
-            await report(ctx, event, "Error", error=message, failure=classify(exc.error.get("type")),
-                         **({} if status is None else {"status": status}))  # fmt: skip
-            return f"Error: {message}"
-        kind = fields.pop("kind", ANSWERS[event["kind"]])
-        await report(ctx, event, kind, **fields)
-        return str(kind)
-
-    async def observed(ctx: WorkflowContext, iid: str, name: str = "status") -> dict[str, Any]:
-        return dict(await step(ctx, name, lambda: provider.status(iid).as_dict()))
-
-    async def take_backup(ctx: WorkflowContext, event: dict[str, Any]) -> str:
-        """Not a state change: the outcome goes to control.backups (BackupCompleted / BackupFailed)."""
-        backup_id = event.get("backup_id")
-        take = getattr(provider, "backup", None)
-        if take is None:
-            await report(ctx, event, "BackupFailed", backup={"backup_id": backup_id},
-                         error=f"the {provider.name} provider does not take backups")  # fmt: skip
-            return "BackupFailed"
-        try:
-            done = await step(ctx, "backup", lambda: _backup_dict(take(event["instance_id"], backup_id)))
-        except StepFailed as exc:
-            await report(ctx, event, "BackupFailed", backup={"backup_id": backup_id},
-                         error=exc.error.get("message", str(exc)))  # fmt: skip
-            return "BackupFailed"
-        await report(ctx, event, "BackupCompleted", backup=done)
-        return "BackupCompleted"
-
-    @app.workflow(name="instance_event", key="instance_id", on_conflict="queue")
-    async def instance_event(ctx: WorkflowContext, event: dict[str, Any]) -> str:
-        iid, kind = event["instance_id"], event["kind"]
-        settings: dict[str, str] = event.get("settings", {})
-        wanted: list[str] = event.get("extensions", [])
-
-        async def converge() -> dict[str, Any]:
-            """Create or update until the instance matches the event (both are the same idempotent path)."""
-            shape = _shape_kwargs(provider, event["spec"])
-            source = event.get("restore_from")
-            if source:  # a new instance from a backup: its data, then the same convergence as any create
-                await step(ctx, "restore", _restore, provider, source, iid, event["name"])
-            await step(ctx, "ensure created", lambda: provider.ensure_created(iid, event["name"], settings, **shape))
-            await step(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
-            needs_restart = await step(ctx, "apply settings", lambda: provider.apply_settings(iid, settings, **shape))
-            restarted = False
-            if needs_restart:
-                await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
-                restarted = True
-            # A checkpoint written before passwords were sealed holds it in plaintext: sealed here before use.
-            connection = seal_connection(await step(ctx, "ensure app database", app_database, iid), sealer, iid)
-            components = list(stacks.get_stack(event["spec"].get("stack", "standard")).install_components)
-            if components:  # e.g. the MessageQueue stack: Howdah's queue schema inside the instance
-
-                def install() -> list[str]:  # the password opened in memory only
-                    return install_components(open_connection(connection, sealer, iid), components)
-
-                await step(ctx, "install components", install)
-            disabled = [e["name"] for e in event["spec"].get("extensions", []) if not e.get("enabled", True)]
-            await step(ctx, "ensure extensions", provider.ensure_extensions, iid, wanted, disabled)
-            replicate = getattr(provider, "ensure_replicas", None)
-            if replicate is not None:  # local: read replicas streaming from the primary (kubernetes: in the spec)
-                await step(ctx, "ensure replicas", replicate, iid, int(event["spec"].get("replicas", 1)))
-            after = await observed(ctx, iid)
-            if not after.get("accepting_connections"):
-                return {"kind": "Error", "error": f"instance {iid} does not accept connections after {kind}",
-                        "failure": "transient", "status": after}  # fmt: skip
-            answer: StateKind = "Restarted" if kind == "Update" and restarted else ANSWERS[kind]
-            return {"kind": answer, "actual_spec": event["spec"], "status": after, "connection": connection}
-
-        async def lifecycle() -> dict[str, Any]:
-            if kind == "Restart":
-                await step(ctx, "restart", lambda: provider.restart(iid).as_dict())
-            elif kind == "Stop":
-                await step(ctx, "stop", provider.stop, iid)
-            elif kind == "Start":
-                await step(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())
-            elif kind == "Delete":
-                await step(ctx, "delete", provider.delete, iid)
-                return {}
-            return {"status": await observed(ctx, iid)}
-
-        if kind == "Backup":
-            return await take_backup(ctx, event)
-        if kind in ("Create", "Update"):
-            return await run(ctx, event, converge)
-        if kind in ("Restart", "Stop", "Start", "Delete"):
-            return await run(ctx, event, lifecycle)
-        await report(ctx, event, "Error", error=f"unknown CRUD event kind {kind!r}", failure="permanent")
-        return "Error"
-
-    return app
+    workflows = InstanceWorkflows(provider, data_plane, app, sealer or default_sealer(), provider_retry, executor)
+    app.workflow(name="instance_event", key="instance_id", on_conflict="queue")(workflows.instance_event)
+    return app, workflows

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import stacks
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
+from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
 from howdah.control.service import (
     DEFAULT_MAX_TOKENS_PER_ORG,
@@ -336,7 +337,7 @@ def create_app(
     async def readyz(request: Request) -> JSONResponse:
         try:
             async with request.app.state.pool.connection() as conn:
-                await conn.execute("SELECT 1 FROM control.instances LIMIT 1")
+                await conn.execute(QUERIES["instances_reachable"])
         except psycopg.Error as exc:
             return _error(
                 503, "not_ready", f"database not ready: {str(exc).strip()[:200]}",
@@ -356,7 +357,7 @@ def create_app(
             if not may_scrape_metrics(who):
                 raise Forbidden(f"/metrics needs a metrics or platform token; the token has {who.role}")
         async with request.app.state.pool.connection() as conn:
-            cur = await conn.execute("SELECT state, count(*) FROM control.instances GROUP BY state")
+            cur = await conn.execute(QUERIES["instances_by_state"])
             by_state.clear()
             for state, count in await cur.fetchall():
                 by_state.labels(state).set(count)

@@ -90,7 +90,7 @@ HTTP_STATUS: dict[type[HowdahError], tuple[int, str]] = {
     ServerError: (503, "unavailable"),
     MigrationError: (503, "unavailable"),
     SchemaConflict: (500, "schema_conflict"),
-    QueryError: (500, "internal"),  # a query the code names but no shipped file defines: a bug
+    QueryError: (500, "internal"),  # a query file or name the code and the wheel disagree on: a bug
     # queue: a missing queue is a data plane that is not (or no longer) registered
     QueueError: (500, "internal"),
     InvalidQueueName: (422, "invalid"),

@@ -56,7 +56,7 @@ class StateEvent(BaseModel):
     instance_id: str
     event: StateKind | BackupKind
     generation: int | None = None
-    data_plane: str | None = None
+    data_plane: str  # the sender: the reconciler hears a data plane only about its own instances and backups
     actual_spec: dict[str, Any] | None = None
     status: dict[str, Any] = Field(default_factory=dict)
     connection: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from howdah.control import fsm
 from howdah.control.events import STATE_QUEUE, StateEvent, retried_event
 from howdah.control.failures import after_error, unanswered
+from howdah.control.queries import QUERIES as Q
 from howdah.durable import RetryPolicy
 from howdah.queue import AsyncQueue, Message
 
@@ -63,7 +64,8 @@ class Reconciler:
 
     # ------------------------------------------------------------------------------------ state events
     async def apply(self, message: Message) -> None:
-        """Apply one state event; unknown instances and malformed events are logged and archived."""
+        """Apply one state event; unknown instances, malformed events and events from a data plane about another
+        plane's instance or backup are logged and archived (a plane speaks only for what it runs)."""
         try:
             event = StateEvent.model_validate(message.message)
         except ValidationError as exc:
@@ -74,17 +76,20 @@ class Reconciler:
             return
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM control.instances WHERE id::text = %s FOR UPDATE", (event.instance_id,))
+            await cur.execute(Q["instance_for_update"], {"id": event.instance_id})
             row = await cur.fetchone()
             if row is None or row["state"] == fsm.State.Deleted:
                 log.warning("archiving %s event for unknown or deleted instance %s", event.event, event.instance_id)
                 return
+            if event.data_plane != row["data_plane"]:
+                log.warning(
+                    "archiving %s event for instance %s from data plane %r: the instance runs on %r",
+                    event.event, row["id"], event.data_plane, row["data_plane"],
+                )  # fmt: skip
+                return
             if event.generation is not None and event.generation < row["generation"]:
                 # An acknowledgement of superseded work: keep what it observed, not its verdict.
-                await conn.execute(
-                    "UPDATE control.instances SET status = status || %s, updated_at = clock_timestamp() WHERE id = %s",
-                    (Jsonb(event.status), row["id"]),
-                )
+                await conn.execute(Q["record_observed_status"], {"status": Jsonb(event.status), "id": row["id"]})
                 return
             try:
                 new_state = fsm.next_state(fsm.State(row["state"]), fsm.Event(event.event))
@@ -97,14 +102,14 @@ class Reconciler:
         info = event.backup or {}
         done = event.event == "BackupCompleted"
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE control.backups SET status = %s, location = %s, size_bytes = %s, error = %s, "
-                "completed_at = clock_timestamp() WHERE id::text = %s AND status = 'pending'",
-                ("completed" if done else "failed", info.get("location"), info.get("size_bytes"),
-                 None if done else (event.error or "the backup failed"), str(info.get("backup_id"))),
-            )  # fmt: skip
+            cur = await conn.execute(Q["settle_backup"], {
+                "status": "completed" if done else "failed", "location": info.get("location"),
+                "size_bytes": info.get("size_bytes"), "error": None if done else (event.error or "the backup failed"),
+                "backup_id": str(info.get("backup_id")), "data_plane": event.data_plane,
+            })  # fmt: skip
             if cur.rowcount == 0:
-                log.warning("archiving %s for unknown or settled backup %s", event.event, info.get("backup_id"))
+                log.warning("archiving %s from data plane %r for unknown, settled or another plane's backup %s",
+                            event.event, event.data_plane, info.get("backup_id"))  # fmt: skip
 
     async def _record(
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], event: StateEvent, state: fsm.State
@@ -113,21 +118,14 @@ class Reconciler:
         verdict = after_error(
             event.failure, row["error_attempts"], event.error or "the data plane reported an error", self.error_retry
         )
-        await conn.execute(
-            "UPDATE control.instances SET state = %s, has_active_work = %s, "
-            "actual_spec = coalesce(%s, actual_spec), status = status || %s, "
-            "connection = CASE WHEN %s THEN NULL ELSE coalesce(%s, connection) END, "
-            "last_error = CASE WHEN %s THEN %s ELSE NULL END, error_attempts = %s, "
-            "next_retry_at = CASE WHEN %s THEN clock_timestamp() + make_interval(secs => %s) END, "
-            "updated_at = clock_timestamp() WHERE id = %s",
-            (
-                str(state), state in fsm.ACTIVE_WORK_STATES,
-                Jsonb(event.actual_spec) if event.actual_spec is not None else None, Jsonb(event.status),
-                state == fsm.State.Deleted, Jsonb(event.connection) if event.connection is not None else None,
-                failed, verdict.message, verdict.attempts if failed else 0,
-                failed and verdict.retry_in is not None, verdict.retry_in or 0.0, row["id"],
-            ),
-        )  # fmt: skip
+        await conn.execute(Q["record_state_event"], {
+            "state": str(state), "has_active_work": state in fsm.ACTIVE_WORK_STATES,
+            "actual_spec": Jsonb(event.actual_spec) if event.actual_spec is not None else None,
+            "status": Jsonb(event.status), "deleted": state == fsm.State.Deleted,
+            "connection": Jsonb(event.connection) if event.connection is not None else None,
+            "failed": failed, "error": verdict.message, "error_attempts": verdict.attempts if failed else 0,
+            "retry": failed and verdict.retry_in is not None, "retry_in": verdict.retry_in or 0.0, "id": row["id"],
+        })  # fmt: skip
 
     async def _give_up(self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], message: str) -> bool:
         """Put an instance whose work went unanswered too long in Error (not retried: the user sends it again);
@@ -136,11 +134,9 @@ class Reconciler:
             state = fsm.next_state(fsm.State(row["state"]), fsm.Event.Error)
         except (fsm.TransitionError, ValueError):
             return False
-        await conn.execute(
-            "UPDATE control.instances SET state = %s, has_active_work = %s, last_error = %s, next_retry_at = NULL, "
-            "updated_at = clock_timestamp() WHERE id = %s",
-            (str(state), state in fsm.ACTIVE_WORK_STATES, message, row["id"]),
-        )
+        await conn.execute(Q["give_up_unanswered"], {
+            "state": str(state), "has_active_work": state in fsm.ACTIVE_WORK_STATES, "error": message, "id": row["id"],
+        })  # fmt: skip
         log.warning("instance %s: %s", row["id"], message)
         return True
 
@@ -162,13 +158,7 @@ class Reconciler:
         resent = retried = 0
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT i.id, i.state, i.pending_event, i.unanswered_sends, i.data_plane, d.queue_name "
-                "FROM control.instances i JOIN control.data_planes d "
-                "ON d.name = i.data_plane WHERE i.has_active_work AND i.pending_event IS NOT NULL "
-                "AND i.work_sent_at < clock_timestamp() - make_interval(secs => %s) FOR UPDATE OF i SKIP LOCKED",
-                (self.ack_timeout,),
-            )
+            await cur.execute(Q["unanswered_work"], {"ack_timeout": self.ack_timeout})
             for row in await cur.fetchall():
                 kind = str(row["pending_event"].get("kind", "change"))
                 give_up = unanswered(
@@ -177,17 +167,9 @@ class Reconciler:
                 if give_up is not None and await self._give_up(conn, row, give_up):
                     continue
                 await AsyncQueue(conn).send(row["queue_name"], row["pending_event"], headers={"x-howdah-resent": True})
-                await conn.execute(
-                    "UPDATE control.instances SET work_sent_at = clock_timestamp(), "
-                    "unanswered_sends = unanswered_sends + 1 WHERE id = %s",
-                    (row["id"],),
-                )
+                await conn.execute(Q["mark_resent"], {"id": row["id"]})
                 resent += 1
-            await cur.execute(
-                "SELECT i.*, d.queue_name AS dp_queue FROM control.instances i JOIN control.data_planes d "
-                "ON d.name = i.data_plane WHERE i.state = 'Error' AND i.next_retry_at <= clock_timestamp() "
-                "AND i.pending_event IS NOT NULL FOR UPDATE OF i SKIP LOCKED"
-            )
+            await cur.execute(Q["errors_due_for_retry"])
             for row in await cur.fetchall():
                 try:
                     state = fsm.next_state(fsm.State.Error, fsm.Event(row["pending_event"]["kind"]))
@@ -195,11 +177,6 @@ class Reconciler:
                 except (fsm.TransitionError, ValueError, KeyError):
                     continue
                 await AsyncQueue(conn).send(row["dp_queue"], event, headers={"x-howdah-retry": row["error_attempts"]})
-                await conn.execute(
-                    "UPDATE control.instances SET state = %s, has_active_work = true, generation = generation + 1, "
-                    "pending_event = %s, work_sent_at = clock_timestamp(), next_retry_at = NULL, "
-                    "updated_at = clock_timestamp() WHERE id = %s",
-                    (str(state), Jsonb(event), row["id"]),
-                )
+                await conn.execute(Q["record_retry"], {"state": str(state), "event": Jsonb(event), "id": row["id"]})
                 retried += 1
         return resent, retried

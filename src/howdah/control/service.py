@@ -29,6 +29,7 @@ from howdah.control.errors import (
     Unavailable,
 )
 from howdah.control.events import STATE_QUEUE, CrudEvent, CrudKind, data_plane_queue
+from howdah.control.queries import QUERIES as Q
 from howdah.control.sealing import SEALED, Sealer, SecretUnavailable, open_connection
 from howdah.control.spec import InstanceSpec
 from howdah.pg._binaries import install_root
@@ -71,22 +72,6 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-_INSERT_PLANE = (
-    "INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) "
-)
-_PLANE_UPSERT = (
-    "DO UPDATE SET description = EXCLUDED.description, cpu = EXCLUDED.cpu, memory_bytes = EXCLUDED.memory_bytes, "
-    "storage_bytes = EXCLUDED.storage_bytes "
-)
-_PLANE_ROW = "RETURNING name, queue_name, description, draining, created_at, last_seen_at"
-_SELECT_INSTANCE = (
-    "SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes, "
-    "d.storage_bytes AS dp_storage_bytes FROM control.instances i JOIN control.data_planes d "
-    "ON d.name = i.data_plane WHERE i.org_id = %s AND i.id::text = %s"
-)
-
-
 class ControlPlane:
     """Orgs, tokens, data planes and instances over one async pool (autocommit connections)."""
 
@@ -112,12 +97,10 @@ class ControlPlane:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             try:
-                await cur.execute(
-                    "SELECT id::text, org_id, name, role, prefix, created_at "
-                    "FROM control.issue_token(%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (org_id, name, role, hash_token(token), token[:12], self.max_tokens_per_org,
-                     actor.token_id if actor else None, actor.role if actor else None),
-                )  # fmt: skip
+                await cur.execute(Q["issue_token"], {
+                    "org_id": org_id, "name": name, "role": role, "token_sha256": hash_token(token),
+                    "prefix": token[:12], "max_tokens": self.max_tokens_per_org, **_actor(actor),
+                })  # fmt: skip
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"org id {org_id!r} must be lowercase letters, digits and '-' (≤ 63)") from exc
             except psycopg.Error as exc:
@@ -131,56 +114,33 @@ class ControlPlane:
     async def list_tokens(self, org_id: str) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT id::text, org_id, name, role, prefix, created_at, last_used_at, revoked_at "
-                "FROM control.tokens WHERE org_id = %s ORDER BY created_at",
-                (org_id,),
-            )
+            await cur.execute(Q["tokens_of_org"], {"org_id": org_id})
             return await cur.fetchall()
 
     async def revoke_token(self, org_id: str, token_id: str, *, actor: Principal | None = None) -> None:
         """Revoke a token of ``org_id`` (audited); platform and metrics tokens only by a platform admin."""
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT role FROM control.tokens WHERE org_id = %s AND id::text = %s AND revoked_at IS NULL FOR UPDATE",
-                (org_id, token_id),
-            )
+            cur = await conn.execute(Q["active_token_role_for_update"], {"org_id": org_id, "token_id": token_id})
             found = await cur.fetchone()
             if found is None:
                 raise NotFound(f"token {token_id!r} not found")
             if actor is not None and found[0] in PLATFORM_ONLY and not actor.platform:
                 raise Forbidden(f"only a platform admin may revoke a {found[0]} token")
-            await conn.execute(
-                "SELECT FROM control.revoke_token(%s, %s, %s, %s)",
-                (org_id, token_id, actor.token_id if actor else None, actor.role if actor else None),
-            )
+            await conn.execute(Q["revoke_token"], {"org_id": org_id, "token_id": token_id, **_actor(actor)})
 
     async def token_audit(self, org_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         """The org's token changes, oldest first (who did what, when, to which token and role)."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT id, token_id::text, action, role, name, via, actor_token_id::text, actor_role, at "
-                "FROM control.token_audit WHERE org_id = %s ORDER BY id DESC LIMIT %s",
-                (org_id, limit),
-            )
+            await cur.execute(Q["token_audit"], {"org_id": org_id, "limit": limit})
             return list(reversed(await cur.fetchall()))
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise Unauthorized("missing bearer token (Authorization: Bearer hwd_…)")
         async with self.pool.connection() as conn:
-            # A read, plus a write at most once a minute per token: writing last_used_at on every request made
-            # every GET wait for a WAL flush and queue on the token's row.
-            cur = await conn.execute(
-                "WITH t AS (SELECT id, org_id, role, last_used_at FROM control.tokens "
-                "           WHERE token_sha256 = %s AND revoked_at IS NULL), "
-                "touch AS (UPDATE control.tokens SET last_used_at = clock_timestamp() FROM t "
-                "          WHERE control.tokens.id = t.id "
-                "            AND (t.last_used_at IS NULL OR t.last_used_at < clock_timestamp() - interval '1 minute')) "
-                "SELECT org_id, role, id::text FROM t",
-                (hash_token(token),),
-            )
+            # A read, plus a write at most once a minute per token (see the query).
+            cur = await conn.execute(Q["authenticate"], {"token_sha256": hash_token(token)})
             row = await cur.fetchone()
         if row is None:
             raise Unauthorized("invalid or revoked token")
@@ -203,12 +163,14 @@ class ControlPlane:
         self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None
     ) -> dict[str, Any]:
         queue = data_plane_queue(name)
-        query = _INSERT_PLANE + (_PLANE_UPSERT if upsert else "DO NOTHING ") + _PLANE_ROW
         has = capacity or Capacity()
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             try:
-                await cur.execute(query, (name, queue, description, has.cpu, has.memory_bytes, has.storage_bytes))
+                await cur.execute(Q["upsert_data_plane" if upsert else "insert_data_plane"], {
+                    "name": name, "queue_name": queue, "description": description, "cpu": has.cpu,
+                    "memory_bytes": has.memory_bytes, "storage_bytes": has.storage_bytes,
+                })  # fmt: skip
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
             row = await cur.fetchone()
@@ -224,12 +186,7 @@ class ControlPlane:
         """Change a data plane's description, or drain it (no new instances go there) and undrain it."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "UPDATE control.data_planes SET description = coalesce(%s, description), "
-                "draining = coalesce(%s, draining) WHERE name = %s "
-                "RETURNING name, queue_name, description, draining, created_at, last_seen_at",
-                (description, draining, name),
-            )
+            await cur.execute(Q["update_data_plane"], {"description": description, "draining": draining, "name": name})
             row = await cur.fetchone()
         if row is None:
             raise NotFound(f"data plane {name!r} not found")
@@ -238,13 +195,7 @@ class ControlPlane:
     async def delete_data_plane(self, name: str) -> None:
         """Remove a data plane no instance or backup refers to, with its queue; else 409 (drain it instead)."""
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT queue_name, (SELECT count(*) FROM control.instances i WHERE i.data_plane = d.name), "
-                "(SELECT count(*) FROM control.instances i WHERE i.data_plane = d.name AND i.state <> 'Deleted'), "
-                "(SELECT count(*) FROM control.backups b WHERE b.data_plane = d.name) "
-                "FROM control.data_planes d WHERE name = %s FOR UPDATE",
-                (name,),
-            )
+            cur = await conn.execute(Q["data_plane_references_for_update"], {"name": name})
             found = await cur.fetchone()
             if found is None:
                 raise NotFound(f"data plane {name!r} not found")
@@ -254,31 +205,42 @@ class ControlPlane:
                     f"data plane {name!r} still has {instances} instance(s) ({live} not deleted) and {backups} "
                     "backup(s) recorded: drain it instead (PATCH draining=true), so no new instances go there"
                 )
-            await conn.execute("DELETE FROM control.data_planes WHERE name = %s", (name,))
+            await conn.execute(Q["delete_data_plane"], {"name": name})
             await AsyncQueue(conn).drop(queue)
 
     async def list_data_planes(self) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT name, queue_name, description, draining, created_at, last_seen_at FROM control.data_planes "
-                "ORDER BY name"
-            )
+            await cur.execute(Q["list_data_planes"])
             return await cur.fetchall()
 
     async def usable_data_plane_names(self) -> list[str]:
         """The data planes new instances may be placed on (every org may use every one that is not draining)."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT name FROM control.data_planes WHERE NOT draining ORDER BY name")
+            cur = await conn.execute(Q["usable_data_plane_names"])
             return [name for (name,) in await cur.fetchall()]
+
+    # What a data plane's conductor asks of the control plane: it reads no control table itself.
+    async def supervised_instances(self, data_plane: str) -> list[tuple[str, int]]:
+        """The instances of ``data_plane`` that should be Up with no work in flight, as (id, generation)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["supervised_instances"], {"data_plane": data_plane})
+            return [(str(iid), int(generation)) for iid, generation in await cur.fetchall()]
+
+    async def awaits_answer(self, data_plane: str, instance_id: str, generation: int) -> bool:
+        """Whether an instance of ``data_plane`` still waits for the answer to its work of ``generation``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                Q["awaits_answer"], {"data_plane": data_plane, "id": instance_id, "generation": generation}
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def _pick_data_plane(
         self, conn: psycopg.AsyncConnection[Any], wanted: str | None
     ) -> tuple[str, str, Capacity]:
         """The data plane a new instance goes to: its name, CRUD-event queue and capacity."""
-        cur = await conn.execute(
-            "SELECT name, queue_name, draining, cpu, memory_bytes, storage_bytes FROM control.data_planes ORDER BY name"
-        )
+        cur = await conn.execute(Q["data_planes_for_placement"])
         rows = await cur.fetchall()
         planes = {name: (name, queue, _capacity(*has)) for name, queue, draining, *has in rows if not draining}
         draining = {name for name, _, drained, *_ in rows if drained}
@@ -308,11 +270,10 @@ class ControlPlane:
             check_capacity(spec, capacity, plane)
             cur = conn.cursor(row_factory=dict_row)
             try:
-                await cur.execute(
-                    "INSERT INTO control.instances (org_id, name, data_plane, state, desired_spec, has_active_work, "
-                    "work_sent_at) VALUES (%s, %s, %s, %s, %s, true, clock_timestamp()) RETURNING *",
-                    (org_id, spec.name, plane, str(state), Jsonb(spec.model_dump(mode="json"))),
-                )
+                await cur.execute(Q["insert_instance"], {
+                    "org_id": org_id, "name": spec.name, "data_plane": plane, "state": str(state),
+                    "desired_spec": Jsonb(spec.model_dump(mode="json")),
+                })  # fmt: skip
             except psycopg.errors.UniqueViolation as exc:
                 raise Conflict(f"an instance named {spec.name!r} already exists in org {org_id!r}") from exc
             except psycopg.errors.ForeignKeyViolation as exc:  # only a platform admin reaches an unknown org
@@ -336,11 +297,7 @@ class ControlPlane:
         if not track:
             return row
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "UPDATE control.instances SET pending_event = %s, work_sent_at = clock_timestamp(), unanswered_sends = 0 "
-            "WHERE id = %s RETURNING *",
-            (Jsonb(payload), row["id"]),
-        )
+        await cur.execute(Q["track_sent_work"], {"event": Jsonb(payload), "id": row["id"]})
         updated = await cur.fetchone()
         assert updated is not None
         return updated
@@ -350,11 +307,7 @@ class ControlPlane:
     ) -> tuple[list[dict[str, Any]], int]:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT *, count(*) OVER () AS total FROM control.instances WHERE org_id = %s "
-                "AND (%s::text IS NULL OR state = %s) ORDER BY created_at, id LIMIT %s OFFSET %s",
-                (org_id, state, state, limit, offset),
-            )
+            await cur.execute(Q["list_instances"], {"org_id": org_id, "state": state, "limit": limit, "offset": offset})
             rows = await cur.fetchall()
         total = int(rows[0]["total"]) if rows else 0
         return rows, total
@@ -368,8 +321,7 @@ class ControlPlane:
     ) -> dict[str, Any]:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
-            _SELECT_INSTANCE + (" FOR UPDATE OF i" if lock else ""),
-            (org_id, instance_id),
+            Q["instance_of_org_for_update" if lock else "instance_of_org"], {"org_id": org_id, "id": instance_id}
         )
         row = await cur.fetchone()
         if row is None:
@@ -418,17 +370,20 @@ class ControlPlane:
                 raise Conflict(str(exc)) from exc
             busy = fsm.has_active_work(new_state)  # e.g. Stopped + Update: recorded now, applied at Start
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "UPDATE control.instances SET state = %s, desired_spec = %s, has_active_work = %s, "
-                "generation = generation + 1, updated_at = clock_timestamp(), last_error = CASE WHEN %s THEN NULL "
-                "ELSE last_error END, error_attempts = 0, next_retry_at = NULL WHERE id = %s RETURNING *",
-                (str(new_state), Jsonb(spec.model_dump(mode="json")), busy, kind != "Delete", row["id"]),
-            )
+            await cur.execute(Q["accept_change"], {
+                "state": str(new_state), "desired_spec": Jsonb(spec.model_dump(mode="json")), "has_active_work": busy,
+                "clear_error": kind != "Delete", "id": row["id"],
+            })  # fmt: skip
             updated = await cur.fetchone()
             assert updated is not None
             if not busy:
                 return updated
             return await self._send(conn, updated, row["dp_queue"], kind, spec, settings, extensions)
+
+
+def _actor(actor: Principal | None) -> dict[str, str | None]:
+    """The audit columns of a token change: who made it (None: direct database access)."""
+    return {"actor_token_id": actor.token_id if actor else None, "actor_role": actor.role if actor else None}
 
 
 def _capacity(cpu: Decimal | None, memory_bytes: int | None, storage_bytes: int | None) -> Capacity:
@@ -451,10 +406,10 @@ async def request_backup(control: ControlPlane, org_id: str, instance_id: str) -
         if row["state"] != fsm.State.Up:
             raise Conflict(f"instance {row['name']!r} is {row['state']}: backups are taken of instances that are Up")
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "INSERT INTO control.backups (org_id, instance_id, data_plane, spec) VALUES (%s, %s, %s, %s) RETURNING *",
-            (org_id, row["id"], row["data_plane"], Jsonb(row["desired_spec"])),
-        )
+        await cur.execute(Q["insert_backup"], {
+            "org_id": org_id, "instance_id": row["id"], "data_plane": row["data_plane"],
+            "spec": Jsonb(row["desired_spec"]),
+        })  # fmt: skip
         backup = await cur.fetchone()
         assert backup is not None
         spec = InstanceSpec.model_validate(row["desired_spec"])
@@ -466,10 +421,7 @@ async def request_backup(control: ControlPlane, org_id: str, instance_id: str) -
 async def list_backups(control: ControlPlane, org_id: str, instance_id: str) -> list[dict[str, Any]]:
     async with control.pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(
-            "SELECT * FROM control.backups WHERE org_id = %s AND instance_id::text = %s ORDER BY created_at",
-            (org_id, instance_id),
-        )
+        await cur.execute(Q["backups_of_instance"], {"org_id": org_id, "instance_id": instance_id})
         return [_backup_view(row) for row in await cur.fetchall()]
 
 
@@ -479,7 +431,7 @@ async def restore_backup(
     """A new instance named ``name`` from a completed backup of this org (on the backup's data plane)."""
     async with control.pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute("SELECT * FROM control.backups WHERE org_id = %s AND id::text = %s", (org_id, backup_id))
+        await cur.execute(Q["backup_of_org"], {"org_id": org_id, "id": backup_id})
         backup = await cur.fetchone()
     if backup is None:
         raise NotFound(f"backup {backup_id!r} not found")

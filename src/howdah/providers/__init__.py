@@ -2,11 +2,22 @@
 
 from howdah.providers.base import (
     Backup,
+    Capability,
     ConnectionInfo,
     InstanceStatus,
     Provider,
     ProviderError,
     TransientProviderError,
+    Unsupported,
 )
 
-__all__ = ["Backup", "ConnectionInfo", "InstanceStatus", "Provider", "ProviderError", "TransientProviderError"]
+__all__ = [
+    "Backup",
+    "Capability",
+    "ConnectionInfo",
+    "InstanceStatus",
+    "Provider",
+    "ProviderError",
+    "TransientProviderError",
+    "Unsupported",
+]

@@ -4,15 +4,21 @@ Every operation is idempotent: calling it again after a crash, or twice, converg
 never duplicates anything. Failures are either :class:`TransientProviderError` (retry with backoff: a port
 race, an instance still starting) or :class:`ProviderError` (permanent: a setting Postgres rejects, an
 extension that is not installed) whose message is Postgres's own and becomes the instance's ``last_error``.
+
+Every method is part of :class:`Provider`, so the conductor calls each one plainly (and mypy checks the calls).
+What a provider may lack is declared in :attr:`Provider.capabilities`; a method of a capability it lacks raises
+:class:`Unsupported`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from howdah.control.capacity import Capacity
+from howdah.control.spec import InstanceSpec
 from howdah.errors import HowdahError
 
 
@@ -22,6 +28,20 @@ class ProviderError(HowdahError):
 
 class TransientProviderError(ProviderError):
     """A failure worth retrying (with backoff)."""
+
+
+class Unsupported(ProviderError):
+    """The provider lacks the capability a call needs (see :attr:`Provider.capabilities`): permanent."""
+
+
+class Capability(StrEnum):
+    """What a provider may or may not do."""
+
+    BACKUP = "backup"  #: :meth:`Provider.backup` takes backups
+    RESTORE = "restore"  #: :meth:`Provider.restore` creates an instance from one
+    #: :meth:`Provider.ensure_replicas` runs read replicas as servers of their own; without it, a provider that
+    #: has replicas makes them from ``spec.replicas`` in :meth:`Provider.ensure_created` / ``apply_settings``.
+    REPLICAS = "replicas"
 
 
 @dataclass(frozen=True)
@@ -73,11 +93,15 @@ class Backup:
 class Provider(Protocol):
     """One data plane's way of running instances. ``settings`` are rendered Postgres settings (name → value in
     postgresql.conf syntax, ``shared_preload_libraries`` as a comma-separated list); ``extensions`` are the
-    names to CREATE EXTENSION in the app database."""
+    names to CREATE EXTENSION in the app database; ``spec`` is the whole instance spec, for a provider that sizes
+    instances itself (its resources, replicas and pooler); one that does not ignores it."""
 
     name: str
+    capabilities: frozenset[Capability]
 
-    def ensure_created(self, instance_id: str, name: str, settings: dict[str, str]) -> None:
+    def ensure_created(
+        self, instance_id: str, name: str, settings: dict[str, str], *, spec: InstanceSpec | None = None
+    ) -> None:
         """Allocate storage and a port, initialise the cluster with ``settings`` (no-op if it exists)."""
 
     def ensure_running(self, instance_id: str) -> InstanceStatus:
@@ -86,7 +110,7 @@ class Provider(Protocol):
     def ensure_app_database(self, instance_id: str) -> ConnectionInfo:
         """Create the app role (SCRAM password, generated once and kept) and database; return how to connect."""
 
-    def apply_settings(self, instance_id: str, settings: dict[str, str]) -> bool:
+    def apply_settings(self, instance_id: str, settings: dict[str, str], *, spec: InstanceSpec | None = None) -> bool:
         """Apply settings (reload); return True when a restart is needed for them to take effect."""
 
     def ensure_extensions(self, instance_id: str, enabled: list[str], disabled: list[str]) -> None:
@@ -110,3 +134,13 @@ class Provider(Protocol):
     def capacity(self) -> Capacity | None:
         """What the whole data plane has (cpu, memory, storage), reported when its conductor registers; None (or
         None in a field) when the provider cannot tell: instances are then not checked against it."""
+
+    def backup(self, instance_id: str, backup_id: str | None = None) -> Backup:
+        """A backup of the running instance; the id of one already taken returns it (:attr:`Capability.BACKUP`)."""
+
+    def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
+        """Create ``new_instance_id`` from ``backup``, left for :meth:`ensure_running` (:attr:`Capability.RESTORE`)."""
+
+    def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
+        """Make the instance ``replicas`` servers in all, the primary included; the replicas' status
+        (:attr:`Capability.REPLICAS`)."""

@@ -54,7 +54,15 @@ from kubernetes.client.exceptions import ApiException
 from howdah.control.capacity import Capacity
 from howdah.providers import _cnpg
 from howdah.providers._cnpg import ClusterShape, ClusterState, SpecLike
-from howdah.providers.base import ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
+from howdah.providers.base import (
+    Backup,
+    Capability,
+    ConnectionInfo,
+    InstanceStatus,
+    ProviderError,
+    TransientProviderError,
+    Unsupported,
+)
 
 FIELD_MANAGER = "howdah"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -115,6 +123,8 @@ class KubernetesProvider:
     """
 
     name = "kubernetes"
+    #: Backups (CloudNativePG's barman object store) are not wired yet; replicas follow ``spec.replicas``.
+    capabilities: frozenset[Capability] = frozenset()
 
     def __init__(
         self,
@@ -233,6 +243,15 @@ class KubernetesProvider:
         clusters = self._list_custom(_cnpg.CLUSTERS, _cnpg.MANAGED_SELECTOR)
         ids = {c["metadata"]["labels"].get(_cnpg.LABEL_INSTANCE) for c in clusters}
         return sorted(str(i) for i in ids if i)
+
+    def backup(self, instance_id: str, backup_id: str | None = None) -> Backup:
+        raise Unsupported(f"the {self.name} provider does not take backups")
+
+    def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
+        raise Unsupported(f"the {self.name} provider cannot restore backups")
+
+    def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
+        raise Unsupported(f"the {self.name} provider makes replicas from the spec (its Cluster's instances)")
 
     # --- reading and applying -----------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 
 from howdah.control.capacity import Capacity
+from howdah.control.spec import InstanceSpec
 from howdah.errors import HowdahError
 from howdah.pg._binaries import remove_os_user
 from howdah.pg.files import file_lock
@@ -47,7 +48,14 @@ from howdah.providers._local_files import (
     recorded_ports,
 )
 from howdah.providers._local_server import kill_postmaster
-from howdah.providers.base import Backup, ConnectionInfo, InstanceStatus, ProviderError, TransientProviderError
+from howdah.providers.base import (
+    Backup,
+    Capability,
+    ConnectionInfo,
+    InstanceStatus,
+    ProviderError,
+    TransientProviderError,
+)
 
 __all__ = ["DEFAULT_EXTENSION_LIBRARIES", "PROVIDER_SETTINGS", "LocalProvider"]
 
@@ -71,6 +79,7 @@ class LocalProvider(LocalBase):
     """
 
     name = "local"
+    capabilities = frozenset({Capability.BACKUP, Capability.RESTORE, Capability.REPLICAS})
 
     def __init__(
         self,
@@ -106,10 +115,13 @@ class LocalProvider(LocalBase):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         return Capacity(cpu=os.cpu_count(), memory_bytes=memory, storage_bytes=disk.used + disk.free)
 
-    def ensure_created(self, instance_id: str, name: str, settings: dict[str, str]) -> None:
+    def ensure_created(
+        self, instance_id: str, name: str, settings: dict[str, str], *, spec: InstanceSpec | None = None
+    ) -> None:
         """Record, port, cluster (initdb, redone when a crash interrupted it) and configuration. While the
         server does not run, ``settings`` are (re)written, so a create that failed on a bad value converges
-        once called with corrected ones; a running instance is left as it is (see :meth:`apply_settings`)."""
+        once called with corrected ones; a running instance is left as it is (see :meth:`apply_settings`).
+        ``spec`` is not read: the host's resources are shared, and replicas come from :meth:`ensure_replicas`."""
         paths = self._paths(instance_id)
         wanted = self._checker.normalised(settings)
         with self._locked(instance_id):
@@ -158,7 +170,7 @@ class LocalProvider(LocalBase):
         q.set_password(conn, q.SUPERUSER, upcoming)
         os.replace(paths.next_superuser_password, paths.superuser_password)
 
-    def apply_settings(self, instance_id: str, settings: dict[str, str]) -> bool:
+    def apply_settings(self, instance_id: str, settings: dict[str, str], *, spec: InstanceSpec | None = None) -> bool:
         """ALTER SYSTEM every wanted setting, RESET those Howdah set before and no longer wants, reload, and
         say whether a restart is needed. A value Postgres rejects raises :class:`ProviderError` with its
         message and changes nothing. On a server that is not running the files are edited instead and False

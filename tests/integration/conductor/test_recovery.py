@@ -49,10 +49,10 @@ class FlakyProvider(LocalProvider):
 
     flaky = False
 
-    def apply_settings(self, instance_id: str, settings: dict[str, str]) -> bool:
+    def apply_settings(self, instance_id: str, settings: dict[str, str], *, spec: InstanceSpec | None = None) -> bool:
         if self.flaky:
             raise TransientProviderError(f"instance {instance_id} is still starting (injected)")
-        return super().apply_settings(instance_id, settings)
+        return super().apply_settings(instance_id, settings, spec=spec)
 
 
 class Rig:

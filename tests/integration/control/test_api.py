@@ -26,8 +26,17 @@ async def crud_events(api: Api, instance_id: str) -> list[dict[str, Any]]:
 
 
 async def report(api: Api, instance_id: str, event: str, generation: int | None, **fields: Any) -> None:
-    """Play the data plane: put a state event on the queue and let the reconciler apply it."""
-    body = {"instance_id": instance_id, "event": event, "generation": generation, **fields}
+    """Play the instance's data plane: put a state event on the queue and let the reconciler apply it."""
+    async with api.pool.connection() as conn:
+        cur = await conn.execute("SELECT data_plane FROM control.instances WHERE id::text = %s", (instance_id,))
+        plane = await cur.fetchone()
+    body = {"instance_id": instance_id, "event": event, "generation": generation,
+            "data_plane": plane[0] if plane else "local", **fields}  # fmt: skip
+    await deliver(api, body)
+
+
+async def deliver(api: Api, body: dict[str, Any]) -> None:
+    """Put a state event on the queue and let the reconciler apply it, as its consumer would."""
     async with api.pool.connection() as conn:
         queue = AsyncQueue(conn)
         msg_id = await queue.send(STATE_QUEUE, body)

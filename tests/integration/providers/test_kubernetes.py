@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp.web
@@ -27,7 +28,7 @@ import pytest
 from kubernetes import client
 
 from howdah.control.spec import ConnectionPooler, InstanceSpec
-from howdah.providers import Provider, ProviderError, TransientProviderError, _cnpg
+from howdah.providers import Backup, Capability, Provider, ProviderError, TransientProviderError, Unsupported, _cnpg
 from howdah.providers.kubernetes import KubernetesProvider
 
 NS = "tenants"
@@ -412,6 +413,18 @@ def test_operations_on_a_missing_instance(provider: KubernetesProvider) -> None:
         with pytest.raises(ProviderError, match="does not exist") as caught:
             operation(IID)
         assert not isinstance(caught.value, TransientProviderError)
+
+
+def test_what_it_cannot_do_is_declared_and_refused_by_name(provider: KubernetesProvider) -> None:
+    assert Capability.BACKUP not in provider.capabilities and Capability.RESTORE not in provider.capabilities
+    assert Capability.REPLICAS not in provider.capabilities  # replicas come from spec.replicas, in the Cluster
+    backup = Backup("b1", IID, "s3://nowhere", 0, datetime.now(UTC))
+    for call, what in ((lambda: provider.backup(IID, "b1"), "does not take backups"),
+                       (lambda: provider.restore(backup, "copy"), "cannot restore"),
+                       (lambda: provider.ensure_replicas(IID, 2), "from the spec")):  # fmt: skip
+        with pytest.raises(Unsupported, match=what) as caught:
+            call()
+        assert not isinstance(caught.value, TransientProviderError)  # permanent: the conductor does not retry
 
 
 # --- errors -----------------------------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+-- Instances as the API changes them: every accepted change writes the row and sends its CRUD event in one
+-- transaction.
+
+-- name: instance_of_org
+-- One instance of an org with its data plane's queue and capacity, or nothing.
+SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes,
+       d.storage_bytes AS dp_storage_bytes
+  FROM control.instances i JOIN control.data_planes d ON d.name = i.data_plane
+ WHERE i.org_id = %(org_id)s AND i.id::text = %(id)s;
+
+-- name: instance_of_org_for_update
+-- The same, the instance row locked for a change.
+SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes,
+       d.storage_bytes AS dp_storage_bytes
+  FROM control.instances i JOIN control.data_planes d ON d.name = i.data_plane
+ WHERE i.org_id = %(org_id)s AND i.id::text = %(id)s
+   FOR UPDATE OF i;
+
+-- name: insert_instance
+-- A new instance with its Create in flight.
+INSERT INTO control.instances (org_id, name, data_plane, state, desired_spec, has_active_work, work_sent_at)
+VALUES (%(org_id)s, %(name)s, %(data_plane)s, %(state)s, %(desired_spec)s, true, clock_timestamp())
+RETURNING *;
+
+-- name: track_sent_work
+-- The CRUD event just sent is the instance's work in flight (re-sent until answered).
+UPDATE control.instances
+   SET pending_event = %(event)s, work_sent_at = clock_timestamp(), unanswered_sends = 0
+ WHERE id = %(id)s
+RETURNING *;
+
+-- name: list_instances
+-- A page of an org's instances (optionally in one state), each row with the total count.
+SELECT *, count(*) OVER () AS total
+  FROM control.instances
+ WHERE org_id = %(org_id)s AND (%(state)s::text IS NULL OR state = %(state)s)
+ ORDER BY created_at, id
+ LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: accept_change
+-- A change accepted by the state machine: the next generation; an error is cleared unless it is a Delete.
+UPDATE control.instances
+   SET state = %(state)s, desired_spec = %(desired_spec)s, has_active_work = %(has_active_work)s,
+       generation = generation + 1, updated_at = clock_timestamp(),
+       last_error = CASE WHEN %(clear_error)s THEN NULL ELSE last_error END,
+       error_attempts = 0, next_retry_at = NULL
+ WHERE id = %(id)s
+RETURNING *;
+
+-- name: instances_reachable
+-- The readiness probe: the control schema answers.
+SELECT 1 FROM control.instances LIMIT 1;
+
+-- name: instances_by_state
+SELECT state, count(*) FROM control.instances GROUP BY state;
+
+-- name: supervised_instances
+-- What a data plane's conductor supervises: its instances that should be Up with no work in flight.
+SELECT id::text, generation
+  FROM control.instances
+ WHERE data_plane = %(data_plane)s AND state = 'Up' AND NOT has_active_work;
+
+-- name: awaits_answer
+-- Whether the instance, on this data plane, still waits for the answer to work of this generation.
+SELECT EXISTS (
+    SELECT FROM control.instances
+     WHERE id::text = %(id)s AND data_plane = %(data_plane)s AND has_active_work AND generation = %(generation)s
+);
