@@ -54,7 +54,10 @@ class Conductor:
                                        check=AsyncConnectionPool.check_connection,  # dead after a PG restart
                                        ) as pool, self.app:  # fmt: skip
             capacity = await asyncio.to_thread(self.provider.capacity)
-            await ControlPlane(pool).register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity)
+            catalog = await asyncio.to_thread(self.provider.extension_catalog)
+            await ControlPlane(pool).register_data_plane(
+                self.data_plane, f"{self.provider.name} provider", capacity, catalog
+            )
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
             self._pool = pool

