@@ -422,7 +422,8 @@ def test_unknown_extension_is_named() -> None:
     assert "'postgis' is not available on data plane 'edge'; available: btree_gin, citext" in str(caught.value)
     disabled = spec(extensions=[Extension(name="postgis", enabled=False)])
     assert render_settings(disabled, CATALOG)  # nothing to create, nothing to check
-    assert render_settings(spec(extensions=[Extension(name="postgis")]))  # unchecked without a list
+    assert render_settings(spec(extensions=[Extension(name="postgis")]))  # unchecked without a catalog
+    assert render_settings(spec(extensions=[Extension(name="postgis")]), CATALOG, check_extensions=False)
 
 
 def test_a_missing_stack_default_is_named_and_can_be_disabled() -> None:

@@ -526,7 +526,8 @@ def _render(
 ) -> tuple[dict[str, str], list[str]]:
     """The settings and extensions a spec asks for on ``data_plane``, or a 422 naming the offending setting or
     extension. Extensions are checked against the data plane's ``catalog``; a data plane that has reported none
-    (a conductor older than catalogs) gets them unchecked, and refuses a missing one itself."""
+    (a conductor older than catalogs) gets them unchecked, and refuses a missing one itself. Without
+    ``check_values`` (a stored spec) neither values nor extension names are checked."""
     contexts = restart.setting_contexts(spec.pg_version, catalog)
     unknown = restart.unknown_settings(list(spec.postgres_configs), contexts)
     if unknown:
@@ -535,8 +536,10 @@ def _render(
         # Values are checked as Postgres would read them; a spec stored before a check existed can still be
         # stopped, deleted or fixed (only a change re-checks it).
         metadata = restart.setting_metadata(spec.pg_version) if check_values else None
-        settings = stacks.render_settings(spec, catalog, data_plane=data_plane, setting_metadata=metadata)
-        return settings, stacks.extensions_to_enable(spec, None, catalog, data_plane=data_plane)
+        settings = stacks.render_settings(
+            spec, catalog, data_plane=data_plane, check_extensions=check_values, setting_metadata=metadata
+        )
+        return settings, stacks.extensions_to_enable(spec, None, catalog if check_values else None)
     except (stacks.StackError, ValueError) as exc:
         raise Invalid(str(exc)) from exc
 

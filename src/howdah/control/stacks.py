@@ -276,6 +276,7 @@ def render_settings(
     catalog: ExtensionCatalog | None = None,
     *,
     data_plane: str | None = None,
+    check_extensions: bool = True,
     available_libraries: Iterable[str] | None = None,
     setting_metadata: Mapping[str, SettingInfo] | None = None,
 ) -> dict[str, str]:
@@ -286,14 +287,15 @@ def render_settings(
     duplicates. ``catalog`` is the extension catalog of the instance's data plane (``data_plane``): every
     extension to create must be in it, and it says which libraries each needs. Without one (a data plane that has
     reported none) names are not checked and the libraries come from
-    :data:`~howdah.control.extensions.FALLBACK_CATALOG`.
+    :data:`~howdah.control.extensions.FALLBACK_CATALOG`; ``check_extensions=False`` uses the catalog's facts
+    without checking names (a stored spec, which can always be stopped or deleted).
     Raises :class:`ForbiddenSetting`, :class:`UnknownExtension` or :class:`ExtensionConflict`. With
     ``available_libraries`` (library names installed on the data plane), user-listed libraries must be in it.
     With ``setting_metadata`` (:func:`howdah.control.restart.setting_metadata` of the instance's Postgres), every
     value, the user's and the stack's, must be one Postgres accepts (:class:`InvalidSettingValue`).
     """
     stack = get_stack(spec.stack)
-    extensions = extensions_to_enable(spec, stack, catalog, data_plane=data_plane)
+    extensions = extensions_to_enable(spec, stack, catalog if check_extensions else None, data_plane=data_plane)
     facts = catalog or FALLBACK_CATALOG
     configs = spec.postgres_configs
     libraries = None if available_libraries is None else {_library_stem(name) for name in available_libraries}

@@ -113,3 +113,24 @@ async def test_who_may_read_a_data_planes_extensions(api: Api) -> None:
     local = (await api.call("GET", "/api/v1/orgs/acme/data-planes/local/extensions")).json()
     statements = next(e for e in local["extensions"] if e["name"] == "pg_stat_statements")
     assert statements["preload"] == ["pg_stat_statements"] and statements["version"]
+
+
+async def test_a_stored_extension_the_data_plane_lacks_can_still_be_stopped_deleted_and_fixed(api: Api) -> None:
+    # accepted before its data plane reported a catalog (names unchecked), which then turns out to lack it
+    name = await plane(api, None)
+    created = await api.call("POST", BASE, json={"name": unique(), "data_plane": name,
+                                                 "extensions": [{"name": "timescaledb"}]})  # fmt: skip
+    assert created.status_code == 202, created.text
+    body = created.json()
+    await report(api, body["id"], "Created", body["generation"], actual_spec=body["desired_spec"])
+    await api.control.register_data_plane(name, "for a test", extensions=SMALL)
+    url = f"{BASE}/{body['id']}"
+    stopped = await api.call("POST", f"{url}/stop")
+    assert stopped.status_code == 202, stopped.text
+    await report(api, body["id"], "Stopped", stopped.json()["generation"])
+    still_there = await api.call("PATCH", url, json={"memory": "2Gi"})
+    assert still_there.status_code == 422 and "timescaledb" in still_there.json()["error"]["message"]
+    fixed = await api.call("PATCH", url, json={"extensions": [{"name": "timescaledb", "enabled": False}]})
+    assert fixed.status_code == 202, fixed.text
+    deleted = await api.call("DELETE", url)
+    assert deleted.status_code == 202, deleted.text
