@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from howdah.control.extensions import declared_catalog
 from howdah.control.spec import ConnectionPooler, InstanceSpec, Stack
 from howdah.control.stacks import render_settings
 from howdah.providers import _cnpg
@@ -141,8 +142,13 @@ def test_secret_and_pooler() -> None:
     }
 
 
+CATALOG = _cnpg.standard_image_catalog()
+
+
 def test_database_extensions() -> None:
-    database = _cnpg.render_database(IID, "orders", ["vector", "pg_trgm"], ["pg_trgm", "hstore"], namespace=NS)
+    database = _cnpg.render_database(
+        IID, "orders", ["vector", "pg_trgm"], ["pg_trgm", "hstore"], namespace=NS, catalog=CATALOG
+    )
     assert database["spec"]["cluster"] == {"name": _cnpg.cluster_name(IID, "orders")}
     assert database["spec"]["extensions"] == [
         {"name": "vector", "ensure": "present", "schema": "extensions"},
@@ -151,8 +157,27 @@ def test_database_extensions() -> None:
     ]
     # the schema extensions go into is the superuser's: a tenant cannot plant objects there
     assert database["spec"]["schemas"] == [{"name": "extensions", "owner": "postgres", "ensure": "present"}]
-    fixed = _cnpg.render_database(IID, "orders", ["pg_cron"], [], namespace=NS)
-    assert fixed["spec"]["extensions"] == [{"name": "pg_cron", "ensure": "present"}]
+    # the catalog says whose control file fixes its schema: plpgsql here, pg_cron on an image that has it
+    fixed = _cnpg.render_database(IID, "orders", ["plpgsql"], [], namespace=NS, catalog=CATALOG)
+    assert fixed["spec"]["extensions"] == [{"name": "plpgsql", "ensure": "present"}]
+    with_cron = declared_catalog(["pg_cron"])
+    cron = _cnpg.render_database(IID, "orders", ["pg_cron"], [], namespace=NS, catalog=with_cron)
+    assert cron["spec"]["extensions"] == [{"name": "pg_cron", "ensure": "present"}]
+
+
+def test_the_standard_images_catalog() -> None:
+    assert {"pg_stat_statements", "pg_trgm", "pgcrypto", "uuid-ossp", "pgaudit", "vector"} <= set(CATALOG.names())
+    assert "pg_cron" not in CATALOG and "postgis" not in CATALOG and "auto_explain" not in CATALOG
+    statements, audit = CATALOG.get("pg_stat_statements"), CATALOG.get("pgaudit")
+    assert statements is not None and statements.preload == ("pg_stat_statements",) and statements.operator_preload
+    assert audit is not None and audit.preload == ("pgaudit",) and audit.operator_preload
+    vector = CATALOG.get("vector")
+    assert vector is not None and vector.preload == () and not vector.operator_preload
+    earthdistance = CATALOG.get("earthdistance")
+    assert earthdistance is not None and earthdistance.requires == ("cube",)
+    # every stack works on it
+    for stack in Stack:
+        assert render_settings(InstanceSpec(name="x", stack=stack), CATALOG, data_plane="k8s")
 
 
 def test_new_clusters_make_the_extension_schema_before_the_tenant_logs_in() -> None:

@@ -10,10 +10,16 @@ from typing import Any
 import pytest
 
 from howdah.control import restart
+from howdah.control.extensions import (
+    FALLBACK_CATALOG,
+    KNOWN_EXTENSIONS,
+    SETTING_CONTEXTS,
+    ExtensionCatalog,
+    ExtensionInfo,
+    declared_catalog,
+)
 from howdah.control.restart import (
-    EXTENSION_SETTING_CONTEXTS,
     KNOWN_CONTEXTS,
-    PRELOAD_LIBRARIES,
     parse_describe_config,
     parse_library_list,
     preload_libraries,
@@ -247,16 +253,39 @@ def test_preload_libraries_lists_first_then_what_extensions_need() -> None:
     assert preload_libraries(s, {}) == ("pg_cron", "pg_stat_statements", "pg_stat_kcache")
 
 
-def test_preload_table() -> None:
-    assert "vector" not in PRELOAD_LIBRARIES
-    assert PRELOAD_LIBRARIES["pg_stat_statements"] == ("pg_stat_statements",)
-    assert PRELOAD_LIBRARIES["pg_cron"] == ("pg_cron",)
-    assert PRELOAD_LIBRARIES["timescaledb"] == ("timescaledb",)
-    assert PRELOAD_LIBRARIES["pgaudit"] == ("pgaudit",)
-    assert PRELOAD_LIBRARIES["pg_partman"] == ("pg_partman_bgw",)
-    assert all(libraries and all(libraries) for libraries in PRELOAD_LIBRARIES.values())
+def test_preload_facts_without_a_catalog() -> None:
+    preload = FALLBACK_CATALOG.preload_map()
+    assert "vector" not in preload
+    assert preload["pg_stat_statements"] == ("pg_stat_statements",)
+    assert preload["pg_cron"] == ("pg_cron",)
+    assert preload["timescaledb"] == ("timescaledb",)
+    assert preload["pgaudit"] == ("pgaudit",)
+    assert preload["pg_partman"] == ("pg_partman_bgw",)
+    assert all(libraries and all(libraries) for libraries in preload.values())
     with pytest.raises(TypeError):
-        PRELOAD_LIBRARIES["x"] = ("x",)  # type: ignore[index]
+        KNOWN_EXTENSIONS["x"] = ExtensionInfo("x")  # type: ignore[index]
+
+
+def test_the_data_planes_catalog_decides_what_needs_a_restart() -> None:
+    # a data plane whose pg_cron build needs no preloading: enabling it restarts nothing there
+    catalog = ExtensionCatalog({"pg_cron": ExtensionInfo("pg_cron")})
+    cron = spec(extensions=(ext("pg_cron"),))
+    assert restart_reasons(cron, BASE, {}, {}, CONTEXTS, catalog) == []
+    assert restart_reasons(cron, BASE, {}, {}, CONTEXTS) == [
+        "shared_preload_libraries gains pg_cron (extension pg_cron needs it)"
+    ]
+
+
+def test_libraries_the_operator_preloads_for_their_settings_count() -> None:
+    # CloudNativePG preloads pg_stat_statements as soon as one of its settings is set, enabled or not
+    catalog = declared_catalog(["pg_stat_statements", "pgaudit"], operator_preload=["pg_stat_statements"])
+    tracked = {"pg_stat_statements.track": "all"}
+    assert preload_libraries(BASE, tracked, catalog) == ("pg_stat_statements",)
+    assert preload_libraries(BASE, {"pgaudit.log": "all"}, catalog) == ()
+    assert preload_libraries(BASE, tracked) == ()  # the local data plane's Postgres has no such operator
+    assert restart_reason(BASE, BASE, tracked, {}, CONTEXTS, catalog) == (
+        "shared_preload_libraries gains pg_stat_statements"
+    )
 
 
 # ------------------------------------------------------------------------------------ describe-config parser
@@ -336,11 +365,11 @@ def test_real_contexts(pg18: Mapping[str, str], name: str, context: str) -> None
 
 
 def test_real_contexts_are_complete_and_read_only(pg18: Mapping[str, str]) -> None:
-    described = {name for name in pg18 if name not in EXTENSION_SETTING_CONTEXTS}
+    described = {name for name in pg18 if name not in SETTING_CONTEXTS}
     assert len(described) > 300
     assert not any("." in name for name in described)  # the binary describes no library's settings
     assert set(pg18.values()) <= KNOWN_CONTEXTS
-    assert set(EXTENSION_SETTING_CONTEXTS.values()) <= KNOWN_CONTEXTS
+    assert set(SETTING_CONTEXTS.values()) <= KNOWN_CONTEXTS
     assert all(name == name.lower() for name in pg18)
     with pytest.raises(TypeError):
         pg18["work_mem"] = "postmaster"  # type: ignore[index]
@@ -360,9 +389,9 @@ def test_real_decisions(pg18: Mapping[str, str]) -> None:
 
 @pytest.fixture
 def fresh_cache() -> Iterator[None]:
-    restart.setting_contexts.cache_clear()
+    restart._clear_caches()
     yield
-    restart.setting_contexts.cache_clear()
+    restart._clear_caches()
 
 
 def test_the_binary_runs_once_per_version(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -395,3 +424,11 @@ def test_unexpected_output_is_a_configuration_error(fresh_cache: None, monkeypat
     monkeypatch.setattr(restart, "_run", lambda args: next(outputs))
     with pytest.raises(ConfigurationError, match="printed something unexpected"):
         setting_contexts(18)
+
+
+def test_a_catalog_brings_the_contexts_of_its_libraries_settings() -> None:
+    catalog = ExtensionCatalog({}, {"myext.workers": "postmaster"})
+    contexts = setting_contexts(18, catalog)
+    assert contexts["myext.workers"] == "postmaster" and contexts["work_mem"] == "user"
+    assert "cron.database_name" not in contexts  # only what this data plane's catalog knows
+    assert unknown_settings(["myext.other", "cron.host"], contexts) == ["cron.host"]

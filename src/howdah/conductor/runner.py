@@ -73,7 +73,8 @@ class Conductor:
                                        ) as pool, self.app:  # fmt: skip
             self.control = ControlPlane(pool)
             capacity = await self._provider(self.provider.capacity)
-            await self.control.register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity)
+            catalog = await self._provider(self.provider.extension_catalog)
+            await self.control.register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity, catalog)
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
             self._pool = pool

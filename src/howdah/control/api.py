@@ -409,6 +409,16 @@ def create_app(
         require(who, org_id, "viewer")
         return [DataPlaneName(name=name) for name in await ctl.usable_data_plane_names()]
 
+    @app.get("/api/v1/orgs/{org_id}/data-planes/{name}/extensions", tags=["data planes"])
+    async def plane_extensions(org_id: str, name: str, who: Auth, ctl: Ctl) -> dict[str, Any]:
+        """The extensions data plane ``name`` offers, as its conductor reported them (``reported`` false: none
+        yet, and extension names are then not checked before the data plane runs the change)."""
+        require(who, org_id, "viewer")
+        catalog = await ctl.data_plane_extensions(name)
+        if catalog is None:
+            return {"data_plane": name, "reported": False, "source": "", "extensions": [], "setting_contexts": {}}
+        return {"data_plane": name, "reported": True, **catalog.to_json()}
+
     # ---------------------------------------------------------------------------------------- tokens
     @app.post("/api/v1/orgs/{org_id}/tokens", tags=["tokens"], status_code=201)
     async def new_token(org_id: str, body: TokenCreate, who: Auth, ctl: Ctl) -> TokenCreated:

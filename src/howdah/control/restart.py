@@ -7,8 +7,10 @@ major version and cached: :func:`setting_contexts`); everything else here is pur
 A change needs a restart when:
 
 - pg_version, cpu or memory changes (cpu and memory compared as quantities: ``"1"`` equals ``"1000m"``);
-- the libraries to preload change: the listed ``shared_preload_libraries`` plus those that enabled extensions
-  need (:data:`PRELOAD_LIBRARIES`), in that order — enabling or disabling pg_cron restarts, vector does not;
+- the libraries to preload change: the listed ``shared_preload_libraries``, then those that enabled extensions
+  need, then those the data plane's operator adds by itself for settings of its managed libraries, as the data
+  plane's :class:`~howdah.control.extensions.ExtensionCatalog` says — enabling or disabling pg_cron restarts,
+  vector does not;
 - a setting whose context is ``postmaster`` changes (set, changed or removed);
 - a setting with no known context changes: only a library's own settings can be unknown here (Postgres
   describes them only once the library is loaded), and a restart is the one way sure to apply them.
@@ -34,15 +36,14 @@ from functools import cache
 from types import MappingProxyType
 
 from howdah.control._setting_facts import ENUM_VALUES, UNITS
+from howdah.control.extensions import FALLBACK_CATALOG, ExtensionCatalog
 from howdah.control.settings_check import SettingInfo, parse_settings_metadata
 from howdah.control.spec import InstanceSpec
 from howdah.errors import ConfigurationError
 from howdah.pg._binaries import install_root
 
 __all__ = [
-    "EXTENSION_SETTING_CONTEXTS",
     "KNOWN_CONTEXTS",
-    "PRELOAD_LIBRARIES",
     "RESTART_CONTEXT",
     "parse_describe_config",
     "parse_library_list",
@@ -58,70 +59,6 @@ __all__ = [
 RESTART_CONTEXT = "postmaster"
 KNOWN_CONTEXTS = frozenset({"internal", "postmaster", "sighup", "superuser-backend", "backend", "superuser", "user"})
 PRELOAD_SETTING = "shared_preload_libraries"
-
-#: Extension → the libraries it needs in ``shared_preload_libraries`` (in load order). Extensions absent from
-#: this table (vector, pgmq, postgis, pg_trgm, pg_prewarm used without its autoprewarm worker …) need none.
-#: ``auto_explain`` is a library without SQL objects; it is listed because users enable it like an extension.
-#: ``pg_partman`` maps to its background worker, which runs partition maintenance without an outside scheduler.
-PRELOAD_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "auto_explain": ("auto_explain",),
-        "citus": ("citus",),
-        "pg_cron": ("pg_cron",),
-        "pg_net": ("pg_net",),
-        "pg_partman": ("pg_partman_bgw",),
-        "pg_qualstats": ("pg_qualstats",),
-        "pg_squeeze": ("pg_squeeze",),
-        "pg_stat_kcache": ("pg_stat_statements", "pg_stat_kcache"),
-        "pg_stat_monitor": ("pg_stat_monitor",),
-        "pg_stat_statements": ("pg_stat_statements",),
-        "pg_tle": ("pg_tle",),
-        "pg_wait_sampling": ("pg_wait_sampling",),
-        "pgaudit": ("pgaudit",),
-        "pglogical": ("pglogical",),
-        "pgml": ("pgml",),
-        "timescaledb": ("timescaledb",),
-    }
-)
-
-_AUTO_EXPLAIN_SETTINGS = (
-    "log_analyze", "log_buffers", "log_format", "log_level", "log_min_duration", "log_nested_statements",
-    "log_parameter_max_length", "log_settings", "log_timing", "log_triggers", "log_verbose", "log_wal", "sample_rate",
-)  # fmt: skip
-_PGAUDIT_SETTINGS = (
-    "log", "log_catalog", "log_client", "log_level", "log_parameter", "log_parameter_max_size", "log_relation",
-    "log_rows", "log_statement", "log_statement_once", "role",
-)  # fmt: skip
-
-#: Contexts of settings that preloaded libraries define, which ``--describe-config`` cannot show (the binary
-#: loads no library to describe itself). pg_stat_statements and auto_explain as read from a PG 18 server's
-#: ``pg_settings``; pg_cron, pgaudit and pg_partman_bgw from their ``DefineCustom*Variable`` calls;
-#: timescaledb.max_background_workers from its documentation (it takes effect at server start).
-EXTENSION_SETTING_CONTEXTS: Mapping[str, str] = MappingProxyType(
-    {
-        "pg_stat_statements.max": "postmaster",
-        "pg_stat_statements.save": "sighup",
-        "pg_stat_statements.track": "superuser",
-        "pg_stat_statements.track_planning": "superuser",
-        "pg_stat_statements.track_utility": "superuser",
-        **{f"auto_explain.{name}": "superuser" for name in _AUTO_EXPLAIN_SETTINGS},
-        "cron.database_name": "postmaster",
-        "cron.host": "postmaster",
-        "cron.log_run": "postmaster",
-        "cron.log_statement": "postmaster",
-        "cron.max_running_jobs": "postmaster",
-        "cron.use_background_workers": "postmaster",
-        "cron.enable_superuser_jobs": "user",
-        "cron.launch_active_jobs": "sighup",
-        "cron.log_min_messages": "sighup",
-        **{f"pgaudit.{name}": "superuser" for name in _PGAUDIT_SETTINGS},
-        **{
-            f"pg_partman_bgw.{name}": "sighup"
-            for name in ("analyze", "dbname", "interval", "jobmon", "maintenance_wait", "role")
-        },
-        "timescaledb.max_background_workers": "postmaster",
-    }
-)
 
 
 # ------------------------------------------------------------------------------------------- setting contexts
@@ -180,18 +117,35 @@ def _describe_config(pg_version: int) -> str:
 
 
 @cache
-def setting_contexts(pg_version: int) -> Mapping[str, str]:
-    """Setting name → context for Postgres ``pg_version``, read from its binary once and cached.
-
-    Postgres's own settings as ``--describe-config`` lists them (the ones a configuration file may carry),
-    plus :data:`EXTENSION_SETTING_CONTEXTS`. Raises :class:`ConfigurationError` when no binary of that major
-    version is available or its output cannot be read.
-    """
+def _described_contexts(pg_version: int) -> Mapping[str, str]:
     try:
-        described = parse_describe_config(_describe_config(pg_version))
+        return MappingProxyType(parse_describe_config(_describe_config(pg_version)))
     except ValueError as exc:
         raise ConfigurationError(f"postgres --describe-config printed something unexpected: {exc}") from exc
-    return MappingProxyType({**EXTENSION_SETTING_CONTEXTS, **described})
+
+
+@cache
+def _with_fallback(pg_version: int) -> Mapping[str, str]:
+    return MappingProxyType({**FALLBACK_CATALOG.setting_contexts, **_described_contexts(pg_version)})
+
+
+def setting_contexts(pg_version: int, catalog: ExtensionCatalog | None = None) -> Mapping[str, str]:
+    """Setting name → context for Postgres ``pg_version``, its binary read once and cached.
+
+    Postgres's own settings as ``--describe-config`` lists them (the ones a configuration file may carry), plus
+    the contexts of libraries' settings from the data plane's ``catalog`` (without one, those Howdah knows).
+    Raises :class:`ConfigurationError` when no binary of that major version is available or its output cannot be
+    read.
+    """
+    if catalog is None:
+        return _with_fallback(pg_version)
+    return MappingProxyType({**catalog.setting_contexts, **_described_contexts(pg_version)})
+
+
+def _clear_caches() -> None:
+    """Forget what the binaries said (tests that change them)."""
+    for cached in (_described_contexts, _with_fallback, setting_metadata):
+        cached.cache_clear()
 
 
 @cache
@@ -243,15 +197,18 @@ def parse_library_list(text: str) -> list[str]:
     return libraries
 
 
-def preload_libraries(spec: InstanceSpec, settings: Mapping[str, str] | None = None) -> tuple[str, ...]:
+def preload_libraries(
+    spec: InstanceSpec, settings: Mapping[str, str] | None = None, catalog: ExtensionCatalog | None = None
+) -> tuple[str, ...]:
     """The libraries the instance preloads: those listed in ``shared_preload_libraries`` (of ``settings``,
-    default the spec's postgres_configs), then those its enabled extensions need, by extension name."""
-    listed = (spec.postgres_configs if settings is None else settings).get(PRELOAD_SETTING, "")
-    libraries = parse_library_list(listed)
-    for extension in spec.enabled_extensions():
-        for library in PRELOAD_LIBRARIES.get(extension, ()):
-            if library not in libraries:
-                libraries.append(library)
+    default the spec's postgres_configs), then those its enabled extensions need, then those the data plane's
+    operator adds for the settings of libraries it manages, as ``catalog`` says (default: the facts Howdah knows)."""
+    configured = spec.postgres_configs if settings is None else settings
+    facts = catalog or FALLBACK_CATALOG
+    libraries = parse_library_list(configured.get(PRELOAD_SETTING, ""))
+    for library in (*facts.preload(spec.enabled_extensions()), *facts.operator_preloaded(configured)):
+        if library not in libraries:
+            libraries.append(library)
     return tuple(libraries)
 
 
@@ -262,13 +219,15 @@ def restart_reasons(
     desired_settings: Mapping[str, str],
     actual_settings: Mapping[str, str],
     contexts: Mapping[str, str],
+    catalog: ExtensionCatalog | None = None,
 ) -> list[str]:
     """Every reason going from ``actual`` to ``desired`` needs a restart; empty when a reload is enough.
 
     ``desired_settings`` and ``actual_settings`` are the effective settings (stack values with the user's
     overrides; a spec's ``postgres_configs`` when that is all there is). ``contexts`` is
-    :func:`setting_contexts` of the desired version. With no ``actual`` nothing runs yet, so nothing restarts:
-    the first start applies everything.
+    :func:`setting_contexts` of the desired version. ``catalog`` is the extension catalog of the instance's data
+    plane (which libraries extensions need; default: the facts Howdah knows). With no ``actual`` nothing runs
+    yet, so nothing restarts: the first start applies everything.
     """
     if actual is None:
         return []
@@ -279,7 +238,7 @@ def restart_reasons(
         reasons.append(f"cpu changes from {actual.cpu} to {desired.cpu}")
     if desired.memory_bytes != actual.memory_bytes:
         reasons.append(f"memory changes from {actual.memory} to {desired.memory}")
-    reasons.extend(_library_reasons(desired, actual, desired_settings, actual_settings))
+    reasons.extend(_library_reasons(desired, actual, desired_settings, actual_settings, catalog or FALLBACK_CATALOG))
     reasons.extend(_setting_reasons(desired_settings, actual_settings, contexts))
     return reasons
 
@@ -290,9 +249,10 @@ def restart_expected(
     desired_settings: Mapping[str, str],
     actual_settings: Mapping[str, str],
     contexts: Mapping[str, str],
+    catalog: ExtensionCatalog | None = None,
 ) -> bool:
     """Whether going from ``actual`` to ``desired`` needs a Postgres restart (see :func:`restart_reasons`)."""
-    return bool(restart_reasons(desired, actual, desired_settings, actual_settings, contexts))
+    return bool(restart_reasons(desired, actual, desired_settings, actual_settings, contexts, catalog))
 
 
 def restart_reason(
@@ -301,9 +261,11 @@ def restart_reason(
     desired_settings: Mapping[str, str],
     actual_settings: Mapping[str, str],
     contexts: Mapping[str, str],
+    catalog: ExtensionCatalog | None = None,
 ) -> str | None:
     """Why a restart is needed, in one line for API and CLI messages; None when it is not."""
-    return "; ".join(restart_reasons(desired, actual, desired_settings, actual_settings, contexts)) or None
+    reasons = restart_reasons(desired, actual, desired_settings, actual_settings, contexts, catalog)
+    return "; ".join(reasons) or None
 
 
 def _library_reasons(
@@ -311,12 +273,13 @@ def _library_reasons(
     actual: InstanceSpec,
     desired_settings: Mapping[str, str],
     actual_settings: Mapping[str, str],
+    catalog: ExtensionCatalog,
 ) -> list[str]:
-    new = preload_libraries(desired, _lowered(desired_settings))
-    old = preload_libraries(actual, _lowered(actual_settings))
+    new = preload_libraries(desired, _lowered(desired_settings), catalog)
+    old = preload_libraries(actual, _lowered(actual_settings), catalog)
     if new == old:
         return []
-    needed_by = {lib: ext for ext in desired.enabled_extensions() for lib in PRELOAD_LIBRARIES.get(ext, ())}
+    needed_by = {lib: ext for ext in desired.enabled_extensions() for lib in catalog.preload([ext])}
     reasons = []
     for library in new:
         if library not in old:

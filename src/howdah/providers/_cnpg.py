@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from howdah.control.extensions import ExtensionCatalog, declared_catalog
 from howdah.control.stacks import split_libraries
 from howdah.providers.base import InstanceStatus
 
@@ -52,10 +53,24 @@ EXTENSION_SCHEMA_SQL = (
     f"GRANT USAGE ON SCHEMA {EXTENSION_SCHEMA} TO PUBLIC",
     f"ALTER DATABASE {APP_DATABASE} SET search_path = '\"$user\"', public, {EXTENSION_SCHEMA}",
 )
-# Extensions whose control file fixes their schema (CREATE EXTENSION … SCHEMA would be refused).
-FIXED_SCHEMA_EXTENSIONS = frozenset({"plpgsql", "pg_cron", "postgis_topology", "postgis_tiger_geocoder"})
 POSTGRES_PORT = 5432
 DEFAULT_IMAGE = "ghcr.io/cloudnative-pg/postgresql:{pg_version}"
+
+# What CloudNativePG's standard image offers (its default image, ``DEFAULT_IMAGE``): the minimal image's Postgres
+# with its contrib modules, plus pgaudit and pgvector (and the pg_failover_slots library, which has no SQL objects).
+CONTRIB_EXTENSIONS = (
+    "amcheck", "autoinc", "bloom", "btree_gin", "btree_gist", "citext", "cube", "dblink", "dict_int", "dict_xsyn",
+    "earthdistance", "file_fdw", "fuzzystrmatch", "hstore", "insert_username", "intagg", "intarray", "isn", "lo",
+    "ltree", "moddatetime", "pageinspect", "pg_buffercache", "pg_freespacemap", "pg_logicalinspect", "pg_prewarm",
+    "pg_stat_statements", "pg_surgery", "pg_trgm", "pg_visibility", "pg_walinspect", "pgcrypto", "pgrowlocks",
+    "pgstattuple", "plpgsql", "postgres_fdw", "refint", "seg", "sslinfo", "tablefunc", "tcn", "tsm_system_rows",
+    "tsm_system_time", "unaccent", "uuid-ossp", "xml2",
+)  # fmt: skip
+STANDARD_IMAGE_EXTENSIONS = (*CONTRIB_EXTENSIONS, "pgaudit", "vector")
+# The operator puts these extensions' libraries into shared_preload_libraries itself as soon as a setting of
+# theirs (``pg_stat_statements.*``, ``pgaudit.*``) is set, and takes them out when none is (it does the same for
+# the auto_explain and pg_failover_slots libraries, which are no extensions). Libraries Howdah lists are kept.
+OPERATOR_PRELOADED = ("pg_stat_statements", "pgaudit")
 PRELOAD = "shared_preload_libraries"
 
 # CloudNativePG phases (api/v1/cluster_types.go); only the healthy one is final.
@@ -302,6 +317,17 @@ def render_pooler(
     }
 
 
+def standard_image_catalog(image: str | None = None) -> ExtensionCatalog:
+    """The extension catalog of CloudNativePG's standard image, declared for ``image`` (default: the standard
+    image of each Postgres major version)."""
+    where = image or DEFAULT_IMAGE.format(pg_version="<major>")
+    return declared_catalog(
+        STANDARD_IMAGE_EXTENSIONS,
+        operator_preload=OPERATOR_PRELOADED,
+        source=f"declared for image {where}: the extensions of CloudNativePG's standard image",
+    )
+
+
 def render_database(
     instance_id: str,
     name: str,
@@ -309,12 +335,14 @@ def render_database(
     disabled: Sequence[str],
     *,
     namespace: str,
+    catalog: ExtensionCatalog,
     org: str | None = None,
 ) -> dict[str, Any]:
     """A ``Database`` (CloudNativePG ≥ 1.26) declaring the app database's extensions: created or dropped.
 
-    It adopts the ``app`` database that ``initdb`` created; its reclaim policy (``retain``) keeps the database
-    when the object is deleted.
+    Each goes into the schema ``extensions`` unless the data plane's ``catalog`` says its control file fixes its
+    schema. It adopts the ``app`` database that ``initdb`` created; its reclaim policy (``retain``) keeps the
+    database when the object is deleted.
     """
     cluster = cluster_name(instance_id, name)
     wanted = list(dict.fromkeys(enabled))
@@ -329,14 +357,15 @@ def render_database(
             "cluster": {"name": cluster},
             "ensure": "present",
             "schemas": [{"name": EXTENSION_SCHEMA, "owner": SUPERUSER, "ensure": "present"}],
-            "extensions": [_extension(e) for e in wanted] + [{"name": e, "ensure": "absent"} for e in unwanted],
+            "extensions": [_extension(e, catalog) for e in wanted]
+            + [{"name": e, "ensure": "absent"} for e in unwanted],
         },
     }
 
 
-def _extension(name: str) -> dict[str, str]:
+def _extension(name: str, catalog: ExtensionCatalog) -> dict[str, str]:
     entry = {"name": name, "ensure": "present"}
-    if name not in FIXED_SCHEMA_EXTENSIONS:
+    if not catalog.fixed_schema(name):
         entry["schema"] = EXTENSION_SCHEMA
     return entry
 
@@ -513,4 +542,5 @@ __all__ = [
     "rw_host",
     "secret_name",
     "secret_password",
+    "standard_image_catalog",
 ]

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from howdah.control.capacity import Capacity
+from howdah.control.extensions import ExtensionCatalog
 from howdah.control.spec import InstanceSpec
 from howdah.errors import HowdahError
 
@@ -144,3 +145,7 @@ class Provider(Protocol):
     def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
         """Make the instance ``replicas`` servers in all, the primary included; the replicas' status
         (:attr:`Capability.REPLICAS`)."""
+
+    def extension_catalog(self) -> ExtensionCatalog:
+        """The extensions this data plane's Postgres offers and what each needs (preload libraries, requirements,
+        fixed schema), reported when its conductor registers: the control plane validates instances against it."""

@@ -52,6 +52,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from howdah.control.capacity import Capacity
+from howdah.control.extensions import ExtensionCatalog
 from howdah.providers import _cnpg
 from howdah.providers._cnpg import ClusterShape, ClusterState, SpecLike
 from howdah.providers.base import (
@@ -119,7 +120,8 @@ class KubernetesProvider:
 
     ``wait_timeout`` bounds how long :meth:`ensure_running` and :meth:`restart` wait for the primary to accept
     connections before raising :class:`TransientProviderError` (the conductor retries); ``poll_interval`` is the
-    time between two reads of the ``Cluster``'s status. ``image`` overrides the Postgres image of new clusters.
+    time between two reads of the ``Cluster``'s status. ``image`` overrides the Postgres image of new clusters;
+    ``extensions`` declares what that image offers (default: CloudNativePG's standard image's extensions).
     """
 
     name = "kubernetes"
@@ -132,12 +134,14 @@ class KubernetesProvider:
         api_client: client.ApiClient | None = None,
         *,
         image: str | None = None,
+        extensions: ExtensionCatalog | None = None,
         wait_timeout: float = 600.0,
         poll_interval: float = 2.0,
     ) -> None:
         self.namespace = namespace
         self.api_client = api_client if api_client is not None else default_api_client()
         self.image = image
+        self.extensions = extensions if extensions is not None else _cnpg.standard_image_catalog(image)
         self.wait_timeout = wait_timeout
         self.poll_interval = poll_interval
         self._core = client.CoreV1Api(self.api_client)
@@ -198,7 +202,7 @@ class KubernetesProvider:
         """Declare them on the app database's ``Database`` object; the operator runs CREATE / DROP EXTENSION."""
         state = self._require(instance_id)
         body = _cnpg.render_database(
-            instance_id, state.name, enabled, disabled, namespace=self.namespace, org=state.org
+            instance_id, state.name, enabled, disabled, namespace=self.namespace, catalog=self.extensions, org=state.org
         )
         self._apply_custom(_cnpg.DATABASES, body)
 
@@ -237,6 +241,10 @@ class KubernetesProvider:
     def capacity(self) -> Capacity | None:
         """Unknown: a cluster's allocatable resources change with its nodes and are not read here."""
         return None
+
+    def extension_catalog(self) -> ExtensionCatalog:
+        """The extensions of the image the clusters run, as declared (the image's files are not read from here)."""
+        return self.extensions
 
     def list_instances(self) -> list[str]:
         """Every Howdah-managed Cluster's instance id: give each data plane a namespace of its own."""

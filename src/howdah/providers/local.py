@@ -15,17 +15,17 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import psycopg
 
 from howdah.control.capacity import Capacity
+from howdah.control.extensions import ExtensionCatalog, catalog_from_control_files
 from howdah.control.spec import InstanceSpec
 from howdah.errors import HowdahError
-from howdah.pg._binaries import remove_os_user
+from howdah.pg._binaries import install_root, remove_os_user
 from howdah.pg.files import file_lock
 from howdah.pg.processes import postmaster_pid
 from howdah.providers import _local_backup as _backup
@@ -57,18 +57,16 @@ from howdah.providers.base import (
     TransientProviderError,
 )
 
-__all__ = ["DEFAULT_EXTENSION_LIBRARIES", "PROVIDER_SETTINGS", "LocalProvider"]
+__all__ = ["PROVIDER_SETTINGS", "LocalProvider", "local_extension_catalog"]
 
-# Libraries an extension needs in shared_preload_libraries before CREATE EXTENSION makes it usable.
-DEFAULT_EXTENSION_LIBRARIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "pg_stat_statements": ("pg_stat_statements",),
-        "pg_cron": ("pg_cron",),
-        "pgaudit": ("pgaudit",),
-        "timescaledb": ("timescaledb",),
-        "pg_wait_sampling": ("pg_wait_sampling",),
-    }
-)
+
+@cache
+def local_extension_catalog() -> ExtensionCatalog:
+    """The extensions of the Postgres binaries the local provider runs (the embedded ones): every
+    ``share/extension/*.control`` file, read once, merged with what Howdah knows of their preload libraries."""
+    folder = install_root() / "share" / "extension"
+    files = {path.stem: path.read_text(encoding="utf-8") for path in folder.glob("*.control")}
+    return catalog_from_control_files(files, source="the embedded Postgres binaries of the local provider")
 
 
 class LocalProvider(LocalBase):
@@ -89,7 +87,6 @@ class LocalProvider(LocalBase):
         port_range: tuple[int, int] = (20000, 29999),
         durable: bool = True,
         start_timeout: float = 60.0,
-        extension_libraries: Mapping[str, tuple[str, ...]] = DEFAULT_EXTENSION_LIBRARIES,
     ) -> None:
         if not 1024 <= port_range[0] <= port_range[1] <= 65535:
             raise ValueError(f"invalid port range {port_range}")
@@ -98,7 +95,6 @@ class LocalProvider(LocalBase):
         self.port_range = port_range
         self.durable = durable
         self.start_timeout = start_timeout
-        self.extension_libraries = extension_libraries
         self._instances = self.home / "instances"
         self._locks = self.home / "locks"
         self._backups = self.home / "backups"
@@ -114,6 +110,10 @@ class LocalProvider(LocalBase):
         disk = shutil.disk_usage(where)
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         return Capacity(cpu=os.cpu_count(), memory_bytes=memory, storage_bytes=disk.used + disk.free)
+
+    def extension_catalog(self) -> ExtensionCatalog:
+        """What the binaries this provider runs offer (see :func:`local_extension_catalog`)."""
+        return local_extension_catalog()
 
     def ensure_created(
         self, instance_id: str, name: str, settings: dict[str, str], *, spec: InstanceSpec | None = None
@@ -216,7 +216,7 @@ class LocalProvider(LocalBase):
             record = self._created_record(paths)
             pending = read_auto_conf(paths.data_dir).get("shared_preload_libraries")
             with self._server(paths, record).connect(q.APP_DATABASE) as conn:
-                q.ensure_extensions(conn, enabled, disabled, self.extension_libraries, pending)
+                q.ensure_extensions(conn, enabled, disabled, self.extension_catalog().preload_map(), pending)
 
     def restart(self, instance_id: str) -> InstanceStatus:
         """Restart the server (then its replicas, with its current settings); confirmed by a new

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from howdah.control.api import create_app
 from howdah.control.reconciler import Reconciler
 from howdah.control.service import ControlPlane
+from howdah.providers.local import local_extension_catalog
 
 
 @dataclass
@@ -44,7 +45,7 @@ async def api(db_url: str) -> AsyncIterator[Api]:
             token_ids[f"{org}-{role}"] = row["id"]
         tokens["platform"], row = await control.create_token("default", "platform", "like howdah up's")
         token_ids["platform"] = row["id"]
-        await control.register_data_plane("local", "this machine")
+        await control.register_data_plane("local", "this machine", extensions=local_extension_catalog())
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://howdah.test") as client:
             yield Api(client, control, Reconciler(pool, db_url, ack_timeout=60), pool, tokens, token_ids)

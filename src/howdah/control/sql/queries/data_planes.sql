@@ -2,18 +2,21 @@
 
 -- name: insert_data_plane
 -- A new data plane; nothing when one of that name exists.
-INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes)
-VALUES (%(name)s, %(queue_name)s, %(description)s, %(cpu)s, %(memory_bytes)s, %(storage_bytes)s)
+INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes, extension_catalog)
+VALUES (%(name)s, %(queue_name)s, %(description)s, %(cpu)s, %(memory_bytes)s, %(storage_bytes)s,
+        %(extension_catalog)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING name, queue_name, description, draining, created_at, last_seen_at;
 
 -- name: upsert_data_plane
--- A conductor registering at start: created, or its description and capacity refreshed (idempotent).
-INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes)
-VALUES (%(name)s, %(queue_name)s, %(description)s, %(cpu)s, %(memory_bytes)s, %(storage_bytes)s)
+-- A conductor registering at start: created, or its description, capacity and extension catalog refreshed
+-- (idempotent).
+INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes, extension_catalog)
+VALUES (%(name)s, %(queue_name)s, %(description)s, %(cpu)s, %(memory_bytes)s, %(storage_bytes)s,
+        %(extension_catalog)s)
 ON CONFLICT (name) DO UPDATE
    SET description = EXCLUDED.description, cpu = EXCLUDED.cpu, memory_bytes = EXCLUDED.memory_bytes,
-       storage_bytes = EXCLUDED.storage_bytes
+       storage_bytes = EXCLUDED.storage_bytes, extension_catalog = EXCLUDED.extension_catalog
 RETURNING name, queue_name, description, draining, created_at, last_seen_at;
 
 -- name: update_data_plane
@@ -41,11 +44,15 @@ SELECT name, queue_name, description, draining, created_at, last_seen_at
   FROM control.data_planes
  ORDER BY name;
 
+-- name: data_plane_extension_catalog
+-- The extension catalog a plane's conductor reported (NULL: none yet); no row: no such plane.
+SELECT extension_catalog FROM control.data_planes WHERE name = %(name)s;
+
 -- name: usable_data_plane_names
 -- The planes new instances may be placed on.
 SELECT name FROM control.data_planes WHERE NOT draining ORDER BY name;
 
 -- name: data_planes_for_placement
-SELECT name, queue_name, draining, cpu, memory_bytes, storage_bytes
+SELECT name, queue_name, draining, extension_catalog, cpu, memory_bytes, storage_bytes
   FROM control.data_planes
  ORDER BY name;
