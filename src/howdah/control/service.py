@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
-from howdah.control import fsm, restart, stacks
+from howdah.control import _metadata_cache, fsm, restart, stacks
 from howdah.control.capacity import Capacity, check_capacity
 from howdah.control.errors import (
     RETRY_AFTER_SECONDS,
@@ -410,7 +410,7 @@ class ControlPlane:
                     actual,
                     settings,
                     _render(actual, check_values=False)[0],
-                    restart.setting_contexts(spec.pg_version),
+                    _metadata_cache.facts(spec.pg_version).contexts,
                 )
             try:
                 new_state = fsm.next_state(state, fsm.Event(kind), restart_needed=needs_restart)
@@ -498,14 +498,15 @@ async def restore_backup(
 
 def _render(spec: InstanceSpec, *, check_values: bool = True) -> tuple[dict[str, str], list[str]]:
     """The settings and extensions a spec asks for, or a 422 naming the offending setting or extension."""
-    unknown = restart.unknown_settings(list(spec.postgres_configs), restart.setting_contexts(spec.pg_version))
+    facts = _metadata_cache.facts(spec.pg_version)  # read at start-up, off the event loop
+    unknown = restart.unknown_settings(list(spec.postgres_configs), facts.contexts)
     if unknown:
         raise Invalid(f"unknown Postgres setting(s): {', '.join(unknown)}")
     available = _available_extensions()
     try:
         # Values are checked as Postgres would read them; a spec stored before a check existed can still be
         # stopped, deleted or fixed (only a change re-checks it).
-        metadata = restart.setting_metadata(spec.pg_version) if check_values else None
+        metadata = facts.metadata if check_values else None
         settings = stacks.render_settings(spec, available, setting_metadata=metadata)
         return settings, stacks.extensions_to_enable(spec, None, available)
     except (stacks.StackError, ValueError) as exc:
