@@ -389,9 +389,9 @@ def test_real_decisions(pg18: Mapping[str, str]) -> None:
 
 @pytest.fixture
 def fresh_cache() -> Iterator[None]:
-    restart._clear_caches()
+    restart.clear_caches()
     yield
-    restart._clear_caches()
+    restart.clear_caches()
 
 
 def test_the_binary_runs_once_per_version(fresh_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:

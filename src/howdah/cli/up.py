@@ -19,7 +19,7 @@ from howdah.cli._api import config_path, read_config, write_config
 from howdah.cli._common import console, err_console, friendly
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
-from howdah.control.errors import ControlError
+from howdah.control.errors import Unauthorized
 from howdah.control.server import serve_control_plane
 from howdah.control.service import ControlPlane
 from howdah.durable import DurableApp, Worker
@@ -95,8 +95,8 @@ def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str, bool]:
                     who = await control.authenticate(saved["token"])
                     if who.platform:
                         return saved["token"], who.org_id, False
-                except ControlError:
-                    pass
+                except Unauthorized as exc:  # revoked, or saved for another database: a new token replaces it
+                    err_console.print(f"[yellow]the saved platform admin token is refused ({exc}); making a new one[/]")
             token, row = await control.create_token(DEFAULT_ORG, "platform", "howdah up")
             return token, row["org_id"], True
 

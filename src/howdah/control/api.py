@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -20,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from howdah.control import stacks
+from howdah.control import _metadata_cache, stacks
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
 from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
@@ -201,7 +202,10 @@ async def principal(request: Request) -> Principal:
     return await control.authenticate(token.strip() if scheme.lower() == "bearer" else None)
 
 
-def control_of(request: Request) -> ControlPlane:
+async def control_of(request: Request) -> ControlPlane:
+    """The control plane, once start-up has read what requests need (:func:`_warm_up`): a request that comes
+    sooner waits for it here, without blocking the event loop."""
+    await request.app.state.warm_up
     return request.app.state.control  # type: ignore[no-any-return]
 
 
@@ -239,6 +243,16 @@ def _from_loopback(request: Request) -> bool:
         return False
 
 
+async def _warm_up(sealer: Sealer) -> None:
+    """Read, in worker threads, what the first requests would otherwise read on the event loop: Postgres's
+    setting facts (a subprocess) and the sealing key (a file, written and synced to disk the first time)."""
+    await _metadata_cache.warm_up()
+    try:
+        await asyncio.to_thread(sealer.seal, "", "start-up")  # a key file sealer reads (or creates) its key
+    except (HowdahError, OSError) as exc:  # as before, requests that open a password fail and say why
+        log.error("the sealing key cannot be read: %s", exc)
+
+
 def create_app(
     dsn: str,
     *,
@@ -273,9 +287,12 @@ def create_app(
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool
         app.state.control = ControlPlane(pool, max_tokens_per_org=max_tokens)
+        app.state.warm_up = asyncio.create_task(_warm_up(sealer), name="howdah-api-warm-up")
         try:
             yield
         finally:
+            app.state.warm_up.cancel()
+            await asyncio.gather(app.state.warm_up, return_exceptions=True)
             await pool.close()
 
     app = FastAPI(title="Howdah control plane", version="1", lifespan=lifespan, responses=ERRORS)

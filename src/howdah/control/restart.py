@@ -142,7 +142,7 @@ def setting_contexts(pg_version: int, catalog: ExtensionCatalog | None = None) -
     return MappingProxyType({**catalog.setting_contexts, **_described_contexts(pg_version)})
 
 
-def _clear_caches() -> None:
+def clear_caches() -> None:
     """Forget what the binaries said (tests that change them)."""
     for cached in (_described_contexts, _with_fallback, setting_metadata):
         cached.cache_clear()

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
-from howdah.control import fsm, restart, stacks
+from howdah.control import _metadata_cache, fsm, restart, stacks
 from howdah.control.capacity import Capacity, check_capacity
 from howdah.control.errors import (
     RETRY_AFTER_SECONDS,
@@ -383,7 +383,7 @@ class ControlPlane:
                     actual,
                     settings,
                     _render(actual, catalog, row["data_plane"], check_values=False)[0],
-                    restart.setting_contexts(spec.pg_version, catalog),
+                    _metadata_cache.contexts(spec.pg_version, catalog),
                     catalog,
                 )
             try:
@@ -476,15 +476,16 @@ def _render(
     """The settings and extensions a spec asks for on ``data_plane``, or a 422 naming the offending setting or
     extension. Extensions are checked against the data plane's ``catalog``; a data plane that has reported none
     (a conductor older than catalogs) gets them unchecked, and refuses a missing one itself. Without
-    ``check_values`` (a stored spec) neither values nor extension names are checked."""
-    contexts = restart.setting_contexts(spec.pg_version, catalog)
-    unknown = restart.unknown_settings(list(spec.postgres_configs), contexts)
+    ``check_values`` (a stored spec) neither values nor extension names are checked. Postgres's setting facts
+    were read at start-up, off the event loop."""
+    facts = _metadata_cache.facts(spec.pg_version)
+    unknown = restart.unknown_settings(list(spec.postgres_configs), _metadata_cache.contexts(spec.pg_version, catalog))
     if unknown:
         raise Invalid(f"unknown Postgres setting(s): {', '.join(unknown)}")
     try:
         # Values are checked as Postgres would read them; a spec stored before a check existed can still be
         # stopped, deleted or fixed (only a change re-checks it).
-        metadata = restart.setting_metadata(spec.pg_version) if check_values else None
+        metadata = facts.metadata if check_values else None
         settings = stacks.render_settings(
             spec, catalog, data_plane=data_plane, check_extensions=check_values, setting_metadata=metadata
         )

@@ -73,9 +73,12 @@ async def test_malformed_and_poison_events_are_archived_and_reported(conductor: 
             await conn.execute(
                 f"UPDATE pgmq.q_{queue} SET read_ct = %s WHERE msg_id = %s", (POISON_READS, poison)
             )  # the next read makes it POISON_READS + 1
-        await async_wait_until(lambda: _archived(conn, poison), what="the poison event to be archived")
+        # The conductor archives the event and reports the Error in one transaction: once the report is there,
+        # so is the archived event, and nothing else is left to happen to it.
         reported = await async_wait_until(lambda: _state_events(conn, instance_id), what="the Error report")
-        assert reported[0]["event"] == "Error" and "read" in reported[0]["error"]
+        assert [(r["event"], r["failure"]) for r in reported] == [("Error", "permanent")]
+        assert f"read {POISON_READS + 1} times" in reported[0]["error"]
+        assert await _archived(conn, poison)
         cur = await conn.execute(
             "SELECT count(*) FROM howdah.workflows WHERE args->>'instance_id' = %s", (instance_id,)
         )

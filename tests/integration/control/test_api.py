@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 from howdah.control.events import STATE_QUEUE, data_plane_queue
+from howdah.control.reconciler import Reconciler
 from howdah.queue import AsyncQueue
+from tests.waiting import async_wait_until
 
 from .conftest import Api
 
@@ -228,15 +230,45 @@ async def test_reconciler_resends_unacknowledged_work_and_retries_errors(api: Ap
     assert fixed.status_code == 202
 
 
-async def test_events_for_unknown_instances_are_archived(api: Api) -> None:
+async def _archived(api: Api, ids: list[int]) -> list[int]:
     async with api.pool.connection() as conn:
-        queue = AsyncQueue(conn)
-        ids = await queue.send_batch(
-            STATE_QUEUE, [{"instance_id": str(uuid.uuid4()), "event": "Created"}, {"nonsense": 1}]
+        cur = await conn.execute(f"SELECT msg_id FROM pgmq.a_{STATE_QUEUE} WHERE msg_id = ANY(%s)", (ids,))
+        return sorted(row[0] for row in await cur.fetchall())
+
+
+async def test_events_for_unknown_instances_are_archived(api: Api, db_url: str) -> None:
+    gone = (await api.call("DELETE", f"{BASE}/{(await create_up(api))['id']}")).json()
+    await report(api, gone["id"], "Deleted", gone["generation"])
+    async with api.pool.connection() as conn:
+        cur = await conn.execute("SELECT * FROM control.instances ORDER BY id")
+        before = await cur.fetchall()
+        ids = await AsyncQueue(conn).send_batch(
+            STATE_QUEUE,
+            [
+                {"instance_id": str(uuid.uuid4()), "event": "Created"},  # unknown
+                {"nonsense": 1},  # malformed
+                {"instance_id": gone["id"], "event": "Created", "generation": gone["generation"]},  # deleted
+            ],
         )
-        messages = [m for m in await queue.peek(STATE_QUEUE, min(ids) - 1, 10) if m.msg_id in ids]
-    for message in messages:
-        await api.reconciler.apply(message)  # logs, never raises
+    # The reconciler as it runs (its sweeps would only re-send work older than an hour, of which there is none).
+    reconciler = Reconciler(api.pool, db_url, ack_timeout=3600, sweep_interval=3600)
+    stop = asyncio.Event()
+    running = asyncio.create_task(reconciler.run(stop))
+    try:
+
+        async def all_archived() -> bool:
+            return await _archived(api, ids) == sorted(ids)
+
+        await async_wait_until(all_archived, what="the three events in the state queue's archive")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+    async with api.pool.connection() as conn:
+        waiting = await AsyncQueue(conn).peek(STATE_QUEUE, min(ids) - 1, 100)
+        cur = await conn.execute("SELECT * FROM control.instances ORDER BY id")
+        after = await cur.fetchall()
+    assert not {m.msg_id for m in waiting} & set(ids)  # none is left to be read again
+    assert after == before  # and none changed anything
 
 
 async def test_health_and_metrics(api: Api) -> None:

@@ -417,9 +417,7 @@ async def test_listen_wakes_an_idle_consumer(
 
 # ------------------------------------------------------------------------------------------ sources, startup
 async def test_many_consumers_can_start_at_once(db_url: str, async_queue: AsyncQueue, queue: str) -> None:
-    # Each one creates the dead-letter queue if missing: they must not collide. (Notify is enabled beforehand:
-    # enabling it from several sessions at once is a known bug, see the next test.)
-    await async_queue.enable_notify(queue, 0)
+    # Each one creates the dead-letter queue if missing and enables notify on the queue: they must not collide.
     clients = [AsyncQueue(db_url, pool_size=2) for _ in range(5)]
     consumers = [c.consume(queue, **QUICK) for c in clients]
     try:

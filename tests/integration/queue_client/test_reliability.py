@@ -67,13 +67,6 @@ def assert_exactly_once(conn: psycopg.Connection[Any], table: str, sent: list[in
     return handled
 
 
-def enable_notify_first(queue: Queue, name: str) -> None:
-    """Consumers starting together on a queue without notify race to enable it, and some crash: a known bug
-    (see test_enabling_notify_from_two_sessions_at_once). Enabling it once beforehand keeps these tests about
-    delivery."""
-    queue.enable_notify(name, 0)
-
-
 def send_many(queue: Queue, name: str, n: int) -> list[int]:
     ids: list[int] = []
     for start in range(0, n, 500):
@@ -141,7 +134,6 @@ def test_four_threads_handle_every_message_exactly_once(
     insert = sql.SQL("INSERT INTO {} (msg_id, worker, read_ct) VALUES (%s, %s, %s)").format(
         sql.Identifier(handled_table)
     )
-    enable_notify_first(sync_queue, queue)
     sent = send_many(sync_queue, queue, 1000)
     # Queue.work only accepts an asyncio.Event (see the xfail test for threading.Event); setting one from this
     # thread is picked up at the consumer's next poll.
@@ -183,7 +175,6 @@ def test_three_processes_handle_every_message_exactly_once(
     workers: Workers, sync_queue: Queue, queue: str, conn: psycopg.Connection[Any]
 ) -> None:
     handled_table = make_table(conn, "handled")
-    enable_notify_first(sync_queue, queue)
     sent = send_many(sync_queue, queue, 1500)
     for i in range(3):
         workers.start(f"proc-{i}", handled=handled_table, options={"vt": 30, "batch_size": 10, **QUICK})
