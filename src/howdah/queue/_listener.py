@@ -104,6 +104,11 @@ class Listener:
         ch = self._channels.get(channel)
         return ch.seq if ch is not None else 0
 
+    def waiting(self, channel: str) -> int:
+        """How many consumers wait for a wake-up on ``channel`` now."""
+        ch = self._channels.get(channel)
+        return sum(1 for w in ch.waiters if not w.done()) if ch is not None else 0
+
     async def wait(self, channel: str, seen: int, timeout: float) -> bool:
         """Wait until a wake-up for ``channel`` comes to this waiter (True) or ``timeout`` passes (False).
 
