@@ -88,7 +88,7 @@ class Listener:
         del self._channels[channel]
         if ch.tail is not None:
             ch.tail.cancel()
-        self._wake_all(ch)
+        self._wake(ch, everyone=True)
         self._changed.set()
         if not self._channels and self._task is not None:
             task, self._task = self._task, None
@@ -128,7 +128,7 @@ class Listener:
             return False
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._wake_one(ch)  # woken and cancelled at once: the wake-up goes to another waiter
+                self._wake(ch)  # woken and cancelled at once: the wake-up goes to another waiter
             raise
         finally:
             if not waiter.done():
@@ -138,26 +138,21 @@ class Listener:
 
     # ----------------------------------------------------------------------------------------- wake-ups
     @staticmethod
-    def _wake_one(ch: _Channel) -> None:
+    def _wake(ch: _Channel, everyone: bool = False) -> None:
+        """Wake the longest-waiting consumer of ``ch`` (or all of them)."""
         while ch.waiters:
             waiter = ch.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
-
-    @staticmethod
-    def _wake_all(ch: _Channel) -> None:
-        while ch.waiters:
-            waiter = ch.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+                if not everyone:
+                    return
 
     def _notified(self, channel: str) -> None:
         ch = self._channels.get(channel)
         if ch is None:
             return
         ch.seq += 1
-        self._wake_one(ch)
+        self._wake(ch)
         if ch.throttle > 0:
             if ch.tail is not None:
                 ch.tail.cancel()
@@ -166,7 +161,7 @@ class Listener:
     def _interval_ended(self, ch: _Channel) -> None:
         ch.tail = None
         ch.seq += 1
-        self._wake_one(ch)
+        self._wake(ch)
 
     # --------------------------------------------------------------------------------------- connection
     async def _run(self) -> None:
@@ -199,7 +194,7 @@ class Listener:
                 ch = self._channels[channel]
                 ch.listening.set()
                 ch.seq += 1  # notifications may have gone unheard while (re)connecting
-                self._wake_all(ch)
+                self._wake(ch, everyone=True)
             listening = wanted
             reader = asyncio.create_task(self._read(conn))
             changed = asyncio.create_task(self._changed.wait())
