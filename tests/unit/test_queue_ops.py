@@ -100,6 +100,8 @@ QUEUE_BUILDERS: dict[str, Any] = {
     "list_topic_bindings": lambda q: _ops.list_topic_bindings(q),
     "release": lambda q: _ops.release(q, 1, 0, None),
     "dead_letter": lambda q: _ops.dead_letter(q, [1], "dlq", "why"),
+    "settle_and_read": lambda q: _ops.settle_and_read(q, [1], False, [(2, 0, None)], 30, 1),
+    "notify_throttle": lambda q: _ops.notify_throttle(q),
     "maintain": lambda q: _ops.maintain(q),
     "peek": lambda q: _ops.peek(q),
     "last_msg_id": lambda q: _ops.last_msg_id(q),

@@ -19,8 +19,9 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from howdah.queue import _ops
-from howdah.queue._consumer import ConsumeOptions, Consumer
+from howdah.queue._consumer import Consumer
 from howdah.queue._errors import InvalidArgument, QueueDatabaseError, translate
+from howdah.queue._options import ConsumeOptions
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -334,12 +335,15 @@ class AsyncQueue:
         handle_signals: bool = True,
         **options: Any,
     ) -> None:
-        """Run ``handler(message)`` for every message until ``stop`` is set (or SIGTERM/SIGINT arrives).
+        """Run ``handler(message)`` for every message, up to ``concurrency`` at once, until ``stop`` is set (or
+        SIGTERM/SIGINT arrives).
 
         A handler returning normally acks the message (delete, or archive with ``on_success="archive"``);
-        raising releases it for a retry with backoff, and after ``max_reads`` reads it is dead-lettered.
-        Sync handlers run in worker threads. On shutdown in-flight handlers may finish (up to
-        ``shutdown_timeout`` seconds) and prefetched messages are released at once.
+        raising releases it for a retry with backoff, and after ``max_reads`` reads it is dead-lettered. Acks
+        and releases are written in batches (``settle_batch_size``, ``settle_linger``; see
+        :class:`ConsumeOptions`), never before the handler returned. Sync handlers run in a pool of
+        ``concurrency`` threads. On shutdown in-flight handlers may finish (up to ``shutdown_timeout``
+        seconds), pending settles are written and read-but-unstarted messages are released at once.
         """
         consumer = Consumer(self, queue, ConsumeOptions.build(queue, **options))
         await consumer.run(handler, concurrency=concurrency, stop=stop, handle_signals=handle_signals)

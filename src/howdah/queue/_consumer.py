@@ -1,13 +1,17 @@
-"""The streaming consumer: LISTEN/NOTIFY wake-ups, batched prefetch, heartbeats, acks and dead-lettering.
+"""The streaming consumer: reads that fit the load, batched settling, heartbeats and dead-lettering.
 
 One engine serves both APIs: ``async with queue.consume(name) as messages: async for m in messages`` and the
-handler loop ``queue.work(name, handler)`` (sync or async).
+handler loop ``queue.work(name, handler, concurrency=N)`` (sync or async handlers).
 
-Delivery is at-least-once. A message read by this consumer is *held*: while held, a heartbeat keeps pushing
-its visibility timeout forward, so no other consumer sees it however long the handler runs. A handled message
-is deleted (or archived); a failed one is released with an exponential retry delay and its error recorded in
-its headers; a message read more than ``max_reads`` times is moved to the dead-letter queue instead of being
-handled again. If this process dies, its held messages simply reappear when their timeout runs out.
+Delivery is at-least-once. A message read by this consumer is *held* until it is settled: while held, a
+heartbeat keeps pushing its visibility timeout forward, so no other consumer sees it however long the handler
+runs. A handled message is deleted (or archived) and a failed one released with a retry delay and its error
+recorded, in batches (:mod:`._settle`), and the next read carries the batch in the same statement. A message
+read more than ``max_reads`` times is moved to the dead-letter queue instead of being handled again. If this
+process dies, its held messages (handled but unsettled ones too) reappear when their timeout runs out.
+
+Wake-ups come from the process's shared LISTEN connection (:mod:`._listener`), one waiting consumer per
+notification; ``poll_interval`` is the fallback when notifications do not come.
 """
 
 from __future__ import annotations
@@ -15,21 +19,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import inspect
 import logging
 import signal
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal
-
-import psycopg
-from psycopg import sql
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from howdah.backoff import Backoff
 from howdah.queue import _ops
 from howdah.queue._errors import InvalidArgument, QueueDatabaseError, QueueError
-from howdah.queue._names import validate_queue_name
+from howdah.queue._listener import Listener
+from howdah.queue._options import ConsumeOptions
+from howdah.queue._settle import Settler
 from howdah.queue._types import Message
 
 if TYPE_CHECKING:
@@ -37,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("howdah.queue.consumer")
 
-DLQ_SUFFIX = "_dlq"
+OUTAGE = Backoff(initial=0.1, cap=5.0)  # riding out a lost connection
 
 
 class _Detach:
@@ -50,85 +55,21 @@ DETACH = _Detach()
 :meth:`Consumer.detach`): the consumer then neither acks it nor keeps extending its visibility timeout."""
 
 
-@dataclass(frozen=True)
-class ConsumeOptions:
-    """How a consumer reads and acknowledges (all durations in seconds)."""
-
-    vt: int = 30
-    batch_size: int = 10
-    max_reads: int | None = 5
-    dead_letter_queue: str | None = None
-    on_success: Literal["delete", "archive"] = "delete"
-    poll_interval: float = 1.0
-    heartbeat_interval: float | None = None
-    shutdown_timeout: float = 30.0
-    listen: bool = True
-    enable_notify: bool = True
-    maintenance_interval: float = 60.0
-    retry_base: float = 1.0
-    retry_cap: float = 300.0
-    stop: asyncio.Event | None = None
-    handle_signals: bool = False
-
-    @classmethod
-    def build(cls, queue: str, **options: Any) -> ConsumeOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise InvalidArgument(f"unknown consumer option(s) {unknown}; known: {sorted(known)}")
-        validate_queue_name(queue)
-        opts = cls(**options)
-        for name in ("vt", "batch_size", "max_reads"):
-            value = getattr(opts, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise InvalidArgument(f"{name} must be an integer, not {type(value).__name__}")
-        for name in ("poll_interval", "heartbeat_interval", "shutdown_timeout", "maintenance_interval",
-                     "retry_base", "retry_cap"):  # fmt: skip
-            value = getattr(opts, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-                raise InvalidArgument(f"{name} must be a non-negative number of seconds, not {value!r}")
-        if opts.heartbeat_interval == 0:
-            raise InvalidArgument("heartbeat_interval must be positive (or None for vt/3)")
-        if opts.vt < 1 or opts.batch_size < 1:
-            raise InvalidArgument("vt and batch_size must be at least 1")
-        if opts.max_reads is not None and opts.max_reads < 1:
-            raise InvalidArgument("max_reads must be at least 1 (or None to never dead-letter)")
-        if opts.on_success not in ("delete", "archive"):
-            raise InvalidArgument(f"on_success must be 'delete' or 'archive', not {opts.on_success!r}")
-        if min(opts.poll_interval, opts.shutdown_timeout, opts.maintenance_interval) <= 0:
-            raise InvalidArgument("poll_interval, shutdown_timeout and maintenance_interval must be positive")
-        if opts.max_reads is not None:
-            dlq = opts.dead_letter_queue or queue + DLQ_SUFFIX
-            try:
-                validate_queue_name(dlq)
-            except QueueError as exc:
-                hint = "" if opts.dead_letter_queue else "; pass dead_letter_queue="
-                raise InvalidArgument(f"dead-letter queue name is invalid ({exc}){hint}") from exc
-            if dlq.lower() == queue.lower():
-                raise InvalidArgument("a queue cannot be its own dead-letter queue")
-            opts = dataclasses.replace(opts, dead_letter_queue=dlq)
-        return opts
-
-    @property
-    def heartbeat(self) -> float:
-        return self.heartbeat_interval or max(0.5, self.vt / 3)
-
-
 def notify_channel(queue: str) -> str:
     """The channel PGMQ's insert trigger notifies (``pgmq.q_<name>.INSERT``)."""
     return f"pgmq.q_{queue.lower()}.INSERT"
 
 
 class Consumer:
-    """Reads ``queue`` in batches and hands out messages; use as ``async with`` + ``async for``."""
+    """Reads ``queue`` and hands out messages; use as ``async with`` + ``async for``, or :meth:`run`."""
 
     def __init__(self, aqueue: AsyncQueue, queue: str, options: ConsumeOptions) -> None:
         self._q = aqueue
         self.queue = queue
         self.options = options
+        self.concurrency = 1
         self._buffer: collections.deque[Message] = collections.deque()
         self._held: dict[int, Message] = {}
-        self._wake = asyncio.Event()
         self._fill_lock = asyncio.Lock()
         self._heartbeat_lock = asyncio.Lock()
         self._stop = options.stop or asyncio.Event()
@@ -137,6 +78,16 @@ class Consumer:
         self._started = False
         self._signals: list[int] = []
         self._channel = notify_channel(queue)
+        self._listener: Listener | None = None
+        self._drained = False  # the last read came back short: wait for a wake-up before the next
+        self._seen = 0  # the channel's wake-up count before the last read
+        self._last_read = 0.0
+        self._settler = Settler(
+            queue, aqueue.execute, self._forget, archive=options.on_success == "archive",
+            batch_size=options.settle_batch_size, linger=options.settle_linger,
+        )  # fmt: skip
+        self.before_wait: Callable[[], Awaitable[None]] | None = None
+        """Test hook: awaited after a read found the queue drained, before waiting for a wake-up."""
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Consumer:
@@ -166,17 +117,20 @@ class Consumer:
         await self._q.metrics(self.queue)  # QueueNotFound now rather than on the first read
         if opts.dead_letter_queue:
             await self._q.create(opts.dead_letter_queue)
-        if opts.listen and opts.enable_notify and not await self._q.execute(_ops.notify_enabled(self.queue)):
+        throttle = await self._q.execute(_ops.notify_throttle(self.queue))
+        if opts.listen and opts.enable_notify and throttle is None:
             try:
                 await self._q.enable_notify(self.queue, 0)
             except QueueError as exc:  # another consumer enabled it at the same moment: fine
                 log.info("enabling notify on %s: %s", self.queue, exc)
+            throttle = await self._q.execute(_ops.notify_throttle(self.queue))
         self._channel = await self._q.execute(_ops.listen_channel(self.queue))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="howdah-heartbeat"))
         if any(q.is_partitioned for q in await self._q.list_queues() if q.queue_name.lower() == self.queue.lower()):
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="howdah-maintenance"))
         if opts.listen and self._q.conninfo:
-            self._tasks.append(asyncio.create_task(self._listen_loop(self._q.conninfo), name="howdah-listen"))
+            self._listener = Listener.shared(self._q.conninfo)
+            await self._listener.subscribe(self._channel, throttle or 0)
         if opts.handle_signals:
             self._install_signals()
         self._started = True
@@ -184,7 +138,6 @@ class Consumer:
     def stop(self) -> None:
         """Ask the consumer to stop: no new messages are handed out; prefetched ones are released."""
         self._stop.set()
-        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -199,6 +152,10 @@ class Consumer:
                 await task
         self._tasks.clear()
         self._remove_signals()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.unsubscribe(self._channel)
+        await self._settler.close()
         await self._release_all()
 
     def _install_signals(self) -> None:
@@ -240,23 +197,68 @@ class Consumer:
             async with self._fill_lock:
                 if not self._buffer and not self.stopping:
                     await self._fill()
-            if not self._buffer and not self.stopping:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.options.poll_interval)
         return None
 
+    # ------------------------------------------------------------------------------------------- reading
+    def _room(self) -> int:
+        """How many more messages this consumer may hold (those waiting to be settled are about to go)."""
+        limit = max(self.concurrency, self.options.batch_size)
+        return max(0, limit - (len(self._held) - self._settler.pending))
+
     async def _fill(self) -> None:
-        self._wake.clear()  # a notification arriving from now on wakes the wait after this read
-        opts = self.options
-        messages = await self._retrying(_ops.read(self.queue, opts.vt, opts.batch_size))
-        if not messages:
+        """One read of as many messages as there is room for, carrying the pending settles. After a read that
+        came back short, wait first for a wake-up (or the poll interval), then for ``read_interval``."""
+        if self._drained:
+            if self.before_wait is not None:
+                await self.before_wait()
+            woken = await self._wait_for_messages()
+            if self.stopping:
+                return
+            if woken:
+                await self._until_stopped(self._last_read + self.options.read_interval - time.monotonic())
+        want = self._room()
+        if want == 0:  # everything held is still being handled (an iterator's caller kept messages)
+            await self._until_stopped(self.options.poll_interval)
             return
+        if self.stopping:
+            return
+        self._seen = self._listener.seq(self._channel) if self._listener is not None else 0
+        self._last_read = time.monotonic()
+        messages = await self._retrying(lambda: self._settler.settle_and_read(self.options.vt, want))
+        self._drained = len(messages) < want
+        await self._take(messages)
+
+    async def _wait_for_messages(self) -> bool:
+        if self._listener is None:
+            await self._until_stopped(self.options.poll_interval)
+            return False
+        wait = asyncio.ensure_future(self._listener.wait(self._channel, self._seen, self.options.poll_interval))
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({wait, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not wait.done():
+                wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait
+        return wait.done() and not wait.cancelled() and wait.result()
+
+    async def _until_stopped(self, seconds: float) -> None:
+        if seconds > 0 and not self.stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _take(self, messages: list[Message]) -> None:
+        opts = self.options
         dead = [m for m in messages if opts.max_reads is not None and m.read_ct > opts.max_reads]
         if dead:
             assert opts.dead_letter_queue is not None
             reason = f"read {max(m.read_ct for m in dead)} times, more than max_reads={opts.max_reads}"
             moved = await self._retrying(
-                _ops.dead_letter(self.queue, [m.msg_id for m in dead], opts.dead_letter_queue, reason)
+                lambda: self._q.execute(
+                    _ops.dead_letter(self.queue, [m.msg_id for m in dead], opts.dead_letter_queue or "", reason)
+                )
             )
             log.warning("moved %d message(s) of %s to %s: %s", len(moved), self.queue, opts.dead_letter_queue, reason)
         for message in messages:
@@ -264,80 +266,71 @@ class Consumer:
                 self._held[message.msg_id] = message
                 self._buffer.append(message)
 
-    # ----------------------------------------------------------------------------------------- acknowledge
+    # ------------------------------------------------------------------------------------------- settling
     async def ack(self, message: Message) -> None:
-        """The message was handled: delete it (or archive it, with ``on_success="archive"``)."""
+        """The message was handled: delete it (or archive it, with ``on_success="archive"``), batched."""
         self._forget_current(message)
-        op = _ops.archive if self.options.on_success == "archive" else _ops.delete
-        try:
-            await self._retrying(op(self.queue, message.msg_id), attempts=5)
-        finally:
-            self._held.pop(message.msg_id, None)
+        if message.msg_id in self._held:
+            await self._settle_quietly(self._settler.done(message))
 
     async def nack(self, message: Message, error: BaseException | str | None) -> None:
         """The handler failed: make the message visible again after the retry delay, noting the error."""
         self._forget_current(message)
+        if message.msg_id not in self._held:
+            return
         delay = _ops.retry_delay(message.read_ct, self.options.retry_base, self.options.retry_cap)
         text = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
-        try:
-            await self._retrying(_ops.release(self.queue, message.msg_id, delay, text), attempts=5)
-        except QueueDatabaseError:
-            log.warning(
-                "could not release message %s of %s; it reappears when its vt runs out",
-                message.msg_id,
-                self.queue,
-            )
-        finally:
-            self._held.pop(message.msg_id, None)
+        await self._settle_quietly(self._settler.release(message, delay, text))
 
-    async def _release_buffered(self) -> None:
-        buffered = list(self._buffer)
-        self._buffer.clear()
-        if not buffered:
-            return
-        async with self._heartbeat_lock:
-            for message in buffered:
-                self._held.pop(message.msg_id, None)
+    async def _settle_quietly(self, settle: Awaitable[None]) -> None:
         try:
-            await self._retrying(_ops.set_vt_batch(self.queue, [m.msg_id for m in buffered], 0), attempts=3)
+            await settle  # writes only with settle_linger=0; otherwise it is queued
+        except QueueError as exc:  # kept pending; at worst it reappears after its vt: at-least-once, never lost
+            log.warning("could not settle a message of %s yet: %s", self.queue, exc)
+
+    async def _forget(self, msg_ids: list[int]) -> None:
+        async with self._heartbeat_lock:
+            for msg_id in msg_ids:
+                self._held.pop(msg_id, None)
+
+    async def _release(self, msg_ids: list[int], what: str) -> None:
+        if not msg_ids:
+            return
+        try:
+            await self._retrying(lambda: self._q.execute(_ops.set_vt_batch(self.queue, msg_ids, 0)), attempts=3)
         except QueueError as exc:
             log.warning(
-                "could not release %d prefetched message(s) of %s (%s); they reappear after their vt",
-                len(buffered),
-                self.queue,
-                exc,
-            )
+                "could not release %d %s message(s) of %s (%s); they reappear after their vt",
+                len(msg_ids), what, self.queue, exc,
+            )  # fmt: skip
+
+    async def _release_buffered(self) -> None:
+        buffered = [m.msg_id for m in self._buffer]
+        self._buffer.clear()
+        await self._forget(buffered)
+        await self._release(buffered, "prefetched")
 
     async def _release_all(self) -> None:
         """Give back every held message (prefetched or interrupted) so others can take it at once."""
         self._buffer.clear()
-        if not self._held:
-            return
         ids = list(self._held)
         self._held.clear()
-        try:
-            await self._retrying(_ops.set_vt_batch(self.queue, ids, 0), attempts=3)
-        except QueueError as exc:
-            log.warning(
-                "could not release %d message(s) of %s (%s); they reappear when their vt runs out",
-                len(ids),
-                self.queue,
-                exc,
-            )
+        await self._release(ids, "held")
 
-    async def _retrying(self, op: _ops.Op[Any], attempts: int | None = None) -> Any:
-        """Run ``op``, riding out lost connections (e.g. a Postgres restart) with capped backoff."""
+    async def _retrying(self, call: Callable[[], Awaitable[Any]], attempts: int | None = None) -> Any:
+        """Run ``call``, riding out lost connections (e.g. a Postgres restart) with capped backoff."""
+        delays = OUTAGE.delays()
         failures = 0
         while True:
             try:
-                return await self._q.execute(op)
+                return await call()
             except QueueDatabaseError as exc:
                 failures += 1
                 if attempts is not None and failures >= attempts:
                     raise
                 if self.stopping and attempts is None:
                     return []
-                delay = Backoff(initial=0.1, cap=5.0).delay(failures)
+                delay = next(delays)
                 log.warning("queue %s: %s; retrying in %.2fs", self.queue, exc, delay)
                 await asyncio.sleep(delay)
 
@@ -349,8 +342,7 @@ class Consumer:
         next. Return :data:`DETACH` from the handler so the consumer does not ack it either.
         """
         self._forget_current(message)
-        async with self._heartbeat_lock:
-            self._held.pop(message.msg_id, None)
+        await self._forget([message.msg_id])
 
     def _forget_current(self, message: Message) -> None:
         """A message settled by hand inside ``async for`` must not be acked again when the loop moves on."""
@@ -376,29 +368,6 @@ class Consumer:
                 log.warning("partition maintenance of %s failed: %s", self.queue, exc)
             await asyncio.sleep(self.options.maintenance_interval)
 
-    async def _listen_loop(self, conninfo: str) -> None:
-        channel = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
-        failures = 0
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-                async with conn:
-                    await conn.execute(channel)
-                    failures = 0
-                    self._wake.set()  # notifications may have been missed while (re)connecting
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except psycopg.Error as exc:
-                failures += 1
-                delay = Backoff(initial=0.2, cap=5.0).delay(failures)
-                log.info(
-                    "LISTEN connection for %s lost (%s); polling, reconnecting in %.1fs",
-                    self.queue,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-
     # -------------------------------------------------------------------------------------- handler loop
     async def run(
         self,
@@ -408,18 +377,30 @@ class Consumer:
         stop: asyncio.Event | None = None,
         handle_signals: bool = True,
     ) -> None:
-        """Call ``handler`` for each message with ``concurrency`` handlers at once until stopped."""
-        if concurrency < 1:
-            raise InvalidArgument("concurrency must be at least 1")
+        """Call ``handler`` for each message, up to ``concurrency`` at once, until stopped.
+
+        Reads ask only for the room the consumer has (see :class:`ConsumeOptions`), and the next read starts as
+        soon as no read message waits for a slot, while handlers still run.
+        """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidArgument("concurrency must be an integer of at least 1")
+        self.concurrency = concurrency
         if stop is not None:
             self._stop = stop
         if handle_signals and not self.options.handle_signals:
             self.options = dataclasses.replace(self.options, handle_signals=True)
         is_async = inspect.iscoroutinefunction(handler)
+        threads = None if is_async else ThreadPoolExecutor(concurrency, thread_name_prefix="howdah-handler")
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Task[None]] = set()
+        slot_freed = asyncio.Event()
 
         async def handle(message: Message) -> None:
             try:
-                outcome = await handler(message) if is_async else await asyncio.to_thread(handler, message)
+                if threads is None:
+                    outcome = await handler(message)
+                else:
+                    outcome = await loop.run_in_executor(threads, contextvars.copy_context().run, handler, message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -427,28 +408,37 @@ class Consumer:
                 await self.nack(message, exc)
                 return
             if outcome is DETACH:
-                self._held.pop(message.msg_id, None)
+                await self._forget([message.msg_id])
                 return
-            try:
-                await self.ack(message)
-            except QueueError as exc:  # it reappears after its vt: at-least-once, never lost
-                log.warning("could not ack message %s of %s: %s", message.msg_id, self.queue, exc)
+            await self.ack(message)
 
-        async def slot() -> None:
-            while (message := await self.next()) is not None:
-                await handle(message)
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slot_freed.set()
 
         async with self:
-            workers = [asyncio.create_task(slot(), name=f"howdah-handler-{i}") for i in range(concurrency)]
-            stopped = asyncio.create_task(self._stop.wait())
-            await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
-            self.stop()  # also when a handler slot died: the others stop too, and the error surfaces
-            stopped.cancel()
-            await self._release_buffered()  # prefetched, not yet handled: others may take them right away
-            _, pending = await asyncio.wait(workers, timeout=self.options.shutdown_timeout)
-            for task in pending:  # handlers that did not finish in time: their messages are released
-                task.cancel()
-            outcomes = await asyncio.gather(*workers, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                raise outcome
+            stopped = asyncio.ensure_future(self._stop.wait())
+            try:
+                while not self.stopping:
+                    while self._buffer and len(running) < concurrency:
+                        task = asyncio.create_task(handle(self._buffer.popleft()), name="howdah-handler")
+                        running.add(task)
+                        task.add_done_callback(finished)
+                    if not self._buffer and self._room() > 0:
+                        await self._fill()
+                        continue
+                    slot_freed.clear()
+                    freed = asyncio.ensure_future(slot_freed.wait())
+                    await asyncio.wait({stopped, freed}, return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
+            finally:
+                self.stop()
+                stopped.cancel()
+                await self._release_buffered()  # read, not yet handled: others may take them right away
+                if running:
+                    _, pending = await asyncio.wait(running, timeout=self.options.shutdown_timeout)
+                    for task in pending:  # handlers that did not finish in time: their messages are released
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                if threads is not None:
+                    threads.shutdown(wait=False)

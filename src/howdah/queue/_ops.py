@@ -422,6 +422,43 @@ def release(queue: str, msg_id: int, delay: int, error: str | None) -> Op[bool]:
     )
 
 
+def settle_and_read(
+    queue: str,
+    done: Sequence[int],
+    archive: bool,
+    released: Sequence[tuple[int, int, str | None]],
+    vt: int,
+    qty: int,
+) -> Op[list[Message]]:
+    """In one statement: delete (or archive) ``done``, release each of ``released`` (msg_id, delay seconds,
+    error) for a retry, then read up to ``qty`` messages (``qty`` = 0: settle only)."""
+    return Op(
+        f"SELECT {_MESSAGE_COLUMNS} FROM pgmq.howdah_settle_and_read(%s::text, %b::bigint[], %s::boolean, "
+        "%b::bigint[], %b::integer[], %s::text[], %s::integer, %s::integer)",
+        (
+            validate_queue_name(queue),
+            _ids(done, "done"),
+            archive,
+            _ids([r[0] for r in released], "released"),
+            [_non_negative(r[1], "delay") for r in released],
+            [r[2] for r in released],
+            _non_negative(vt, "vt"),
+            _non_negative(qty, "qty"),
+        ),
+        _messages,
+        queue,
+    )
+
+
+def notify_throttle(queue: str) -> Op[int | None]:
+    """The queue's ``throttle_interval_ms`` for insert notifications, or None when they are not enabled."""
+    return Op(
+        "SELECT throttle_interval_ms FROM pgmq.list_notify_insert_throttles() WHERE queue_name = %s::text",
+        (validate_queue_name(queue),),
+        _scalar,
+    )
+
+
 def dead_letter(queue: str, msg_ids: Sequence[int], dead_letter_queue: str, reason: str) -> Op[list[int]]:
     """Move messages to ``dead_letter_queue`` (reason in their headers) and remove them, atomically."""
     return Op(

@@ -374,13 +374,13 @@ def test_sync_work_stops_on_a_threading_event(db_url: str, sync_queue: Queue, qu
 
 # --------------------------------------------------------------------------------------------- LISTEN/NOTIFY
 def idle_read_since(conn: psycopg.Connection[Any], since: datetime) -> bool:
-    """Has a ``pgmq.read`` started after ``since`` and finished (its connection idle again)?"""
+    """Has a consumer's read started after ``since`` and finished (its connection idle again)?"""
     return bool(
         scalar(
             conn,
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
             "AND state = 'idle' AND query LIKE %s AND query_start > %s",
-            ("%FROM pgmq.read(%", since),
+            ("%FROM pgmq.howdah_settle_and_read(%", since),
         )
     )
 

@@ -245,3 +245,40 @@ def test_sigterm_finishes_the_handler_and_releases_prefetched(
     assert in_flight not in [row[0] for row in queue_rows(conn, queue)]  # acked
     released = sync_queue.read(queue, vt=30, qty=10)  # vt was 300: readable now only because released
     assert sorted(m.msg_id for m in released) == sorted(set(sent) - {in_flight})
+
+
+# ------------------------------------------------------------------------------- SIGKILL with pending settles
+def test_killing_consumers_mid_batch_loses_nothing_and_never_settles_before_the_handler_returned(
+    workers: Workers, sync_queue: Queue, queue: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Consumer processes with settles waiting in memory (a long settle_linger) are SIGKILLed, three rounds of
+    two, while handling. Every message is handled (none lost: the unsettled ones come back after vt), and every
+    archived message was recorded by its handler before it was archived (the record commits before the handler
+    returns, the archive after)."""
+    handled_table = make_table(conn, "handled")
+    sent = send_many(sync_queue, queue, 600)
+    options = {"vt": 2, "batch_size": 10, "concurrency": 4, "settle_linger": 0.2, "on_success": "archive", **QUICK}
+    for round_ in range(3):
+        before = count(conn, handled_table)
+        for i in range(2):
+            workers.start(f"doomed-{round_}-{i}", handled=handled_table, options=options)
+        wait_until(lambda b=before: count(conn, handled_table) >= b + 60, timeout=30, what="progress before the kill")
+        for i in range(2):
+            workers.procs[f"doomed-{round_}-{i}"].send_signal(signal.SIGKILL)
+        for i in range(2):
+            assert workers.wait(f"doomed-{round_}-{i}") == -signal.SIGKILL
+    workers.start("survivor", handled=handled_table, options=options)
+    wait_until(lambda: queue_rows(conn, queue) == [], timeout=60, what="every message settled")
+    workers.terminate_all()
+
+    handled = {row[0] for row in rows(conn, handled_table)}
+    assert handled == set(sent)  # none lost
+    assert {row[0] for row in queue_rows(conn, queue, "a")} == set(sent)  # each archived once it was handled
+    settled_early = scalar(
+        conn,
+        sql.SQL(
+            "SELECT count(*) FROM pgmq.{} AS a WHERE NOT EXISTS "
+            "(SELECT 1 FROM {} AS h WHERE h.msg_id = a.msg_id AND h.at <= a.archived_at)"
+        ).format(sql.Identifier(f"a_{queue.lower()}"), sql.Identifier(handled_table)),
+    )
+    assert settled_early == 0

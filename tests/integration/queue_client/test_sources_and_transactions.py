@@ -133,7 +133,7 @@ def test_queue_and_async_queue_offer_the_same_operations() -> None:
 
 
 def test_every_operation_builder_is_a_method() -> None:
-    consumer_internals = {"release", "dead_letter", "notify_enabled"}
+    consumer_internals = {"release", "dead_letter", "notify_enabled", "notify_throttle", "settle_and_read"}
     builders = {
         name
         for name, fn in vars(_ops).items()

@@ -1,0 +1,257 @@
+"""The consumer's cost per message: settles batched with the next read, reads sized to the room a consumer has,
+handlers run concurrently, and wake-ups from one shared LISTEN connection that wake one waiting consumer and are
+never lost (neither between an empty read and the wait, nor inside a throttled queue's interval)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+
+from howdah.queue import AsyncQueue, Consumer, Message
+from howdah.queue._listener import Listener
+
+from ._helpers import async_wait_until, queue_rows, scalar, visible_count
+
+QUICK: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 0.2}
+NEVER_POLL: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 60}  # only wake-ups deliver
+
+
+def archived_at(conn: psycopg.Connection[Any], queue: str) -> dict[int, Any]:
+    rows = conn.execute(f'SELECT msg_id, archived_at FROM pgmq."a_{queue.lower()}"').fetchall()
+    return dict(rows)
+
+
+def run_until_stopped(consumer: Consumer, handler: Any, **kwargs: Any) -> tuple[asyncio.Task[None], asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(handler, stop=stop, handle_signals=False, **kwargs))
+    return task, stop
+
+
+# ------------------------------------------------------------------------------------------------- settling
+@pytest.mark.parametrize(("linger", "statements"), [(1.0, {1, 2}), (0.0, {10})])
+async def test_handled_messages_are_settled_together_unless_settle_linger_is_zero(
+    linger: float, statements: set[int], async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
+) -> None:
+    ids = await async_queue.send_batch(queue, list(range(10)))
+    consumer = async_queue.consume(queue, on_success="archive", batch_size=10, settle_linger=linger, **QUICK)
+    handled: list[int] = []
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    task, stop = run_until_stopped(consumer, handler)
+    await async_wait_until(lambda: len(handled) == 10, what="ten handled")
+    await async_wait_until(lambda: len(archived_at(conn, queue)) == 10, what="ten archived")
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    # archived_at is the archiving transaction's start. Batched: the read that overlaps the last handler carries
+    # the nine before it, the next statement the last one; with settle_linger=0 each is settled on its own.
+    assert sorted(archived_at(conn, queue)) == ids
+    assert len(set(archived_at(conn, queue).values())) in statements
+    assert queue_rows(conn, queue) == []
+
+
+async def test_pending_settles_are_written_on_stop(
+    async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
+) -> None:
+    ids = await async_queue.send_batch(queue, ["a", "b", "c"])
+    consumer = async_queue.consume(queue, settle_linger=600, settle_batch_size=1000, **NEVER_POLL)
+    handled: list[int] = []
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    task, stop = run_until_stopped(consumer, handler)
+    await async_wait_until(lambda: len(handled) == 3, what="three handled")
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    assert sorted(handled) == ids and queue_rows(conn, queue) == []
+
+
+async def test_a_handler_still_running_is_never_settled(
+    async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
+) -> None:
+    slow, _fast = await async_queue.send_batch(queue, ["slow", "fast"])
+    release = asyncio.Event()
+    consumer = async_queue.consume(queue, settle_linger=0.001, **QUICK)
+
+    async def handler(message: Message) -> None:
+        if message.msg_id == slow:
+            await asyncio.wait_for(release.wait(), 30)
+
+    task, stop = run_until_stopped(consumer, handler, concurrency=2)
+    await async_wait_until(lambda: [row[0] for row in queue_rows(conn, queue)] == [slow], what="the fast one settled")
+    assert [row[0] for row in queue_rows(conn, queue)] == [slow]  # still there while its handler runs
+    release.set()
+    await async_wait_until(lambda: queue_rows(conn, queue) == [], what="the slow one settled")
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+# -------------------------------------------------------------------------------------- room and concurrency
+async def test_concurrency_runs_that_many_handlers_at_once_and_no_more(async_queue: AsyncQueue, queue: str) -> None:
+    ids = await async_queue.send_batch(queue, list(range(40)))
+    running, most = 0, 0
+    handled: list[int] = []
+
+    async def handler(message: Message) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.005)
+        running -= 1
+        handled.append(message.msg_id)
+
+    task, stop = run_until_stopped(async_queue.consume(queue, **QUICK), handler, concurrency=8)
+    await async_wait_until(lambda: len(handled) == 40, what="forty handled")
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    assert sorted(handled) == ids
+    assert most == 8  # eight 5 ms handlers overlap: one process is not capped at 200 messages a second
+
+
+async def test_a_consumer_reads_only_what_it_can_start_now(
+    async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
+) -> None:
+    await async_queue.send_batch(queue, list(range(20)))
+    gates: dict[int, asyncio.Event] = {}
+    started: list[int] = []
+
+    async def handler(message: Message) -> None:
+        gates[message.msg_id] = asyncio.Event()
+        started.append(message.msg_id)
+        await asyncio.wait_for(gates[message.msg_id].wait(), 30)
+
+    consumer = async_queue.consume(queue, batch_size=4, **QUICK)
+    task, stop = run_until_stopped(consumer, handler, concurrency=4)
+    try:
+        await async_wait_until(lambda: len(started) == 4, what="four handlers running")
+        assert visible_count(conn, queue) == 16  # four read, all four started: nothing hoarded
+        gates[started[0]].set()  # one slot frees: exactly one more is read
+        await async_wait_until(lambda: len(started) == 5, what="a fifth handler")
+        assert visible_count(conn, queue) == 15
+        assert len(queue_rows(conn, queue)) == 19
+    finally:
+        stop.set()
+        for gate in gates.values():
+            gate.set()
+        await asyncio.wait_for(task, 15)
+
+
+# -------------------------------------------------------------------------------------------------- wake-ups
+async def channel_of(async_queue: AsyncQueue, queue: str) -> str:
+    return await async_queue.listen_channel(queue)
+
+
+async def test_one_listen_connection_serves_every_consumer_and_queue_of_a_process(
+    db_url: str, async_queue: AsyncQueue, queue: str, queue_name: str, conn: psycopg.Connection[Any]
+) -> None:
+    other = f"{queue_name}_b"
+    await async_queue.create(other)
+    consumers = [async_queue.consume(q, **NEVER_POLL) for q in (queue, queue, other, other)]
+    for consumer in consumers:
+        await consumer.start()
+    try:
+        listens = scalar(
+            conn,
+            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN %%'",
+        )
+        assert listens == 1
+    finally:
+        for consumer in consumers:
+            await consumer.close()
+
+
+async def test_a_notification_wakes_one_waiting_consumer_not_all(
+    db_url: str, async_queue: AsyncQueue, queue: str
+) -> None:
+    consumers = [async_queue.consume(queue, **NEVER_POLL) for _ in range(3)]
+    idle_reads = [0, 0, 0]
+    got: list[Message] = []
+
+    def counting(i: int) -> Any:
+        async def hook() -> None:
+            idle_reads[i] += 1
+
+        return hook
+
+    for i, consumer in enumerate(consumers):
+        consumer.before_wait = counting(i)
+        await consumer.start()
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+    tasks = [asyncio.create_task(c.next()) for c in consumers]
+    try:
+        await async_wait_until(lambda: listener.waiting(channel) == 3, what="three consumers waiting")
+        before = list(idle_reads)
+        msg_id = await async_queue.send(queue, "one")
+        done, _ = await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        got = [t.result() for t in done if t.result() is not None]
+        assert [m.msg_id for m in got] == [msg_id]
+        await async_wait_until(lambda: listener.waiting(channel) == 2, what="the others still waiting")
+        assert sum(idle_reads) - sum(before) == 0  # the two others never read: they were not woken
+    finally:
+        for consumer in consumers:
+            consumer.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for consumer in consumers:
+            await consumer.close()
+
+
+async def test_a_message_sent_between_an_empty_read_and_the_wait_is_handled_at_once(
+    db_url: str, async_queue: AsyncQueue, queue: str
+) -> None:
+    """The race: the consumer's read finds nothing, the message is sent and its notification arrives, and only
+    then does the consumer start waiting. The hook holds the consumer exactly there."""
+    consumer = async_queue.consume(queue, **NEVER_POLL)
+    paused, resume = asyncio.Event(), asyncio.Event()
+
+    async def hook() -> None:
+        paused.set()
+        await asyncio.wait_for(resume.wait(), 30)
+
+    consumer.before_wait = hook
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+    async with consumer:
+        nxt = asyncio.create_task(consumer.next())
+        await asyncio.wait_for(paused.wait(), 10)  # after the empty read, before the wait
+        seq = listener.seq(channel)
+        msg_id = await async_queue.send(queue, "in the gap")
+        await async_wait_until(lambda: listener.seq(channel) > seq, what="the notification heard")
+        consumer.before_wait = None
+        resume.set()
+        message = await asyncio.wait_for(nxt, 10)  # poll_interval is 60 s: only the noted wake-up delivers it
+        assert message is not None and message.msg_id == msg_id
+
+
+async def test_a_message_sent_inside_a_throttle_interval_is_handled_when_it_ends(
+    db_url: str, async_queue: AsyncQueue, queue: str
+) -> None:
+    await async_queue.enable_notify(queue, 400)  # one notification per 400 ms at most
+    handled: list[int] = []
+    first = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+        first.set()
+
+    consumer = async_queue.consume(queue, **NEVER_POLL)
+    task, stop = run_until_stopped(consumer, handler)
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+    try:
+        await async_wait_until(lambda: listener.waiting(channel) == 1, what="the consumer waiting")
+        a = await async_queue.send(queue, "notified")
+        await asyncio.wait_for(first.wait(), 10)
+        await async_wait_until(lambda: listener.waiting(channel) == 1, what="the consumer waiting again")
+        b = await async_queue.send(queue, "inside the interval: not notified")
+        await async_wait_until(lambda: b in handled, timeout=10, what="the unnotified message handled")
+        assert handled == [a, b]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
