@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, cast
@@ -299,11 +300,14 @@ class DurableApp:
         return total
 
     def context(
-        self, workflow_id: str, wf: WorkflowType, args: dict[str, Any], steps: list[list[Any]], run: RunLease
-    ) -> WorkflowContext:
+        self, workflow_id: str, wf: WorkflowType, args: dict[str, Any], steps: list[list[Any]], run: RunLease,
+        executor: Executor | None = None,
+    ) -> WorkflowContext:  # fmt: skip
+        """The ``ctx`` of one run; its sync steps run on ``executor`` (the worker's step threads)."""
+
         async def start_child(name: str, child_args: dict[str, Any], child_id: str, parent: str) -> str:
             child = self._type(name)
             wf_id, _, _ = await self.store.start(name, child_args, child_id, child.key_for(child_args), parent)
             return wf_id
 
-        return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run)
+        return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run, executor=executor)
