@@ -177,21 +177,26 @@ class DurableApp:
 
     @property
     def dsn(self) -> str:
+        """The Postgres URL. Without one given, ``$HOWDAH_DATABASE_URL`` or the embedded server's, which this
+        starts when it is not running; it blocks meanwhile (``open()`` does this in a thread instead)."""
         if self._dsn is None:
-            from howdah.pg import database_url
-
-            self._dsn = database_url()
+            self._dsn = _default_url()
         return self._dsn
 
     async def open(self) -> None:
+        """Connect (``async with app`` does this). Without a URL the embedded server is found, and started if
+        need be, in a thread: the event loop keeps running meanwhile."""
         async with self._lock:
             if self._pool is not None:
                 return
-            pool = owned_async_pool(self.dsn, self._pool_size)  # dead idle connections are replaced before use
+            if self._dsn is None:
+                self._dsn = await asyncio.to_thread(_default_url)
+            dsn = self._dsn
+            pool = owned_async_pool(dsn, self._pool_size)  # dead idle connections are replaced before use
             await pool.open(wait=True, timeout=30)
             self._pool = pool
             self._queue = AsyncQueue(pool)
-            self._queue.conninfo = self.dsn
+            self._queue.conninfo = dsn
             self._store = Store(pool)
             await self._queue.create(self.queue_name)
 
@@ -311,3 +316,10 @@ class DurableApp:
             return wf_id
 
         return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run, executor=executor)
+
+
+def _default_url() -> str:
+    """``$HOWDAH_DATABASE_URL``, else the embedded server's URL, starting the server (blocking) if needed."""
+    from howdah import pg  # the embedded server's machinery, only for apps that rely on it
+
+    return pg.database_url()
