@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -238,15 +238,8 @@ class DurableApp:
         the workflow's deadline, counted from now; past it the workflow and its children are cancelled (status
         ``cancelled``, error type ``DeadlineExceeded``), a running step of it cut short."""
         wf = self._type(workflow)
-        args = {} if args is None else args
-        if not isinstance(args, dict):
-            raise DurableError("workflow args must be a dict (a JSON object)")
-        check_json(args, f"the args of workflow {wf.name!r}")
-        if workflow_id is not None and (not isinstance(workflow_id, str) or not 1 <= len(workflow_id) <= 200):
-            raise DurableError("workflow_id must be a string of 1 to 200 characters")
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
-            raise DurableError("a workflow timeout must be a positive number of seconds")
+        args = _checked_start(wf, args, workflow_id)
+        seconds = _seconds(timeout)
         await self.register()
         key = wf.key_for(args)
         try:
@@ -255,6 +248,37 @@ class DurableApp:
             exc.key = key
             raise
         return WorkflowHandle(self, wf_id, created)
+
+    async def start_many(
+        self,
+        workflow: str | WorkflowFn,
+        args: Sequence[dict[str, Any] | None],
+        *,
+        workflow_ids: Sequence[str | None] | None = None,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> list[WorkflowHandle]:
+        """Start one workflow per item of ``args``, all in one statement (one round trip, one transaction);
+        the handles come back in the order of ``args``.
+
+        ``workflow_ids`` (as long as ``args``; ``None`` items get a fresh id) are idempotency keys as in
+        :meth:`start`: an id that exists already, or appears twice in the batch, is not started again (its
+        handle has ``created=False``). Exclusivity keys are honoured as by :meth:`start`, so a batch may queue
+        runs behind each other; a start refused by its key (:class:`WorkflowConflict`), or any bad item, starts
+        nothing of the batch. ``conn`` and ``timeout`` are as for :meth:`start` (``timeout`` applies to each).
+        """
+        wf = self._type(workflow)
+        ids: Sequence[str | None] = [None] * len(args) if workflow_ids is None else workflow_ids
+        if len(ids) != len(args):
+            raise DurableError(f"workflow_ids has {len(ids)} items for {len(args)} args; give one per args item")
+        checked = [_checked_start(wf, item, wf_id) for item, wf_id in zip(args, ids, strict=True)]
+        seconds = _seconds(timeout)
+        if not checked:
+            return []
+        await self.register()
+        starts = [(item, wf_id, wf.key_for(item)) for item, wf_id in zip(checked, ids, strict=True)]
+        started = await self.store.start_many(wf.name, starts, conn=conn, timeout=seconds)
+        return [WorkflowHandle(self, wf_id, created) for wf_id, _, created in started]
 
     def _type(self, workflow: str | WorkflowFn) -> WorkflowType:
         name = workflow if isinstance(workflow, str) else next(
@@ -316,6 +340,25 @@ class DurableApp:
             return wf_id
 
         return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run, executor=executor)
+
+
+def _checked_start(wf: WorkflowType, args: dict[str, Any] | None, workflow_id: str | None) -> dict[str, Any]:
+    """The args of one start (``{}`` for None), once they and the id are known to be acceptable."""
+    args = {} if args is None else args
+    if not isinstance(args, dict):
+        raise DurableError("workflow args must be a dict (a JSON object)")
+    check_json(args, f"the args of workflow {wf.name!r}")
+    if workflow_id is not None and (not isinstance(workflow_id, str) or not 1 <= len(workflow_id) <= 200):
+        raise DurableError("workflow_id must be a string of 1 to 200 characters")
+    return args
+
+
+def _seconds(timeout: float | timedelta | None) -> float | None:
+    """A workflow timeout in seconds (None: no deadline); refused unless positive."""
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
+        raise DurableError("a workflow timeout must be a positive number of seconds")
+    return seconds
 
 
 def _default_url() -> str:
