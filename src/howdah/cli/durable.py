@@ -10,5 +10,7 @@ from howdah.cli._schema import add_schema_commands
 from howdah.durable import COMPONENT
 from howdah.queue import COMPONENT as QUEUE
 
-app = typer.Typer(help="Install and check the durable-workflow schema (and the queue schema it runs on).")
+app = typer.Typer(
+    help="Install and check the durable-workflow schema (and the queue schema it runs on).", no_args_is_help=True
+)
 add_schema_commands(app, (QUEUE, COMPONENT))
