@@ -3,12 +3,9 @@ schema it runs on), the way ``howdah queue`` installs its own."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 from typer.testing import CliRunner
 
 from howdah.cli import app
@@ -20,14 +17,6 @@ runner = CliRunner()
 
 def run(*args: str) -> Any:
     return runner.invoke(app, list(args))
-
-
-@pytest.fixture
-def empty_db(pg_cluster: Any) -> Iterator[str]:
-    name = f"bare_{uuid.uuid4().hex[:8]}"
-    url = pg_cluster.create_database(name, template="template0")
-    yield url
-    pg_cluster.drop_database(name)
 
 
 def test_install_on_an_empty_database_then_verify(empty_db: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from howdah.durable import DurableApp, DurableError, NotSerializable, WorkflowConflict, WorkflowContext
 
-from ._helpers import Registry, Side, mark, new_id, rows, running
+from ._helpers import Registry, Side, counts, mark, new_id, rows, running
 
 WORKFLOWS = Registry()
 
@@ -26,15 +26,6 @@ async def greet(ctx: WorkflowContext, args: dict[str, Any]) -> str:
 @WORKFLOWS.workflow(name="charge", key="account")
 async def charge(ctx: WorkflowContext, args: dict[str, Any]) -> str:
     return str(args["account"])
-
-
-async def counts(db_url: str, queue: str) -> tuple[int, int]:
-    """(workflows, messages on the dispatch queue)."""
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        workflows = await (await conn.execute("SELECT count(*) FROM howdah.workflows")).fetchone()
-        messages = await (await conn.execute("SELECT queue_length FROM pgmq.metrics(%s)", (queue,))).fetchone()
-    assert workflows is not None and messages is not None
-    return int(workflows[0]), int(messages[0])
 
 
 async def test_start_many_returns_handles_in_order_and_honours_ids(app: DurableApp, db_url: str) -> None:
