@@ -86,6 +86,15 @@ def db_url(pg_cluster: PgCluster, template_db: str, request: pytest.FixtureReque
 
 
 @pytest.fixture
+def empty_db(pg_cluster: PgCluster) -> Iterator[str]:
+    """A database of its own with nothing installed (from ``template0``), dropped after the test."""
+    name = f"empty_{uuid.uuid4().hex[:10]}"
+    url = pg_cluster.create_database(name, template="template0")
+    yield url
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection

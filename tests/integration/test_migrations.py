@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -14,14 +12,6 @@ from howdah.pg import Component, Migration, MigrationError, SchemaConflict
 from howdah.pg import migrations as m
 
 COMPONENT = Component(name="migtest", package="tests.integration.migtest")
-
-
-@pytest.fixture
-def empty_db(pg_cluster: Any) -> Iterator[str]:
-    name = f"mig_{uuid.uuid4().hex[:10]}"
-    url = pg_cluster.create_database(name, template="template0")
-    yield url
-    pg_cluster.drop_database(name)
 
 
 def _columns(conn: psycopg.Connection[Any]) -> list[str]:

@@ -14,7 +14,7 @@ from psycopg import sql
 from rich.table import Table
 
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
-from howdah.pg import migrations
+from howdah.cli._schema import add_schema_commands
 from howdah.queue import COMPONENT, Message, Queue
 
 app = typer.Typer(help="Install the PGMQ-compatible schema and work with queues.", no_args_is_help=True)
@@ -24,10 +24,6 @@ app = typer.Typer(help="Install the PGMQ-compatible schema and work with queues.
 def _queue(database_url: str | None) -> Iterator[Queue]:
     with Queue(resolve_url(database_url), pool_size=2) as q:
         yield q
-
-
-def _connect(database_url: str | None) -> psycopg.Connection[Any]:
-    return psycopg.connect(resolve_url(database_url), autocommit=True)
 
 
 def _messages_table(messages: list[Message], title: str) -> Table:
@@ -43,51 +39,7 @@ def _messages_table(messages: list[Message], title: str) -> Table:
 
 
 # ------------------------------------------------------------------------------------------------- schema
-@app.command()
-@friendly
-def install(database_url: str | None = DatabaseUrlOption) -> None:
-    """Install the queue schema (pgmq) into the database; a no-op when it is up to date."""
-    with _connect(database_url) as conn:
-        applied = migrations.upgrade(conn, COMPONENT)
-        state = migrations.state(conn, COMPONENT)
-    if applied:
-        console.print(f"installed queue schema: {', '.join(f'{m.version:04d}_{m.name}' for m in applied)}")
-    else:
-        console.print(f"queue schema already installed (version {max(state.applied, default=0):04d})")
-
-
-@app.command()
-@friendly
-def upgrade(database_url: str | None = DatabaseUrlOption) -> None:
-    """Apply the pending migrations of the queue schema."""
-    with _connect(database_url) as conn:
-        if not migrations.state(conn, COMPONENT).applied:
-            raise fail("the queue schema is not installed here; run `howdah queue install`")
-        applied = migrations.upgrade(conn, COMPONENT)
-    console.print(f"applied {len(applied)} migration(s)" if applied else "queue schema is up to date")
-
-
-@app.command()
-@friendly
-def verify(database_url: str | None = DatabaseUrlOption) -> None:
-    """Check that the installed schema matches this Howdah (exit 1 when not)."""
-    with _connect(database_url) as conn:
-        state = migrations.state(conn, COMPONENT)
-    if not state.applied:
-        raise fail("the queue schema is not installed")
-    for problem in state.problems:
-        console.print(f"[red]problem:[/] {problem}")
-    if state.pending:
-        console.print(f"[yellow]pending migrations:[/] {', '.join(f'{v:04d}' for v in state.pending)}")
-    if not state.ok:
-        raise typer.Exit(1)
-    console.print(f"queue schema OK (version {max(state.applied):04d})")
-
-
-@app.command("sql")
-def print_sql() -> None:
-    """Print the SQL that `install` runs (every migration in order)."""
-    typer.echo(COMPONENT.sql())
+add_schema_commands(app, (COMPONENT,))
 
 
 @app.command()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, cast
@@ -177,21 +178,26 @@ class DurableApp:
 
     @property
     def dsn(self) -> str:
+        """The Postgres URL. Without one given, ``$HOWDAH_DATABASE_URL`` or the embedded server's, which this
+        starts when it is not running; it blocks meanwhile (``open()`` does this in a thread instead)."""
         if self._dsn is None:
-            from howdah.pg import database_url
-
-            self._dsn = database_url()
+            self._dsn = _default_url()
         return self._dsn
 
     async def open(self) -> None:
+        """Connect (``async with app`` does this). Without a URL the embedded server is found, and started if
+        need be, in a thread: the event loop keeps running meanwhile."""
         async with self._lock:
             if self._pool is not None:
                 return
-            pool = owned_async_pool(self.dsn, self._pool_size)  # dead idle connections are replaced before use
+            if self._dsn is None:
+                self._dsn = await asyncio.to_thread(_default_url)
+            dsn = self._dsn
+            pool = owned_async_pool(dsn, self._pool_size)  # dead idle connections are replaced before use
             await pool.open(wait=True, timeout=30)
             self._pool = pool
             self._queue = AsyncQueue(pool)
-            self._queue.conninfo = self.dsn
+            self._queue.conninfo = dsn
             self._store = Store(pool)
             await self._queue.create(self.queue_name)
 
@@ -233,15 +239,8 @@ class DurableApp:
         the workflow's deadline, counted from now; past it the workflow and its children are cancelled (status
         ``cancelled``, error type ``DeadlineExceeded``), a running step of it cut short."""
         wf = self._type(workflow)
-        args = {} if args is None else args
-        if not isinstance(args, dict):
-            raise DurableError("workflow args must be a dict (a JSON object)")
-        check_json(args, f"the args of workflow {wf.name!r}")
-        if workflow_id is not None and (not isinstance(workflow_id, str) or not 1 <= len(workflow_id) <= 200):
-            raise DurableError("workflow_id must be a string of 1 to 200 characters")
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
-            raise DurableError("a workflow timeout must be a positive number of seconds")
+        args = _checked_start(wf, args, workflow_id)
+        seconds = _seconds(timeout)
         await self.register()
         key = wf.key_for(args)
         try:
@@ -250,6 +249,37 @@ class DurableApp:
             exc.key = key
             raise
         return WorkflowHandle(self, wf_id, created)
+
+    async def start_many(
+        self,
+        workflow: str | WorkflowFn,
+        args: Sequence[dict[str, Any] | None],
+        *,
+        workflow_ids: Sequence[str | None] | None = None,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> list[WorkflowHandle]:
+        """Start one workflow per item of ``args``, all in one statement (one round trip, one transaction);
+        the handles come back in the order of ``args``.
+
+        ``workflow_ids`` (as long as ``args``; ``None`` items get a fresh id) are idempotency keys as in
+        :meth:`start`: an id that exists already, or appears twice in the batch, is not started again (its
+        handle has ``created=False``). Exclusivity keys are honoured as by :meth:`start`, so a batch may queue
+        runs behind each other; a start refused by its key (:class:`WorkflowConflict`), or any bad item, starts
+        nothing of the batch. ``conn`` and ``timeout`` are as for :meth:`start` (``timeout`` applies to each).
+        """
+        wf = self._type(workflow)
+        ids: Sequence[str | None] = [None] * len(args) if workflow_ids is None else workflow_ids
+        if len(ids) != len(args):
+            raise DurableError(f"workflow_ids has {len(ids)} items for {len(args)} args; give one per args item")
+        checked = [_checked_start(wf, item, wf_id) for item, wf_id in zip(args, ids, strict=True)]
+        seconds = _seconds(timeout)
+        if not checked:
+            return []
+        await self.register()
+        starts = [(item, wf_id, wf.key_for(item)) for item, wf_id in zip(checked, ids, strict=True)]
+        started = await self.store.start_many(wf.name, starts, conn=conn, timeout=seconds)
+        return [WorkflowHandle(self, wf_id, created) for wf_id, _, created in started]
 
     def _type(self, workflow: str | WorkflowFn) -> WorkflowType:
         name = workflow if isinstance(workflow, str) else next(
@@ -300,11 +330,40 @@ class DurableApp:
         return total
 
     def context(
-        self, workflow_id: str, wf: WorkflowType, args: dict[str, Any], steps: list[list[Any]], run: RunLease
-    ) -> WorkflowContext:
+        self, workflow_id: str, wf: WorkflowType, args: dict[str, Any], steps: list[list[Any]], run: RunLease,
+        executor: Executor | None = None,
+    ) -> WorkflowContext:  # fmt: skip
+        """The ``ctx`` of one run; its sync steps run on ``executor`` (the worker's step threads)."""
+
         async def start_child(name: str, child_args: dict[str, Any], child_id: str, parent: str) -> str:
             child = self._type(name)
             wf_id, _, _ = await self.store.start(name, child_args, child_id, child.key_for(child_args), parent)
             return wf_id
 
-        return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run)
+        return WorkflowContext(self.store, workflow_id, wf.name, args, steps, start_child, run=run, executor=executor)
+
+
+def _checked_start(wf: WorkflowType, args: dict[str, Any] | None, workflow_id: str | None) -> dict[str, Any]:
+    """The args of one start (``{}`` for None), once they and the id are known to be acceptable."""
+    args = {} if args is None else args
+    if not isinstance(args, dict):
+        raise DurableError("workflow args must be a dict (a JSON object)")
+    check_json(args, f"the args of workflow {wf.name!r}")
+    if workflow_id is not None and (not isinstance(workflow_id, str) or not 1 <= len(workflow_id) <= 200):
+        raise DurableError("workflow_id must be a string of 1 to 200 characters")
+    return args
+
+
+def _seconds(timeout: float | timedelta | None) -> float | None:
+    """A workflow timeout in seconds (None: no deadline); refused unless positive."""
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+    if seconds is not None and (isinstance(seconds, bool) or not seconds > 0):
+        raise DurableError("a workflow timeout must be a positive number of seconds")
+    return seconds
+
+
+def _default_url() -> str:
+    """``$HOWDAH_DATABASE_URL``, else the embedded server's URL, starting the server (blocking) if needed."""
+    from howdah import pg  # the embedded server's machinery, only for apps that rely on it
+
+    return pg.database_url()

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import random as _random
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -105,6 +107,7 @@ class WorkflowContext:
         http_client: Any = None,
         *,
         run: RunLease,
+        executor: Executor | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.workflow_name = name
@@ -116,6 +119,7 @@ class WorkflowContext:
         self._start_child = start_child
         self._http_client = http_client
         self._run = run
+        self._executor = executor  # where sync steps run (None: the event loop's default executor)
 
     @property
     def fencing_token(self) -> int:
@@ -188,12 +192,12 @@ class WorkflowContext:
     ) -> Awaitable[Any]:  # fmt: skip
         """Run ``fn(*args, **kwargs)`` once, checkpointing its JSON result; replays return the stored one.
 
-        Sync functions run in a worker thread. ``TransientError`` (and ``retry.retry_on`` types) are retried
-        with backoff; anything else, or running out of attempts, records the failure and raises
-        :class:`StepFailed` — again on every replay. ``timeout``: seconds one attempt may take; past it the
-        attempt fails with :class:`StepTimeout`, retried like a transient error (an async step is cancelled; a
-        sync step's thread cannot be stopped and is abandoned). Each attempt starts only while the run holds
-        the workflow; ``ctx.attempt`` tells step code which attempt it is.
+        Sync functions run on one of the worker's step threads (as many as its concurrency). ``TransientError``
+        (and ``retry.retry_on`` types) are retried with backoff; anything else, or running out of attempts,
+        records the failure and raises :class:`StepFailed` — again on every replay. ``timeout``: seconds one
+        attempt may take; past it the attempt fails with :class:`StepTimeout`, retried like a transient error
+        (an async step is cancelled; a sync step's thread cannot be stopped and is abandoned). Each attempt
+        starts only while the run holds the workflow; ``ctx.attempt`` tells step code which attempt it is.
         """
         if not isinstance(name, str) or not name:
             raise ValueError("a step needs a non-empty name")
@@ -226,7 +230,7 @@ class WorkflowContext:
             token = _ATTEMPT.set(attempt)
             try:
                 async with window:
-                    value = await _call(fn, args, kwargs)
+                    value = await _call(fn, args, kwargs, self._executor)
                 value = check_json(value, f"the result of step {name!r}")  # as a replay will see it
                 break
             except (NotSerializable, PermanentError) as exc:
@@ -435,11 +439,15 @@ class WorkflowContext:
         return await self.step(step_name, call, retry=retry)
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """One attempt of a step body: awaited when async, in a worker thread when sync."""
+async def _call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], executor: Executor | None
+) -> Any:
+    """One attempt of a step body: awaited when async, on a thread of ``executor`` when sync (with this task's
+    context variables, so ``ctx.attempt`` is right in the thread)."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args, **kwargs)
-    value = await asyncio.to_thread(fn, *args, **kwargs)
+    in_context = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    value = await asyncio.get_running_loop().run_in_executor(executor, in_context)
     if inspect.isawaitable(value):
         value = await value
     return value

@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.abc import Params
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,7 +23,9 @@ from howdah.durable._errors import (
     WorkflowNotFound,
 )
 from howdah.errors import DatabaseError
+from howdah.pg.queries import load_queries
 
+QUERIES = load_queries("howdah.durable")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -137,8 +141,8 @@ class Store:
 
     async def rows(
         self,
-        query: str,
-        params: tuple[Any, ...] = (),
+        query: str | sql.SQL,
+        params: Params = (),
         conn: psycopg.AsyncConnection[Any] | None = None,
         wait: float | None = None,
     ) -> list[tuple[Any, ...]]:
@@ -186,6 +190,25 @@ class Store:
         )
         wf_id, status, created = rows[0]
         return str(wf_id), str(status), bool(created)
+
+    async def start_many(
+        self,
+        name: str,
+        starts: list[tuple[dict[str, Any], str | None, str | None]],
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        timeout: float | None = None,
+    ) -> list[tuple[str, str, bool]]:
+        """Start one workflow per ``(args, workflow_id, key)`` in one statement; ``(id, status, created)`` each,
+        in order."""
+        params = {
+            "name": name,
+            "args": [Jsonb(args) for args, _, _ in starts],
+            "ids": [workflow_id for _, workflow_id, _ in starts],
+            "keys": [key for _, _, key in starts],
+            "timeout": timeout,
+        }
+        rows = await self.rows(QUERIES["start_many"], params, conn)
+        return [(str(wf_id), str(status), bool(created)) for wf_id, status, created in rows]
 
     async def get(self, workflow_id: str) -> WorkflowInfo:
         rows = await self.rows(f"SELECT {_WORKFLOW_COLUMNS} FROM howdah.workflows WHERE id = %s", (workflow_id,))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -27,7 +28,28 @@ OUTAGE_RETRY_DELAY = 1.0  # seconds before a run stopped by an outage is retried
 
 
 class Worker:
-    """Runs up to ``concurrency`` workflows at once for ``app`` until stopped (SIGTERM/SIGINT or ``stop``)."""
+    """Runs the workflows of ``app``: takes them off its dispatch queue, replays and advances them, fires its
+    schedules and deletes finished workflows past ``app.retention``.
+
+    Run as many workers as you like, in one process or many, on one machine or many: they share the work
+    through the dispatch queue, each schedule tick starts exactly one run, and a workflow is advanced by one
+    worker at a time (a worker that dies or stalls loses its workflows to another once ``app.lease`` runs out).
+
+    ``concurrency``: how many workflows this worker advances at once. The worker reads a dispatch message only
+    when it has a free slot to start it in, so a busy worker leaves waiting workflows to the other workers
+    instead of holding a batch of them. Sync steps run on the worker's own threads, ``concurrency`` of them
+    (async steps run on the event loop); the event loop's default executor is left alone.
+
+    ``poll_interval``: seconds between reads of an idle dispatch queue when no notification arrives (new
+    workflows normally wake the worker at once). ``schedule_interval``: seconds between looks for due schedule
+    ticks. ``retention_interval``: seconds between passes deleting finished workflows older than
+    ``app.retention``.
+
+    :meth:`run` returns once stopped (``stop`` set, or SIGTERM/SIGINT): runs in progress get the consumer's
+    shutdown timeout to finish, and a workflow that did not finish is handed back, to be replayed from its last
+    checkpoint by a worker. Sync step threads still busy then (a step that ran past its timeout) finish on
+    their own; their results are discarded.
+    """
 
     def __init__(
         self,
@@ -46,26 +68,43 @@ class Worker:
         self.schedule_interval = schedule_interval
         self.retention_interval = retention_interval
         self._consumer: Consumer | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     async def run(self, stop: asyncio.Event | None = None, *, handle_signals: bool = True) -> None:
+        """Work until ``stop`` is set (or, with ``handle_signals``, until SIGTERM/SIGINT), then shut down."""
         app = self.app
         await app.register()
         await self._sync_schedules()
         background = [asyncio.create_task(self._schedule_loop(), name="howdah-schedules")]
         if app.retention is not None:
             background.append(asyncio.create_task(self._retention_loop(), name="howdah-retention"))
-        consumer = self._consumer = app.queue.consume(
-            app.queue_name, vt=app.lease, batch_size=self.concurrency, max_reads=None,
-            poll_interval=self.poll_interval, maintenance_interval=3600.0,
-        )  # fmt: skip
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="howdah-step")
         try:
-            await consumer.run(self.execute, concurrency=self.concurrency, stop=stop, handle_signals=handle_signals)
+            await self._consume(stop, handle_signals)
         finally:
             for task in background:
                 task.cancel()
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            # Without waiting: a step thread still busy (a timed-out sync step) ends on its own when it returns.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    # ------------------------------------------------------------------------------ the queue consumer
+    # The one place the worker meets the queue's consumer (with ``_detach`` below). A slot reads only when it is
+    # free, one message at a time (batch_size=1), so the worker never holds a message it cannot start now.
+    async def _consume(self, stop: asyncio.Event | None, handle_signals: bool) -> None:
+        app = self.app
+        consumer = self._consumer = app.queue.consume(
+            app.queue_name, vt=app.lease, batch_size=1, max_reads=None, poll_interval=self.poll_interval,
+            maintenance_interval=3600.0,
+        )  # fmt: skip
+        await consumer.run(self.execute, concurrency=self.concurrency, stop=stop, handle_signals=handle_signals)
+
+    async def _detach(self, message: Message) -> None:
+        if self._consumer is not None:
+            await self._consumer.detach(message)
 
     # -------------------------------------------------------------------------------------- one run
     async def execute(self, message: Message) -> object:
@@ -124,7 +163,7 @@ class Worker:
         if run.deadline_passed():
             await store.expire(wf_id, fence)
             return
-        ctx = app.context(wf_id, wf, claim.args, claim.steps, run)
+        ctx = app.context(wf_id, wf, claim.args, claim.steps, run, executor=self._executor)
         try:
             try:
                 result = await wf.fn(ctx, claim.args)
@@ -150,10 +189,6 @@ class Worker:
             await store.finish(wf_id, fence, "failed", None, error_to_json(exc))  # the workflow's own code failed
         else:
             await store.finish(wf_id, fence, "succeeded", result, None)
-
-    async def _detach(self, message: Message) -> None:
-        if self._consumer is not None:
-            await self._consumer.detach(message)
 
     # ------------------------------------------------------------------------------------ schedules
     async def _sync_schedules(self) -> None:

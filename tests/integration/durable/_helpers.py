@@ -213,6 +213,15 @@ def rows(dsn: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
+async def counts(db_url: str, queue: str) -> tuple[int, int]:
+    """(workflows, messages on the dispatch queue ``queue``)."""
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        workflows = await (await conn.execute("SELECT count(*) FROM howdah.workflows")).fetchone()
+        messages = await (await conn.execute("SELECT queue_length FROM pgmq.metrics(%s)", (queue,))).fetchone()
+    assert workflows is not None and messages is not None
+    return int(workflows[0]), int(messages[0])
+
+
 def status(dsn: str, workflow_id: str) -> str | None:
     value = scalar(dsn, "SELECT status FROM howdah.workflows WHERE id = %s", (workflow_id,))
     return None if value is None else str(value)

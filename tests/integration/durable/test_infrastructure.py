@@ -1,5 +1,6 @@
 """Infrastructure errors are not handler failures: a run that loses its database connection is retried
 promptly, and pooled connections that died (a Postgres restart, a terminated backend) are replaced before use.
+Finding the database (starting the embedded server when no URL is given) does not stall the event loop.
 
 The fault is real: a trigger on ``howdah.steps`` terminates the backend that is writing one chosen checkpoint,
 so the worker's connection dies in the middle of the checkpoint, as in a Postgres restart. A sequence (not rolled
@@ -8,12 +9,15 @@ back with the aborted transaction) tells the test that it fired.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
+import howdah.pg
 from howdah.durable import DurableApp, WorkflowContext
 from howdah.queue import AsyncQueue, Queue
 
@@ -104,3 +108,35 @@ def test_owned_sync_queue_pools_replace_dead_connections(db_url: str, queue_name
         queue.create(queue_name)
         assert terminate_others(db_url) >= 1
         assert queue.send(queue_name, {"n": 1}) >= 1
+
+
+async def test_an_app_without_a_url_finds_its_database_off_the_event_loop(
+    db_url: str, queue_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``open()`` started the embedded server (initdb, pg_ctl, waiting) on the event loop's thread."""
+    ticks = 0
+    ticking = threading.Event()
+
+    def embedded_start(*, start: bool = True) -> str:
+        """Stands in for starting the embedded server: it returns only once the event loop has run meanwhile."""
+        if not ticking.wait(timeout=5):
+            raise AssertionError("the event loop stood still while the embedded server was starting")
+        return db_url
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            if ticks >= 3:
+                ticking.set()
+            await asyncio.sleep(0.001)
+
+    monkeypatch.setattr(howdah.pg, "database_url", embedded_start)
+    tick = asyncio.create_task(ticker())
+    try:
+        async with DurableApp(queue=queue_name, retention=None) as durable:
+            assert durable.dsn == db_url
+            assert await durable.list_workflows(limit=1) is not None
+    finally:
+        tick.cancel()
+    assert ticks >= 3

@@ -19,7 +19,7 @@ from howdah.durable import (
     WorkflowNotFound,
 )
 
-from ._helpers import Registry, Side, async_wait_until, new_id, running
+from ._helpers import Registry, Side, async_wait_until, counts, new_id, running
 
 WORKFLOWS = Registry()
 
@@ -37,15 +37,6 @@ async def greet(ctx: WorkflowContext, args: dict[str, Any]) -> str:
 
 async def not_declared(ctx: WorkflowContext, args: dict[str, Any]) -> None:
     return None
-
-
-async def counts(db_url: str, queue: str) -> tuple[int, int]:
-    """(workflows, messages on the dispatch queue)."""
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        workflows = await (await conn.execute("SELECT count(*) FROM howdah.workflows")).fetchone()
-        messages = await (await conn.execute("SELECT queue_length FROM pgmq.metrics(%s)", (queue,))).fetchone()
-    assert workflows is not None and messages is not None
-    return int(workflows[0]), int(messages[0])
 
 
 async def test_starting_twice_with_one_id_returns_the_same_workflow(app: DurableApp) -> None:
