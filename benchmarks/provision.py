@@ -46,7 +46,18 @@ from typing import Any
 import psutil
 import psycopg
 
-from benchmarks._harness import Report, ResultTable, fmt_bytes, fmt_ms, fmt_ratio, percentile, progress, ratio, step
+from benchmarks._harness import (
+    Report,
+    ResultTable,
+    fmt_bytes,
+    fmt_ms,
+    fmt_ratio,
+    percentile,
+    progress,
+    ratio,
+    server_settings,
+    step,
+)
 from benchmarks._provision_floor import FloorServer, stop_all_under
 from benchmarks._provision_platform import POLL, Created, Platform
 
@@ -465,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             time.sleep(SETTLE)
             memory_after = bench.memory()
         bench.platform.check_alive()
+        report.settings = "control plane: " + server_settings(bench.platform.dsn)
         report.set_facts(_facts(bench, count, (load_before, os.getloadavg()[0])))
     except KeyboardInterrupt:
         progress.print("[yellow]interrupted: cleaning up[/]")
@@ -474,11 +486,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench.close()
     if interrupted:
         raise SystemExit(130)
-    report.add(create_table(phases))
-    report.add(target_table(phases))
-    report.add(breakdown_table(phases, flows))
-    report.add(delete_table(phases))
-    report.add(memory_table(memory_before, memory_after))
+    settings = (
+        f"{count} instances one after another and {count} at once, one round after an untimed warm-up; instances "
+        "on the same binaries with their durable defaults (initdb synced, fsync=on, synchronous_commit=on)"
+    )
+    for table in (
+        create_table(phases),
+        target_table(phases),
+        breakdown_table(phases, flows),
+        delete_table(phases),
+        memory_table(memory_before, memory_after),
+    ):
+        table.settings = settings
+        report.add(table)
     report.write_markdown(args.markdown)
     progress.print("[dim]done[/]")
 

@@ -17,15 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import _queue_churn, _queue_clients, _queue_latency, _queue_sql
-from benchmarks._harness import BenchServer, Report, progress, step
+from benchmarks._harness import BenchServer, Report, add_durability_flag, progress, step
 from benchmarks._queue_setup import create_contenders
 
 SECTIONS = ("sql", "latency", "clients", "churn")
-_COMMITS = {
-    False: "synchronous_commit=off in the benchmark databases (commits do not wait for the WAL flush; "
-    "--durable to wait)",
-    True: "synchronous_commit=on (--durable): every commit waits for its WAL flush",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,12 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only these sections (repeatable; default: all)"
     )
-    parser.add_argument(
-        "--durable",
-        action="store_true",
-        help="keep synchronous_commit=on in the benchmark databases: every autocommit call then waits for its "
-        "WAL flush, so the disk (and its neighbours' jitter) is in every figure",
-    )
+    add_durability_flag(parser)
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -65,16 +55,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.update({"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "top"})
 
     report = Report("Howdah queue benchmark" + (" (--quick)" if quick else ""))
-    with BenchServer(settings) as server:
+    with BenchServer(settings, durable=not args.no_sync_commit) as server:
         with step("Creating the databases"):
-            contenders = create_contenders(server, report, durable=args.durable)
+            contenders = create_contenders(server, report)
+        report.settings = server.settings_line()
         report.set_facts(
             [
                 *server.facts(),
                 ("PGMQ SQL", f"{contenders.pgmq_version} (sql/pgmq.sql of the pgmq wheel, installed as plain SQL)"),
                 ("pgmq client", importlib.metadata.version("pgmq")),
                 ("Howdah", importlib.metadata.version("howdah")),
-                ("commits", _COMMITS[args.durable]),
             ]
         )
         if "sql" in sections:
