@@ -140,5 +140,5 @@ def durations(url: str, query: str, groups: list[tuple[list[str], list[float]]])
     """Each group's workflow ids → their created → finished durations (``query`` takes the array of ids)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for ids, into in groups:
-            found = dict(conn.execute(query, (ids,)).fetchall())
+            found: dict[str, float] = dict(conn.execute(query, (ids,)).fetchall())
             into.extend(float(found[i]) for i in ids)

@@ -62,7 +62,7 @@ def sqlalchemy_url(url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
     from sqlalchemy.engine import URL
 
-    parts = conninfo_to_dict(url)
+    parts = {key: str(value) for key, value in conninfo_to_dict(url).items() if value is not None}
     port = parts.get("port")
     return URL.create(
         "postgresql",

@@ -36,11 +36,11 @@ def make_app(url: str, pool_size: int) -> DurableApp:
     async def three(ctx: Any, args: dict[str, Any]) -> int:
         a = await ctx.step("a", _bump, args["x"])
         b = await ctx.step("b", _bump, a)
-        return await ctx.step("c", _bump, b)
+        return int(await ctx.step("c", _bump, b))
 
     @app.workflow("one")
     async def one(ctx: Any, args: dict[str, Any]) -> int:
-        return await ctx.step("a", _bump, args["x"])
+        return int(await ctx.step("a", _bump, args["x"]))
 
     @app.workflow("steps")
     async def steps(ctx: Any, args: dict[str, Any]) -> int:

@@ -158,7 +158,7 @@ def _cpu(fields: list[str], children: bool = False) -> float:
 
 def _postmaster(url: str) -> int | None:
     """The pid of the Postgres server behind ``url`` when it runs on this machine (Linux), else None."""
-    host = conninfo_to_dict(url).get("host") or ""
+    host = str(conninfo_to_dict(url).get("host") or "")
     if host not in ("", "localhost", "127.0.0.1", "::1") and not host.startswith("/"):
         return None
     with psycopg.connect(url, autocommit=True) as conn:

@@ -194,7 +194,9 @@ class PgmqAsync:
         """asyncpg autocommits each statement; TRANSACTION wraps the call in one of its transactions."""
         if self.mode == AUTOCOMMIT:
             return await method(self.queue, *args)
-        async with self.client.pool.acquire() as conn, conn.transaction():
+        pool = self.client.pool
+        assert pool is not None, "open() first"
+        async with pool.acquire() as conn, conn.transaction():
             return await method(self.queue, *args, conn=conn)
 
     async def send(self, message: Any) -> int:

@@ -408,7 +408,7 @@ def memory_table(before: dict[str, tuple[int, int, int]], after: dict[str, tuple
 def _facts(bench: Bench, count: int, load: tuple[float, float]) -> list[tuple[str, str]]:
     with psycopg.connect(bench.platform.dsn, autocommit=True) as conn:
         row = conn.execute("SHOW server_version").fetchone()
-        settings = dict(conn.execute(
+        settings: dict[str, str] = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers')"
         ).fetchall())  # fmt: skip
     cores = os.cpu_count() or 0
