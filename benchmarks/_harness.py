@@ -161,13 +161,19 @@ def server_settings(url: str) -> str:
     return f"Postgres {version.split()[0]}, fsync={fsync}, synchronous_commit={commit}, {cores} cores"
 
 
-def add_durability_flag(parser: argparse.ArgumentParser) -> None:
-    """The one opt-out of the durable defaults, the same in every benchmark."""
-    parser.add_argument(
-        "--no-sync-commit",
-        action="store_true",
-        help="run with synchronous_commit=off (commits do not wait for their WAL flush); every table says so",
-    )
+def bench_parser(module: str, doc: str, quick: str, *, durability: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark has: ``--quick``, ``--markdown PATH`` and the one opt-out of the durable
+    defaults, ``--no-sync-commit`` (unless the benchmark cannot offer it)."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
+    if durability:
+        parser.add_argument(
+            "--no-sync-commit",
+            action="store_true",
+            help="run with synchronous_commit=off (commits do not wait for their WAL flush); every table says so",
+        )
+    return parser
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -431,6 +437,11 @@ class Report:
         if self.notes:
             parts += ["", *[f"> {note}" for note in self.notes]]
         return "\n".join(parts) + "\n"
+
+    def finish(self, path: Path | None) -> None:
+        """The Markdown (to ``path``, or after the tables), and the end of the run."""
+        self.write_markdown(path)
+        progress.print("[dim]done[/]")
 
     def write_markdown(self, path: Path | None) -> None:
         text = self.markdown()

@@ -52,11 +52,10 @@ from benchmarks._harness import (
     BenchServer,
     Report,
     ResultTable,
-    add_durability_flag,
+    bench_parser,
     fmt_ms,
     fmt_ratio,
     percentile,
-    progress,
     ratio,
     server_settings,
     step,
@@ -345,7 +344,7 @@ def _statuses(samples: Sequence[Sample]) -> str:
 def _settings(sizes: Sizes) -> str:
     return (
         f"one run, {sizes.warmup:g} s warm-up + {sizes.seconds:g} s measured, {sizes.instances} instances, "
-        f"{sizes.connections} client connections; the API's pool autocommits, every write its own transaction"
+        f"{sizes.connections} client connections; transactions as the API makes them (its pool autocommits)"
     )
 
 
@@ -470,8 +469,7 @@ def run_once(server: BenchServer, sizes: Sizes, commit: str) -> Outcome:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.api", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 s measured after 1 s of warm-up")
+    parser = bench_parser("api", __doc__, "a smoke run: 3 s measured after 1 s of warm-up")
     parser.add_argument("--seconds", type=float, default=None, help="seconds measured per commit mode (20; quick 3)")
     parser.add_argument("--rate", type=float, default=None, help="API requests per second (200)")
     parser.add_argument("--peer-rate", type=float, default=None, help="requests per second to each floor (20)")
@@ -479,8 +477,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--commit", choices=("on", "off", "both"), default="on", help="synchronous_commit (on, the server's default)"
     )
-    add_durability_flag(parser)
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
     return parser
 
 
@@ -521,8 +517,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "process from its pool, interleaved with the API's requests: 'one SELECT' answers GET one instance with a "
         "single query, without authentication or models; /healthz touches no database."
     )
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ its send time; the run ends when every message has been handled. Measured: throu
 send to the last handler start), send → handler latency (p50/p99), commits per message (``xact_commit`` of the
 run's database, producers and consumers together, start-up and shutdown included), duplicates, and that every id
 was handled. The systems take turns run by run (interleaved rounds, the order rotated each round); figures are
-medians of the rounds, ratios medians of per-round ratios. The churn case runs after 1,000,000 messages
-(``--quick``: 20,000), in one round have passed through the queue. It prints the numbers and the targets they are read
+medians of the rounds, ratios medians of per-round ratios. The churn case runs once per system, after 1,000,000
+messages (``--quick``: 20,000) have passed through the queue. It prints the numbers and the targets they are read
 against; it does not pass or fail. Progress goes to stderr, tables and Markdown to stdout.
 """
 
@@ -36,7 +36,7 @@ from benchmarks._harness import (
     Report,
     ResultTable,
     Samples,
-    add_durability_flag,
+    bench_parser,
     fmt_ms,
     fmt_rate,
     fmt_ratio,
@@ -305,8 +305,7 @@ def table(results: Results, systems: list[str], all_cases: list[Case], sizes: Si
 
 # ----------------------------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.consumers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, one round, fewer cases")
+    parser = bench_parser("consumers", __doc__, "a smoke run: small sizes, one round, fewer cases")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3; quick 1)")
     parser.add_argument("--producers", type=int, default=None, help="producer processes (2)")
     parser.add_argument(
@@ -314,8 +313,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--churn", type=int, default=None, help="messages through the queue before the churn case")
     parser.add_argument("--system", action="append", choices=SYSTEMS, help="only these systems (repeatable)")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
-    add_durability_flag(parser)
     return parser
 
 
@@ -359,8 +356,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     report.add(table(results, systems, all_cases, sizes, settings))
     report.note(f"The run took {time.monotonic() - began:.0f} s.")
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":

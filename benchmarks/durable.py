@@ -22,7 +22,6 @@ import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 
@@ -31,13 +30,12 @@ from benchmarks._harness import (
     BenchServer,
     Report,
     ResultTable,
-    add_durability_flag,
+    bench_parser,
     fmt_ms,
     fmt_rate,
     fmt_ratio,
     package_version,
     percentile,
-    progress,
     ratio,
     rotated,
     step,
@@ -60,8 +58,7 @@ QUICK = Sizes(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.durable", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (small sizes, one round)")
+    parser = bench_parser("durable", __doc__, "a fast smoke run (small sizes, one round)")
     parser.add_argument("--workflows", type=int, default=None, help="workflows per throughput round (1000)")
     parser.add_argument("--rounds", type=int, default=None, help="throughput rounds per configuration (5, quick 1)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes of the multi-worker case (4)")
@@ -70,12 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dbos-poll", type=float, default=None, help="DBOS queue polling interval in seconds, N workers (0.01)"
     )
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
     parser.add_argument(
         "--only", action="append", choices=SCENARIOS, help="run only these parts (repeatable; default: all)"
     )
     parser.add_argument("--no-dbos", action="store_true", help="measure Howdah alone")
-    add_durability_flag(parser)
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -465,8 +460,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for system in systems:
         if results.statements.get(system):
             report.add(statements_table(results, system, sizes))
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ import psycopg
 from benchmarks._harness import (
     Report,
     ResultTable,
+    bench_parser,
     fmt_bytes,
     fmt_ms,
     fmt_ratio,
@@ -430,10 +431,8 @@ def _facts(bench: Bench, count: int, load: tuple[float, float]) -> list[tuple[st
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.provision", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 instances per phase instead of 10")
+    parser = bench_parser("provision", __doc__, "3 instances per phase instead of 10", durability=False)
     parser.add_argument("--instances", type=int, default=None, help="instances per phase (10; quick 3)")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
     return parser
 
 
@@ -499,8 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ):
         table.settings = settings
         report.add(table)
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":
