@@ -12,28 +12,15 @@ faster style here (async workflows on the event loop measured slower in this set
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psycopg
 from dbos import DBOS, DBOSConfig
 
-from benchmarks._durable_common import (
-    Completion,
-    CpuMeter,
-    Round,
-    Sequential,
-    Sizes,
-    Throughput,
-    quiet_logging,
-    spawn_context,
-    stopping_processes,
-    used,
-    wait_for_sigterm,
-    wait_ready,
-    wait_timeout,
-)
+from benchmarks._durable_common import Sequential, Sizes, Throughput, durations, timed_rounds
+from benchmarks._processes import processes, quiet_logging, wait_for_sigterm
 
 APP = "howdah_bench"
 QUEUE = "bench"
@@ -75,7 +62,7 @@ def sqlalchemy_url(url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
     from sqlalchemy.engine import URL
 
-    parts = conninfo_to_dict(url)
+    parts = {key: str(value) for key, value in conninfo_to_dict(url).items() if value is not None}
     port = parts.get("port")
     return URL.create(
         "postgresql",
@@ -101,30 +88,18 @@ def launch(url: str, sizes: Sizes, executor_id: str, listen: list[str] | None = 
     DBOS.launch()
 
 
-def _start_many(count: int, starters: int, start: Any) -> None:
-    with ThreadPoolExecutor(starters) as pool:
-        for _ in pool.map(start, range(count)):
-            pass
-
-
 def _rounds(url: str, sizes: Sizes, warmup: int, start: Any, pids: list[int] | None = None) -> Throughput:
-    result = Throughput()
-    completion = Completion(url, FINISHED)
-    meter = CpuMeter(url, pids)
-    since = time.time() - 1
-    _start_many(warmup, sizes.starters, start)
-    completion.wait(since, warmup, wait_timeout(warmup))
-    for _ in range(sizes.rounds):
-        time.sleep(0.2)
-        cpu = meter.sample()
-        first = time.time()
-        _start_many(sizes.workflows, sizes.starters, start)
-        started = time.time() - first
-        last = completion.wait(first, sizes.workflows, wait_timeout(sizes.workflows))
-        result.rounds.append(Round(sizes.workflows, last - first, started, *used(cpu, meter.sample())))
-    result.workflows_total = warmup + sizes.rounds * sizes.workflows
-    result.waiter_queries = completion.queries
-    return result
+    """The shared timed rounds, each start call ``start(i)`` made from ``sizes.starters`` threads."""
+
+    def start_many(count: int) -> None:
+        with ThreadPoolExecutor(sizes.starters) as pool:
+            for _ in pool.map(start, range(count)):
+                pass
+
+    async def run() -> Throughput:
+        return await timed_rounds(url, FINISHED, sizes, warmup, lambda n: asyncio.to_thread(start_many, n), pids)
+
+    return asyncio.run(run())
 
 
 # ----------------------------------------------------------------------------------------------- throughput
@@ -150,19 +125,10 @@ def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
             polling_interval_sec=sizes.dbos_poll,
             on_conflict="always_update",
         )
-        ctx = spawn_context()
-        ready = [ctx.Event() for _ in range(workers)]
-        processes = [
-            ctx.Process(target=_worker_process, args=(url, sizes, i, ready[i]), name=f"dbos-worker-{i}")
-            for i in range(workers)
-        ]
-        for process in processes:
-            process.start()
-        with stopping_processes(processes):
-            wait_ready(ready, processes)
+        with processes(_worker_process, [(url, sizes, i) for i in range(workers)], "dbos-worker") as procs:
             time.sleep(1.0)  # the queue manager starts each queue's dequeue thread within a second of launch
             warmup = max(sizes.warmup, workers * sizes.concurrency)
-            pids = [p.pid for p in processes]
+            pids = [p.pid for p in procs]
             result = _rounds(url, sizes, warmup, lambda i: queue.enqueue(three, i), pids)
     finally:
         DBOS.destroy()
@@ -209,8 +175,5 @@ def sequential(url: str, sizes: Sizes) -> Sequential:
             latency.append(handle.get_workflow_id())
     finally:
         DBOS.destroy()
-    with psycopg.connect(url, autocommit=True) as conn:
-        for ids, into in ((zero, result.zero), (long, result.long), (latency, result.server)):
-            found = dict(conn.execute(DURATIONS, (ids,)).fetchall())
-            into.extend(float(found[i]) for i in ids)
+    durations(url, DURATIONS, [(zero, result.zero), (long, result.long), (latency, result.server)])
     return result

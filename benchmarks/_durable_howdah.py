@@ -12,20 +12,8 @@ import asyncio
 import time
 from typing import Any
 
-from benchmarks._durable_common import (
-    Completion,
-    CpuMeter,
-    Round,
-    Sequential,
-    Sizes,
-    Throughput,
-    quiet_logging,
-    spawn_context,
-    stopping_processes,
-    used,
-    wait_ready,
-    wait_timeout,
-)
+from benchmarks._durable_common import Sequential, Sizes, Throughput, durations, timed_rounds
+from benchmarks._processes import processes, quiet_logging
 from howdah.durable import DurableApp, Worker
 
 FINISHED = (
@@ -48,11 +36,11 @@ def make_app(url: str, pool_size: int) -> DurableApp:
     async def three(ctx: Any, args: dict[str, Any]) -> int:
         a = await ctx.step("a", _bump, args["x"])
         b = await ctx.step("b", _bump, a)
-        return await ctx.step("c", _bump, b)
+        return int(await ctx.step("c", _bump, b))
 
     @app.workflow("one")
     async def one(ctx: Any, args: dict[str, Any]) -> int:
-        return await ctx.step("a", _bump, args["x"])
+        return int(await ctx.step("a", _bump, args["x"]))
 
     @app.workflow("steps")
     async def steps(ctx: Any, args: dict[str, Any]) -> int:
@@ -64,34 +52,18 @@ def make_app(url: str, pool_size: int) -> DurableApp:
     return app
 
 
-async def _start_many(app: DurableApp, count: int, starters: int) -> None:
+def _starter(app: DurableApp, starters: int) -> Any:
+    """``start_many(count)``: ``count`` 3-step workflows started with ``starters`` start calls in flight."""
     gate = asyncio.Semaphore(starters)
 
     async def start(i: int) -> None:
         async with gate:
             await app.start("three", {"x": i})
 
-    await asyncio.gather(*(start(i) for i in range(count)))
+    async def start_many(count: int) -> None:
+        await asyncio.gather(*(start(i) for i in range(count)))
 
-
-async def _rounds(app: DurableApp, url: str, sizes: Sizes, warmup: int, pids: list[int] | None = None) -> Throughput:
-    result = Throughput()
-    completion = Completion(url, FINISHED)
-    meter = CpuMeter(url, pids)
-    since = time.time() - 1
-    await _start_many(app, warmup, sizes.starters)
-    await asyncio.to_thread(completion.wait, since, warmup, wait_timeout(warmup))
-    for _ in range(sizes.rounds):
-        await asyncio.sleep(0.2)
-        cpu = meter.sample()
-        first = time.time()
-        await _start_many(app, sizes.workflows, sizes.starters)
-        started = time.time() - first
-        last = await asyncio.to_thread(completion.wait, first, sizes.workflows, wait_timeout(sizes.workflows))
-        result.rounds.append(Round(sizes.workflows, last - first, started, *used(cpu, meter.sample())))
-    result.workflows_total = warmup + sizes.rounds * sizes.workflows
-    result.waiter_queries = completion.queries
-    return result
+    return start_many
 
 
 # ----------------------------------------------------------------------------------------------- throughput
@@ -99,17 +71,8 @@ def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
     """(a): ``sizes.rounds`` rounds of ``sizes.workflows`` 3-step workflows with ``workers`` worker processes."""
     if workers == 1:
         return asyncio.run(_throughput_in_process(url, sizes))
-    ctx = spawn_context()
-    ready = [ctx.Event() for _ in range(workers)]
-    processes = [
-        ctx.Process(target=_worker_process, args=(url, sizes, ready[i]), name=f"howdah-worker-{i}")
-        for i in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    with stopping_processes(processes):
-        wait_ready(ready, processes)
-        result = asyncio.run(_throughput_starter(url, sizes, workers, [p.pid for p in processes]))
+    with processes(_worker_process, [(url, sizes)] * workers, "howdah-worker") as procs:
+        result = asyncio.run(_throughput_starter(url, sizes, workers, [p.pid for p in procs]))
     result.how = (
         f"1 starting process ({sizes.starters} concurrent DurableApp.start) + {workers} Worker processes "
         f"(concurrency={sizes.concurrency} each)"
@@ -125,7 +88,7 @@ async def _throughput_in_process(url: str, sizes: Sizes) -> Throughput:
         worker = asyncio.create_task(Worker(app, concurrency=sizes.concurrency).run(stop, handle_signals=False))
         await asyncio.sleep(0.5)  # let the worker's LISTEN connection come up
         try:
-            result = await _rounds(app, url, sizes, sizes.warmup)
+            result = await timed_rounds(url, FINISHED, sizes, sizes.warmup, _starter(app, sizes.starters))
         finally:
             stop.set()
             await worker
@@ -141,7 +104,8 @@ async def _throughput_starter(url: str, sizes: Sizes, workers: int, pids: list[i
     async with app:
         await app.register()
         await asyncio.sleep(1.0)  # the same settling time the DBOS workers get
-        return await _rounds(app, url, sizes, max(sizes.warmup, workers * sizes.concurrency), pids)
+        warmup = max(sizes.warmup, workers * sizes.concurrency)
+        return await timed_rounds(url, FINISHED, sizes, warmup, _starter(app, sizes.starters), pids)
 
 
 def _worker_process(url: str, sizes: Sizes, ready: Any) -> None:
@@ -167,8 +131,6 @@ def sequential(url: str, sizes: Sizes) -> Sequential:
 
 
 async def _sequential(url: str, sizes: Sizes) -> Sequential:
-    import psycopg
-
     app = make_app(url, sizes.pool_size)
     result = Sequential()
     async with app:
@@ -198,9 +160,7 @@ async def _sequential(url: str, sizes: Sizes) -> Sequential:
         finally:
             stop.set()
             await worker
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for ids, into in ((zero, result.zero), (long, result.long), (latency, result.server)):
-            cursor = await conn.execute(DURATIONS, (ids,))
-            found = dict(await cursor.fetchall())
-            into.extend(float(found[i]) for i in ids)
+    await asyncio.to_thread(
+        durations, url, DURATIONS, [(zero, result.zero), (long, result.long), (latency, result.server)]
+    )
     return result

@@ -1,13 +1,19 @@
 """Shared plumbing for Howdah's benchmarks: a Postgres server to run on, timing, statistics and result tables.
 
 A benchmark builds :class:`ResultTable` objects and hands them to a :class:`Report`, which prints them as Rich
-tables while the run goes on and as Markdown at the end (for the README). Nothing here passes or fails: a
-benchmark reports numbers and the targets they are read against.
+tables while the run goes on and as Markdown at the end (for the README). Every table is printed under a settings
+line: the server's (Postgres version, fsync, synchronous_commit, cores) and the table's own (rounds, batch sizes,
+transaction mode). Every benchmark runs on the server's durable defaults (``synchronous_commit=on``, ``fsync=on``)
+unless its caller opts out with ``--no-sync-commit``. Nothing here passes or fails: a benchmark reports numbers and
+the targets they are read against. Process plumbing (spawning, stopping, CPU and server counters) is in
+:mod:`benchmarks._processes`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import importlib.metadata
 import math
 import os
 import platform
@@ -25,6 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from howdah.pg import EmbeddedPostgres, external_database_url
@@ -42,10 +49,16 @@ class BenchServer:
     With ``$HOWDAH_DATABASE_URL`` set, that server is used (its user must be allowed to CREATE DATABASE) and
     the databases created are dropped at the end; otherwise an embedded Postgres is started in a temporary
     folder, with ``settings`` added to its configuration, and removed at the end.
+
+    ``durable`` (the default) keeps the server's durable defaults; ``durable=False`` (``--no-sync-commit``) turns
+    ``synchronous_commit`` off on the embedded server and in every database created, and the settings line says so.
     """
 
-    def __init__(self, settings: Mapping[str, str] | None = None, *, keep: bool = False) -> None:
+    def __init__(self, settings: Mapping[str, str] | None = None, *, keep: bool = False, durable: bool = True) -> None:
         self._settings = dict(settings or {})
+        self.durable = durable
+        if not durable:
+            self._settings["synchronous_commit"] = "off"
         self._keep = keep
         self._server: EmbeddedPostgres | None = None
         self._home: Path | None = None
@@ -98,8 +111,14 @@ class BenchServer:
         self.drop_database(name)
         with self.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+            if not self.durable:
+                conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(name)))
         self._created.append(name)
         return self.url(name)
+
+    def settings_line(self) -> str:
+        """The server half of every table's settings line, read from a benchmark database when one exists."""
+        return server_settings(self.url(self._created[-1]) if self._created else self.admin_url)
 
     def facts(self) -> list[tuple[str, str]]:
         """What the numbers depend on: the server, the machine, the client libraries."""
@@ -123,6 +142,38 @@ class BenchServer:
             ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
             ("psycopg", psycopg.__version__),
         ]
+
+
+def package_version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def server_settings(url: str) -> str:
+    """What every figure depends on, in one line: Postgres version, fsync, synchronous_commit (as a session of
+    ``url``'s database sees it), and the machine's cores."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        values = [conn.execute(f"SHOW {name}").fetchone() for name in ("server_version", "fsync", "synchronous_commit")]
+    version, fsync, commit = (str(row[0]) if row else "?" for row in values)
+    cores = os.cpu_count() or 0
+    return f"Postgres {version.split()[0]}, fsync={fsync}, synchronous_commit={commit}, {cores} cores"
+
+
+def bench_parser(module: str, doc: str, quick: str, *, durability: bool = True) -> argparse.ArgumentParser:
+    """The options every benchmark has: ``--quick``, ``--markdown PATH`` and the one opt-out of the durable
+    defaults, ``--no-sync-commit`` (unless the benchmark cannot offer it)."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
+    if durability:
+        parser.add_argument(
+            "--no-sync-commit",
+            action="store_true",
+            help="run with synchronous_commit=off (commits do not wait for their WAL flush); every table says so",
+        )
+    return parser
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -200,6 +251,14 @@ def run_interleaved(
                     samples.add(name, phase.key, timed(phase.ops, phase.work))
             except Exception as exc:
                 failed[name] = f"{type(exc).__name__}: {exc}".strip()
+
+
+def turns(names: Sequence[str], rounds: int, shift: int = 0) -> Iterator[tuple[int, str]]:
+    """(round, contender) for ``rounds`` rounds of whole runs, each round in an order rotated by one more: the
+    contenders take turns run by run, so a slow spell of a shared machine hits them all alike."""
+    for rnd in range(rounds):
+        for name in rotated(names, shift + rnd):
+            yield rnd, name
 
 
 def rotated(items: Sequence[T], shift: int) -> list[T]:
@@ -296,6 +355,11 @@ class ResultTable:
     columns: list[str]
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    settings: str = ""  # this table's own settings (rounds, sizes, transaction mode), after the server's
+    server: str = ""  # the server's settings line, filled in by Report.add
+
+    def settings_line(self) -> str:
+        return "Settings: " + "; ".join(part for part in (self.server, self.settings) if part)
 
     def add_row(self, *cells: str) -> None:
         if len(cells) != len(self.columns):
@@ -303,7 +367,11 @@ class ResultTable:
         self.rows.append(list(cells))
 
     def rich(self) -> Table:
-        table = Table(title=self.title, title_justify="left", caption_justify="left")
+        table = Table(
+            title=f"{escape(self.title)}\n[dim]{escape(self.settings_line())}[/]",
+            title_justify="left",
+            caption_justify="left",
+        )
         for i, name in enumerate(self.columns):
             table.add_column(name, justify="left" if i == 0 else "right")
         for row in self.rows:
@@ -316,7 +384,7 @@ class ResultTable:
         def cell(text: str) -> str:
             return text.replace("|", "\\|")
 
-        lines = [f"**{self.title}**", ""]
+        lines = [f"**{self.title}**", "", f"_{cell(self.settings_line())}_", ""]
         lines.append("| " + " | ".join(cell(c) for c in self.columns) + " |")
         lines.append("|" + "|".join(":---" if i == 0 else "---:" for i in range(len(self.columns))) + "|")
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
@@ -334,6 +402,7 @@ class Report:
         self.facts: list[tuple[str, str]] = []
         self.tables: list[ResultTable] = []
         self.notes: list[str] = []
+        self.settings = ""  # the server's settings line (server_settings), printed above every table
         self.console = console or Console(highlight=False)
         if not self.console.is_terminal:
             self.console.width = 180  # piped into a file: do not wrap the tables at 80 columns
@@ -349,6 +418,9 @@ class Report:
         self.console.print()
 
     def add(self, table: ResultTable) -> None:
+        if not self.settings:
+            raise ValueError(f"{table.title}: set Report.settings (the server's settings line) before adding tables")
+        table.server = table.server or self.settings
         self.tables.append(table)
         self.console.print(table.rich())
         self.console.print()
@@ -365,6 +437,11 @@ class Report:
         if self.notes:
             parts += ["", *[f"> {note}" for note in self.notes]]
         return "\n".join(parts) + "\n"
+
+    def finish(self, path: Path | None) -> None:
+        """The Markdown (to ``path``, or after the tables), and the end of the run."""
+        self.write_markdown(path)
+        progress.print("[dim]done[/]")
 
     def write_markdown(self, path: Path | None) -> None:
         text = self.markdown()

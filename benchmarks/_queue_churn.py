@@ -176,6 +176,8 @@ def run(contenders: Contenders, sizes: ChurnSizes) -> ResultTable | None:
             "maintain_partitions",
             "table size fresh → after",
         ],
+        settings=f"{sizes.churn:,} messages of churn in batches of {CHURN_BATCH:,}, workload batches of "
+        f"{WORKLOAD_BATCH}, {sizes.pairs} paired runs of {sizes.workload_seconds:g} s; one connection, autocommit",
     )
     for result in results:
         if isinstance(result, tuple):

@@ -122,6 +122,8 @@ def run(contenders: Contenders, sizes: LatencySizes) -> ResultTable:
     table = ResultTable(
         "Table 2 — send → consume latency (ms)",
         ["consumer", "p50", "p99", "max", "received", "target"],
+        settings=f"one round, {sizes.messages} messages one every {sizes.interval * 1000:.0f} ms, consumer batch "
+        f"{sizes.batch}; producer and consumers autocommit",
     )
     for label, outcome in results:
         target = "p50 < 5 ms" if "consume()" in label else ""

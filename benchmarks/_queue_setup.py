@@ -2,26 +2,30 @@
 
 - ``howdah``: Howdah's ``pgmq`` schema, installed by :func:`howdah.schema.install_all`.
 - ``pgmq``: PGMQ's own SQL (the ``sql/pgmq.sql`` shipped in the ``pgmq`` wheel), installed as plain SQL.
-- ``raw``: the floor — a table shaped exactly like a PGMQ queue table (and its archive), driven by plain
-  prepared statements doing only what each operation must do.
+- ``raw``: the floor — the very statements Howdah's SQL functions run (its per-queue "kernels", read from the
+  installed schema's ``pgmq._howdah_kernels()``), prepared by psycopg and executed directly on a queue's own
+  tables, without the function layer. The floor's database holds Howdah's schema and a queue made by
+  ``pgmq.create``, so the tables and indexes are the very ones Howdah uses.
+
+Every database keeps the server's durable defaults unless the run opted out (``--no-sync-commit``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from benchmarks._harness import BenchServer, Report
 from howdah.schema import install_all
 
 HOWDAH, PGMQ, RAW = "howdah", "pgmq", "raw"
-LABELS = {HOWDAH: "Howdah", PGMQ: "PGMQ 1.13 SQL", RAW: "raw SQL"}
+LABELS = {HOWDAH: "Howdah", PGMQ: "PGMQ 1.13 SQL", RAW: "floor (Howdah's statements)"}
 DATABASES = {HOWDAH: "bench_howdah", PGMQ: "bench_pgmq", RAW: "bench_raw"}
 
 QUEUE = "bench"
@@ -58,52 +62,22 @@ def pgmq_sql() -> tuple[str, str]:
     return folder.joinpath("pgmq.sql").read_text(encoding="utf-8"), version
 
 
-RAW_DDL = """
-CREATE SCHEMA raw;
-CREATE TABLE raw.q_bench (
-    msg_id       bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY,
-    read_ct      integer DEFAULT 0 NOT NULL,
-    enqueued_at  timestamptz DEFAULT now() NOT NULL,
-    last_read_at timestamptz,
-    vt           timestamptz NOT NULL,
-    message      jsonb,
-    headers      jsonb
-);
-CREATE INDEX q_bench_vt_idx ON raw.q_bench (vt);
-CREATE TABLE raw.a_bench (
-    msg_id       bigint PRIMARY KEY,
-    read_ct      integer DEFAULT 0 NOT NULL,
-    enqueued_at  timestamptz DEFAULT now() NOT NULL,
-    last_read_at timestamptz,
-    archived_at  timestamptz DEFAULT now() NOT NULL,
-    vt           timestamptz NOT NULL,
-    message      jsonb,
-    headers      jsonb
-);
-CREATE INDEX archived_at_idx_bench ON raw.a_bench (archived_at);
-"""
-
-
-def create_contenders(server: BenchServer, report: Report, *, durable: bool) -> Contenders:
-    """Create the three databases; a contender that cannot be installed is reported and left out.
-
-    Unless ``durable``, the databases get ``synchronous_commit = off``: the figures then show what each call
-    costs in CPU and round trips rather than how fast (and how steadily) this machine's disk flushes.
-    """
+def create_contenders(server: BenchServer, report: Report) -> Contenders:
+    """Create the three databases; a contender that cannot be installed is reported and left out."""
     found = Contenders()
     for name in DATABASES.values():
         server.create_database(name)
-        if not durable:
-            with server.connect() as conn:
-                conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(name)))
-    url = server.url(DATABASES[HOWDAH])
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            install_all(conn)
-        found.urls[HOWDAH] = url
-    except Exception as exc:
-        found.errors[HOWDAH] = f"{type(exc).__name__}: {exc}"
-        report.note(f"Howdah's queue schema did not install, so Howdah is left out: {found.errors[HOWDAH]}")
+    for contender in (HOWDAH, RAW):  # the floor runs on Howdah's own tables, so it needs Howdah's schema too
+        url = server.url(DATABASES[contender])
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                install_all(conn)
+                if contender == RAW:
+                    conn.execute("SELECT pgmq.create(%s::text)", (QUEUE,))
+            found.urls[contender] = url
+        except Exception as exc:
+            found.errors[contender] = f"{type(exc).__name__}: {exc}"
+            report.note(f"Howdah's queue schema did not install, so {LABELS[contender]} is left out: {exc}")
 
     url = server.url(DATABASES[PGMQ])
     script, found.pgmq_version = pgmq_sql()
@@ -113,11 +87,6 @@ def create_contenders(server: BenchServer, report: Report, *, durable: bool) -> 
         row = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgmq'").fetchone()
         assert row is not None and row[0] == 0, "PGMQ's SQL must install outside CREATE EXTENSION"
     found.urls[PGMQ] = url
-
-    url = server.url(DATABASES[RAW])
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(RAW_DDL.encode())
-    found.urls[RAW] = url
     return found
 
 
@@ -166,52 +135,67 @@ class FunctionApi:
         return bool(self.conn.execute(self.ARCHIVE, (self.queue, msg_id), prepare=True).fetchall()[0][0])
 
 
+def kernel_statements(conn: psycopg.Connection[Any], queue: str = QUEUE) -> dict[str, str]:
+    """Howdah's kernel statements for ``queue``, as psycopg queries: the text its SQL functions run, on the
+    queue's own tables, with the kernel's parameters as named placeholders (arrays bound in binary) and its
+    timestamp argument as ``now()`` — the statement's start in autocommit, where the function passes
+    ``clock_timestamp()`` taken as it starts. ``read_one`` is ``read`` with ``LIMIT 1``, as the function runs it
+    for one message."""
+    rows = conn.execute(
+        "SELECT k.name, k.params, k.statement, r.q_rel, r.a_rel "
+        "FROM pgmq._howdah_kernels() AS k, pgmq._howdah_resolve(%s::text) AS r",
+        (queue,),
+    ).fetchall()
+    found: dict[str, str] = {}
+    for name, params, statement, q_rel, a_rel in rows:
+        types = [p.strip().split(" ", 1)[1] for p in params.split(",")]
+
+        def placeholder(match: re.Match[str], types: list[str] = types) -> str:
+            n = int(match.group(1))
+            kind = types[n - 1]
+            if kind == "timestamp with time zone":
+                return "now()"
+            return f"%(p{n}){'b' if kind.endswith('[]') else 's'}::{kind}"
+
+        text = statement.replace("%1$s", q_rel).replace("%2$s", a_rel).replace("%%", "%")
+        found[name.removeprefix("_howdah_k_")] = re.sub(r"\$(\d+)", placeholder, text.replace("%", "%%"))
+    found["read_one"] = found["read"].replace("LIMIT %(p3)s::integer", "LIMIT 1")
+    return found
+
+
 class RawApi:
-    """The floor: prepared statements on ``raw.q_bench`` doing exactly what each operation must do."""
+    """The floor: Howdah's own statements (:func:`kernel_statements`), prepared, without the function layer."""
 
-    SEND = "INSERT INTO raw.q_bench (vt, message) VALUES (clock_timestamp(), %s::jsonb) RETURNING msg_id"
-    SEND_BATCH = "INSERT INTO raw.q_bench (vt, message) SELECT clock_timestamp(), unnest(%b::jsonb[]) RETURNING msg_id"
-    READ = (
-        "WITH cte AS (SELECT msg_id FROM raw.q_bench WHERE vt <= clock_timestamp() "
-        "ORDER BY msg_id LIMIT %s FOR UPDATE SKIP LOCKED) "
-        "UPDATE raw.q_bench m SET last_read_at = clock_timestamp(), "
-        "vt = clock_timestamp() + make_interval(secs => %s), read_ct = read_ct + 1 "
-        "FROM cte WHERE m.msg_id = cte.msg_id "
-        "RETURNING m.msg_id, m.read_ct, m.enqueued_at, m.last_read_at, m.vt, m.message, m.headers"
-    )
-    DELETE = "DELETE FROM raw.q_bench WHERE msg_id = %s RETURNING msg_id"
-    DELETE_BATCH = "DELETE FROM raw.q_bench WHERE msg_id = ANY(%b::bigint[]) RETURNING msg_id"
-    ARCHIVE = (
-        "WITH archived AS (DELETE FROM raw.q_bench WHERE msg_id = %s "
-        "RETURNING msg_id, vt, read_ct, enqueued_at, last_read_at, message, headers) "
-        "INSERT INTO raw.a_bench (msg_id, vt, read_ct, enqueued_at, last_read_at, message, headers) "
-        "SELECT msg_id, vt, read_ct, enqueued_at, last_read_at, message, headers FROM archived RETURNING msg_id"
-    )
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], queue: str = QUEUE) -> None:
         self.conn = conn
-        self.tables = ["raw.q_bench", "raw.a_bench"]
+        self.sql = kernel_statements(conn, queue)
+        self.tables = [f"pgmq.q_{queue}", f"pgmq.a_{queue}"]
 
     def create(self) -> None:
-        """The tables exist from the start (see ``RAW_DDL``)."""
+        """The queue exists from the start (see :func:`create_contenders`)."""
+
+    def _run(self, name: str, **params: Any) -> psycopg.Cursor[Any]:
+        return self.conn.execute(self.sql[name], params, prepare=True)
 
     def send(self, body: str) -> int:
-        return int(self.conn.execute(self.SEND, (body,), prepare=True).fetchall()[0][0])
+        return int(self._run("send_one", p2=body, p3=None).fetchall()[0][0])
 
     def send_batch(self, bodies: list[str]) -> list[Row]:
-        return self.conn.execute(self.SEND_BATCH, (bodies,), prepare=True).fetchall()
+        return self._run("send_many", p2=bodies, p3=None).fetchall()
 
     def read(self, qty: int) -> list[Row]:
-        return self.conn.execute(self.READ, (qty, VT), prepare=True).fetchall()
+        if qty == 1:
+            return self._run("read_one", p2=VT).fetchall()
+        return self._run("read", p2=VT, p3=qty).fetchall()
 
     def delete(self, msg_id: int) -> bool:
-        return bool(self.conn.execute(self.DELETE, (msg_id,), prepare=True).fetchall())
+        return self._run("delete_one", p2=msg_id).rowcount > 0
 
     def delete_batch(self, msg_ids: list[int]) -> list[Row]:
-        return self.conn.execute(self.DELETE_BATCH, (msg_ids,), prepare=True).fetchall()
+        return self._run("delete_many", p2=msg_ids).fetchall()
 
     def archive(self, msg_id: int) -> bool:
-        return bool(self.conn.execute(self.ARCHIVE, (msg_id,), prepare=True).fetchall())
+        return self._run("archive_one", p2=msg_id).rowcount > 0
 
 
 SqlApi = FunctionApi | RawApi

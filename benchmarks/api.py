@@ -15,9 +15,10 @@ instances, each a reload-only ``work_mem`` change; 202 once the previous change 
 Interleaved with it at ``--peer-rate`` (20/s each), served by the same process: the *floor*, a minimal FastAPI
 route answering "GET one instance" with one ``SELECT`` on the same pool (no auth, no models), and ``/healthz``
 (no database). After the open-loop run, a closed-loop one measures how many requests of each kind the server
-answers at most with 16 in flight (its capacity in this run). All of it is done twice, each time in a fresh
-database and fresh processes: with ``synchronous_commit = on`` (as deployed: a commit waits for its WAL flush)
-and ``off`` (``--commit`` picks one). It prints percentiles, ratios to the floor and the target (GET p99 < 50 ms);
+answers at most with 16 in flight (its capacity in this run). All of it runs in a fresh database and fresh
+processes with the server's durable defaults, ``synchronous_commit = on`` (as deployed: a commit waits for its
+WAL flush); ``--commit off`` (or ``--no-sync-commit``) runs it with commits that do not wait, ``--commit both``
+once each way, and every table says which. It prints percentiles, ratios to the floor and the target (GET p99 < 50 ms);
 it does not pass or fail. Progress goes to stderr, tables and Markdown to stdout.
 """
 
@@ -47,7 +48,18 @@ from psycopg_pool import AsyncConnectionPool
 
 from benchmarks._api_http import Connection
 from benchmarks._api_server import FLOOR_PATH, POOL_SIZE
-from benchmarks._harness import BenchServer, Report, ResultTable, fmt_ms, fmt_ratio, percentile, progress, ratio, step
+from benchmarks._harness import (
+    BenchServer,
+    Report,
+    ResultTable,
+    bench_parser,
+    fmt_ms,
+    fmt_ratio,
+    percentile,
+    ratio,
+    server_settings,
+    step,
+)
 from howdah.control.events import data_plane_queue
 from howdah.control.service import ControlPlane
 from howdah.schema import install_all
@@ -317,6 +329,7 @@ class Outcome:
     """One commit mode's run: its samples, and the p99 of each kind of request."""
 
     commit: str
+    settings: str  # the server's settings line, as the run's database sees them
     samples: list[Sample]
     capacity: list[tuple[str, float, float, Counter[int]]]  # label, req/s, p50 seconds, statuses
     cpu: dict[str, float]  # share of one core each process used during the open-loop run
@@ -326,6 +339,13 @@ class Outcome:
 def _statuses(samples: Sequence[Sample]) -> str:
     counts = Counter(s.status for s in samples)
     return ", ".join(f"{status or 'error'}: {n}" for status, n in sorted(counts.items()))
+
+
+def _settings(sizes: Sizes) -> str:
+    return (
+        f"one run, {sizes.warmup:g} s warm-up + {sizes.seconds:g} s measured, {sizes.instances} instances, "
+        f"{sizes.connections} client connections; transactions as the API makes them (its pool autocommits)"
+    )
 
 
 def latency_table(outcome: Outcome, sizes: Sizes) -> ResultTable:
@@ -349,6 +369,7 @@ def latency_table(outcome: Outcome, sizes: Sizes) -> ResultTable:
         f"each, open loop, {sizes.seconds:.0f} s measured",
         ["Request", "Requests", "req/s", "Statuses", "p50 ms", "p95 ms", "p99 ms", "max ms", "p50 ÷ floor",
          "p99 ÷ floor"],
+        settings=_settings(sizes), server=outcome.settings,
     )  # fmt: skip
     for key, label, group in rows:
         values = [s.latency for s in group]
@@ -386,6 +407,7 @@ def capacity_table(outcomes: Sequence[Outcome], sizes: Sizes) -> ResultTable:
         f"Capacity: closed loop, {sizes.in_flight} requests in flight, {sizes.capacity_seconds:.0f} s per row "
         "(measured after the open-loop run)",
         ["Request", "commits", "req/s", "p50 ms", "Statuses", "req/s ÷ floor"],
+        settings=_settings(sizes) + "; synchronous_commit as in each row",
     )
     for outcome in outcomes:
         floor = next(rate for label, rate, _, _ in outcome.capacity if label == LABELS[FLOOR])
@@ -400,7 +422,11 @@ def capacity_table(outcomes: Sequence[Outcome], sizes: Sizes) -> ResultTable:
 
 def target_table(outcomes: Sequence[Outcome], sizes: Sizes) -> ResultTable:
     title = f"Target: GET p99 < {TARGET_P99 * 1000:.0f} ms at {sizes.rate:.0f} req/s"
-    table = ResultTable(title, ["Request", "commits", "p99 ms", "target ms", "met"])
+    table = ResultTable(
+        title,
+        ["Request", "commits", "p99 ms", "target ms", "met"],
+        settings=_settings(sizes) + "; synchronous_commit as in each row",
+    )
     for outcome in outcomes:
         for kind in (ONE, LIST):
             p99 = outcome.p99[kind]
@@ -422,6 +448,7 @@ def run_once(server: BenchServer, sizes: Sizes, commit: str) -> Outcome:
         with psycopg.connect(dsn, autocommit=True) as conn:
             install_all(conn)
         token = asyncio.run(member_token(dsn))
+        settings = server_settings(dsn)
     with running(dsn) as processes:
         with step(f"synchronous_commit={commit}: creating {sizes.instances} instances, waiting until they are Up"):
             ids = asyncio.run(create_instances(processes.base_url, token, sizes.instances))
@@ -438,18 +465,18 @@ def run_once(server: BenchServer, sizes: Sizes, commit: str) -> Outcome:
                     capacity(processes.port, token, kinds, ids, sizes.capacity_seconds, sizes.in_flight)
                 )
                 measured.append((label, rate, p50, statuses))
-    return Outcome(commit, samples, measured, cpu)
+    return Outcome(commit, settings, samples, measured, cpu)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.api", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 s measured after 1 s of warm-up")
+    parser = bench_parser("api", __doc__, "a smoke run: 3 s measured after 1 s of warm-up")
     parser.add_argument("--seconds", type=float, default=None, help="seconds measured per commit mode (20; quick 3)")
     parser.add_argument("--rate", type=float, default=None, help="API requests per second (200)")
     parser.add_argument("--peer-rate", type=float, default=None, help="requests per second to each floor (20)")
     parser.add_argument("--instances", type=int, default=None, help="instances to create (20)")
-    parser.add_argument("--commit", choices=("on", "off", "both"), default="both", help="synchronous_commit (both)")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
+    parser.add_argument(
+        "--commit", choices=("on", "off", "both"), default="on", help="synchronous_commit (on, the server's default)"
+    )
     return parser
 
 
@@ -460,12 +487,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         base, seconds=args.seconds or base.seconds, rate=args.rate or base.rate,
         peer_rate=args.peer_rate or base.peer_rate, instances=args.instances or base.instances,
     )  # fmt: skip
-    commits = ("on", "off") if args.commit == "both" else (args.commit,)
+    commit = "off" if args.no_sync_commit else args.commit
+    commits = ("on", "off") if commit == "both" else (commit,)
     report = Report("Howdah API benchmark" + (" (--quick)" if args.quick else ""))
     with BenchServer() as server:
         load_before = os.getloadavg()[0]
         outcomes = [run_once(server, sizes, commit) for commit in commits]
         load_after = os.getloadavg()[0]
+        report.settings = outcomes[0].settings
         report.set_facts(
             [
                 *server.facts(),
@@ -488,8 +517,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "process from its pool, interleaved with the API's requests: 'one SELECT' answers GET one instance with a "
         "single query, without authentication or models; /healthz touches no database."
     )
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":

@@ -20,28 +20,28 @@ import importlib.util
 import os
 import re
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from benchmarks._durable_common import DBOS, HOWDAH, LABELS, Sequential, Sizes, Throughput, run_isolated, sigterm_exits
+from benchmarks._durable_common import DBOS, HOWDAH, LABELS, Sequential, Sizes, Throughput
 from benchmarks._harness import (
     BenchServer,
     Report,
     ResultTable,
+    bench_parser,
     fmt_ms,
     fmt_rate,
     fmt_ratio,
+    package_version,
     percentile,
-    progress,
     ratio,
     rotated,
     step,
+    turns,
 )
+from benchmarks._processes import Counters, delta, run_isolated, sigterm_exits
 from howdah.schema import install_all
 
 MODULES = {HOWDAH: "benchmarks._durable_howdah", DBOS: "benchmarks._durable_dbos"}
@@ -58,8 +58,7 @@ QUICK = Sizes(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.durable", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (small sizes, one round)")
+    parser = bench_parser("durable", __doc__, "a fast smoke run (small sizes, one round)")
     parser.add_argument("--workflows", type=int, default=None, help="workflows per throughput round (1000)")
     parser.add_argument("--rounds", type=int, default=None, help="throughput rounds per configuration (5, quick 1)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes of the multi-worker case (4)")
@@ -68,16 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dbos-poll", type=float, default=None, help="DBOS queue polling interval in seconds, N workers (0.01)"
     )
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
     parser.add_argument(
         "--only", action="append", choices=SCENARIOS, help="run only these parts (repeatable; default: all)"
     )
     parser.add_argument("--no-dbos", action="store_true", help="measure Howdah alone")
-    parser.add_argument(
-        "--no-sync-commit",
-        action="store_true",
-        help="start the embedded server with synchronous_commit=off (commits do not wait for the disk)",
-    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -104,38 +97,6 @@ def _sizes(args: argparse.Namespace) -> Sizes:
 
 
 # ----------------------------------------------------------------------------------------------- server counters
-@dataclass(frozen=True)
-class Counters:
-    """Cumulative server counters: transactions committed in one database, WAL fsyncs and WAL bytes (all
-    databases; nothing else runs meanwhile). ``None`` where the server does not offer the view (pg_stat_io's WAL
-    rows are PG 18+)."""
-
-    commits: int | None
-    fsyncs: int | None
-    wal_bytes: int | None
-
-    @staticmethod
-    def read(server: BenchServer, dbname: str) -> Counters:
-        def one(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> int | None:
-            try:
-                row = conn.execute(query, params).fetchone()
-            except psycopg.Error:
-                return None
-            return None if row is None or row[0] is None else int(row[0])
-
-        time.sleep(0.5)  # backends that just exited have flushed their statistics by now
-        with server.connect() as conn:
-            return Counters(
-                one(conn, "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (dbname,)),
-                one(conn, "SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal'"),
-                one(conn, "SELECT wal_bytes FROM pg_stat_wal"),
-            )
-
-
-def _delta(after: int | None, before: int | None) -> int | None:
-    return None if after is None or before is None else after - before
-
-
 @dataclass
 class Work:
     """Server counters summed over a configuration's processes, and the workflows they ran."""
@@ -149,10 +110,10 @@ class Work:
         def plus(total: float | None, delta: int | None) -> float | None:
             return None if total is None or delta is None else total + delta
 
-        commits = _delta(after.commits, before.commits)
+        commits = delta(after.commits, before.commits)
         self.commits = plus(self.commits, None if commits is None else commits - result.waiter_queries)
-        self.fsyncs = plus(self.fsyncs, _delta(after.fsyncs, before.fsyncs))
-        self.wal_bytes = plus(self.wal_bytes, _delta(after.wal_bytes, before.wal_bytes))
+        self.fsyncs = plus(self.fsyncs, delta(after.fsyncs, before.fsyncs))
+        self.wal_bytes = plus(self.wal_bytes, delta(after.wal_bytes, before.wal_bytes))
         self.workflows += result.workflows_total
 
     def per_workflow(self, value: float | None) -> float | None:
@@ -222,26 +183,23 @@ def run(
             _profiling(server)
         one_round = dataclasses.replace(sizes, rounds=1)
         failed: set[str] = set()
-        for turn in range(sizes.rounds):
-            for system in rotated(systems, index + turn):
-                if system in failed:
+        for turn, system in turns(systems, sizes.rounds, index):
+            if system in failed:
+                continue
+            label, (dbname, url) = LABELS[system], databases[system]
+            with step(f"{label}: round {turn + 1}/{sizes.rounds}, {sizes.workflows:,} workflows, {workers} worker(s)"):
+                before = Counters.read(server.admin_url, dbname)
+                try:
+                    result: Throughput = run_isolated(MODULES[system], "throughput", url, one_round, workers)
+                except Exception as exc:
+                    report.note(f"{label} with {workers} worker(s) failed: {type(exc).__name__}: {exc}")
+                    failed.add(system)
                     continue
-                label, (dbname, url) = LABELS[system], databases[system]
-                with step(
-                    f"{label}: round {turn + 1}/{sizes.rounds}, {sizes.workflows:,} workflows, {workers} worker(s)"
-                ):
-                    before = Counters.read(server, dbname)
-                    try:
-                        result: Throughput = run_isolated(MODULES[system], "throughput", url, one_round, workers)
-                    except Exception as exc:
-                        report.note(f"{label} with {workers} worker(s) failed: {type(exc).__name__}: {exc}")
-                        failed.add(system)
-                        continue
-                    after = Counters.read(server, dbname)
-                total = results.throughput.setdefault((system, scenario), Throughput(how=result.how))
-                total.rounds += result.rounds
-                total.workflows_total += result.workflows_total
-                results.work.setdefault((system, scenario), Work()).add(before, after, result)
+                after = Counters.read(server.admin_url, dbname)
+            total = results.throughput.setdefault((system, scenario), Throughput(how=result.how))
+            total.rounds += result.rounds
+            total.workflows_total += result.workflows_total
+            results.work.setdefault((system, scenario), Work()).add(before, after, result)
         if profile and workers == 1:
             for system in systems:
                 work = results.work.get((system, scenario))
@@ -265,9 +223,24 @@ def _pct(values: list[float] | None, pct: float) -> float | None:
     return percentile(values, pct) if values else None
 
 
+def _settings(sizes: Sizes, part: str = "all") -> str:
+    """A table's own settings: the sizes of the parts it shows, and how each system commits."""
+    throughput = (
+        f"(a) {sizes.rounds} round(s) of {sizes.workflows:,} workflows, 1 and {sizes.workers} worker processes, "
+        f"{sizes.concurrency} workflows in flight per worker, {sizes.starters} concurrent starts, "
+        f"pool {sizes.pool_size}"
+    )
+    sequential = f"(b) {sizes.repeats} runs of 0 and {sizes.steps} steps, (c) {sizes.latency_runs} sequential runs"
+    commits = "each system commits its own checkpoints (one transaction per step, autocommit)"
+    parts = {"all": [throughput, sequential], "a": [throughput], "bc": [sequential]}[part]
+    return "; ".join([*parts, commits])
+
+
 def summary_table(results: Results, sizes: Sizes) -> ResultTable:
     table = ResultTable(
-        "Howdah vs DBOS: durable workflows (summary)", ["Metric", "Howdah", "DBOS", "Howdah ÷ DBOS", "Target"]
+        "Howdah vs DBOS: durable workflows (summary)",
+        ["Metric", "Howdah", "DBOS", "Howdah ÷ DBOS", "Target"],
+        settings=_settings(sizes),
     )
     for scenario, workers in (("one", 1), ("many", sizes.workers)):
         h, d = _rate(results.throughput.get((HOWDAH, scenario))), _rate(results.throughput.get((DBOS, scenario)))
@@ -304,6 +277,7 @@ def throughput_table(results: Results, sizes: Sizes, systems: list[str]) -> Resu
     table = ResultTable(
         f"(a) Throughput: {sizes.workflows:,} workflows of 3 trivial steps, first start → last finish",
         ["System", "Workers", "workflows/s", "each round", "all started after", "finished after"],
+        settings=_settings(sizes, "a"),
     )
     hows: list[str] = []
     for scenario, workers in (("one", 1), ("many", sizes.workers)):
@@ -349,6 +323,7 @@ def work_table(results: Results, sizes: Sizes, systems: list[str]) -> ResultTabl
     table = ResultTable(
         "Cost per workflow during (a)",
         ["System", "Workers", "client CPU, ms", "server CPU, ms", "transactions", "WAL fsyncs", "WAL bytes"],
+        settings=_settings(sizes, "a"),
     )
     for scenario, workers in (("one", 1), ("many", sizes.workers)):
         for system in systems:
@@ -380,6 +355,7 @@ def overhead_table(results: Results, sizes: Sizes, systems: list[str]) -> Result
     table = ResultTable(
         "(b) Per-step checkpoint overhead",
         ["System", "0-step workflow, ms", f"{sizes.steps}-step workflow, ms", "per step, ms"],
+        settings=_settings(sizes, "bc"),
     )
     for system in systems:
         result = results.sequential.get(system)
@@ -399,6 +375,7 @@ def latency_table(results: Results, sizes: Sizes, systems: list[str]) -> ResultT
     table = ResultTable(
         f"(c) Latency of a 1-step workflow, {sizes.latency_runs} sequential runs (ms)",
         ["System", "p50", "p99", "server p50", "server p99", "p50 outside the server run"],
+        settings=_settings(sizes, "bc"),
     )
     for system in systems:
         result = results.sequential.get(system)
@@ -422,10 +399,11 @@ def latency_table(results: Results, sizes: Sizes, systems: list[str]) -> ResultT
     return table
 
 
-def statements_table(results: Results, system: str) -> ResultTable:
+def statements_table(results: Results, system: str, sizes: Sizes) -> ResultTable:
     table = ResultTable(
         f"Where {LABELS[system]}'s server time goes, (a) with 1 worker (pg_stat_statements, top level)",
         ["Statement", "calls/workflow", "mean ms", "ms/workflow"],
+        settings=_settings(sizes, "a"),
     )
     for query, calls, mean, per_wf in results.statements.get(system, []):
         text = query if len(query) <= 90 else query[:87] + "…"
@@ -435,13 +413,6 @@ def statements_table(results: Results, system: str) -> ResultTable:
 
 
 # ----------------------------------------------------------------------------------------------- main
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _load() -> str:
     """The 1/5/15-minute load averages: other work on the machine moves these numbers."""
     if not hasattr(os, "getloadavg"):
@@ -455,8 +426,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = _sizes(args)
     parts = set(args.only or SCENARIOS)
     settings: dict[str, str] = {}
-    if args.no_sync_commit:
-        settings["synchronous_commit"] = "off"
     if args.profile:
         settings.update({"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"})
 
@@ -468,13 +437,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             systems.append(DBOS)
 
-    with BenchServer(settings) as server:
+    with BenchServer(settings, durable=not args.no_sync_commit) as server:
+        report.settings = server.settings_line()
         report.set_facts(
             [
                 *server.facts(),
-                ("Howdah", _version("howdah")),
-                ("DBOS", f"dbos {_version('dbos')} (DBOS Transact; system database on this server)"),
-                ("SQLAlchemy (DBOS's driver layer)", _version("sqlalchemy")),
+                ("Howdah", package_version("howdah")),
+                ("DBOS", f"dbos {package_version('dbos')} (DBOS Transact; system database on this server)"),
+                ("SQLAlchemy (DBOS's driver layer)", package_version("sqlalchemy")),
                 ("load average at start", _load()),
             ]
         )
@@ -489,9 +459,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         report.add(latency_table(results, sizes, systems))
     for system in systems:
         if results.statements.get(system):
-            report.add(statements_table(results, system))
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+            report.add(statements_table(results, system, sizes))
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":

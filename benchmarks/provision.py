@@ -46,7 +46,19 @@ from typing import Any
 import psutil
 import psycopg
 
-from benchmarks._harness import Report, ResultTable, fmt_bytes, fmt_ms, fmt_ratio, percentile, progress, ratio, step
+from benchmarks._harness import (
+    Report,
+    ResultTable,
+    bench_parser,
+    fmt_bytes,
+    fmt_ms,
+    fmt_ratio,
+    percentile,
+    progress,
+    ratio,
+    server_settings,
+    step,
+)
 from benchmarks._provision_floor import FloorServer, stop_all_under
 from benchmarks._provision_platform import POLL, Created, Platform
 
@@ -397,7 +409,7 @@ def memory_table(before: dict[str, tuple[int, int, int]], after: dict[str, tuple
 def _facts(bench: Bench, count: int, load: tuple[float, float]) -> list[tuple[str, str]]:
     with psycopg.connect(bench.platform.dsn, autocommit=True) as conn:
         row = conn.execute("SHOW server_version").fetchone()
-        settings = dict(conn.execute(
+        settings: dict[str, str] = dict(conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers')"
         ).fetchall())  # fmt: skip
     cores = os.cpu_count() or 0
@@ -419,10 +431,8 @@ def _facts(bench: Bench, count: int, load: tuple[float, float]) -> list[tuple[st
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.provision", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 instances per phase instead of 10")
+    parser = bench_parser("provision", __doc__, "3 instances per phase instead of 10", durability=False)
     parser.add_argument("--instances", type=int, default=None, help="instances per phase (10; quick 3)")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
     return parser
 
 
@@ -465,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             time.sleep(SETTLE)
             memory_after = bench.memory()
         bench.platform.check_alive()
+        report.settings = "control plane: " + server_settings(bench.platform.dsn)
         report.set_facts(_facts(bench, count, (load_before, os.getloadavg()[0])))
     except KeyboardInterrupt:
         progress.print("[yellow]interrupted: cleaning up[/]")
@@ -474,13 +485,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench.close()
     if interrupted:
         raise SystemExit(130)
-    report.add(create_table(phases))
-    report.add(target_table(phases))
-    report.add(breakdown_table(phases, flows))
-    report.add(delete_table(phases))
-    report.add(memory_table(memory_before, memory_after))
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    settings = (
+        f"{count} instances one after another and {count} at once, one round after an untimed warm-up; instances "
+        "on the same binaries with their durable defaults (initdb synced, fsync=on, synchronous_commit=on)"
+    )
+    for table in (
+        create_table(phases),
+        target_table(phases),
+        breakdown_table(phases, flows),
+        delete_table(phases),
+        memory_table(memory_before, memory_after),
+    ):
+        table.settings = settings
+        report.add(table)
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":

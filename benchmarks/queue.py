@@ -1,11 +1,12 @@
-"""The queue benchmark: Howdah's ``pgmq`` schema against PGMQ 1.13's own SQL and a raw-SQL floor, on one
-Postgres, in one run.
+"""The queue benchmark: Howdah's ``pgmq`` schema against PGMQ 1.13's own SQL and a floor (Howdah's own
+statements, prepared, without the function layer), on one Postgres with its durable defaults, in one run.
 
     python -m benchmarks.queue            # the full run (a few minutes)
     python -m benchmarks.queue --quick    # a smoke run of a few seconds' worth of each measurement
 
 Tables: (1) the SQL API on one connection, (2) send → consume latency, (3) the Python clients head to head,
-(4) throughput before and after heavy churn, partitioned and not. It prints numbers, ratios and the targets
+(4) throughput before and after heavy churn, partitioned and not. The end-to-end consumer comparison with several
+processes is ``benchmarks.consumers``. It prints numbers, ratios and the targets
 they are read against; it does not pass or fail. Progress goes to stderr, tables and Markdown to stdout.
 """
 
@@ -14,36 +15,22 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 from collections.abc import Sequence
-from pathlib import Path
 
 from benchmarks import _queue_churn, _queue_clients, _queue_latency, _queue_sql
-from benchmarks._harness import BenchServer, Report, progress, step
+from benchmarks._harness import BenchServer, Report, bench_parser, step
 from benchmarks._queue_setup import create_contenders
 
 SECTIONS = ("sql", "latency", "clients", "churn")
-_COMMITS = {
-    False: "synchronous_commit=off in the benchmark databases (commits do not wait for the WAL flush; "
-    "--durable to wait)",
-    True: "synchronous_commit=on (--durable): every commit waits for its WAL flush",
-}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.queue", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (small sizes, one round)")
+    parser = bench_parser("queue", __doc__, "a fast smoke run (small sizes, one round)")
     parser.add_argument(
         "--churn", type=int, default=None, metavar="N", help="messages of partitioned churn (default 1,000,000)"
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds per contender (default 7, quick 1)")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="PATH", help="write the Markdown here")
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only these sections (repeatable; default: all)"
-    )
-    parser.add_argument(
-        "--durable",
-        action="store_true",
-        help="keep synchronous_commit=on in the benchmark databases: every autocommit call then waits for its "
-        "WAL flush, so the disk (and its neighbours' jitter) is in every figure",
     )
     parser.add_argument(
         "--profile",
@@ -65,16 +52,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings.update({"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "top"})
 
     report = Report("Howdah queue benchmark" + (" (--quick)" if quick else ""))
-    with BenchServer(settings) as server:
+    with BenchServer(settings, durable=not args.no_sync_commit) as server:
         with step("Creating the databases"):
-            contenders = create_contenders(server, report, durable=args.durable)
+            contenders = create_contenders(server, report)
+        report.settings = server.settings_line()
         report.set_facts(
             [
                 *server.facts(),
                 ("PGMQ SQL", f"{contenders.pgmq_version} (sql/pgmq.sql of the pgmq wheel, installed as plain SQL)"),
                 ("pgmq client", importlib.metadata.version("pgmq")),
                 ("Howdah", importlib.metadata.version("howdah")),
-                ("commits", _COMMITS[args.durable]),
             ]
         )
         if "sql" in sections:
@@ -98,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 report.note("Table 4 needs Howdah's schema, which did not install; it was skipped.")
             else:
                 report.add(churn_table)
-    report.write_markdown(args.markdown)
-    progress.print("[dim]done[/]")
+    report.finish(args.markdown)
 
 
 if __name__ == "__main__":
