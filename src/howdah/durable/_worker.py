@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -84,9 +83,10 @@ class Worker:
         finally:
             for task in background:
                 task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # a background loop that failed is logged, never hidden behind the shutdown
+            for failed in await asyncio.gather(*background, return_exceptions=True):
+                if isinstance(failed, Exception):
+                    log.error("worker background task failed: %r", failed, exc_info=failed)
             # Without waiting: a step thread still busy (a timed-out sync step) ends on its own when it returns.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -12,6 +12,7 @@ included from ``postgresql.conf``. Values are checked by Postgres itself before 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -56,6 +57,8 @@ from howdah.providers.base import (
     ProviderError,
     TransientProviderError,
 )
+
+log = logging.getLogger("howdah.providers.local")
 
 __all__ = ["PROVIDER_SETTINGS", "LocalProvider", "local_extension_catalog"]
 
@@ -286,8 +289,8 @@ class LocalProvider(LocalBase):
             try:
                 with self._server(paths, record).connect(timeout=3) as conn:
                     seen = q.observe(conn, record.settings)
-            except (ProviderError, psycopg.Error, OSError):
-                pass
+            except (ProviderError, psycopg.Error, OSError) as exc:
+                log.debug("instance %s: not observable (%s); reported from its files", instance_id, exc)
             else:
                 return InstanceStatus(
                     exists=True, running=True, accepting_connections=True, pending_restart=seen.pending_restart,

@@ -147,9 +147,9 @@ class Consumer:
         self.stop()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for failed in await asyncio.gather(*self._tasks, return_exceptions=True):
+            if isinstance(failed, Exception):  # a background loop that failed: say so, then close anyway
+                log.error("queue %s: background task failed: %r", self.queue, failed, exc_info=failed)
         self._tasks.clear()
         self._remove_signals()
         if self._listener is not None:
