@@ -20,6 +20,7 @@ from howdah.cli._common import console, err_console, friendly
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
 from howdah.control.errors import Unauthorized
+from howdah.control.queries import QUERIES
 from howdah.control.server import serve_control_plane
 from howdah.control.service import ControlPlane
 from howdah.durable import DurableApp, Worker
@@ -158,7 +159,7 @@ async def _status_table(pool: AsyncConnectionPool) -> Table:
         table.add_column(column)
     async with pool.connection() as conn:
         queries = (
-            ("instances", "SELECT state, count(*) FROM control.instances GROUP BY 1 ORDER BY 1"),
+            ("instances", QUERIES["instances_by_state"]),
             ("workflows", "SELECT status, count(*) FROM howdah.workflows GROUP BY 1 ORDER BY 1"),
             ("queue depth", "SELECT queue_name, queue_length FROM pgmq.metrics_all() WHERE queue_length > 0"),
         )

@@ -52,7 +52,7 @@ RETURNING *;
 SELECT 1 FROM control.instances LIMIT 1;
 
 -- name: instances_by_state
-SELECT state, count(*) FROM control.instances GROUP BY state;
+SELECT state, count(*) FROM control.instances GROUP BY state ORDER BY state;
 
 -- name: supervised_instances
 -- What a data plane's conductor supervises: its instances that should be Up with no work in flight.
