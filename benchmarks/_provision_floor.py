@@ -20,8 +20,8 @@ from pathlib import Path
 
 import psycopg
 
-from howdah.control.server import free_port
 from howdah.pg._binaries import run_tool, server_os_user
+from howdah.pg.processes import free_port, pg_ctl_stop, postmaster_pid
 
 SUPERUSER = "postgres"
 
@@ -103,26 +103,12 @@ class FloorServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def postmaster_pid(data_dir: Path) -> int | None:
-    try:
-        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-    except (OSError, IndexError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
-
-
 def stop_postmaster(tools: Path, data_dir: Path, timeout: float = 30) -> None:
     """``pg_ctl stop -m immediate``, then SIGKILL if the postmaster is still there."""
     if postmaster_pid(data_dir) is None:
         return
     with contextlib.suppress(Exception):
-        run_tool(tools, "pg_ctl", ["-D", str(data_dir), "-m", "immediate", "-w", "-t", "20", "stop"], timeout=timeout)
+        pg_ctl_stop(tools, data_dir, "immediate", timeout=min(20, timeout))
     pid = postmaster_pid(data_dir)
     if pid is not None:
         with contextlib.suppress(OSError):

@@ -27,8 +27,8 @@ import psutil
 import psycopg
 
 from benchmarks._provision_floor import stop_all_under
-from howdah.control.server import free_port
 from howdah.pg import EmbeddedPostgres
+from howdah.pg.processes import free_port
 from howdah.schema import install_all
 
 ORG = "bench"

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from howdah.control.events import STATE_QUEUE, data_plane_queue
-from howdah.control.server import free_port
+from howdah.pg.processes import free_port
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow

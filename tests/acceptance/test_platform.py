@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,8 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from howdah.control.server import free_port
-from howdah.pg.processes import postmaster_pid
+from howdah.pg.processes import LOCALHOST, free_port, port_open, postmaster_pid
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -108,12 +106,6 @@ def _start_time(conn: psycopg.Connection[Any]) -> Any:
     return row[0]
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     p = platform
     created = p.cli(
@@ -172,7 +164,7 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     # stop closes the port; start brings the data back
     p.cli("instance", "stop", "shop", "--wait")
     assert p.instance("shop")["state"] == "Stopped"
-    assert not _port_open(port)
+    assert not port_open(LOCALHOST, port)
     p.cli("instance", "start", "shop", "--wait")
     with p.connect("shop") as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
@@ -180,7 +172,7 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     # kill -9 the instance's postmaster: reported Error, then recovered to Up
     pid = int((p.home / "instances" / instance["id"] / "pgdata" / "postmaster.pid").read_text().split()[0])
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: p.instance("shop")["state"] == "Up" and _port_open(port), timeout=120,
+    wait_until(lambda: p.instance("shop")["state"] == "Up" and port_open(LOCALHOST, port), timeout=120,
                what="shop to come back after its postmaster was killed")  # fmt: skip
     with p.connect("shop") as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
@@ -188,7 +180,7 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     # delete: Deleted, data directory and port gone
     p.cli("instance", "delete", "shop", "--wait")
     assert not (p.home / "instances" / instance["id"]).exists()
-    assert not _port_open(port)
+    assert not port_open(LOCALHOST, port)
 
 
 def test_read_replica_killed_with_sigkill_is_restarted_and_shown(platform: Platform) -> None:

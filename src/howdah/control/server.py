@@ -12,9 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 from howdah.control.api import create_app
 from howdah.control.reconciler import Reconciler
 from howdah.control.sealing import Sealer
-from howdah.pg.processes import free_port
 
-__all__ = ["free_port", "serve_control_plane"]
+__all__ = ["serve_control_plane"]
 
 
 class _Server(uvicorn.Server):
