@@ -1,4 +1,4 @@
-"""restart_expected and its helpers: one case per rule, the parser on a sample, and the real PG 18 binary."""
+"""restart_reasons and its helpers: one case per rule, the parser on a sample, and the real PG 18 binary."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from howdah.control.restart import (
     parse_describe_config,
     parse_library_list,
     preload_libraries,
-    restart_expected,
     restart_reason,
     restart_reasons,
     setting_contexts,
@@ -202,20 +201,20 @@ def test_rules(actual: dict[str, Any], desired: dict[str, Any], expected: list[s
     before, after = spec(**actual), spec(**desired)
     assert reasons(before, after) == expected
     args = (after, before, after.postgres_configs, before.postgres_configs, CONTEXTS)
-    assert restart_expected(*args) is bool(expected)
+    assert bool(restart_reasons(*args)) is bool(expected)
     assert restart_reason(*args) == ("; ".join(expected) or None)
 
 
 def test_nothing_running_means_nothing_restarts() -> None:
     desired = spec(cpu="4", extensions=(ext("pg_cron"),), postgres_configs={"shared_buffers": "1GB"})
-    assert not restart_expected(desired, None, desired.postgres_configs, {}, CONTEXTS)
+    assert not restart_reasons(desired, None, desired.postgres_configs, {}, CONTEXTS)
     assert restart_reason(desired, None, desired.postgres_configs, {}, CONTEXTS) is None
 
 
 def test_the_effective_settings_decide_not_the_spec_alone() -> None:
     # Same postgres_configs, but the stack computed another shared_buffers from the new size.
-    assert restart_expected(BASE, BASE, {"shared_buffers": "256MB"}, {"shared_buffers": "128MB"}, CONTEXTS)
-    assert not restart_expected(BASE, BASE, {"work_mem": "8MB"}, {"work_mem": "4MB"}, CONTEXTS)
+    assert restart_reasons(BASE, BASE, {"shared_buffers": "256MB"}, {"shared_buffers": "128MB"}, CONTEXTS)
+    assert not restart_reasons(BASE, BASE, {"work_mem": "8MB"}, {"work_mem": "4MB"}, CONTEXTS)
     # A stack that lists the libraries itself.
     assert (
         restart_reason(BASE, BASE, {"shared_preload_libraries": "pg_stat_statements"}, {}, CONTEXTS)
@@ -224,8 +223,8 @@ def test_the_effective_settings_decide_not_the_spec_alone() -> None:
 
 
 def test_names_are_case_insensitive_and_values_stripped() -> None:
-    assert not restart_expected(BASE, BASE, {"Shared_Buffers": "128MB "}, {"shared_buffers": "128MB"}, CONTEXTS)
-    assert restart_expected(BASE, BASE, {"SHARED_BUFFERS": "256MB"}, {"shared_buffers": "128MB"}, CONTEXTS)
+    assert not restart_reasons(BASE, BASE, {"Shared_Buffers": "128MB "}, {"shared_buffers": "128MB"}, CONTEXTS)
+    assert restart_reasons(BASE, BASE, {"SHARED_BUFFERS": "256MB"}, {"shared_buffers": "128MB"}, CONTEXTS)
 
 
 # ---------------------------------------------------------------------------------------- preload libraries
@@ -382,9 +381,9 @@ def test_real_unknown_settings(pg18: Mapping[str, str]) -> None:
 
 
 def test_real_decisions(pg18: Mapping[str, str]) -> None:
-    assert not restart_expected(BASE, BASE, {"work_mem": "64MB"}, {}, pg18)
+    assert not restart_reasons(BASE, BASE, {"work_mem": "64MB"}, {}, pg18)
     assert restart_reason(BASE, BASE, {"shared_buffers": "1GB"}, {}, pg18) == "shared_buffers has context postmaster"
-    assert restart_expected(BASE, BASE, {"max_connections": "500"}, {"max_connections": "100"}, pg18)
+    assert restart_reasons(BASE, BASE, {"max_connections": "500"}, {"max_connections": "100"}, pg18)
 
 
 @pytest.fixture

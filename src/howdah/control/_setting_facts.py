@@ -90,6 +90,10 @@ _UNITS_18 = {
 }
 
 _BOOL_SPELLINGS = ("true", "false", "yes", "no", "1", "0")
+# client_min_messages accepts these levels; icu_validation_level these and "disabled".
+_CLIENT_LEVELS = (
+    "debug5", "debug4", "debug3", "debug2", "debug1", "log", "notice", "warning", "error", "debug", "info",
+)  # fmt: skip
 # log_min_messages and log_min_error_statement accept the same levels.
 _SERVER_LOG_LEVELS = (
     "debug5", "debug4", "debug3", "debug2", "debug1", "info", "notice", "warning", "error", "log", "fatal", "panic",
@@ -101,19 +105,7 @@ _ENUM_VALUES_18 = {
     "archive_mode": ("always", "on", "off", *_BOOL_SPELLINGS),
     "backslash_quote": ("safe_encoding", "on", "off", *_BOOL_SPELLINGS),
     "bytea_output": ("escape", "hex"),
-    "client_min_messages": (
-        "debug5",
-        "debug4",
-        "debug3",
-        "debug2",
-        "debug1",
-        "log",
-        "notice",
-        "warning",
-        "error",
-        "debug",
-        "info",
-    ),
+    "client_min_messages": _CLIENT_LEVELS,
     "compute_query_id": ("auto", "regress", "on", "off", *_BOOL_SPELLINGS),
     "constraint_exclusion": ("partition", "on", "off", *_BOOL_SPELLINGS),
     "default_toast_compression": ("pglz",),
@@ -122,20 +114,7 @@ _ENUM_VALUES_18 = {
     "file_copy_method": ("copy", "clone"),
     "file_extend_method": ("posix_fallocate", "write_zeros"),
     "huge_pages": ("off", "on", "try", *_BOOL_SPELLINGS),
-    "icu_validation_level": (
-        "disabled",
-        "debug5",
-        "debug4",
-        "debug3",
-        "debug2",
-        "debug1",
-        "log",
-        "notice",
-        "warning",
-        "error",
-        "debug",
-        "info",
-    ),
+    "icu_validation_level": ("disabled", *_CLIENT_LEVELS),
     "io_method": ("sync", "worker"),
     "log_error_verbosity": ("terse", "default", "verbose"),
     "log_min_error_statement": _SERVER_LOG_LEVELS,

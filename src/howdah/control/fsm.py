@@ -245,7 +245,7 @@ def next_state(state: State | str, event: Event | str, *, restart_needed: bool =
     """The state ``event`` leads to from ``state``.
 
     ``restart_needed`` matters only for Update from Up, Configuring or Error: pass
-    ``restart.restart_expected(desired, actual, desired_settings, actual_settings, contexts)`` there.
+    ``restart.restart_reasons(desired, actual, desired_settings, actual_settings, contexts)`` there.
     Raises :class:`IllegalTransition` or :class:`UndefinedTransition`; a value that is no state or event at all
     raises :class:`ValueError`.
     """

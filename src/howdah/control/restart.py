@@ -48,7 +48,6 @@ __all__ = [
     "parse_describe_config",
     "parse_library_list",
     "preload_libraries",
-    "restart_expected",
     "restart_reason",
     "restart_reasons",
     "setting_contexts",
@@ -241,18 +240,6 @@ def restart_reasons(
     reasons.extend(_library_reasons(desired, actual, desired_settings, actual_settings, catalog or FALLBACK_CATALOG))
     reasons.extend(_setting_reasons(desired_settings, actual_settings, contexts))
     return reasons
-
-
-def restart_expected(
-    desired: InstanceSpec,
-    actual: InstanceSpec | None,
-    desired_settings: Mapping[str, str],
-    actual_settings: Mapping[str, str],
-    contexts: Mapping[str, str],
-    catalog: ExtensionCatalog | None = None,
-) -> bool:
-    """Whether going from ``actual`` to ``desired`` needs a Postgres restart (see :func:`restart_reasons`)."""
-    return bool(restart_reasons(desired, actual, desired_settings, actual_settings, contexts, catalog))
 
 
 def restart_reason(

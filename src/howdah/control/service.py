@@ -378,13 +378,15 @@ class ControlPlane:
             needs_restart = False
             if kind == "Update" and row["actual_spec"]:
                 actual = InstanceSpec.model_validate(row["actual_spec"])
-                needs_restart = restart.restart_expected(
-                    spec,
-                    actual,
-                    settings,
-                    _render(actual, catalog, row["data_plane"], check_values=False)[0],
-                    _metadata_cache.contexts(spec.pg_version, catalog),
-                    catalog,
+                needs_restart = bool(
+                    restart.restart_reasons(
+                        spec,
+                        actual,
+                        settings,
+                        _render(actual, catalog, row["data_plane"], check_values=False)[0],
+                        _metadata_cache.contexts(spec.pg_version, catalog),
+                        catalog,
+                    )
                 )
             try:
                 new_state = fsm.next_state(state, fsm.Event(kind), restart_needed=needs_restart)
