@@ -352,8 +352,8 @@ def breakdown_table(phases: Sequence[Phase], flows: dict[str, dict[str, Any]]) -
         table.notes.append(
             f"{phase.label}: at most {phase.initdb_at_once[0]} initdb processes ran at the same time under the "
             f"conductor, with up to {busiest} 'ensure created' steps open at once (the floor: "
-            f"{phase.initdb_at_once[1]} initdb at once). The durable steps run their provider calls on asyncio's "
-            f"default thread pool: min(32, cores + 4) = {min(32, (os.cpu_count() or 1) + 4)} threads here."
+            f"{phase.initdb_at_once[1]} initdb at once). The conductor runs provider calls on a thread pool of "
+            "its own, sized to its concurrency (default 8) plus 4."
         )
     retried = sum(r for _, _, r in data)
     if retried:
