@@ -141,6 +141,34 @@ async def test_a_consumer_reads_only_what_it_can_start_now(
         await asyncio.wait_for(task, 15)
 
 
+async def test_after_a_short_read_the_next_read_waits_read_interval_and_takes_what_came_meanwhile(
+    db_url: str, async_queue: AsyncQueue, queue: str
+) -> None:
+    """Under a trickle one read takes several messages: a read that came back short (not only an empty one) is
+    followed by the next one ``read_interval`` after it at the earliest, woken or not."""
+    handled: list[int] = []
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    consumer = async_queue.consume(queue, read_interval=0.5, **NEVER_POLL)
+    task, stop = run_until_stopped(consumer, handler)
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+    try:
+        await async_wait_until(lambda: listener.waiting(channel) == 1, what="the consumer waiting")
+        reads = consumer.reads
+        first = await async_queue.send(queue, "first")
+        await async_wait_until(lambda: handled == [first], what="the first handled")
+        rest = [await async_queue.send(queue, i) for i in range(5)]  # a few ms, well inside the interval
+        await async_wait_until(lambda: len(handled) == 6, what="all six handled")
+        assert handled == [first, *rest]
+        assert consumer.reads - reads == 2  # one read for the first (short: 1 of 10), one for the five
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
 # -------------------------------------------------------------------------------------------------- wake-ups
 async def channel_of(async_queue: AsyncQueue, queue: str) -> str:
     return await async_queue.listen_channel(queue)
