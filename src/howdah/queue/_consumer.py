@@ -237,8 +237,8 @@ class Consumer:
         self.reads += 1
         self.empty_reads += not messages
         self._drained = len(messages) < want
-        if self._drained and self._listener is not None:
-            self._listener.covered(self._channel, self._seen)
+        if self._listener is not None:
+            self._listener.read(self._channel, self._seen, len(messages), self._drained)
         await self._take(messages)
 
     async def _wait_for_messages(self) -> bool:

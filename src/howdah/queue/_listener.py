@@ -1,31 +1,41 @@
-"""One LISTEN connection per process (per event loop and database), shared by every consumer and queue in it,
-and one process per queue that reacts to the queue's notifications: its *leader*.
+"""One LISTEN connection per process (per event loop and database), shared by every consumer and queue in it;
+one process per queue that reacts to the queue's notifications (its *leader*); and no listening at all while
+messages stream in faster than they are read.
 
-PGMQ's insert trigger notifies every session listening on the queue's channel, so if every consumer process
-listened, each message would wake one consumer in each process: four processes, four reads, three of them
-empty. Instead the processes of a queue elect a leader with a session-level advisory lock taken on their
-listener connections (:func:`leader_key`); it is released when the leader's connection ends, its process killed
-or not, and the others try to take it every ``poll_interval``, or at once when a leader hands over on stopping.
-Only the leader LISTENs on the queue's channel. The others (followers) listen on a channel of Howdah's own
-(:func:`help_channel`), on which the leader asks for help when it cannot keep up, and they poll.
+What a notification costs. PostgreSQL signals EVERY backend that listens on any channel in the database when a
+transaction that notified commits, and each idle one reads the notification queue in a transaction of its own:
+with four consumer processes listening, every single send costs five commits besides its own, heard or not.
+Two things keep that down:
+
+- **A leader per queue.** The processes of a queue elect a leader with a session-level advisory lock taken on
+  their listener connections (:func:`leader_key`); it is released when the leader's connection ends, its process
+  killed or not, and the others try to take it every ``poll_interval``, or at once when a leader hands over on
+  stopping. Only the leader's consumers are woken by the queue's notifications; the others (followers) are woken
+  when the leader asks for help on a channel of Howdah's own (:func:`help_channel`), and poll.
+- **Streaming.** A process whose notifications come faster than it would read anyway (:data:`DENSE` of them
+  less than a *tick* apart on average) stops listening on the queue (UNLISTEN: its backend is no longer
+  signalled) and wakes one of its consumers every tick instead: the leader every ``read_interval``, a follower
+  every :data:`FOLLOW_TICK`. After :data:`EMPTY_READS` empty reads in a row it listens again, then wakes every
+  waiting consumer once LISTEN is in place, so that a message committed meanwhile is read.
 
 Inside a process a wake-up goes to ONE consumer of the queue that is waiting for messages, never all of them;
-consumers that are busy handling are not woken (they read again when they have room anyway).
+consumers that are busy handling are not woken at all (they read again when they have room anyway).
 
 When does the leader ask for help? A wake-up is *covered* once a read that started after it came back short (it
 saw every message committed before it). A wake-up that no read of the leader's process covered within
 ``read_interval`` plus :data:`HELP_SLACK` means that process is behind (its consumers are busy, or their reads keep
 coming back full), so it wakes one more of its own consumers if one waits, or else NOTIFYs the help channel, at
-most once per that interval; each follower then wakes one of its waiting consumers. A consumer whose read came
-back full reads again without waiting, so a process that joined in drains a backlog.
+most once per that interval and only when another process consumes the queue (holds :func:`member_key`); each
+listening follower then wakes one of its waiting consumers. A consumer whose read came back full reads again
+without waiting, so a process that joined in drains a backlog.
 
 No wake-up is lost. Each channel counts its wake-ups (``seq``). A consumer notes the count before a read; if
 that read comes back short it waits with :meth:`Listener.wait`, which returns at once when the count moved
 meanwhile: a message committed after the read's snapshot was notified after it, so either the count has moved
 or the notification is still to come and wakes a waiter (in a follower the same holds for the leader's calls for
-help). When a process starts listening, or takes the lead, every waiting consumer of the queue is woken, as
-notifications may have gone unheard. Followers also poll every ``poll_interval``: should the leader die, a
-message waits at most that long.
+help; while streaming the next tick comes within a tick). When a process starts listening, takes the lead, or
+stops streaming, every waiting consumer of the queue is woken, as notifications may have gone unheard.
+Followers also poll every ``poll_interval``: should the leader die, a message waits at most that long.
 
 Throttled queues (``pgmq.enable_notify_insert(queue, throttle_interval_ms)``) notify at most once per interval:
 a message sent inside the interval after a notification is not notified at all. So the leader wakes one
@@ -56,10 +66,14 @@ Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 RECONNECT = Backoff(initial=0.1, cap=5.0)
 READY_TIMEOUT = 5.0  # how long a new subscriber waits for its LISTEN before it relies on polling meanwhile
 THROTTLE_SLACK = 0.001  # seconds after a throttle interval ends before the listener wakes a waiter
-HELP_SLACK = 0.010  # a wake-up left uncovered for read_interval + this: the leader's process is behind
+HELP_SLACK = 0.020  # a wake-up left uncovered for read_interval + this: the leader's process is behind
 CLOSE_TIMEOUT = 2.0  # how long the last unsubscribe waits for the connection to hand over and close
 HANDOVER = "handover"  # payload on the help channel: the leader stopped, followers try to take the lead now
 MAX_CHANNEL_BYTES = 63  # Postgres's NAMEDATALEN - 1
+DENSE = 8  # notifications less than a tick apart on average, in a row: a stream (stop listening)
+EMPTY_READS = 3  # empty reads in a row while streaming: the stream has ended (listen again)
+FOLLOW_TICK = 0.05  # seconds between a follower's wake-ups while the queue streams
+MIN_TICK = 0.001  # the leader's tick when read_interval is 0
 
 
 def leader_key(channel: str) -> int:
@@ -103,11 +117,12 @@ class _Channel:
     seq: int = 0
     throttle: float = 0.0  # seconds
     retry: float = 1.0  # seconds between a follower's attempts to take the lead (the least poll_interval)
-    help_after: float = HELP_SLACK  # seconds a wake-up may stay uncovered (the largest read_interval + slack)
+    read_interval: float = 0.0  # the largest of the subscribers'
     waiters: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
-    listening: asyncio.Event = field(default_factory=asyncio.Event)
+    listening: asyncio.Event = field(default_factory=asyncio.Event)  # wake-ups come (notifications or ticks)
     tail: asyncio.TimerHandle | None = None
     leader: bool = False  # this listener's connection holds the leader lock
+    promoted: bool = False  # took the lead; its waiters are to be woken once LISTEN is in place
     try_at: float = 0.0  # monotonic time of the next attempt to take the lead (followers)
     covered: int = 0  # the last wake-up (seq) known to be covered by a short read
     watch: asyncio.TimerHandle | None = None  # checks that the wake-ups up to watch_seq get covered
@@ -115,6 +130,34 @@ class _Channel:
     ask_help: bool = False  # the session is to NOTIFY the help channel
     alone_until: float = 0.0  # monotonic time until which no other process is assumed to consume the queue
     helps: int = 0  # how many times this process asked for help (for tests and metrics)
+    arrivals: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=DENSE))
+    streaming: bool = False  # not listening: woken every tick instead
+    ticker: asyncio.TimerHandle | None = None
+    empties: int = 0  # empty reads in a row while streaming
+    streams: int = 0  # how many times this process started streaming (for tests and metrics)
+
+    @property
+    def help_after(self) -> float:
+        return self.read_interval + HELP_SLACK
+
+    @property
+    def tick(self) -> float:
+        """Seconds between wake-ups while streaming (a notification less often than this is worth hearing)."""
+        lead = max(self.read_interval, MIN_TICK)
+        return lead if self.leader else max(lead, min(FOLLOW_TICK, self.retry))
+
+    def wanted(self) -> set[str]:
+        """The channels to LISTEN on now: none while streaming; a follower hears the queue's notifications only to
+        tell a stream (they wake nobody), and the leader's calls for help."""
+        if self.streaming:
+            return set()
+        return {self.name} if self.leader else {self.name, self.help}
+
+    def stop_timers(self) -> None:
+        for timer in (self.tail, self.watch, self.ticker):
+            if timer is not None:
+                timer.cancel()
+        self.tail = self.watch = self.ticker = None
 
 
 class Listener:
@@ -145,8 +188,9 @@ class Listener:
         """Start listening on ``channel`` (counted: one call per consumer); returns once LISTEN is in place, or
         after a few seconds when the database cannot be reached (the consumer then polls until it can).
 
-        ``poll_interval`` bounds how often this process tries to take the lead; ``read_interval`` how long a
-        wake-up may wait for a read before the process counts as behind."""
+        ``poll_interval`` bounds how often this process tries to take the lead; ``read_interval`` is how often
+        the leader's consumers read while the queue streams, and how long a wake-up may wait for a read (plus
+        :data:`HELP_SLACK`) before the process counts as behind."""
         ch = self._channels.get(channel)
         if ch is None:
             ch = self._channels[channel] = _Channel(channel, help_channel(channel), leader_key(channel))
@@ -155,7 +199,7 @@ class Listener:
         ch.refs += 1
         ch.throttle = throttle_ms / 1000
         ch.retry = min(ch.retry, poll_interval)
-        ch.help_after = max(ch.help_after, read_interval + HELP_SLACK)
+        ch.read_interval = max(ch.read_interval, read_interval)
         self._changed.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="howdah-listen")
@@ -171,9 +215,7 @@ class Listener:
             return
         del self._channels[channel]
         self._by_help.pop(ch.help, None)
-        for timer in (ch.tail, ch.watch):
-            if timer is not None:
-                timer.cancel()
+        ch.stop_timers()
         self._wake(ch, everyone=True)
         self._changed.set()  # the session gives up the lead (telling the others) and stops listening
         if not self._channels and self._task is not None:
@@ -194,17 +236,31 @@ class Listener:
         ch = self._channels.get(channel)
         return ch.seq if ch is not None else 0
 
-    def covered(self, channel: str, seen: int) -> None:
-        """A read that started after wake-up ``seen`` (see :meth:`seq`) came back short: it saw every message
-        committed before it, so wake-ups up to ``seen`` need no help."""
+    def read(self, channel: str, seen: int, found: int, short: bool) -> None:
+        """A consumer's read that started after wake-up ``seen`` (see :meth:`seq`) found ``found`` messages;
+        ``short``: fewer than it asked for, so it saw every message committed before it and covers the
+        wake-ups up to ``seen``. Empty reads in a row end a stream."""
         ch = self._channels.get(channel)
-        if ch is not None and seen > ch.covered:
+        if ch is None:
+            return
+        if short and seen > ch.covered:
             ch.covered = seen
+        if ch.streaming:
+            ch.empties = ch.empties + 1 if found == 0 else 0
+            if ch.empties >= EMPTY_READS:
+                self._stop_streaming(ch)
 
     def leads(self, channel: str) -> bool:
-        """Whether this process leads ``channel``'s queue (hears its notifications)."""
+        """Whether this process leads ``channel``'s queue (its notifications wake this process's consumers)."""
         ch = self._channels.get(channel)
         return ch is not None and ch.leader
+
+    def stats(self, channel: str) -> dict[str, Any]:
+        """What this process's listener did for ``channel``: its role, calls for help sent, streams started."""
+        ch = self._channels.get(channel)
+        if ch is None:
+            return {}
+        return {"leader": ch.leader, "helps": ch.helps, "streams": ch.streams, "streaming": ch.streaming}
 
     def helps(self, channel: str) -> int:
         """How many times this process, leading ``channel``'s queue, asked the others for help."""
@@ -259,7 +315,11 @@ class Listener:
 
     def _notified(self, channel: str, payload: str) -> None:
         ch = self._channels.get(channel)
-        if ch is not None:  # the queue's own notification: we lead (or did until just now)
+        if ch is not None:  # the queue's own notification
+            if self._dense(ch):
+                self._start_streaming(ch)
+            if not ch.leader:
+                return  # a follower hears it only to tell a stream
             self._arrived(ch)
             if ch.throttle > 0:
                 if ch.tail is not None:
@@ -269,15 +329,18 @@ class Listener:
         ch = self._channels.get(self._by_help.get(channel, ""))
         if ch is None:
             return
+        if payload == HANDOVER:
+            if not ch.leader:  # the leader stopped: try to take the lead now (the winner's consumers all read)
+                ch.try_at = 0.0
+                self._changed.set()
+            return
         ch.seq += 1  # the leader asks for help: one consumer here reads
         self._wake(ch)
-        if payload == HANDOVER and not ch.leader:
-            ch.try_at = 0.0  # the leader stopped: try to take the lead now rather than at the next retry
-            self._changed.set()
 
     def _interval_ended(self, ch: _Channel) -> None:
         ch.tail = None
-        self._arrived(ch)
+        if not ch.streaming:
+            self._arrived(ch)
 
     def _arrived(self, ch: _Channel) -> None:
         """A wake-up for the leader's process: one waiting consumer reads, and the watch checks it is covered."""
@@ -307,6 +370,40 @@ class Listener:
             ch.ask_help = True
             self._changed.set()
 
+    # ---------------------------------------------------------------------------------------- streaming
+    @staticmethod
+    def _dense(ch: _Channel) -> bool:
+        """Whether the queue's last DENSE notifications came less than a tick apart on average."""
+        now = time.monotonic()
+        ch.arrivals.append(now)
+        return len(ch.arrivals) == DENSE and now - ch.arrivals[0] < (DENSE - 1) * ch.tick
+
+    def _start_streaming(self, ch: _Channel) -> None:
+        if ch.streaming:
+            return
+        ch.streaming, ch.empties = True, 0
+        ch.streams += 1
+        ch.arrivals.clear()
+        ch.ticker = asyncio.get_running_loop().call_later(ch.tick, self._tick, ch)
+        self._changed.set()  # the session UNLISTENs
+        log.debug("%s streams: reading every %.3fs instead of listening", ch.name, ch.tick)
+
+    def _stop_streaming(self, ch: _Channel) -> None:
+        ch.streaming, ch.empties = False, 0
+        if ch.ticker is not None:
+            ch.ticker.cancel()
+            ch.ticker = None
+        self._changed.set()  # the session LISTENs, then wakes every waiting consumer
+        log.debug("%s no longer streams: listening again", ch.name)
+
+    def _tick(self, ch: _Channel) -> None:
+        ch.ticker = None
+        if not ch.streaming or self._channels.get(ch.name) is not ch:
+            return
+        ch.ticker = asyncio.get_running_loop().call_later(ch.tick, self._tick, ch)
+        if ch.listening.is_set():
+            self._arrived(ch)
+
     # --------------------------------------------------------------------------------------- connection
     async def _run(self) -> None:
         delays = RECONNECT.delays()
@@ -320,19 +417,17 @@ class Listener:
                 delay = next(delays)
                 log.info("LISTEN connection lost (%s); consumers poll meanwhile; reconnecting in %.1fs", exc, delay)
             finally:
-                for ch in self._channels.values():  # the lead went with the connection
+                for ch in self._channels.values():  # the lead went with the connection; start afresh
                     ch.listening.clear()
-                    ch.leader = False
+                    ch.stop_timers()
+                    ch.leader = ch.promoted = ch.streaming = False
                     ch.try_at = 0.0
-                    for timer in (ch.tail, ch.watch):
-                        if timer is not None:
-                            timer.cancel()
-                    ch.tail = ch.watch = None
+                    ch.arrivals.clear()
             if self._channels:
                 await asyncio.sleep(delay)
 
     async def _session(self, conn: Conn) -> None:
-        listened: dict[str, str] = {}  # queue channel -> the channel LISTENed for it (its own or the help one)
+        listened: dict[str, set[str]] = {}  # queue channel -> the channels LISTENed for it
         held: dict[str, int] = {}  # queue channel -> leader lock held by this session
         members: dict[str, int] = {}  # queue channel -> member lock held (shared) by this session
         while True:
@@ -354,15 +449,11 @@ class Listener:
                     await reader  # a lost connection raises here
 
     async def _sync(
-        self,
-        conn: Conn,
-        listened: dict[str, str],
-        held: dict[str, int],
-        members: dict[str, int],
+        self, conn: Conn, listened: dict[str, set[str]], held: dict[str, int], members: dict[str, int]
     ) -> None:
         """Bring the connection in line: leads given up (and handed over) for channels no longer wanted, calls
         for help sent, membership taken and the lead tried for where it is due, and each channel LISTENed as its
-        role wants."""
+        role and streaming want."""
         for name in [n for n in listened if n not in self._channels]:
             if name in held:
                 await conn.execute(
@@ -370,7 +461,8 @@ class Listener:
                 )
             if name in members:
                 await conn.execute("SELECT pg_advisory_unlock_shared(%s)", (members.pop(name),))
-            await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(listened.pop(name))))
+            for channel in sorted(listened.pop(name)):
+                await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
         asked = [ch for ch in self._channels.values() if ch.ask_help]
         for ch in asked:
             ch.ask_help = False
@@ -382,37 +474,41 @@ class Listener:
                 ([member_key(ch.name) for ch in joining],),
             )
             members.update((ch.name, member_key(ch.name)) for ch in joining)
+        await self._take_lead(conn, held)
+        for ch in self._channels.values():
+            had, wanted = listened.get(ch.name, set()), ch.wanted()
+            for channel in sorted(had - wanted):
+                await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+            for channel in sorted(wanted - had):
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            listened[ch.name] = wanted
+            if (wanted and not had) or ch.promoted or not ch.listening.is_set():
+                ch.promoted = False
+                ch.listening.set()
+                ch.seq += 1  # notifications may have gone unheard (connecting, following, streaming)
+                self._wake(ch, everyone=True)
+                self._watch(ch)
+
+    async def _take_lead(self, conn: Conn, held: dict[str, int]) -> None:
+        """Try the leader lock of each channel this process does not lead, where an attempt is due."""
         now = time.monotonic()
         for ch in self._channels.values():
-            if ch.name in held:  # unsubscribed and subscribed again before this session caught up
-                ch.leader = True
+            if ch.name in held and not ch.leader:  # unsubscribed and subscribed again before the session caught up
+                ch.leader = ch.promoted = True
         due = [ch for ch in self._channels.values() if not ch.leader and ch.try_at <= now]
-        if due:
-            cur = await conn.execute(
-                "SELECT pg_try_advisory_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
-                ([ch.key for ch in due],),
-            )
-            for ch, (won,) in zip(due, await cur.fetchall(), strict=True):
-                if won:
-                    ch.leader = True
-                    held[ch.name] = ch.key
-                    log.debug("leading the queue of %s", ch.name)
-                else:
-                    ch.try_at = now + ch.retry
-        # Followers first: the last statement of a leader's set-up is its LISTEN on the queue's channel.
-        for ch in sorted(self._channels.values(), key=lambda c: c.leader):
-            wanted = ch.name if ch.leader else ch.help
-            if listened.get(ch.name) != wanted:
-                if ch.name in listened:
-                    await conn.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(listened[ch.name])))
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(wanted)))
-                listened[ch.name] = wanted
-            elif ch.listening.is_set():
-                continue
-            ch.listening.set()
-            ch.seq += 1  # notifications may have gone unheard while (re)connecting or following
-            self._wake(ch, everyone=True)
-            self._watch(ch)
+        if not due:
+            return
+        cur = await conn.execute(
+            "SELECT pg_try_advisory_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
+            ([ch.key for ch in due],),
+        )
+        for ch, (won,) in zip(due, await cur.fetchall(), strict=True):
+            if won:
+                ch.leader = ch.promoted = True
+                held[ch.name] = ch.key
+                log.debug("leading the queue of %s", ch.name)
+            else:
+                ch.try_at = now + ch.retry
 
     async def _ask_help(self, conn: Conn, asked: list[_Channel]) -> None:
         """NOTIFY the help channels of ``asked`` whose queue another process consumes (holds the member lock);

@@ -27,7 +27,7 @@ class ConsumeOptions:
     - ``read_interval``: once a read came back short (found fewer messages than it asked for), the next read
       waits for a wake-up and comes at least this long after the previous one, so that under a steady stream one
       read takes several messages; a read that came back full is followed by the next one at once. A wake-up
-      that no read of the process covered within ``read_interval`` plus 10 ms makes the process that leads the
+      that no read of the process covered within ``read_interval`` plus 20 ms makes the process that leads the
       queue ask the other consumer processes for help.
     - ``poll_interval``: a consumer with nothing to do reads at least this often, wake-up or not; processes that
       do not lead the queue try to take the lead as often.

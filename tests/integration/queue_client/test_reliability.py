@@ -205,7 +205,8 @@ def test_a_killed_workers_messages_come_back_after_vt(
     # A second worker takes everything the first does not hold; the held ones stay hidden (heartbeats).
     workers.start("survivor", handled=handled_table, options={"vt": 30, "batch_size": 5, **QUICK})
     wait_until(lambda: count(conn, handled_table) >= 15, timeout=20, what="the 15 free messages handled")
-    held = [row[0] for row in queue_rows(conn, queue)]
+    # ... and settled (settles follow their handlers by up to settle_linger)
+    held = wait_until(lambda: [r[0] for r in queue_rows(conn, queue)] if len(queue_rows(conn, queue)) <= 5 else [])
     assert len(held) == 5 and in_handler in held
     assert not set(held) & {row[0] for row in rows(conn, handled_table)}
 
@@ -307,7 +308,9 @@ def test_killing_consumers_mid_batch_loses_nothing_and_never_settles_before_the_
     archived message was recorded by its handler before it was archived (the record commits before the handler
     returns, the archive after)."""
     handled_table = make_table(conn, "handled")
-    sent = send_many(sync_queue, queue, 600)
+    # Enough for three rounds: each is killed once 60 more are handled, but it handles a few hundred before the
+    # kill lands (the test looks every 50 ms), and each round must still find messages to make progress on.
+    sent = send_many(sync_queue, queue, 2000)
     options = {"vt": 2, "batch_size": 10, "concurrency": 4, "settle_linger": 0.2, "on_success": "archive", **QUICK}
     for round_ in range(3):
         before = count(conn, handled_table)
