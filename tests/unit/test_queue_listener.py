@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from howdah.queue._listener import MAX_CHANNEL_BYTES, help_channel, leader_key, lock_tag, member_key
+from howdah.queue._listener import (
+    FOLLOW_TICK,
+    MAX_CHANNEL_BYTES,
+    MIN_TICK,
+    _Channel,
+    help_channel,
+    leader_key,
+    lock_tag,
+    member_key,
+)
 from howdah.queue._names import MAX_QUEUE_NAME
 
 
@@ -21,3 +30,15 @@ def test_lock_keys_are_stable_distinct_and_shown_by_pg_locks_as_two_oids() -> No
     assert -(2**63) <= leader_key(a) < 2**63  # a bigint
     assert lock_tag(-1) == (0xFFFF_FFFF, 0xFFFF_FFFF)
     assert lock_tag(0x1_0000_0002) == (1, 2)
+
+
+def test_what_a_process_listens_to_and_how_often_it_reads_while_streaming() -> None:
+    ch = _Channel("pgmq.q_a.INSERT", "howdah.q_a.help", leader_key("pgmq.q_a.INSERT"), retry=1.0, read_interval=0.002)
+    assert ch.wanted() == {"pgmq.q_a.INSERT", "howdah.q_a.help"}  # a follower: the queue only to tell a stream
+    assert ch.tick == FOLLOW_TICK  # a follower reads every 50 ms while the queue streams
+    ch.leader = True
+    assert ch.wanted() == {"pgmq.q_a.INSERT"} and ch.tick == 0.002  # the leader: every read_interval
+    ch.streaming = True
+    assert ch.wanted() == set()  # streaming: not a listener at all, so no notification costs a transaction
+    ch.read_interval = 0.0
+    assert ch.tick == MIN_TICK

@@ -14,7 +14,9 @@ Wake-ups come from the process's shared LISTEN connection (:mod:`._listener`), o
 notification. Of all the processes consuming a queue one (the leader) hears its notifications; the others are
 woken when the leader's process cannot keep up, and poll every ``poll_interval``, the fallback when notifications
 do not come. Under a steady stream a read takes several messages: after a read that came back short, the next one
-comes ``read_interval`` after it at the earliest, while a read that came back full is followed by the next at once.
+comes ``read_interval`` after it at the earliest, while a read that came back full is followed by the next at once;
+and while notifications come faster than reads, the listener stops listening and wakes a consumer every
+``read_interval`` instead (see :mod:`._listener` for what a notification costs).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from howdah.queue import AsyncQueue, Consumer, Message
+from howdah.queue import AsyncQueue, Consumer, Message, Queue
 from howdah.queue._listener import Listener, leader_key, lock_tag, member_key
 
 from ._helpers import async_wait_until, queue_rows, visible_count
@@ -164,6 +164,44 @@ async def test_after_a_short_read_the_next_read_waits_read_interval_and_takes_wh
         await async_wait_until(lambda: len(handled) == 6, what="all six handled")
         assert handled == [first, *rest]
         assert consumer.reads - reads == 2  # one read for the first (short: 1 of 10), one for the five
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_a_stream_stops_listening_and_a_message_sent_as_it_ends_is_still_woken(
+    db_url: str, async_queue: AsyncQueue, sync_queue: Queue, queue: str
+) -> None:
+    """Sends back to back: the process stops listening (no notification costs its backend a transaction) and
+    reads every read_interval; empty reads end the stream. A message committed after the read that ended it but
+    before LISTEN is back in place (sent here with a blocking call from inside the consumer, so the listener
+    cannot LISTEN meanwhile) is handled at once, though nobody polls (poll_interval is 60 s) and its
+    notification went unheard."""
+    handled: list[int] = []
+    late: list[int] = []
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    async def hook() -> None:  # right after the read that ended the stream, once
+        stats = listener.stats(channel)
+        if stats["streams"] and not stats["streaming"] and not late:
+            late.append(sync_queue.send(queue, "as the stream ends"))  # blocks the loop: LISTEN comes after
+
+    consumer = async_queue.consume(queue, **NEVER_POLL)
+    consumer.before_wait = hook
+    task, stop = run_until_stopped(consumer, handler)
+    try:
+        await async_wait_until(lambda: listener.waiting(channel) == 1, what="the consumer waiting")
+        sent = [await async_queue.send(queue, {"i": i}) for i in range(100)]
+        await async_wait_until(lambda: len(handled) >= 100, what="the stream handled")
+        assert listener.stats(channel)["streams"] == 1
+        await async_wait_until(lambda: late and late[0] in handled, timeout=10, what="the late message handled")
+        assert handled == [*sent, *late]
+        after = await async_queue.send(queue, "listening again")
+        await async_wait_until(lambda: after in handled, timeout=10, what="a message after the stream handled")
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
