@@ -11,7 +11,12 @@ read more than ``max_reads`` times is moved to the dead-letter queue instead of 
 process dies, its held messages (handled but unsettled ones too) reappear when their timeout runs out.
 
 Wake-ups come from the process's shared LISTEN connection (:mod:`._listener`), one waiting consumer per
-notification; ``poll_interval`` is the fallback when notifications do not come.
+notification. Of all the processes consuming a queue one (the leader) hears its notifications; the others are
+woken when the leader's process cannot keep up, and poll every ``poll_interval``, the fallback when notifications
+do not come. Under a steady stream a read takes several messages: after a read that came back short, the next one
+comes ``read_interval`` after it at the earliest, while a read that came back full is followed by the next at once;
+and while notifications come faster than reads, the listener stops listening and wakes a consumer every
+``read_interval`` instead (see :mod:`._listener` for what a notification costs).
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ class Consumer:
             queue, aqueue.execute, self._forget, archive=options.on_success == "archive",
             batch_size=options.settle_batch_size, linger=options.settle_linger,
         )  # fmt: skip
+        self.reads = 0
+        """How many reads this consumer made (each one statement, settles included)."""
+        self.empty_reads = 0
+        """How many of them found no message."""
         self.before_wait: Callable[[], Awaitable[None]] | None = None
         """Test hook: awaited after a read found the queue drained, before waiting for a wake-up."""
 
@@ -130,7 +139,9 @@ class Consumer:
             self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="howdah-maintenance"))
         if opts.listen and self._q.conninfo:
             self._listener = Listener.shared(self._q.conninfo)
-            await self._listener.subscribe(self._channel, throttle or 0)
+            await self._listener.subscribe(
+                self._channel, throttle or 0, poll_interval=opts.poll_interval, read_interval=opts.read_interval
+            )
         if opts.handle_signals:
             self._install_signals()
         self._started = True
@@ -225,7 +236,11 @@ class Consumer:
         self._seen = self._listener.seq(self._channel) if self._listener is not None else 0
         self._last_read = time.monotonic()
         messages = await self._retrying(lambda: self._settler.settle_and_read(self.options.vt, want))
+        self.reads += 1
+        self.empty_reads += not messages
         self._drained = len(messages) < want
+        if self._listener is not None:
+            self._listener.read(self._channel, self._seen, len(messages), self._drained)
         await self._take(messages)
 
     async def _wait_for_messages(self) -> bool:

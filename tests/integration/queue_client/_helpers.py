@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
+from howdah.queue._listener import leader_key, lock_tag
 from tests.waiting import async_wait_until as async_wait_until
 from tests.waiting import wait_until as wait_until
 
@@ -46,3 +47,15 @@ def queue_rows(conn: psycopg.Connection[Any], queue: str, prefix: str = "q") -> 
 def visible_count(conn: psycopg.Connection[Any], queue: str) -> int:
     query = sql.SQL("SELECT count(*) FROM {} WHERE vt <= clock_timestamp()").format(table("q", queue))
     return int(scalar(conn, query))
+
+
+def queue_leader(conn: psycopg.Connection[Any], channel: str) -> tuple[int, str] | None:
+    """(pid, application_name) of the session leading the queue notifying ``channel`` (its process's listener
+    connection, which LISTENs on the channel); None while no process leads it."""
+    row = conn.execute(
+        "SELECT a.pid, a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1 "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        lock_tag(leader_key(channel)),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])

@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from howdah.queue import AsyncQueue, Consumer, Message
-from howdah.queue._listener import Listener
+from howdah.queue import AsyncQueue, Consumer, Message, Queue
+from howdah.queue._listener import Listener, leader_key, lock_tag, member_key
 
-from ._helpers import async_wait_until, queue_rows, scalar, visible_count
+from ._helpers import async_wait_until, queue_rows, visible_count
 
 QUICK: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 0.2}
 NEVER_POLL: dict[str, Any] = {"maintenance_interval": 3600, "poll_interval": 60}  # only wake-ups deliver
@@ -141,6 +141,72 @@ async def test_a_consumer_reads_only_what_it_can_start_now(
         await asyncio.wait_for(task, 15)
 
 
+async def test_after_a_short_read_the_next_read_waits_read_interval_and_takes_what_came_meanwhile(
+    db_url: str, async_queue: AsyncQueue, queue: str
+) -> None:
+    """Under a trickle one read takes several messages: a read that came back short (not only an empty one) is
+    followed by the next one ``read_interval`` after it at the earliest, woken or not."""
+    handled: list[int] = []
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    consumer = async_queue.consume(queue, read_interval=0.5, **NEVER_POLL)
+    task, stop = run_until_stopped(consumer, handler)
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+    try:
+        await async_wait_until(lambda: listener.waiting(channel) == 1, what="the consumer waiting")
+        reads = consumer.reads
+        first = await async_queue.send(queue, "first")
+        await async_wait_until(lambda: handled == [first], what="the first handled")
+        rest = [await async_queue.send(queue, i) for i in range(5)]  # a few ms, well inside the interval
+        await async_wait_until(lambda: len(handled) == 6, what="all six handled")
+        assert handled == [first, *rest]
+        assert consumer.reads - reads == 2  # one read for the first (short: 1 of 10), one for the five
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_a_stream_stops_listening_and_a_message_sent_as_it_ends_is_still_woken(
+    db_url: str, async_queue: AsyncQueue, sync_queue: Queue, queue: str
+) -> None:
+    """Sends back to back: the process stops listening (no notification costs its backend a transaction) and
+    reads every read_interval; empty reads end the stream. A message committed after the read that ended it but
+    before LISTEN is back in place (sent here with a blocking call from inside the consumer, so the listener
+    cannot LISTEN meanwhile) is handled at once, though nobody polls (poll_interval is 60 s) and its
+    notification went unheard."""
+    handled: list[int] = []
+    late: list[int] = []
+    listener = Listener.shared(db_url)
+    channel = await channel_of(async_queue, queue)
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    async def hook() -> None:  # right after the read that ended the stream, once
+        stats = listener.stats(channel)
+        if stats["streams"] and not stats["streaming"] and not late:
+            late.append(sync_queue.send(queue, "as the stream ends"))  # blocks the loop: LISTEN comes after
+
+    consumer = async_queue.consume(queue, **NEVER_POLL)
+    consumer.before_wait = hook
+    task, stop = run_until_stopped(consumer, handler)
+    try:
+        await async_wait_until(lambda: listener.waiting(channel) == 1, what="the consumer waiting")
+        sent = [await async_queue.send(queue, {"i": i}) for i in range(100)]
+        await async_wait_until(lambda: len(handled) >= 100, what="the stream handled")
+        assert listener.stats(channel)["streams"] == 1
+        await async_wait_until(lambda: late and late[0] in handled, timeout=10, what="the late message handled")
+        assert handled == [*sent, *late]
+        after = await async_queue.send(queue, "listening again")
+        await async_wait_until(lambda: after in handled, timeout=10, what="a message after the stream handled")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
 # -------------------------------------------------------------------------------------------------- wake-ups
 async def channel_of(async_queue: AsyncQueue, queue: str) -> str:
     return await async_queue.listen_channel(queue)
@@ -155,12 +221,18 @@ async def test_one_listen_connection_serves_every_consumer_and_queue_of_a_proces
     for consumer in consumers:
         await consumer.start()
     try:
-        listens = scalar(
-            conn,
-            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND query LIKE 'LISTEN %%'",
-        )
-        assert listens == 1
+        # Each queue's listening connection holds the queue's leader lock (it listens on the queue's channel) and
+        # its member lock: one connection holds all four.
+        channels = [await channel_of(async_queue, q) for q in (queue, other)]
+        tags = [lock_tag(key(c)) for c in channels for key in (leader_key, member_key)]
+        holders = conn.execute(
+            "SELECT count(*), count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 1 AND (classid::bigint, objid::bigint) IN "
+            "(SELECT * FROM unnest(%s::bigint[], %s::bigint[])) "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            ([t[0] for t in tags], [t[1] for t in tags]),
+        ).fetchone()
+        assert holders == (4, 1)
     finally:
         for consumer in consumers:
             await consumer.close()

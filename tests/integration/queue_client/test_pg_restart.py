@@ -14,18 +14,15 @@ import pytest
 
 from howdah.queue import AsyncQueue, Message, notify_channel
 
-from ._helpers import async_wait_until, queue_rows
+from ._helpers import async_wait_until, queue_leader, queue_rows
 
 pytestmark = pytest.mark.slow
 
 
 def _listening(db_url: str, channel: str) -> bool:
+    """The consumer's process leads the queue: its listener connection holds the lead and LISTENs."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-            (f'LISTEN "{channel}"',),
-        ).fetchone()
-    return bool(row and row[0])
+        return queue_leader(conn, channel) is not None
 
 
 def _remaining(db_url: str, queue: str) -> list[tuple[Any, ...]]:

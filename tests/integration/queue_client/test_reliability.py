@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +23,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from howdah.queue import Message, Queue
 
-from ._helpers import queue_rows, scalar, wait_until
+from ._helpers import queue_leader, queue_rows, scalar, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +205,8 @@ def test_a_killed_workers_messages_come_back_after_vt(
     # A second worker takes everything the first does not hold; the held ones stay hidden (heartbeats).
     workers.start("survivor", handled=handled_table, options={"vt": 30, "batch_size": 5, **QUICK})
     wait_until(lambda: count(conn, handled_table) >= 15, timeout=20, what="the 15 free messages handled")
-    held = [row[0] for row in queue_rows(conn, queue)]
+    # ... and settled (settles follow their handlers by up to settle_linger)
+    held = wait_until(lambda: [r[0] for r in queue_rows(conn, queue)] if len(queue_rows(conn, queue)) <= 5 else [])
     assert len(held) == 5 and in_handler in held
     assert not set(held) & {row[0] for row in rows(conn, handled_table)}
 
@@ -217,6 +220,55 @@ def test_a_killed_workers_messages_come_back_after_vt(
     again = {row[0]: row for row in handled if row[0] in held}
     assert all(worker == "survivor" and read_ct == 2 for _, worker, read_ct in again.values())
     assert queue_rows(conn, queue) == []
+
+
+# ------------------------------------------------------------------------------------- 4c: the leader killed
+def lock_holder(conn: psycopg.Connection[Any], channel: str) -> str | None:
+    """The application_name of the process leading the queue (None: nobody leads)."""
+    leader = queue_leader(conn, channel)
+    return None if leader is None else leader[1]
+
+
+def test_a_killed_leader_is_replaced_and_no_message_waits_for_it(
+    db_url: str, workers: Workers, sync_queue: Queue, queue: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Three processes, one of them the queue's leader (it alone reacts to the queue's notifications). It is
+    SIGKILLed: messages sent right after are handled within the others' poll interval, one of them takes over
+    the lead, and what is sent then is handled at once, every message exactly once."""
+    handled_table = make_table(conn, "handled")
+    poll = 1.0
+    options = {"vt": 30, "poll_interval": poll, "maintenance_interval": 3600}
+    channel = sync_queue.listen_channel(queue)
+
+    def start(name: str) -> None:
+        workers.start(name, handled=handled_table, options=options, dsn=make_conninfo(db_url, application_name=name))
+
+    start("first")
+    wait_until(lambda: lock_holder(conn, channel) == "first", what="the first process leading")
+    start("second")
+    start("third")
+    listening = (
+        "SELECT count(DISTINCT application_name) FROM pg_stat_activity WHERE application_name IN ('second', 'third') "
+        "AND (query LIKE 'LISTEN %%' OR query LIKE '%%pg_try_advisory_lock%%')"
+    )
+    wait_until(lambda: scalar(conn, listening) == 2, what="the two others listening")
+    sent = [sync_queue.send(queue, {"n": i}) for i in range(5)]
+    wait_until(lambda: count(conn, handled_table) == 5 and queue_rows(conn, queue) == [], what="five settled")
+    assert {row[1] for row in rows(conn, handled_table)} == {"first"}  # the leader alone took them
+
+    workers.procs["first"].send_signal(signal.SIGKILL)
+    assert workers.wait("first") == -signal.SIGKILL
+    killed_at = time.monotonic()
+    sent += [sync_queue.send(queue, {"n": i}) for i in range(5, 15)]
+    wait_until(lambda: count(conn, handled_table) == 15, timeout=10, what="the ten sent after the kill handled")
+    assert time.monotonic() - killed_at < poll + 2.0  # a poll interval, plus slack for a slow machine
+    successor = wait_until(lambda: lock_holder(conn, channel), timeout=poll + 5.0, what="a new leader")
+    assert successor in ("second", "third")
+    sent += [sync_queue.send(queue, {"n": i}) for i in range(15, 25)]
+    wait_until(lambda: count(conn, handled_table) == 25, timeout=10, what="the ten sent after the takeover handled")
+    workers.terminate_all()
+    assert_exactly_once(conn, handled_table, sent)
+    assert {row[1] for row in rows(conn, handled_table)[15:]} <= {"second", "third"}
 
 
 # ------------------------------------------------------------------------------------------------ 4d: SIGTERM
@@ -256,7 +308,9 @@ def test_killing_consumers_mid_batch_loses_nothing_and_never_settles_before_the_
     archived message was recorded by its handler before it was archived (the record commits before the handler
     returns, the archive after)."""
     handled_table = make_table(conn, "handled")
-    sent = send_many(sync_queue, queue, 1500)
+    # Enough for three rounds: each is killed once 60 more are handled, but it handles a few hundred before the
+    # kill lands (the test looks every 50 ms), and each round must still find messages to make progress on.
+    sent = send_many(sync_queue, queue, 2000)
     options = {"vt": 2, "batch_size": 10, "concurrency": 4, "settle_linger": 0.2, "on_success": "archive", **QUICK}
     distinct = sql.SQL("SELECT count(DISTINCT msg_id) FROM {}").format(sql.Identifier(handled_table))
     for round_ in range(3):
