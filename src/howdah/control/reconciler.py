@@ -56,7 +56,7 @@ class Reconciler:
         try:
             await queue.work(
                 STATE_QUEUE, self.apply, stop=stop, handle_signals=False, on_success="archive", max_reads=10,
-                poll_interval=1.0,
+                poll_interval=1.0, concurrency=1,  # a plane's events about one instance apply in the order sent
             )  # fmt: skip
         finally:
             sweeper.cancel()

@@ -93,11 +93,12 @@ class Worker:
 
     # ------------------------------------------------------------------------------ the queue consumer
     # The one place the worker meets the queue's consumer (with ``_detach`` below). A slot reads only when it is
-    # free, one message at a time (batch_size=1), so the worker never holds a message it cannot start now.
+    # free, one message at a time (batch_size=1, no read-ahead), so the worker never holds a message it cannot
+    # start now.
     async def _consume(self, stop: asyncio.Event | None, handle_signals: bool) -> None:
         app = self.app
         consumer = self._consumer = app.queue.consume(
-            app.queue_name, vt=app.lease, batch_size=1, max_reads=None, poll_interval=self.poll_interval,
+            app.queue_name, vt=app.lease, batch_size=1, read_ahead=0, max_reads=None, poll_interval=self.poll_interval,
             maintenance_interval=3600.0,
         )  # fmt: skip
         await consumer.run(self.execute, concurrency=self.concurrency, stop=stop, handle_signals=handle_signals)

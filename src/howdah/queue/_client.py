@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from howdah.queue import _ops
 from howdah.queue._consumer import Consumer
 from howdah.queue._errors import InvalidArgument, QueueDatabaseError, translate
-from howdah.queue._options import ConsumeOptions
+from howdah.queue._options import CONCURRENCY, ConsumeOptions
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -330,13 +330,13 @@ class AsyncQueue:
         queue: str,
         handler: Callable[[Any], Any],
         *,
-        concurrency: int = 1,
+        concurrency: int = CONCURRENCY,
         stop: asyncio.Event | None = None,
         handle_signals: bool = True,
         **options: Any,
     ) -> None:
-        """Run ``handler(message)`` for every message, up to ``concurrency`` at once, until ``stop`` is set (or
-        SIGTERM/SIGINT arrives).
+        """Run ``handler(message)`` for every message, up to ``concurrency`` (10) at once, until ``stop`` is set
+        (or SIGTERM/SIGINT arrives). Pass ``concurrency=1`` for one message at a time, in the order read.
 
         A handler returning normally acks the message (delete, or archive with ``on_success="archive"``);
         raising releases it for a retry with backoff, and after ``max_reads`` reads it is dead-lettered. Acks

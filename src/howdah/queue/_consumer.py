@@ -38,7 +38,8 @@ from howdah.backoff import Backoff
 from howdah.queue import _ops
 from howdah.queue._errors import InvalidArgument, QueueDatabaseError, QueueError
 from howdah.queue._listener import Listener
-from howdah.queue._options import ConsumeOptions
+from howdah.queue._options import CONCURRENCY, ConsumeOptions
+from howdah.queue._readsize import ReadSize
 from howdah.queue._settle import Settler
 from howdah.queue._types import Message
 
@@ -72,7 +73,7 @@ class Consumer:
         self._q = aqueue
         self.queue = queue
         self.options = options
-        self.concurrency = 1
+        self._size = ReadSize(options.batch_size, max(options.batch_size, options.max_batch_size), options.read_ahead)
         self._buffer: collections.deque[Message] = collections.deque()
         self._held: dict[int, Message] = {}
         self._fill_lock = asyncio.Lock()
@@ -91,6 +92,8 @@ class Consumer:
             queue, aqueue.execute, self._forget, archive=options.on_success == "archive",
             batch_size=options.settle_batch_size, linger=options.settle_linger,
         )  # fmt: skip
+        self.finished = 0
+        """How many messages this consumer's handlers finished (acked, released or detached)."""
         self.reads = 0
         """How many reads this consumer made (each one statement, settles included)."""
         self.empty_reads = 0
@@ -211,10 +214,13 @@ class Consumer:
         return None
 
     # ------------------------------------------------------------------------------------------- reading
+    @property
+    def concurrency(self) -> int:
+        return self._size.concurrency
+
     def _room(self) -> int:
         """How many more messages this consumer may hold (those waiting to be settled are about to go)."""
-        limit = max(self.concurrency, self.options.batch_size)
-        return max(0, limit - (len(self._held) - self._settler.pending))
+        return max(0, self._size.limit() - (len(self._held) - self._settler.pending))
 
     async def _fill(self) -> None:
         """One read of as many messages as there is room for, carrying the pending settles. After a read that
@@ -239,6 +245,7 @@ class Consumer:
         self.reads += 1
         self.empty_reads += not messages
         self._drained = len(messages) < want
+        self._size.after_read(time.monotonic(), self.finished, want, len(messages))
         if self._listener is not None:
             self._listener.read(self._channel, self._seen, len(messages), self._drained)
         await self._take(messages)
@@ -286,6 +293,7 @@ class Consumer:
         """The message was handled: delete it (or archive it, with ``on_success="archive"``), batched."""
         self._forget_current(message)
         if message.msg_id in self._held:
+            self.finished += 1
             await self._settle_quietly(self._settler.done(message))
 
     async def nack(self, message: Message, error: BaseException | str | None) -> None:
@@ -293,6 +301,7 @@ class Consumer:
         self._forget_current(message)
         if message.msg_id not in self._held:
             return
+        self.finished += 1
         delay = _ops.retry_delay(message.read_ct, self.options.retry_base, self.options.retry_cap)
         text = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         await self._settle_quietly(self._settler.release(message, delay, text))
@@ -357,6 +366,8 @@ class Consumer:
         next. Return :data:`DETACH` from the handler so the consumer does not ack it either.
         """
         self._forget_current(message)
+        if message.msg_id in self._held:
+            self.finished += 1
         await self._forget([message.msg_id])
 
     def _forget_current(self, message: Message) -> None:
@@ -388,7 +399,7 @@ class Consumer:
         self,
         handler: Callable[[Message], Any],
         *,
-        concurrency: int = 1,
+        concurrency: int = CONCURRENCY,
         stop: asyncio.Event | None = None,
         handle_signals: bool = True,
     ) -> None:
@@ -399,7 +410,7 @@ class Consumer:
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidArgument("concurrency must be an integer of at least 1")
-        self.concurrency = concurrency
+        self._size.concurrency = concurrency
         if stop is not None:
             self._stop = stop
         if handle_signals and not self.options.handle_signals:
@@ -423,7 +434,7 @@ class Consumer:
                 await self.nack(message, exc)
                 return
             if outcome is DETACH:
-                await self._forget([message.msg_id])
+                await self.detach(message)  # a no-op when the handler already detached it
                 return
             await self.ack(message)
 

@@ -11,15 +11,22 @@ from howdah.queue._errors import InvalidArgument, QueueError
 from howdah.queue._names import validate_queue_name
 
 DLQ_SUFFIX = "_dlq"
+CONCURRENCY = 10
+"""How many messages ``work()`` handles at once unless told otherwise (``concurrency=1``: one at a time, in the
+order read)."""
 
 
 @dataclass(frozen=True)
 class ConsumeOptions:
     """How a consumer reads and settles (all durations in seconds).
 
-    - ``batch_size``: the most messages one read asks for. A consumer holds at most ``max(concurrency,
-      batch_size)`` messages (read and not yet settled) and reads only the room it has, so with ``batch_size``
-      equal to the concurrency it takes only what it can start at once.
+    - ``batch_size``: how many messages one read asks for while the queue keeps up. A consumer holds at most
+      ``max(concurrency, batch_size)`` messages (read and not yet settled) and reads only the room it has, so
+      with ``batch_size`` equal to the concurrency and ``read_ahead=0`` it takes only what it can start at once.
+    - ``max_batch_size`` / ``read_ahead``: while reads come back full (a backlog), a consumer may hold as many
+      messages as it starts in ``read_ahead`` seconds at the rate it has been starting them, up to
+      ``max_batch_size`` (never below ``batch_size``): a backlog drains in fewer, larger reads, and a slow
+      handler never hoards more than it gets through in ``read_ahead``. ``read_ahead=0`` turns this off.
     - ``settle_batch_size`` / ``settle_linger``: handled messages are deleted (or archived) together, and failed
       ones released together, with the next read or after ``settle_linger`` seconds, whichever comes first, or
       at once when ``settle_batch_size`` are pending. ``settle_linger=0`` settles each message on its own as
@@ -39,6 +46,8 @@ class ConsumeOptions:
 
     vt: int = 30
     batch_size: int = 10
+    max_batch_size: int = 100
+    read_ahead: float = 0.05
     settle_batch_size: int = 100
     settle_linger: float = 0.005
     read_interval: float = 0.002
@@ -64,19 +73,19 @@ class ConsumeOptions:
             raise InvalidArgument(f"unknown consumer option(s) {unknown}; known: {sorted(known)}")
         validate_queue_name(queue)
         opts = cls(**options)
-        for name in ("vt", "batch_size", "max_reads", "settle_batch_size"):
+        for name in ("vt", "batch_size", "max_batch_size", "max_reads", "settle_batch_size"):
             value = getattr(opts, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise InvalidArgument(f"{name} must be an integer, not {type(value).__name__}")
         for name in ("poll_interval", "heartbeat_interval", "shutdown_timeout", "maintenance_interval",
-                     "retry_base", "retry_cap", "settle_linger", "read_interval"):  # fmt: skip
+                     "retry_base", "retry_cap", "settle_linger", "read_interval", "read_ahead"):  # fmt: skip
             value = getattr(opts, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
                 raise InvalidArgument(f"{name} must be a non-negative number of seconds, not {value!r}")
         if opts.heartbeat_interval == 0:
             raise InvalidArgument("heartbeat_interval must be positive (or None for vt/3)")
-        if opts.vt < 1 or opts.batch_size < 1 or opts.settle_batch_size < 1:
-            raise InvalidArgument("vt, batch_size and settle_batch_size must be at least 1")
+        if min(opts.vt, opts.batch_size, opts.max_batch_size, opts.settle_batch_size) < 1:
+            raise InvalidArgument("vt, batch_size, max_batch_size and settle_batch_size must be at least 1")
         if opts.max_reads is not None and opts.max_reads < 1:
             raise InvalidArgument("max_reads must be at least 1 (or None to never dead-letter)")
         if opts.on_success not in ("delete", "archive"):

@@ -113,7 +113,7 @@ async def test_concurrency_runs_that_many_handlers_at_once_and_no_more(async_que
     assert most == 8  # eight 5 ms handlers overlap: one process is not capped at 200 messages a second
 
 
-async def test_a_consumer_reads_only_what_it_can_start_now(
+async def test_without_read_ahead_a_consumer_reads_only_what_it_can_start_now(
     async_queue: AsyncQueue, queue: str, conn: psycopg.Connection[Any]
 ) -> None:
     await async_queue.send_batch(queue, list(range(20)))
@@ -125,7 +125,7 @@ async def test_a_consumer_reads_only_what_it_can_start_now(
         started.append(message.msg_id)
         await asyncio.wait_for(gates[message.msg_id].wait(), 30)
 
-    consumer = async_queue.consume(queue, batch_size=4, **QUICK)
+    consumer = async_queue.consume(queue, batch_size=4, read_ahead=0, **QUICK)
     task, stop = run_until_stopped(consumer, handler, concurrency=4)
     try:
         await async_wait_until(lambda: len(started) == 4, what="four handlers running")
@@ -327,3 +327,37 @@ async def test_a_message_sent_inside_a_throttle_interval_is_handled_when_it_ends
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def test_a_backlog_is_read_in_reads_that_grow_up_to_max_batch_size(async_queue: AsyncQueue, queue: str) -> None:
+    """While reads come back full and handlers keep up, a consumer holds more than ``batch_size``: a backlog of
+    2,000 messages takes far fewer reads than 200, and no read asks for more than ``max_batch_size``."""
+    await async_queue.send_batch(queue, list(range(2000)))
+    handled: list[int] = []
+    consumer = async_queue.consume(queue, batch_size=10, max_batch_size=100, **QUICK)
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    task, stop = run_until_stopped(consumer, handler)
+    await async_wait_until(lambda: len(handled) == 2000, what="the backlog handled", timeout=60)
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    assert len(set(handled)) == 2000
+    assert consumer.reads < 100  # 10 at a time would take 200 reads
+    assert consumer.reads >= 2000 // 100
+
+
+async def test_without_read_ahead_a_backlog_is_read_batch_size_at_a_time(async_queue: AsyncQueue, queue: str) -> None:
+    await async_queue.send_batch(queue, list(range(200)))
+    handled: list[int] = []
+    consumer = async_queue.consume(queue, batch_size=10, read_ahead=0, **QUICK)
+
+    async def handler(message: Message) -> None:
+        handled.append(message.msg_id)
+
+    task, stop = run_until_stopped(consumer, handler)
+    await async_wait_until(lambda: len(handled) == 200, what="the backlog handled", timeout=60)
+    stop.set()
+    await asyncio.wait_for(task, 15)
+    assert consumer.reads >= 20

@@ -282,7 +282,7 @@ async def test_stop_ends_work_and_releases_prefetched_messages(
         await asyncio.wait_for(release.wait(), 30)
         handled.append(message.msg_id)
 
-    task, stop = start_work(async_queue, queue, handler, vt=300, batch_size=10)
+    task, stop = start_work(async_queue, queue, handler, vt=300, batch_size=10, concurrency=1)
     await asyncio.wait_for(started.wait(), 10)
     assert visible_count(conn, queue) == 0  # all five read: one in the handler, four prefetched
     stop.set()
@@ -303,7 +303,7 @@ async def test_prefetched_messages_are_released_while_the_in_flight_handler_fini
         started.set()
         await asyncio.wait_for(release.wait(), 30)
 
-    task, stop = start_work(async_queue, queue, handler, vt=300, batch_size=10)
+    task, stop = start_work(async_queue, queue, handler, vt=300, batch_size=10, concurrency=1)
     try:
         await asyncio.wait_for(started.wait(), 10)
         stop.set()

@@ -198,7 +198,7 @@ def test_a_killed_workers_messages_come_back_after_vt(
         mode="hang",
         handled=handled_table,
         started=started_table,
-        options={"vt": 3, "batch_size": 5, **QUICK},
+        options={"vt": 3, "batch_size": 5, "concurrency": 1, **QUICK},
     )
     wait_until(lambda: count(conn, started_table), timeout=20, what="the doomed worker inside its handler")
     [(in_handler, _, _)] = rows(conn, started_table)
@@ -283,7 +283,7 @@ def test_sigterm_finishes_the_handler_and_releases_prefetched(
         handled=handled_table,
         started=started_table,
         go=go_table,
-        options={"vt": 300, "batch_size": 10, **QUICK},
+        options={"vt": 300, "batch_size": 10, "concurrency": 1, **QUICK},
     )
     wait_until(lambda: count(conn, started_table), timeout=20, what="the worker inside its handler")
     [(in_flight, _, _)] = rows(conn, started_table)
