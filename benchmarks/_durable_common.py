@@ -142,3 +142,18 @@ def durations(url: str, query: str, groups: list[tuple[list[str], list[float]]])
         for ids, into in groups:
             found: dict[str, float] = dict(conn.execute(query, (ids,)).fetchall())
             into.extend(float(found[i]) for i in ids)
+
+
+# ----------------------------------------------------------------------------------------------- backlog
+BACKLOG_STEPS = 5  # the backlog scenario's workflows: five trivial steps
+
+
+def drain_round(url: str, finished: str, span: str, since: float, workflows: int, started: float) -> Round:
+    """One backlog round once ``workflows`` were started (after ``since``, taking ``started`` seconds) and the
+    workers let go: wait until all finished, then time first execution start → last finish (database clock),
+    so that how long a system's worker processes take to come up is not counted."""
+    Completion(url, finished).wait(since, workflows, wait_timeout(workflows))
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(span, (since,)).fetchone()
+    assert row is not None and row[0] is not None and row[1] is not None
+    return Round(workflows, float(row[1]) - float(row[0]), started)

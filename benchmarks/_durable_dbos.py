@@ -19,8 +19,16 @@ from typing import Any
 
 from dbos import DBOS, DBOSConfig
 
-from benchmarks._durable_common import Sequential, Sizes, Throughput, durations, timed_rounds
-from benchmarks._processes import processes, quiet_logging, wait_for_sigterm
+from benchmarks._durable_common import (
+    BACKLOG_STEPS,
+    Sequential,
+    Sizes,
+    Throughput,
+    drain_round,
+    durations,
+    timed_rounds,
+)
+from benchmarks._processes import processes, quiet_logging, spawn_context, wait_for_sigterm
 
 APP = "howdah_bench"
 QUEUE = "bench"
@@ -28,6 +36,10 @@ FINISHED = (
     "SELECT count(*) FILTER (WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')), "
     "count(*) FILTER (WHERE status IN ('ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')), "
     "max(completed_at) / 1000.0 FROM dbos.workflow_status WHERE created_at >= (%s * 1000)::bigint"
+)
+SPAN = (
+    "SELECT min(started_at_epoch_ms) / 1000.0, max(completed_at) / 1000.0 FROM dbos.workflow_status "
+    "WHERE created_at >= (%s * 1000)::bigint"
 )
 DURATIONS = (
     "SELECT workflow_uuid, (completed_at - created_at) / 1000.0 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)"
@@ -42,6 +54,13 @@ def bump(value: int) -> int:
 @DBOS.workflow(name="three")
 def three(x: int) -> int:
     return bump(bump(bump(x)))
+
+
+@DBOS.workflow(name="five")
+def five(x: int) -> int:
+    for _ in range(BACKLOG_STEPS):
+        x = bump(x)
+    return x
 
 
 @DBOS.workflow(name="one")
@@ -74,7 +93,8 @@ def sqlalchemy_url(url: str) -> str:
     ).render_as_string(hide_password=False)
 
 
-def launch(url: str, sizes: Sizes, executor_id: str, listen: list[str] | None = None) -> None:
+def launch(url: str, sizes: Sizes, executor_id: str, listen: list[str] | None = None, go: Any = None) -> None:
+    """Configure DBOS and launch it (with ``go``: once ``go`` is set; launching starts dequeuing)."""
     config: DBOSConfig = {
         "name": APP,
         "system_database_url": sqlalchemy_url(url),
@@ -85,6 +105,8 @@ def launch(url: str, sizes: Sizes, executor_id: str, listen: list[str] | None = 
     DBOS(config=config)
     if listen is not None:
         DBOS.listen_queues(listen)
+    if go is not None:
+        go.wait()
     DBOS.launch()
 
 
@@ -125,7 +147,7 @@ def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
             polling_interval_sec=sizes.dbos_poll,
             on_conflict="always_update",
         )
-        with processes(_worker_process, [(url, sizes, i) for i in range(workers)], "dbos-worker") as procs:
+        with processes(_worker_process, [(url, sizes, i, None) for i in range(workers)], "dbos-worker") as procs:
             time.sleep(1.0)  # the queue manager starts each queue's dequeue thread within a second of launch
             warmup = max(sizes.warmup, workers * sizes.concurrency)
             pids = [p.pid for p in procs]
@@ -140,13 +162,45 @@ def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
     return result
 
 
-def _worker_process(url: str, sizes: Sizes, index: int, ready: Any) -> None:
-    """A DBOS process that dequeues from the queue until SIGTERM."""
+def _worker_process(url: str, sizes: Sizes, index: int, go: Any, ready: Any) -> None:
+    """A DBOS process that dequeues from the queue until SIGTERM (with ``go``: configured at once, launched once
+    ``go`` is set)."""
     quiet_logging()
-    launch(url, sizes, f"bench-worker-{index}")
+    if go is not None:
+        ready.set()
+    launch(url, sizes, f"bench-worker-{index}", go=go)
     ready.set()
     wait_for_sigterm()
     DBOS.destroy()
+
+
+# ----------------------------------------------------------------------------------------------- backlog
+def backlog(url: str, sizes: Sizes, workers: int) -> Throughput:
+    """(d): ``sizes.workflows`` 5-step workflows enqueued first (``sizes.starters`` threads), then run by
+    ``workers`` processes listening to the queue, launched together."""
+    since = time.time() - 1
+    first = time.time()
+    launch(url, sizes, "bench-starter", listen=[])
+    try:
+        queue = DBOS.register_queue(
+            QUEUE, worker_concurrency=sizes.concurrency, polling_interval_sec=sizes.dbos_poll,
+            on_conflict="always_update",
+        )  # fmt: skip
+        with ThreadPoolExecutor(sizes.starters) as pool:
+            for _ in pool.map(lambda i: queue.enqueue(five, i), range(sizes.workflows)):
+                pass
+    finally:
+        DBOS.destroy()
+    started = time.time() - first
+    go = spawn_context().Event()
+    with processes(_worker_process, [(url, sizes, i, go) for i in range(workers)], "dbos-worker"):
+        go.set()
+        result = Throughput(rounds=[drain_round(url, FINISHED, SPAN, since, sizes.workflows, started)])
+    result.how = (
+        f"workflows enqueued first ({sizes.starters} threads calling Queue.enqueue), then {workers} process(es) "
+        f"listening to the queue (worker_concurrency={sizes.concurrency}, polling_interval_sec={sizes.dbos_poll:g})"
+    )
+    return result
 
 
 # ----------------------------------------------------------------------------------------------- sequential

@@ -12,13 +12,25 @@ import asyncio
 import time
 from typing import Any
 
-from benchmarks._durable_common import Sequential, Sizes, Throughput, durations, timed_rounds
-from benchmarks._processes import processes, quiet_logging
+from benchmarks._durable_common import (
+    BACKLOG_STEPS,
+    Sequential,
+    Sizes,
+    Throughput,
+    drain_round,
+    durations,
+    timed_rounds,
+)
+from benchmarks._processes import processes, quiet_logging, spawn_context
 from howdah.durable import DurableApp, Worker
 
 FINISHED = (
     "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'cancelled')), "
     "count(*) FILTER (WHERE status IN ('failed', 'cancelled')), extract(epoch FROM max(finished_at)) "
+    "FROM howdah.workflows WHERE created_at >= to_timestamp(%s)"
+)
+SPAN = (
+    "SELECT extract(epoch FROM min(started_at)), extract(epoch FROM max(finished_at)) "
     "FROM howdah.workflows WHERE created_at >= to_timestamp(%s)"
 )
 DURATIONS = "SELECT id, extract(epoch FROM finished_at - created_at) FROM howdah.workflows WHERE id = ANY(%s)"
@@ -29,7 +41,8 @@ async def _bump(value: int) -> int:
 
 
 def make_app(url: str, pool_size: int) -> DurableApp:
-    """The app with the benchmark's workflows: ``three`` (3 steps), ``one`` (1 step), ``steps`` (args.n steps)."""
+    """The app with the benchmark's workflows: ``three`` (3 steps), ``one`` (1 step), ``steps`` (args.n steps),
+    ``five`` (5 steps, the backlog scenario's)."""
     app = DurableApp(url, pool_size=pool_size)
 
     @app.workflow("three")
@@ -37,6 +50,13 @@ def make_app(url: str, pool_size: int) -> DurableApp:
         a = await ctx.step("a", _bump, args["x"])
         b = await ctx.step("b", _bump, a)
         return int(await ctx.step("c", _bump, b))
+
+    @app.workflow("five")
+    async def five(ctx: Any, args: dict[str, Any]) -> int:
+        value = args["x"]
+        for name in "abcde"[:BACKLOG_STEPS]:
+            value = await ctx.step(name, _bump, value)
+        return int(value)
 
     @app.workflow("one")
     async def one(ctx: Any, args: dict[str, Any]) -> int:
@@ -71,7 +91,7 @@ def throughput(url: str, sizes: Sizes, workers: int) -> Throughput:
     """(a): ``sizes.rounds`` rounds of ``sizes.workflows`` 3-step workflows with ``workers`` worker processes."""
     if workers == 1:
         return asyncio.run(_throughput_in_process(url, sizes))
-    with processes(_worker_process, [(url, sizes)] * workers, "howdah-worker") as procs:
+    with processes(_worker_process, [(url, sizes, None)] * workers, "howdah-worker") as procs:
         result = asyncio.run(_throughput_starter(url, sizes, workers, [p.pid for p in procs]))
     result.how = (
         f"1 starting process ({sizes.starters} concurrent DurableApp.start) + {workers} Worker processes "
@@ -108,20 +128,51 @@ async def _throughput_starter(url: str, sizes: Sizes, workers: int, pids: list[i
         return await timed_rounds(url, FINISHED, sizes, warmup, _starter(app, sizes.starters), pids)
 
 
-def _worker_process(url: str, sizes: Sizes, ready: Any) -> None:
-    """One ``Worker`` until SIGTERM (it stops the way ``howdah worker`` does)."""
+def _worker_process(url: str, sizes: Sizes, go: Any, ready: Any) -> None:
+    """One ``Worker`` until SIGTERM (it stops the way ``howdah worker`` does); with ``go``, it starts working
+    only once ``go`` is set."""
     quiet_logging()
 
     async def main() -> None:
         app = make_app(url, sizes.pool_size)
         async with app:
             await app.register()
+            if go is not None:
+                ready.set()
+                await asyncio.to_thread(go.wait)
             worker = asyncio.create_task(Worker(app, concurrency=sizes.concurrency).run(handle_signals=True))
             await asyncio.sleep(0.5)
             ready.set()
             await worker
 
     asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------------------------- backlog
+def backlog(url: str, sizes: Sizes, workers: int) -> Throughput:
+    """(d): ``sizes.workflows`` 5-step workflows started first (``start_many``, 100 per call), then run by
+    ``workers`` Worker processes, let go together once all are up."""
+    since = time.time() - 1
+    first = time.time()
+    asyncio.run(_start_backlog(url, sizes))
+    started = time.time() - first
+    go = spawn_context().Event()
+    with processes(_worker_process, [(url, sizes, go)] * workers, "howdah-worker"):
+        go.set()
+        result = Throughput(rounds=[drain_round(url, FINISHED, SPAN, since, sizes.workflows, started)])
+    result.how = (
+        f"workflows started first with DurableApp.start_many (100 per call), then {workers} Worker process(es) "
+        f"(concurrency={sizes.concurrency} each)"
+    )
+    return result
+
+
+async def _start_backlog(url: str, sizes: Sizes) -> None:
+    app = make_app(url, sizes.pool_size)
+    async with app:
+        await app.register()
+        for chunk in range(0, sizes.workflows, 100):
+            await app.start_many("five", [{"x": i} for i in range(chunk, min(sizes.workflows, chunk + 100))])
 
 
 # ----------------------------------------------------------------------------------------------- sequential

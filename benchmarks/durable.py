@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from benchmarks._durable_common import DBOS, HOWDAH, LABELS, Sequential, Sizes, Throughput
+from benchmarks._durable_common import BACKLOG_STEPS, DBOS, HOWDAH, LABELS, Sequential, Sizes, Throughput
 from benchmarks._harness import (
     BenchServer,
     Report,
@@ -45,7 +45,8 @@ from benchmarks._processes import Counters, delta, run_isolated, sigterm_exits
 from howdah.schema import install_all
 
 MODULES = {HOWDAH: "benchmarks._durable_howdah", DBOS: "benchmarks._durable_dbos"}
-SCENARIOS = ("one", "many", "sequential")  # 1 worker, N workers, sequential runs (overhead + latency)
+# 1 worker, N workers (starts while running), a backlog drained by 1 and by N workers, sequential runs
+SCENARIOS = ("one", "many", "backlog", "sequential")
 
 FULL = Sizes(
     workflows=1000, rounds=5, workers=4, concurrency=16, starters=8, steps=200, repeats=5, latency_runs=300,
@@ -63,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=None, help="throughput rounds per configuration (5, quick 1)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes of the multi-worker case (4)")
     parser.add_argument("--steps", type=int, default=None, help="steps of the long workflow for (b) (200)")
+    parser.add_argument("--pool-size", type=int, default=None, help="connections per process (20)")
+    parser.add_argument("--concurrency", type=int, default=None, help="workflows in flight per worker (16)")
     parser.add_argument("--starters", type=int, default=None, help="concurrent start calls in (a) (8)")
     parser.add_argument(
         "--dbos-poll", type=float, default=None, help="DBOS queue polling interval in seconds, N workers (0.01)"
@@ -89,6 +92,8 @@ def _sizes(args: argparse.Namespace) -> Sizes:
             ("workers", args.workers),
             ("steps", args.steps),
             ("starters", args.starters),
+            ("concurrency", args.concurrency),
+            ("pool_size", args.pool_size),
             ("dbos_poll", args.dbos_poll),
         )
         if value is not None
@@ -178,6 +183,9 @@ def run(
                     except Exception as exc:
                         report.note(f"{label}: the sequential runs failed: {type(exc).__name__}: {exc}")
             continue
+        if scenario == "backlog":
+            _backlog_rounds(report, results, sizes, systems, databases, index)
+            continue
         workers = 1 if scenario == "one" else sizes.workers
         if profile and workers == 1:
             _profiling(server)
@@ -206,6 +214,32 @@ def run(
                 if work is not None:
                     results.statements[system] = _statements(server, databases[system][0], work.workflows)
     return results
+
+
+def _backlog_rounds(
+    report: Report, results: Results, sizes: Sizes, systems: list[str], databases: dict[str, tuple[str, str]],
+    index: int,
+) -> None:  # fmt: skip
+    """(d): per round and system, a backlog drained by 1 worker process, then one drained by N."""
+    one_round = dataclasses.replace(sizes, rounds=1)
+    failed: set[str] = set()
+    for turn, system in turns(systems, sizes.rounds, index):
+        for workers in (1, sizes.workers):
+            if system in failed:
+                continue
+            label, (_, url) = LABELS[system], databases[system]
+            what = (
+                f"{label}: backlog round {turn + 1}/{sizes.rounds}, {sizes.workflows:,} workflows, {workers} worker(s)"
+            )
+            with step(what):
+                try:
+                    result: Throughput = run_isolated(MODULES[system], "backlog", url, one_round, workers)
+                except Exception as exc:
+                    report.note(f"{label}: the backlog with {workers} worker(s) failed: {type(exc).__name__}: {exc}")
+                    failed.add(system)
+                    continue
+            total = results.throughput.setdefault((system, f"backlog{workers}"), Throughput(how=result.how))
+            total.rounds += result.rounds
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -266,6 +300,47 @@ def summary_table(results: Results, sizes: Sizes) -> ResultTable:
         f"created → finished in the database, {sizes.repeats} runs each.",
         f"(c) start call → result in hand, as an application sees it, {sizes.latency_runs} sequential runs.",
     ]
+    return table
+
+
+def backlog_table(results: Results, sizes: Sizes, systems: list[str]) -> ResultTable:
+    table = ResultTable(
+        f"(d) Backlog: {sizes.workflows:,} workflows of {BACKLOG_STEPS} trivial steps started first, then run by 1 or "
+        f"{sizes.workers} worker processes",
+        ["Metric", "Howdah", "DBOS", "Howdah ÷ DBOS", "Target"],
+        settings=(
+            f"{sizes.rounds} round(s), each system's backlog drained by 1 and by {sizes.workers} worker processes "
+            f"({sizes.concurrency} workflows in flight per worker, pool {sizes.pool_size}); each system commits its "
+            "own checkpoints (one transaction per step, autocommit)"
+        ),
+    )
+    rates = {
+        (system, workers): _rate(results.throughput.get((system, f"backlog{workers}")))
+        for system in (HOWDAH, DBOS)
+        for workers in (1, sizes.workers)
+    }
+    for workers in (1, sizes.workers):
+        h, d = rates[HOWDAH, workers], rates[DBOS, workers]
+        name = f"workflows/s, {workers} worker{'s' if workers > 1 else ''}"
+        table.add_row(name, fmt_rate(h), fmt_rate(d), fmt_ratio(ratio(h, d)), "≥ 3.00x")
+    scaling = {s: ratio(rates[s, sizes.workers], rates[s, 1]) for s in (HOWDAH, DBOS)}
+    table.add_row(
+        f"{sizes.workers} workers ÷ 1 worker",
+        fmt_ratio(scaling[HOWDAH]),
+        fmt_ratio(scaling[DBOS]),
+        "—",
+        "Howdah ≥ 1.00x",
+    )
+    for system in systems:
+        for workers in (1, sizes.workers):
+            result = results.throughput.get((system, f"backlog{workers}"))
+            if result is not None:
+                each = " / ".join(fmt_rate(r.per_second) for r in result.rounds)
+                table.notes.append(f"{LABELS[system]}, {workers} worker(s): {result.how}; rounds {each} workflows/s.")
+    table.notes.append(
+        "Time: the first workflow's execution start → the last finish (database timestamps), so worker processes "
+        "coming up is not counted; median of the rounds."
+    )
     return table
 
 
@@ -454,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "one" in parts or "many" in parts:
         report.add(throughput_table(results, sizes, systems))
         report.add(work_table(results, sizes, systems))
+    if "backlog" in parts:
+        report.add(backlog_table(results, sizes, systems))
     if "sequential" in parts:
         report.add(overhead_table(results, sizes, systems))
         report.add(latency_table(results, sizes, systems))
