@@ -329,35 +329,31 @@ async def test_a_message_sent_inside_a_throttle_interval_is_handled_when_it_ends
         await asyncio.wait_for(task, 15)
 
 
-async def test_a_backlog_is_read_in_reads_that_grow_up_to_max_batch_size(async_queue: AsyncQueue, queue: str) -> None:
-    """While reads come back full and handlers keep up, a consumer holds more than ``batch_size``: a backlog of
-    2,000 messages takes far fewer reads than 200, and no read asks for more than ``max_batch_size``."""
-    await async_queue.send_batch(queue, list(range(2000)))
+async def _drain(async_queue: AsyncQueue, queue: str, backlog: int, **options: Any) -> Consumer:
+    """Send ``backlog`` messages, handle them all with a fresh consumer, stop it; the consumer (for its counts)."""
+    await async_queue.send_batch(queue, list(range(backlog)))
     handled: list[int] = []
-    consumer = async_queue.consume(queue, batch_size=10, max_batch_size=100, **QUICK)
+    consumer = async_queue.consume(queue, **options, **QUICK)
 
     async def handler(message: Message) -> None:
         handled.append(message.msg_id)
 
     task, stop = run_until_stopped(consumer, handler)
-    await async_wait_until(lambda: len(handled) == 2000, what="the backlog handled", timeout=60)
+    await async_wait_until(lambda: len(handled) == backlog, what="the backlog handled", timeout=60)
     stop.set()
     await asyncio.wait_for(task, 15)
-    assert len(set(handled)) == 2000
+    assert len(set(handled)) == backlog
+    return consumer
+
+
+async def test_a_backlog_is_read_in_reads_that_grow_up_to_max_batch_size(async_queue: AsyncQueue, queue: str) -> None:
+    """While reads come back full and handlers keep up, a consumer holds more than ``batch_size``: a backlog of
+    2,000 messages takes far fewer reads than 200, and no read asks for more than ``max_batch_size``."""
+    consumer = await _drain(async_queue, queue, 2000, batch_size=10, max_batch_size=100)
     assert consumer.reads < 100  # 10 at a time would take 200 reads
     assert consumer.reads >= 2000 // 100
 
 
 async def test_without_read_ahead_a_backlog_is_read_batch_size_at_a_time(async_queue: AsyncQueue, queue: str) -> None:
-    await async_queue.send_batch(queue, list(range(200)))
-    handled: list[int] = []
-    consumer = async_queue.consume(queue, batch_size=10, read_ahead=0, **QUICK)
-
-    async def handler(message: Message) -> None:
-        handled.append(message.msg_id)
-
-    task, stop = run_until_stopped(consumer, handler)
-    await async_wait_until(lambda: len(handled) == 200, what="the backlog handled", timeout=60)
-    stop.set()
-    await asyncio.wait_for(task, 15)
+    consumer = await _drain(async_queue, queue, 200, batch_size=10, read_ahead=0)
     assert consumer.reads >= 20
