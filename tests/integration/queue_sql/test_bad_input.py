@@ -68,7 +68,6 @@ OPERATIONS = [
     "SELECT * FROM pgmq.read_grouped_rr(%s::text, 30, 1)",
     "SELECT * FROM pgmq.read_grouped_head(%s::text, 30, 1)",
     "SELECT pgmq.create_fifo_index(%s)",
-    "SELECT pgmq.disable_notify_insert(%s)",
     "SELECT * FROM pgmq.maintain_partitions(%s)",
     "SELECT pgmq.convert_archive_partitioned(%s)",
 ]
@@ -112,6 +111,13 @@ def test_missing_queue_where_pgmq_checks_it_null_name(conn: Conn, operation: str
     outcome = run(conn, operation, (None,))
     expected = "queue_name cannot be NULL or empty" if "bind_topic" in operation else message.format("<NULL>")
     assert (outcome.sqlstate, outcome.message) == (RAISE, expected)
+
+
+def test_disabling_notify_of_a_missing_queue_does_nothing(conn: Conn, queue_name: str) -> None:
+    # As in PGMQ (whose DROP TRIGGER IF EXISTS skips a missing table): disabling is idempotent.
+    assert conn.execute("SELECT pgmq.disable_notify_insert(%s)", (queue_name,)).fetchone() == ("",)  # void
+    outcome = run(conn, "SELECT pgmq.disable_notify_insert(%s)", (None,))
+    assert (outcome.sqlstate, outcome.message) == (NULL_NOT_ALLOWED, "queue_name must not be NULL")
 
 
 def test_dropping_a_missing_queue_returns_false(conn: Conn, queue_name: str) -> None:

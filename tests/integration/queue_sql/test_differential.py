@@ -467,6 +467,10 @@ def test_notices_match(conn: Conn, oracle: Conn, queue_name: str) -> None:
         ("SELECT pgmq.create(%s)", (queue_name,)),  # exists already: "... already exists, skipping"
         ("SELECT pgmq.create_unlogged(%s)", (queue_name,)),
         ("SELECT pgmq.detach_archive(%s)", (queue_name,)),  # deprecated
+        ("SELECT pgmq.enable_notify_insert(%s)", (queue_name,)),  # no trigger to replace yet
+        ("SELECT pgmq.disable_notify_insert(%s)", (queue_name,)),
+        ("SELECT pgmq.disable_notify_insert(%s)", (queue_name,)),  # no trigger to drop
+        ("SELECT pgmq.disable_notify_insert(%s)", (f"missing_{queue_name}",)),  # no queue: nothing to do
         ("SELECT pgmq.drop_queue(%s, false)", (queue_name,)),  # deprecated
         ("SELECT pgmq.drop_queue(%s)", (queue_name,)),  # gone
     ]:
