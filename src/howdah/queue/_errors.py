@@ -35,7 +35,7 @@ class QueueDatabaseError(QueueError, DatabaseError):
 def translate(exc: psycopg.Error, queue: str | None) -> QueueError:
     """Map a psycopg error raised by a ``pgmq`` call to the queue layer's named error."""
     message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
-    if isinstance(exc, pg_errors.UndefinedTable) and queue is not None:
+    if queue is not None and _names_a_missing_queue(exc):
         return QueueNotFound(queue)
     if isinstance(
         exc,
@@ -52,3 +52,11 @@ def translate(exc: psycopg.Error, queue: str | None) -> QueueError:
     if isinstance(exc, pg_errors.InvalidName | pg_errors.NameTooLong):
         return InvalidQueueName(message)
     return QueueDatabaseError(message)
+
+
+def _names_a_missing_queue(exc: psycopg.Error) -> bool:
+    """42P01, or PGMQ's own P0001 'Queue "x" does not exist. ...' (enable_notify_insert, bind_topic, ...): the
+    schema names the missing queue table in the error's SCHEMA and TABLE fields, so no text is parsed."""
+    if isinstance(exc, pg_errors.UndefinedTable):
+        return True
+    return isinstance(exc, pg_errors.RaiseException) and exc.diag.schema_name == "pgmq" and bool(exc.diag.table_name)

@@ -19,7 +19,8 @@ Conn = psycopg.Connection[Any]
 UNDEFINED_TABLE = "42P01"
 NULL_NOT_ALLOWED = "22004"
 INVALID_PARAMETER = "22023"
-NAME_ERRORS = {NULL_NOT_ALLOWED, INVALID_PARAMETER}
+RAISE = "P0001"  # PGMQ's own errors (RAISE EXCEPTION without a code); Howdah raises them with PGMQ's text
+NAME_ERRORS = {NULL_NOT_ALLOWED, INVALID_PARAMETER, RAISE}
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +68,6 @@ OPERATIONS = [
     "SELECT * FROM pgmq.read_grouped_rr(%s::text, 30, 1)",
     "SELECT * FROM pgmq.read_grouped_head(%s::text, 30, 1)",
     "SELECT pgmq.create_fifo_index(%s)",
-    "SELECT pgmq.enable_notify_insert(%s, 0)",
-    "SELECT pgmq.update_notify_insert(%s, 0)",
-    "SELECT pgmq.disable_notify_insert(%s)",
-    "SELECT pgmq.bind_topic('a.b', %s)",
     "SELECT * FROM pgmq.maintain_partitions(%s)",
     "SELECT pgmq.convert_archive_partitioned(%s)",
 ]
@@ -89,6 +86,40 @@ def test_null_queue_name_is_rejected(conn: Conn, operation: str) -> None:
     assert outcome.message == "queue_name must not be NULL"
 
 
+# Where PGMQ checks for the queue itself, it raises P0001 with its own text; Howdah raises the same, and names
+# the missing queue table in the error's SCHEMA and TABLE fields.
+PGMQ_CHECKS_THE_QUEUE = [
+    ("SELECT pgmq.enable_notify_insert(%s, 0)", 'Queue "{}" does not exist. Create it first using pgmq.create()'),
+    (
+        "SELECT pgmq.update_notify_insert(%s, 0)",
+        'Queue "{}" does not exist. Create the queue first using pgmq.create()',
+    ),
+    ("SELECT pgmq.bind_topic('a.b', %s)", 'Queue "{}" does not exist. Create the queue first using pgmq.create()'),
+]
+
+
+@pytest.mark.parametrize(("operation", "message"), PGMQ_CHECKS_THE_QUEUE)
+def test_missing_queue_where_pgmq_checks_it(conn: Conn, queue_name: str, operation: str, message: str) -> None:
+    with pytest.raises(psycopg.errors.RaiseException) as caught:
+        conn.execute(operation, (queue_name,))
+    assert caught.value.diag.message_primary == message.format(queue_name)
+    assert (caught.value.diag.schema_name, caught.value.diag.table_name) == ("pgmq", f"q_{queue_name}")
+
+
+@pytest.mark.parametrize(("operation", "message"), PGMQ_CHECKS_THE_QUEUE)
+def test_missing_queue_where_pgmq_checks_it_null_name(conn: Conn, operation: str, message: str) -> None:
+    outcome = run(conn, operation, (None,))
+    expected = "queue_name cannot be NULL or empty" if "bind_topic" in operation else message.format("<NULL>")
+    assert (outcome.sqlstate, outcome.message) == (RAISE, expected)
+
+
+def test_disabling_notify_of_a_missing_queue_does_nothing(conn: Conn, queue_name: str) -> None:
+    # As in PGMQ (whose DROP TRIGGER IF EXISTS skips a missing table): disabling is idempotent.
+    assert conn.execute("SELECT pgmq.disable_notify_insert(%s)", (queue_name,)).fetchone() == ("",)  # void
+    outcome = run(conn, "SELECT pgmq.disable_notify_insert(%s)", (None,))
+    assert (outcome.sqlstate, outcome.message) == (NULL_NOT_ALLOWED, "queue_name must not be NULL")
+
+
 def test_dropping_a_missing_queue_returns_false(conn: Conn, queue_name: str) -> None:
     assert conn.execute("SELECT pgmq.drop_queue(%s)", (queue_name,)).fetchone() == (False,)
 
@@ -96,16 +127,16 @@ def test_dropping_a_missing_queue_returns_false(conn: Conn, queue_name: str) -> 
 BAD_NAMES: list[tuple[str | None, str]] = [
     (None, NULL_NOT_ALLOWED),
     ("", INVALID_PARAMETER),
-    ("x" * 48, INVALID_PARAMETER),
-    ("é" * 24, INVALID_PARAMETER),  # 24 characters, but 48 bytes
-    ("a$b", INVALID_PARAMETER),
-    ("a;b", INVALID_PARAMETER),
-    ("a--b", INVALID_PARAMETER),
-    ("a'b", INVALID_PARAMETER),
+    ("x" * 48, RAISE),
+    ("é" * 24, RAISE),  # 24 characters, but 48 bytes: PGMQ's error, with the byte count in its DETAIL
+    ("a$b", RAISE),
+    ("a;b", RAISE),
+    ("a--b", RAISE),
+    ("a'b", RAISE),
     ("tab\there", INVALID_PARAMETER),
     ("new\nline", INVALID_PARAMETER),
-    ("x'); DROP TABLE public.canary; --", INVALID_PARAMETER),
-    ('x"; DROP TABLE public.canary; --', INVALID_PARAMETER),
+    ("x'); DROP TABLE public.canary; --", RAISE),
+    ('x"; DROP TABLE public.canary; --', RAISE),
 ]
 
 
@@ -158,20 +189,20 @@ def test_names_taken_by_other_objects_are_refused(conn: Conn, queue_name: str) -
         ("SELECT * FROM pgmq.send(%s::text, %s::jsonb, NULL::integer)", (Jsonb({}),), NULL_NOT_ALLOWED, "delay"),
         ("SELECT * FROM pgmq.send(%s::text, %s::jsonb, -1)", (Jsonb({}),), INVALID_PARAMETER, "delay"),
         ("SELECT * FROM pgmq.send(%s::text, %s::jsonb, NULL::timestamptz)", (Jsonb({}),), NULL_NOT_ALLOWED, "delay"),
-        ("SELECT * FROM pgmq.send_batch(%s::text, NULL::jsonb[])", (), NULL_NOT_ALLOWED, "msgs"),
-        ("SELECT * FROM pgmq.send_batch(%s::text, '{}'::jsonb[])", (), INVALID_PARAMETER, "msgs"),
+        ("SELECT * FROM pgmq.send_batch(%s::text, NULL::jsonb[])", (), RAISE, "msgs"),
+        ("SELECT * FROM pgmq.send_batch(%s::text, '{}'::jsonb[])", (), RAISE, "msgs"),
         ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY['{}', NULL]::jsonb[])", (), NULL_NOT_ALLOWED, "msgs"),
         ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY[['{}']]::jsonb[])", (), INVALID_PARAMETER, "msgs"),
         (
             "SELECT * FROM pgmq.send_batch(%s::text, ARRAY['{}','{}']::jsonb[], ARRAY['{}']::jsonb[])",
             (),
-            INVALID_PARAMETER,
+            RAISE,
             "headers",
         ),
         (
             "SELECT * FROM pgmq.send_batch(%s::text, ARRAY['{}']::jsonb[], '{}'::jsonb[])",
             (),
-            INVALID_PARAMETER,
+            RAISE,
             "headers",
         ),
         ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY['{}']::jsonb[], -5)", (), INVALID_PARAMETER, "delay"),
@@ -188,7 +219,9 @@ def test_names_taken_by_other_objects_are_refused(conn: Conn, queue_name: str) -
         ("SELECT pgmq.archive(%s::text, NULL::bigint)", (), NULL_NOT_ALLOWED, "msg_id"),
         ("SELECT * FROM pgmq.delete(%s::text, NULL::bigint[])", (), NULL_NOT_ALLOWED, "msg_ids"),
         ("SELECT * FROM pgmq.read_grouped(%s::text, 30, -2)", (), INVALID_PARAMETER, "qty"),
-        ("SELECT pgmq.enable_notify_insert(%s, -1)", (), INVALID_PARAMETER, "throttle_interval_ms"),
+        ("SELECT pgmq.enable_notify_insert(%s, -1)", (), RAISE, "throttle_interval_ms"),
+        ("SELECT pgmq.update_notify_insert(%s, -1)", (), RAISE, "throttle_interval_ms"),
+        ("SELECT pgmq.enable_notify_insert(%s, NULL)", (), NULL_NOT_ALLOWED, "throttle_interval_ms"),
     ],
 )
 def test_bad_arguments_name_the_parameter(
@@ -200,10 +233,15 @@ def test_bad_arguments_name_the_parameter(
 
 
 def test_bad_partitioning_arguments(conn: Conn, queue_name: str) -> None:
-    for args in [("abc", "1 day"), ("10", "1 day"), ("1 month", "1 year"), ("30 seconds", "1 day"), ("0", "10")]:
+    for args in [("abc", "1 day"), ("10", "1 day"), ("1 month", "1 year"), ("1.5 seconds", "1 day"), ("0", "10")]:
         outcome = run(conn, "SELECT pgmq.create_partitioned(%s, %s, %s)", (queue_name, *args))
         assert outcome.sqlstate == INVALID_PARAMETER, (args, outcome)
-    assert run(conn, "SELECT pgmq.create_partitioned(%s, '10', '10', 0)", (queue_name,)).sqlstate == INVALID_PARAMETER
+    # PGMQ's own error (which the oracle never reaches: it has no pg_partman, checked before premake).
+    outcome = run(conn, "SELECT pgmq.create_partitioned(%s, '10', '10', 0)", (queue_name,))
+    assert (outcome.sqlstate, outcome.message) == (RAISE, "premake must be at least 1, got 0")
+    # The queue name is checked first, as in PGMQ.
+    outcome = run(conn, "SELECT pgmq.create_partitioned(%s, 'abc', '10', 0)", ("a;b",))
+    assert (outcome.sqlstate, outcome.message) == (RAISE, "queue name contains invalid characters: $, ;, --, or \\'")
     conn.execute("SELECT pgmq.create(%s)", (queue_name,))
     # Maintaining a queue that is not partitioned is allowed and does nothing (loops may call it for every queue).
     assert conn.execute("SELECT * FROM pgmq.maintain_partitions(%s)", (queue_name,)).fetchall() == []

@@ -103,7 +103,7 @@ def test_disable_and_drop(conn: Conn, listener: Conn, queue_name: str) -> None:
     assert conn.execute(
         "SELECT count(*) FROM pgmq.list_notify_insert_throttles() WHERE queue_name = %s", (queue_name,)
     ).fetchone() == (0,)
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+    with pytest.raises(psycopg.errors.RaiseException, match="does not have notify_insert enabled"):  # PGMQ's
         conn.execute("SELECT pgmq.update_notify_insert(%s, 10)", (queue_name,))
     conn.execute("SELECT pgmq.enable_notify_insert(%s, 0)", (queue_name,))
     conn.execute("SELECT pgmq.drop_queue(%s)", (queue_name,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import psycopg
@@ -143,6 +144,26 @@ def test_time_partitions(conn: Conn, queue_name: str) -> None:
     assert conn.execute("SELECT count(*) FROM pgmq.pop(%s, 10)", (q,)).fetchone() == (4,)
     assert [(r[1], r[2]) for r in maintain(conn, q)] == [(f"q_{q}_p200001010000", "dropped")]
     assert conn.execute("SELECT queue_length FROM pgmq.metrics(%s)", (q,)).fetchone() == (0,)
+    conn.execute("SELECT pgmq.drop_queue(%s)", (q,))
+
+
+def test_sub_minute_time_partitions(conn: Conn, queue_name: str) -> None:
+    q = queue_name
+    conn.execute("SELECT pgmq.create_partitioned(%s, '5 seconds', '1 minute', 4)", (q,))
+    bounds = conn.execute(
+        "SELECT relname, lo, hi FROM pgmq._howdah_partitions(%s::regclass, true) WHERE NOT is_default ORDER BY lo",
+        (f"pgmq.q_{q}",),
+    ).fetchall()
+    assert len(bounds) == 5
+    for (name, lo, hi), following in zip(bounds, [*bounds[1:], None], strict=True):
+        assert hi - lo == 5
+        assert name == f"q_{q}_p" + dt.datetime.fromtimestamp(int(lo), dt.UTC).strftime("%Y%m%d%H%M%S")
+        assert following is None or following[1] == hi
+    # Wherever the messages land, maintenance gives them a partition of their own: none stays in the default.
+    send_many(conn, q, 5)
+    maintain(conn, q)
+    assert f"q_{q}_default" not in where(conn, f"pgmq.q_{q}")
+    assert sum(where(conn, f"pgmq.q_{q}").values()) == 5
     conn.execute("SELECT pgmq.drop_queue(%s)", (q,))
 
 
