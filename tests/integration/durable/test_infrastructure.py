@@ -80,11 +80,12 @@ async def test_a_run_that_lost_its_connection_is_retried_promptly(app: DurableAp
 
 
 def terminate_others(db_url: str) -> int:
-    """Kill every other connection to this database, as a Postgres restart would."""
+    """Kill every other connection to this database, as a Postgres restart would, and return once they are gone
+    (``pg_terminate_backend`` with a timeout waits for each backend to exit: its socket is closed by then)."""
     return int(
         scalar(
             db_url,
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
     )
