@@ -166,10 +166,12 @@ def _worker_process(url: str, sizes: Sizes, index: int, go: Any, ready: Any) -> 
     """A DBOS process that dequeues from the queue until SIGTERM (with ``go``: configured at once, launched once
     ``go`` is set)."""
     quiet_logging()
-    if go is not None:
+    if go is None:
+        launch(url, sizes, f"bench-worker-{index}")
         ready.set()
-    launch(url, sizes, f"bench-worker-{index}", go=go)
-    ready.set()
+    else:
+        ready.set()
+        launch(url, sizes, f"bench-worker-{index}", go=go)
     wait_for_sigterm()
     DBOS.destroy()
 

@@ -6,7 +6,7 @@
 """
 
 from howdah.queue._client import AsyncQueue, Queue
-from howdah.queue._consumer import DETACH, Consumer, notify_channel
+from howdah.queue._consumer import DETACH, Consumer
 from howdah.queue._errors import (
     InvalidArgument,
     InvalidQueueName,
@@ -15,7 +15,7 @@ from howdah.queue._errors import (
     QueueNotFound,
 )
 from howdah.queue._names import MAX_QUEUE_NAME, validate_queue_name
-from howdah.queue._options import ConsumeOptions
+from howdah.queue._options import ConsumeOptions, notify_channel
 from howdah.queue._schema import COMPONENT
 from howdah.queue._types import Message, QueueInfo, QueueMetrics, TopicBinding
 

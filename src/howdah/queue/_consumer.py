@@ -38,7 +38,7 @@ from howdah.backoff import Backoff
 from howdah.queue import _ops
 from howdah.queue._errors import InvalidArgument, QueueDatabaseError, QueueError
 from howdah.queue._listener import Listener
-from howdah.queue._options import CONCURRENCY, ConsumeOptions
+from howdah.queue._options import CONCURRENCY, ConsumeOptions, notify_channel
 from howdah.queue._readsize import ReadSize
 from howdah.queue._settle import Settler
 from howdah.queue._types import Message
@@ -61,11 +61,6 @@ DETACH = _Detach()
 :meth:`Consumer.detach`): the consumer then neither acks it nor keeps extending its visibility timeout."""
 
 
-def notify_channel(queue: str) -> str:
-    """The channel PGMQ's insert trigger notifies (``pgmq.q_<name>.INSERT``)."""
-    return f"pgmq.q_{queue.lower()}.INSERT"
-
-
 class Consumer:
     """Reads ``queue`` and hands out messages; use as ``async with`` + ``async for``, or :meth:`run`."""
 
@@ -73,7 +68,7 @@ class Consumer:
         self._q = aqueue
         self.queue = queue
         self.options = options
-        self._size = ReadSize(options.batch_size, max(options.batch_size, options.max_batch_size), options.read_ahead)
+        self._size = ReadSize(options.batch_size, options.max_batch_size, options.read_ahead)
         self._buffer: collections.deque[Message] = collections.deque()
         self._held: dict[int, Message] = {}
         self._fill_lock = asyncio.Lock()
@@ -291,17 +286,13 @@ class Consumer:
     # ------------------------------------------------------------------------------------------- settling
     async def ack(self, message: Message) -> None:
         """The message was handled: delete it (or archive it, with ``on_success="archive"``), batched."""
-        self._forget_current(message)
-        if message.msg_id in self._held:
-            self.finished += 1
+        if self._finish(message):
             await self._settle_quietly(self._settler.done(message))
 
     async def nack(self, message: Message, error: BaseException | str | None) -> None:
         """The handler failed: make the message visible again after the retry delay, noting the error."""
-        self._forget_current(message)
-        if message.msg_id not in self._held:
+        if not self._finish(message):
             return
-        self.finished += 1
         delay = _ops.retry_delay(message.read_ct, self.options.retry_base, self.options.retry_cap)
         text = None if error is None else (error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         await self._settle_quietly(self._settler.release(message, delay, text))
@@ -365,10 +356,17 @@ class Consumer:
         When this returns no heartbeat for it is in flight, so nothing overwrites the visibility timeout you set
         next. Return :data:`DETACH` from the handler so the consumer does not ack it either.
         """
-        self._forget_current(message)
-        if message.msg_id in self._held:
-            self.finished += 1
+        self._finish(message)
         await self._forget([message.msg_id])
+
+    def _finish(self, message: Message) -> bool:
+        """The consumer is done with ``message`` (its handler returned, failed or detached it): counted in
+        :attr:`finished` if this consumer still holds it; returns whether it does."""
+        self._forget_current(message)
+        if message.msg_id not in self._held:
+            return False
+        self.finished += 1
+        return True
 
     def _forget_current(self, message: Message) -> None:
         """A message settled by hand inside ``async for`` must not be acked again when the loop moves on."""

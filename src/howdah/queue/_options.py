@@ -24,7 +24,7 @@ class ConsumeOptions:
       ``max(concurrency, batch_size)`` messages (read and not yet settled) and reads only the room it has, so
       with ``batch_size`` equal to the concurrency and ``read_ahead=0`` it takes only what it can start at once.
     - ``max_batch_size`` / ``read_ahead``: while reads come back full (a backlog), a consumer may hold as many
-      messages as it starts in ``read_ahead`` seconds at the rate it has been starting them, up to
+      messages as it finishes in ``read_ahead`` seconds at the rate it has been finishing them, up to
       ``max_batch_size`` (never below ``batch_size``): a backlog drains in fewer, larger reads, and a slow
       handler never hoards more than it gets through in ``read_ahead``. ``read_ahead=0`` turns this off.
     - ``settle_batch_size`` / ``settle_linger``: handled messages are deleted (or archived) together, and failed
