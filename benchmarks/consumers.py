@@ -318,6 +318,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--single", type=int, default=None, help="messages per run with single sends (6000)")
     parser.add_argument("--batched", type=int, default=None, help="messages per run with send_batch (20000)")
     parser.add_argument("--system", action="append", choices=SYSTEMS, help="only these systems (repeatable)")
+    parser.add_argument(
+        "--handler-ms", type=float, action="append", default=None, help="only cases with this handler time (repeatable)"
+    )
+    parser.add_argument(
+        "--sends", choices=("single", "batched"), default=None, help="only cases with single or batched sends"
+    )
     return parser
 
 
@@ -334,7 +340,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         batched=args.batched or base.batched,
     )
     consumers = args.consumers or ([1, 4] if args.quick else [1, 4, 16])
-    all_cases = cases(sizes, consumers, args.quick)
+    all_cases = [
+        case
+        for case in cases(sizes, consumers, args.quick)
+        if (args.handler_ms is None or case.handler_ms in args.handler_ms)
+        and (args.sends is None or (case.batch == 1) == (args.sends == "single"))
+        and ((args.handler_ms is None and args.sends is None) or not case.churn)
+    ]
     systems = [s for s in SYSTEMS if not args.system or s in args.system]
     report = Report("Howdah queue consumers, end to end" + (" (--quick)" if args.quick else ""))
     began = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from howdah.queue._listener import (
+    EMPTY_READS,
     FOLLOW_TICK,
     MAX_CHANNEL_BYTES,
     MIN_TICK,
@@ -42,3 +43,29 @@ def test_what_a_process_listens_to_and_how_often_it_reads_while_streaming() -> N
     assert ch.wanted() == set()  # streaming: not a listener at all, so no notification costs a transaction
     ch.read_interval = 0.0
     assert ch.tick == MIN_TICK
+
+
+def _streaming(leader: bool) -> _Channel:
+    ch = _Channel("pgmq.q_a.INSERT", "howdah.q_a.help", 1, retry=1.0, read_interval=0.002, leader=leader)
+    ch.streaming = True
+    return ch
+
+
+def test_the_leader_listens_again_after_a_few_empty_reads() -> None:
+    ch = _streaming(leader=True)
+    assert [ch.stream_read(0) for _ in range(EMPTY_READS)] == [False] * (EMPTY_READS - 1) + [True]
+    assert ch.tick == 0.002  # its pace never changes
+
+
+def test_a_follower_whose_reads_find_nothing_slows_down_before_it_listens_again() -> None:
+    """While the leader keeps up, a follower's reads find nothing: each one doubles its tick up to ``retry``
+    (listening again at 50 ms would cost a transaction per notification of the stream), and only
+    EMPTY_READS empty reads at that pace end its stream; a read that finds messages brings it back to 50 ms."""
+    ch = _streaming(leader=False)
+    ticks, ended = [], False
+    while not ended:
+        ticks.append(ch.tick)
+        ended = ch.stream_read(0)
+    assert ticks == [0.05, 0.1, 0.2, 0.4, 0.8] + [1.0] * EMPTY_READS
+    ch.streaming, ch.slow = True, 8
+    assert not ch.stream_read(3) and ch.tick == FOLLOW_TICK and ch.empties == 0

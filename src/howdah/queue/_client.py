@@ -335,7 +335,7 @@ class AsyncQueue:
         handle_signals: bool = True,
         **options: Any,
     ) -> None:
-        """Run ``handler(message)`` for every message, up to ``concurrency`` (10) at once, until ``stop`` is set
+        """Run ``handler(message)`` for every message, up to ``concurrency`` (32) at once, until ``stop`` is set
         (or SIGTERM/SIGINT arrives). Pass ``concurrency=1`` for one message at a time, in the order read.
 
         A handler returning normally acks the message (delete, or archive with ``on_success="archive"``);

@@ -15,8 +15,9 @@ Two things keep that down:
 - **Streaming.** A process whose notifications come faster than it would read anyway (:data:`DENSE` of them
   less than a *tick* apart on average) stops listening on the queue (UNLISTEN: its backend is no longer
   signalled) and wakes one of its consumers every tick instead: the leader every ``read_interval``, a follower
-  every :data:`FOLLOW_TICK`. After :data:`EMPTY_READS` empty reads in a row it listens again, then wakes every
-  waiting consumer once LISTEN is in place, so that a message committed meanwhile is read.
+  every :data:`FOLLOW_TICK`, twice as long after each read that found nothing (the leader keeps up), up to
+  ``poll_interval``. After :data:`EMPTY_READS` empty reads in a row (a follower: at its slowest pace) it listens
+  again, then wakes every waiting consumer once LISTEN is in place, so that a message committed meanwhile is read.
 
 Inside a process a wake-up goes to ONE consumer of the queue that is waiting for messages, never all of them;
 consumers that are busy handling are not woken at all (they read again when they have room anyway).
@@ -134,6 +135,7 @@ class _Channel:
     streaming: bool = False  # not listening: woken every tick instead
     ticker: asyncio.TimerHandle | None = None
     empties: int = 0  # empty reads in a row while streaming
+    slow: int = 1  # a streaming follower's tick is FOLLOW_TICK times this (doubled by each empty read)
     streams: int = 0  # how many times this process started streaming (for tests and metrics)
 
     @property
@@ -144,7 +146,23 @@ class _Channel:
     def tick(self) -> float:
         """Seconds between wake-ups while streaming (a notification less often than this is worth hearing)."""
         lead = max(self.read_interval, MIN_TICK)
-        return lead if self.leader else max(lead, min(FOLLOW_TICK, self.retry))
+        return lead if self.leader else max(lead, min(FOLLOW_TICK * self.slow, self.retry))
+
+    def stream_read(self, found: int) -> bool:
+        """Note a read while streaming; True when the stream has ended (listen again). A follower whose reads find
+        nothing (the leader keeps up) reads ever less often, up to ``retry``, and listens again only after
+        EMPTY_READS empty reads at that pace: each time it listens, every notification costs its backend a
+        transaction, so a follower that re-listened after a few empty ticks would cost more than it saves."""
+        if found:
+            self.empties, self.slow = 0, 1
+            return False
+        self.empties += 1
+        if self.leader:
+            return self.empties >= EMPTY_READS
+        if FOLLOW_TICK * self.slow < self.retry:
+            self.empties, self.slow = 0, self.slow * 2
+            return False
+        return self.empties >= EMPTY_READS
 
     def wanted(self) -> set[str]:
         """The channels to LISTEN on now: none while streaming; a follower hears the queue's notifications only to
@@ -245,10 +263,8 @@ class Listener:
             return
         if short and seen > ch.covered:
             ch.covered = seen
-        if ch.streaming:
-            ch.empties = ch.empties + 1 if found == 0 else 0
-            if ch.empties >= EMPTY_READS:
-                self._stop_streaming(ch)
+        if ch.streaming and ch.stream_read(found):
+            self._stop_streaming(ch)
 
     def leads(self, channel: str) -> bool:
         """Whether this process leads ``channel``'s queue (its notifications wake this process's consumers)."""
@@ -381,7 +397,7 @@ class Listener:
     def _start_streaming(self, ch: _Channel) -> None:
         if ch.streaming:
             return
-        ch.streaming, ch.empties = True, 0
+        ch.streaming, ch.empties, ch.slow = True, 0, 1
         ch.streams += 1
         ch.arrivals.clear()
         ch.ticker = asyncio.get_running_loop().call_later(ch.tick, self._tick, ch)

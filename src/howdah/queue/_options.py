@@ -11,7 +11,7 @@ from howdah.queue._errors import InvalidArgument, QueueError
 from howdah.queue._names import validate_queue_name
 
 DLQ_SUFFIX = "_dlq"
-CONCURRENCY = 10
+CONCURRENCY = 32
 """How many messages ``work()`` handles at once unless told otherwise (``concurrency=1``: one at a time, in the
 order read)."""
 

@@ -329,8 +329,9 @@ async def test_a_message_sent_inside_a_throttle_interval_is_handled_when_it_ends
         await asyncio.wait_for(task, 15)
 
 
-async def _drain(async_queue: AsyncQueue, queue: str, backlog: int, **options: Any) -> Consumer:
-    """Send ``backlog`` messages, handle them all with a fresh consumer, stop it; the consumer (for its counts)."""
+async def _drain(async_queue: AsyncQueue, queue: str, backlog: int, concurrency: int = 10, **options: Any) -> Consumer:
+    """Send ``backlog`` messages, handle them all with a fresh consumer running ``concurrency`` handlers at once,
+    stop it; the consumer (for its counts)."""
     await async_queue.send_batch(queue, list(range(backlog)))
     handled: list[int] = []
     consumer = async_queue.consume(queue, **options, **QUICK)
@@ -338,7 +339,7 @@ async def _drain(async_queue: AsyncQueue, queue: str, backlog: int, **options: A
     async def handler(message: Message) -> None:
         handled.append(message.msg_id)
 
-    task, stop = run_until_stopped(consumer, handler)
+    task, stop = run_until_stopped(consumer, handler, concurrency=concurrency)
     await async_wait_until(lambda: len(handled) == backlog, what="the backlog handled", timeout=60)
     stop.set()
     await asyncio.wait_for(task, 15)
