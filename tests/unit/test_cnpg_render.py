@@ -108,7 +108,8 @@ def test_cluster_fields() -> None:
     assert spec["imageName"] == "ghcr.io/cloudnative-pg/postgresql:18"
     parameters = spec["postgresql"]["parameters"]
     assert "shared_preload_libraries" not in parameters
-    assert parameters == {k: v for k, v in settings.items() if k != "shared_preload_libraries"}
+    added = {"pg_stat_statements.track": "top"}  # pg_stat_statements is preloaded: the operator keeps its extension
+    assert parameters == {k: v for k, v in settings.items() if k != "shared_preload_libraries"} | added
     assert parameters["work_mem"] == "8MB"
     assert spec["postgresql"]["shared_preload_libraries"] == ["pg_stat_statements", "pg_prewarm", "auto_explain"]
     initdb = spec["bootstrap"]["initdb"]
@@ -118,7 +119,10 @@ def test_cluster_fields() -> None:
         "secret": {"name": _cnpg.secret_name(cluster["metadata"]["name"])},
         "postInitApplicationSQL": list(_cnpg.EXTENSION_SCHEMA_SQL),
     }
-    assert cluster["metadata"]["annotations"] == {"cnpg.io/hibernation": "off"}
+    assert cluster["metadata"]["annotations"] == {
+        "cnpg.io/hibernation": "off",
+        "howdah.dev/parameters": ",".join(sorted(k for k in settings if k != "shared_preload_libraries")),
+    }
     assert "org" not in str(cluster["metadata"]["labels"])
     assert _cnpg.render_cluster(IID, "x", OLTP, settings, namespace=NS, image="my/pg:18.1")["spec"]["imageName"] == (
         "my/pg:18.1"
@@ -163,6 +167,56 @@ def test_database_extensions() -> None:
     with_cron = declared_catalog(["pg_cron"])
     cron = _cnpg.render_database(IID, "orders", ["pg_cron"], [], namespace=NS, catalog=with_cron)
     assert cron["spec"]["extensions"] == [{"name": "pg_cron", "ensure": "present"}]
+
+
+def test_extensions_are_declared_after_what_they_require() -> None:
+    """The operator's Database resource runs CREATE EXTENSION without CASCADE: earthdistance needs cube first,
+    even when the user asked only for earthdistance (the local provider's CASCADE creates it too)."""
+    database = _cnpg.render_database(IID, "orders", ["earthdistance"], ["cube"], namespace=NS, catalog=CATALOG)
+    assert [(e["name"], e["ensure"]) for e in database["spec"]["extensions"]] == [
+        ("cube", "present"), ("earthdistance", "present"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "rendered"),
+    [
+        ("16384", "8kB", "131072kB"),  # shared_buffers: 8 kB pages to Postgres, MB to the operator's checks
+        ("4096", "kB", "4096kB"),
+        ("1024", "MB", "1024MB"),
+        ("30", "s", "30s"),
+        ("0.5", "ms", "0.5ms"),
+        ("0", "8kB", "0"),  # zero is zero in any unit
+        ("-1", "kB", "-1"),  # the usual "off / use the default", no size at all
+        ("128MB", "8kB", "128MB"),  # a unit already
+        ("100", None, "100"),  # no unit: a count
+    ],
+)
+def test_bare_numbers_of_sizes_and_durations_get_an_explicit_unit(value: str, unit: str | None, rendered: str) -> None:
+    assert _cnpg.explicit_unit(value, unit) == rendered
+
+
+def test_the_cluster_spells_units_out() -> None:
+    parameters = _cnpg.cluster_parameters({"shared_buffers": "16384", "max_connections": "100"}, 18)
+    assert parameters == {"max_connections": "100", "shared_buffers": "131072kB"}
+
+
+@pytest.mark.parametrize(
+    ("preload", "configs", "added"),
+    [
+        ("pg_stat_statements", {}, {"pg_stat_statements.track": "top"}),
+        ("pg_stat_statements,pgaudit", {}, {"pg_stat_statements.track": "top", "pgaudit.log": "none"}),
+        ("pg_stat_statements", {"pg_stat_statements.max": "10000"}, {}),  # one of its own already keeps it
+        ("auto_explain", {}, {}),
+    ],
+)
+def test_operator_managed_extensions_keep_a_setting_of_theirs(
+    preload: str, configs: dict[str, str], added: dict[str, str]
+) -> None:
+    """Without a ``pg_stat_statements.*`` (``pgaudit.*``) setting, CloudNativePG drops the extension from every
+    database; a preloaded one gets its default setting, which changes nothing else."""
+    parameters = _cnpg.cluster_parameters({"shared_preload_libraries": preload, **configs}, 18)
+    assert parameters == dict(sorted({**configs, **added}.items()))
 
 
 def test_the_standard_images_catalog() -> None:
@@ -337,3 +391,17 @@ def test_preload_libraries() -> None:
         "pg_stat_statements",
         "auto_explain",
     ]
+
+
+def test_parameters_the_operator_defaults_are_not_read_back_as_howdahs() -> None:
+    """CloudNativePG's defaulting webhook writes parameters of its own into the live Cluster; reading it back takes
+    only those Howdah set (listed in an annotation), so re-rendering never adopts the operator's defaults."""
+    settings = render_settings(OLTP)
+    cluster = _cnpg.render_cluster(IID, "payments", OLTP, settings, namespace=NS)
+    live = yaml.safe_load(yaml.safe_dump(cluster))
+    live["spec"]["postgresql"]["parameters"].update(
+        {"archive_timeout": "5min", "wal_keep_size": "512MB", "log_destination": "csvlog", "work_mem": "8MB"}
+    )
+    state = _cnpg.parse_cluster(live)
+    assert "archive_timeout" not in state.settings and "log_destination" not in state.settings
+    assert _cnpg.render_cluster(IID, "payments", state.shape, state.settings, namespace=NS) == cluster

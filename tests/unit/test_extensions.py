@@ -128,6 +128,14 @@ def test_preload_order_puts_requirements_first_and_each_library_once() -> None:
     assert catalog.preload([]) == ()
 
 
+def test_extensions_come_after_what_they_require() -> None:
+    """CloudNativePG's Database resource creates extensions without CASCADE: requirements go first."""
+    catalog = declared_catalog(["cube", "earthdistance", "postgis", "postgis_topology", "hstore"])
+    assert catalog.with_requirements(["earthdistance", "hstore"]) == ["cube", "earthdistance", "hstore"]
+    assert catalog.with_requirements(["postgis_topology", "postgis"]) == ["postgis", "postgis_topology"]
+    assert catalog.with_requirements(["unknown"]) == ["unknown"]
+
+
 def test_the_operator_preloads_the_libraries_of_the_settings_it_manages() -> None:
     catalog = declared_catalog(["pg_stat_statements", "pgaudit", "vector"], operator_preload=["pgaudit"])
     assert catalog.operator_preloaded(["pgaudit.log", "work_mem", "pg_stat_statements.track"]) == ("pgaudit",)

@@ -215,7 +215,7 @@ def test_render_settings_refuses_values_postgres_refuses(pg18: Mapping[str, Sett
 
 def test_the_platform_rules_read_values_as_postgres_does(pg18: Mapping[str, SettingInfo]) -> None:
     """A value Postgres accepts is not refused by the platform's own checks for reading it differently."""
-    configs = {"shared_buffers": "0x4000", "max_connections": "0x64", "max_wal_senders": "1e1", "hot_standby": "on"}
+    configs = {"shared_buffers": "0x4000", "max_connections": "0x64", "max_wal_senders": "1e1", "wal_log_hints": "on"}
     spec = InstanceSpec(name="db", postgres_configs=configs)
     assert check_settings(pg18, configs) == []
     assert {name: render_settings(spec, setting_metadata=pg18)[name] for name in configs} == configs

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from howdah.control.config_engines import Resources, format_size, round_size
 from howdah.control.extensions import ExtensionCatalog, ExtensionInfo, declared_catalog
+from howdah.control.settings_check import parse_integer
 from howdah.control.spec import Extension, InstanceSpec, Stack
 from howdah.control.stacks import (
     EXAMPLE_RESOURCES,
@@ -288,16 +289,60 @@ def test_wal_senders_and_slots_cover_the_replicas(name: str) -> None:
 
 
 @pytest.mark.parametrize("value", ["off", "of", "false", "f", "no", "0", "OFF"])
-def test_hot_standby_off_is_forbidden_with_replicas(value: str) -> None:
-    with pytest.raises(ForbiddenSetting, match="hot_standby"):
-        render_settings(spec(replicas=2, postgres_configs={"hot_standby": value}))
-    assert render_settings(spec(replicas=1, postgres_configs={"hot_standby": value}))["hot_standby"] == value
+def test_wal_log_hints_off_is_forbidden_with_replicas(value: str) -> None:
+    """CloudNativePG needs wal_log_hints on to rewind a failed primary into a replica."""
+    with pytest.raises(ForbiddenSetting, match="wal_log_hints"):
+        render_settings(spec(replicas=2, postgres_configs={"wal_log_hints": value}))
+    assert render_settings(spec(replicas=1, postgres_configs={"wal_log_hints": value}))["wal_log_hints"] == value
 
 
-def test_hot_standby_must_be_a_boolean() -> None:
-    assert render_settings(spec(replicas=2, postgres_configs={"hot_standby": "on"}))["hot_standby"] == "on"
-    with pytest.raises(ForbiddenSetting, match="hot_standby"):
-        render_settings(spec(postgres_configs={"hot_standby": "o"}))
+def test_wal_log_hints_must_be_a_boolean() -> None:
+    assert render_settings(spec(replicas=2, postgres_configs={"wal_log_hints": "on"}))["wal_log_hints"] == "on"
+    with pytest.raises(ForbiddenSetting, match="wal_log_hints"):
+        render_settings(spec(postgres_configs={"wal_log_hints": "o"}))
+
+
+# The parameters CloudNativePG fixes (its webhook refuses a Cluster that sets them): refused on every provider.
+CNPG_FIXED = [
+    "hot_standby", "temp_tablespaces", "log_rotation_age", "log_rotation_size", "log_truncate_on_rotation",
+    "restart_after_crash", "recovery_min_apply_delay", "syslog_facility", "syslog_ident", "syslog_sequence_numbers",
+    "syslog_split_messages", "data_sync_retry", "bonjour", "bonjour_name", "event_source",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CNPG_FIXED)
+def test_parameters_cloudnativepg_fixes_are_refused_by_name(name: str) -> None:
+    with pytest.raises(ForbiddenSetting, match=re.escape(repr(name))) as caught:
+        render_settings(spec(postgres_configs={name: "on"}))
+    assert "CloudNativePG" in str(caught.value) or "platform" in str(caught.value)
+
+
+@pytest.mark.parametrize("alias", ["hot_standby", "archive", "ARCHIVE"])
+def test_wal_level_aliases_are_rendered_as_replica(alias: str) -> None:
+    """Postgres reads both as replica; CloudNativePG refuses them, so the rendered value says replica."""
+    assert render_settings(spec(replicas=2, postgres_configs={"wal_level": alias}))["wal_level"] == "replica"
+
+
+def test_one_wal_size_may_not_cross_the_one_the_stack_computes() -> None:
+    computed = render_settings(spec())  # 10Gi storage: the stack's max_wal_size
+    assert parse_integer(computed["min_wal_size"], "MB") < parse_integer(computed["max_wal_size"], "MB")  # type: ignore[operator]
+    with pytest.raises(ForbiddenSetting, match="'min_wal_size'") as caught:
+        render_settings(spec(postgres_configs={"min_wal_size": "64GB"}))
+    assert computed["max_wal_size"] in str(caught.value)
+    with pytest.raises(ForbiddenSetting, match="'max_wal_size'"):
+        render_settings(spec(postgres_configs={"max_wal_size": "32MB"}))
+    with pytest.raises(ForbiddenSetting, match="'min_wal_size'"):
+        render_settings(spec(postgres_configs={"min_wal_size": "2GB", "max_wal_size": "1GB"}))
+    both = render_settings(spec(postgres_configs={"min_wal_size": "2GB", "max_wal_size": "8GB"}))
+    assert (both["min_wal_size"], both["max_wal_size"]) == ("2GB", "8GB")
+
+
+def test_storage_can_only_grow() -> None:
+    base = spec(storage="50Gi")
+    assert base.patched({"storage": "60Gi"}).storage == "60Gi"
+    assert base.patched({"storage": "50Gi"}).storage == "50Gi"
+    with pytest.raises(ValueError, match="storage can only grow"):
+        base.patched({"storage": "10Gi"})
 
 
 def test_parse_bool_like_postgres() -> None:

@@ -191,26 +191,30 @@ class ExtensionCatalog:
         info = self.extensions.get(name)
         return info is not None and info.fixed_schema
 
-    def preload(self, names: Iterable[str]) -> tuple[str, ...]:
-        """The libraries the extensions ``names`` need preloaded, in load order: an extension's requirements'
-        libraries before its own, each library once."""
-        libraries: dict[str, None] = {}
-        seen: set[str] = set()
+    def with_requirements(self, names: Iterable[str]) -> list[str]:
+        """``names`` and the extensions they require, each after its requirements (the order in which
+        ``CREATE EXTENSION`` without ``CASCADE`` succeeds), each once."""
+        ordered: dict[str, None] = {}
+        seen: set[str] = set()  # a cycle (no control file should have one) ends where it closes
 
         def visit(name: str) -> None:
             if name in seen:
                 return
             seen.add(name)
             info = self.extensions.get(name)
-            if info is None:
-                return
-            for required in info.requires:
+            for required in info.requires if info is not None else ():
                 visit(required)
-            libraries.update(dict.fromkeys(info.preload))
+            ordered[name] = None
 
         for name in names:
             visit(name)
-        return tuple(libraries)
+        return list(ordered)
+
+    def preload(self, names: Iterable[str]) -> tuple[str, ...]:
+        """The libraries the extensions ``names`` need preloaded, in load order: an extension's requirements'
+        libraries before its own, each library once."""
+        infos = (self.extensions.get(name) for name in self.with_requirements(names))
+        return tuple(dict.fromkeys(lib for info in infos if info is not None for lib in info.preload))
 
     def preload_map(self) -> dict[str, tuple[str, ...]]:
         """Extension → the libraries it needs preloaded (requirements' first), for those that need any."""

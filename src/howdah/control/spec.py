@@ -187,4 +187,7 @@ class InstanceSpec(BaseModel):
         """A new spec with ``changes`` applied and validated as a whole (name cannot change)."""
         if "name" in changes and changes["name"] != self.name:
             raise ValueError("an instance cannot be renamed")
-        return InstanceSpec.model_validate({**self.model_dump(mode="json"), **changes})
+        spec = InstanceSpec.model_validate({**self.model_dump(mode="json"), **changes})
+        if spec.storage_bytes < self.storage_bytes:  # no provider can shrink a volume (Kubernetes refuses to)
+            raise ValueError(f"storage can only grow: {spec.storage} is less than the {self.storage} it has")
+        return spec

@@ -311,6 +311,10 @@ def render_settings(
             raise InvalidSettingValue(problem, origin)
     settings = {**computed, **configs}
     _check_connections(settings, configs)
+    _check_wal_sizes(settings, configs)
+    level = settings.get("wal_level", "").strip().lower()
+    if level in _WAL_LEVEL_ALIASES:  # Postgres reads them as replica; CloudNativePG refuses them
+        settings["wal_level"] = "replica"
     # A stack library that only serves extensions the user disabled is left out with them.
     needed = facts.preload(extensions)
     dropped = set(facts.preload(e.name for e in spec.extensions if not e.enabled)) - set(needed)
@@ -331,6 +335,9 @@ _ARCHIVE = "the platform manages WAL archiving, backups and recovery"
 _REPLICATION = "the platform manages replication"
 _LOGGING = "the platform collects the server log"
 _CODE = "the platform controls which code the server loads"
+# CloudNativePG fixes these (its webhook refuses a Cluster that sets them); they are refused on every provider so
+# that a spec means the same wherever it runs.
+_FIXED = "the platform fixes it on every provider (CloudNativePG manages it)"
 
 FORBIDDEN_SETTINGS: Mapping[str, str] = MappingProxyType(
     {
@@ -359,6 +366,17 @@ FORBIDDEN_SETTINGS: Mapping[str, str] = MappingProxyType(
         "dynamic_library_path": _CODE,
         "extension_control_path": _CODE,
         "jit_provider": _CODE,
+        "hot_standby": _FIXED,
+        "temp_tablespaces": _FIXED,
+        "log_rotation_age": _LOGGING,
+        "log_rotation_size": _LOGGING,
+        "log_truncate_on_rotation": _LOGGING,
+        "restart_after_crash": _FIXED,
+        "recovery_min_apply_delay": _REPLICATION,
+        "data_sync_retry": _FIXED,
+        "bonjour": _NETWORK,
+        "bonjour_name": _NETWORK,
+        "event_source": _LOGGING,
     }
 )
 FORBIDDEN_PREFIXES: Mapping[str, str] = MappingProxyType(
@@ -367,6 +385,7 @@ FORBIDDEN_PREFIXES: Mapping[str, str] = MappingProxyType(
         "ssl": "the platform manages TLS",
         "archive_": _ARCHIVE,
         "recovery_target": _ARCHIVE,
+        "syslog_": _LOGGING,
     }
 )
 # A setting whose name ends like this names a file, directory or command (extensions' settings included).
@@ -411,12 +430,12 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         number = parse_integer(value)
         if number is None or number < replicas:
             raise ForbiddenSetting(name, f"{value!r} must be an integer of at least {replicas} (the replica count)")
-    elif name == "hot_standby":
+    elif name == "wal_log_hints":
         enabled = parse_bool(value)
         if enabled is None:
             raise ForbiddenSetting(name, f"{value!r} is not a boolean")
         if not enabled and replicas > 1:
-            raise ForbiddenSetting(name, f"replicas must accept read connections ({replicas} replicas)")
+            raise ForbiddenSetting(name, f"a failed primary rejoins as a replica only with it on ({replicas} replicas)")
     elif name == "shared_buffers":
         pages = parse_integer(value, "8kB")  # read as Postgres reads it: 8kB pages, or a size with a unit
         if pages is None or pages < 0:
@@ -427,6 +446,22 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         for library in split_libraries(name, value):
             if available_libraries is not None and _library_stem(library) not in available_libraries:
                 raise ForbiddenSetting(name, f"library {library!r} is not installed on the data plane")
+
+
+_WAL_LEVEL_ALIASES = ("archive", "hot_standby")
+
+
+def _check_wal_sizes(settings: Mapping[str, str], configs: Mapping[str, str]) -> None:
+    """min_wal_size must stay below max_wal_size, whichever of them the user set (the stack computes the other)."""
+    low, high = (parse_integer(settings.get(name, ""), "MB") for name in ("min_wal_size", "max_wal_size"))
+    if low is None or high is None or low < high:
+        return  # a value that is no size is reported by its own check
+    blamed = "min_wal_size" if "min_wal_size" in configs else "max_wal_size"
+    raise ForbiddenSetting(
+        blamed,
+        f"min_wal_size ({settings['min_wal_size']}) must be below max_wal_size ({settings['max_wal_size']}); "
+        "set both, or leave both to the stack",
+    )
 
 
 def _check_connections(settings: Mapping[str, str], configs: Mapping[str, str]) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from howdah.control._setting_facts import UNITS
 from howdah.control.extensions import ExtensionCatalog, declared_catalog
 from howdah.control.stacks import split_libraries
 from howdah.providers.base import InstanceStatus
@@ -40,6 +41,9 @@ LABEL_ORG = "howdah.dev/org"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "howdah"
 HIBERNATION = "cnpg.io/hibernation"
+# The parameters Howdah set, by name: the operator's defaulting webhook adds parameters of its own to the live
+# Cluster (archive_timeout, wal_keep_size, …), which reading the object back must not take for Howdah's.
+PARAMETERS = "howdah.dev/parameters"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 APP_USER = "app"
@@ -217,6 +221,47 @@ def preload_libraries(value: str) -> list[str]:
     return list(dict.fromkeys(split_libraries(PRELOAD, value)))
 
 
+# A setting of theirs makes the operator keep these extensions in every database (CREATE EXTENSION); without one
+# it DROPs them from every database, the one Howdah's Database resource creates them in included. Each value is
+# Postgres's default, so setting it changes nothing else.
+OPERATOR_EXTENSION_SETTINGS = {
+    "pg_stat_statements": ("pg_stat_statements.track", "top"),
+    "pgaudit": ("pgaudit.log", "none"),
+}
+_BARE_NUMBER = re.compile(r"^\s*\+?(\d+(\.\d*)?|\.\d+)\s*$")
+_UNIT = re.compile(r"^(\d*)(\D+)$")
+
+
+def explicit_unit(value: str, unit: str | None) -> str:
+    """``value`` with its unit spelled out when it is a bare positive number of a setting whose base unit is
+    ``unit`` (``shared_buffers = 16384`` → ``131072kB``): Postgres reads a bare number in the base unit (8 kB pages
+    for ``shared_buffers``), CloudNativePG's own checks in another (MB). Anything else is returned as it is."""
+    match = _BARE_NUMBER.match(value)
+    unit_match = _UNIT.match(unit or "")
+    if match is None or unit_match is None or float(match[1]) == 0:
+        return value
+    factor, suffix = int(unit_match[1] or 1), unit_match[2]
+    number = float(match[1]) * factor
+    return (str(int(number)) if number.is_integer() else f"{number:g}") + suffix
+
+
+def cluster_parameters(settings: Mapping[str, str], pg_version: int) -> dict[str, str]:
+    """``postgresql.parameters`` of the Cluster: the rendered settings but ``shared_preload_libraries`` (a list of
+    its own), sizes and durations with explicit units, and a setting for each extension the operator manages
+    whose library is preloaded (:data:`OPERATOR_EXTENSION_SETTINGS`)."""
+    units = UNITS.get(pg_version, {})
+    parameters = {
+        key: explicit_unit(str(value), units.get(key.lower()))
+        for key, value in sorted(settings.items())
+        if key != PRELOAD
+    }
+    preloaded = preload_libraries(settings.get(PRELOAD, ""))
+    for library, (setting, default) in OPERATOR_EXTENSION_SETTINGS.items():
+        if library in preloaded and not any(key.startswith(library + ".") for key in parameters):
+            parameters[setting] = default
+    return dict(sorted(parameters.items()))
+
+
 def render_cluster(
     instance_id: str,
     name: str,
@@ -240,11 +285,12 @@ def render_cluster(
     """
     cluster = cluster_name(instance_id, name)
     metadata = _metadata(cluster, namespace, instance_id, name, org)
-    annotations = {HIBERNATION: "on" if hibernated else "off"}
+    parameters = cluster_parameters(settings, spec.pg_version)
+    ours = (k for k in settings if k != PRELOAD)
+    annotations = {HIBERNATION: "on" if hibernated else "off", PARAMETERS: ",".join(sorted(ours))}
     if restarted_at is not None:
         annotations[RESTARTED_AT] = restarted_at
     metadata["annotations"] = annotations
-    parameters = {key: str(value) for key, value in sorted(settings.items()) if key != PRELOAD}
     resources = {"cpu": spec.cpu, "memory": spec.memory}
     return {
         "apiVersion": API_VERSION,
@@ -345,7 +391,7 @@ def render_database(
     database when the object is deleted.
     """
     cluster = cluster_name(instance_id, name)
-    wanted = list(dict.fromkeys(enabled))
+    wanted = catalog.with_requirements(enabled)  # the operator creates them without CASCADE: requirements first
     unwanted = [e for e in dict.fromkeys(disabled) if e not in wanted]
     return {
         "apiVersion": API_VERSION,
@@ -405,6 +451,12 @@ def parse_cluster(cluster: Mapping[str, Any], pooler: Mapping[str, Any] | None =
     requests: Mapping[str, str] = _get(spec, "resources", "requests") or {}
     postgresql: Mapping[str, Any] = spec.get("postgresql") or {}
     settings = {str(k): str(v) for k, v in (postgresql.get("parameters") or {}).items()}
+    if PARAMETERS in annotations:  # only what Howdah set, not what the operator defaulted
+        ours = set(filter(None, str(annotations[PARAMETERS]).split(",")))
+        settings = {k: v for k, v in settings.items() if k in ours}
+    for setting, value in OPERATOR_EXTENSION_SETTINGS.values():  # rendering adds them back where they belong
+        if settings.get(setting) == value:
+            del settings[setting]
     libraries = postgresql.get(PRELOAD) or []
     if libraries:
         settings[PRELOAD] = ",".join(libraries)
@@ -515,6 +567,7 @@ __all__ = [
     "HIBERNATION",
     "LABEL_INSTANCE",
     "MANAGED_SELECTOR",
+    "PARAMETERS",
     "PHASE_HEALTHY",
     "POOLERS",
     "POSTGRES_PORT",

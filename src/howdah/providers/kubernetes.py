@@ -1,9 +1,10 @@
 """The Kubernetes provider: each instance is a CloudNativePG ``Cluster``, applied with the official client.
 
 Every change is a server-side apply (``PATCH`` with ``application/apply-patch+yaml``, field manager ``howdah``,
-``force``) of whole objects rendered by :mod:`howdah.providers._cnpg`: a basic-auth ``Secret`` with the app
-role's password, the ``Cluster``, a ``Pooler`` when the connection pooler is on, and a ``Database`` declaring the
-app database's extensions. Applying the same object twice changes nothing, so every operation is idempotent.
+``force``, ``fieldValidation=Strict``) of whole objects rendered by :mod:`howdah.providers._cnpg`: a basic-auth
+``Secret`` with the app role's password, the ``Cluster``, a ``Pooler`` when the connection pooler is on, and a
+``Database`` declaring the app database's extensions. Applying the same object twice changes nothing, so every
+operation is idempotent.
 State is read back from the ``Cluster``'s ``.status`` (written by the operator) and objects are found again by
 their ``howdah.dev/instance-id`` label.
 
@@ -67,6 +68,9 @@ from howdah.providers.base import (
 
 FIELD_MANAGER = "howdah"
 APPLY_PATCH = "application/apply-patch+yaml"
+# An unknown or duplicated field is an error, never silently dropped: an object the API server would prune is not
+# the object Howdah rendered (an operator older than the fields Howdah writes, say).
+FIELD_VALIDATION = "Strict"
 _T = TypeVar("_T")
 
 
@@ -364,7 +368,7 @@ class KubernetesProvider:
             f"applying {plural}/{name}",
             lambda: self._custom.patch_namespaced_custom_object(
                 _cnpg.GROUP, _cnpg.VERSION, self.namespace, plural, name, body,
-                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH,
+                field_manager=FIELD_MANAGER, force=True, field_validation=FIELD_VALIDATION, _content_type=APPLY_PATCH,
             ),
         )  # fmt: skip
 
@@ -398,7 +402,13 @@ class KubernetesProvider:
         self._call(
             f"applying secrets/{name}",
             lambda: self._core.patch_namespaced_secret(
-                name, self.namespace, body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH
+                name,
+                self.namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                field_validation=FIELD_VALIDATION,
+                _content_type=APPLY_PATCH,
             ),
         )
 

@@ -171,6 +171,8 @@ async def test_bad_input_is_a_4xx_with_a_message(api: Api) -> None:
         ({"name": unique(), "replicas": "many"}, "replicas"),
         ({"name": unique(), "ip_allow_list": ["10.0.0.300/8"]}, "ip_allow_list"),
         ({"name": unique(), "postgres_configs": {"port": "6543"}}, "port"),
+        ({"name": unique(), "postgres_configs": {"temp_tablespaces": "fast"}}, "temp_tablespaces"),
+        ({"name": unique(), "postgres_configs": {"min_wal_size": "64GB"}}, "min_wal_size"),
         ({"name": unique(), "postgres_configs": {"wrok_mem": "4MB"}}, "wrok_mem"),
         ({"name": unique(), "extensions": [{"name": "not_an_extension"}]}, "not_an_extension"),
         ({"name": unique(), "memory": "12 parsecs"}, "memory"),
@@ -190,6 +192,8 @@ async def test_bad_input_is_a_4xx_with_a_message(api: Api) -> None:
     assert empty.status_code == 422 and "nothing to change" in empty.json()["error"]["message"]
     rename = await api.call("PATCH", f"{BASE}/{body['id']}", json={"name": "x"})
     assert rename.status_code == 422
+    shrink = await api.call("PATCH", f"{BASE}/{body['id']}", json={"storage": "1Gi"})
+    assert shrink.status_code == 422 and "storage can only grow" in shrink.json()["error"]["message"]
     missing = await api.call("GET", f"{BASE}/{uuid.uuid4()}")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert (await api.call("GET", f"{BASE}?limit=0")).status_code == 422

@@ -4,8 +4,10 @@ kmock's ``KubernetesEmulator`` stores objects and serves GET / LIST / DELETE wit
 bodies. Server-side apply it does not know (it answers a PATCH of a missing object with 404 and merges dicts),
 so :class:`ApplyEmulator` adds the part the provider relies on: an apply creates the object or replaces
 everything but its ``status`` (what apply does for objects one field manager owns entirely), refuses unknown
-resource types with 404, can be given an admission check (a validating webhook), and LIST honours equality
-label selectors. The operator is not emulated: tests write the ``status`` CloudNativePG would write.
+resource types with 404, checks CloudNativePG objects against the operator's CRD schemas when applied with
+``fieldValidation=Strict`` (and the CRDs are at hand), can be given an admission check (a validating webhook), and
+LIST honours equality label selectors. The operator is not emulated: tests write the ``status`` CloudNativePG
+would write.
 
 The emulator runs its aiohttp server on 127.0.0.1 in a background event loop; the provider (sync, urllib3)
 talks to it over HTTP as it would to a real API server.
@@ -30,6 +32,7 @@ from kubernetes import client
 from howdah.control.spec import ConnectionPooler, InstanceSpec
 from howdah.providers import Backup, Capability, Provider, ProviderError, TransientProviderError, Unsupported, _cnpg
 from howdah.providers.kubernetes import KubernetesProvider
+from tests import cnpg_schema
 
 NS = "tenants"
 IID = "0b9f6c1e-3a52-4d8e-9f10-6a7b8c9d0e1f"
@@ -70,6 +73,11 @@ class ApplyEmulator(kmock.KubernetesEmulator):
             raise kmock.KubernetesError(status=400, reason="BadRequest", message="the name in the body differs")
         if request.params.get("fieldManager") is None:
             raise kmock.KubernetesError(status=400, reason="BadRequest", message="fieldManager is required")
+        strict = request.params.get("fieldValidation") == "Strict" and body.get("kind") in cnpg_schema.PLURALS
+        if strict and cnpg_schema.available():  # what CloudNativePG's CRD schemas refuse, a strict apply refuses
+            found = cnpg_schema.problems(body, cnpg_schema.VERSIONS[-1])
+            if found:
+                raise kmock.KubernetesError(status=422, reason="Invalid", message="; ".join(found))
         message = self.admission(body) if self.admission else None
         if message is not None:
             raise kmock.KubernetesError(status=422, reason="Invalid", message=message)
@@ -203,9 +211,14 @@ def test_create_applies_secret_then_cluster_with_server_side_apply(api: Api, pro
     assert cluster["metadata"]["name"] == name
     assert cluster["metadata"]["labels"][_cnpg.LABEL_INSTANCE] == IID
     assert cluster["metadata"]["labels"]["howdah.dev/org"] == "acme"
-    assert cluster["metadata"]["annotations"] == {"cnpg.io/hibernation": "off"}
+    assert cluster["metadata"]["annotations"] == {
+        "cnpg.io/hibernation": "off", "howdah.dev/parameters": "max_connections,work_mem",
+    }  # fmt: skip
     assert cluster["spec"]["instances"] == 1
-    assert cluster["spec"]["postgresql"]["parameters"] == {"max_connections": "100", "work_mem": "4MB"}
+    # pg_stat_statements is preloaded: one of its settings keeps the operator from dropping its extension
+    assert cluster["spec"]["postgresql"]["parameters"] == {
+        "max_connections": "100", "pg_stat_statements.track": "top", "work_mem": "4MB",
+    }  # fmt: skip
     assert cluster["spec"]["postgresql"]["shared_preload_libraries"] == ["pg_stat_statements"]
     assert api.live(POOLERS) == {}
     secret = api.one(SECRETS)
@@ -219,6 +232,7 @@ def test_create_applies_secret_then_cluster_with_server_side_apply(api: Api, pro
         assert request.headers["Content-Type"] == "application/apply-patch+yaml"
         assert request.params["fieldManager"] == "howdah"
         assert request.params["force"] == "true"
+        assert request.params["fieldValidation"] == "Strict"
     assert not api.requests("POST") and not api.requests("PUT")
 
 
@@ -356,7 +370,9 @@ def test_stop_and_start_set_the_hibernation_annotation(api: Api, provider: Kuber
     provider.stop(IID)
     cluster = api.one(CLUSTERS)
     assert cluster["metadata"]["annotations"]["cnpg.io/hibernation"] == "on"
-    assert cluster["spec"]["postgresql"]["parameters"] == {"max_connections": "100", "work_mem": "4MB"}
+    assert cluster["spec"]["postgresql"]["parameters"] == {
+        "max_connections": "100", "pg_stat_statements.track": "top", "work_mem": "4MB",
+    }  # fmt: skip
     assert provider.status(IID).running is False  # the operator's status still says healthy; the annotation wins
 
     applies = len(api.requests("PATCH"))
@@ -382,7 +398,10 @@ def test_restart_changes_the_restarted_at_annotation(api: Api, provider: Kuberne
     provider.apply_settings(IID, SETTINGS)
     provider.stop(IID)
     annotations = api.one(CLUSTERS)["metadata"]["annotations"]
-    assert annotations == {"cnpg.io/hibernation": "on", "kubectl.kubernetes.io/restartedAt": second}
+    assert annotations == {
+        "cnpg.io/hibernation": "on", "kubectl.kubernetes.io/restartedAt": second,
+        "howdah.dev/parameters": "max_connections,work_mem",
+    }  # fmt: skip
 
 
 def test_delete_removes_every_object_and_is_idempotent(api: Api, provider: KubernetesProvider) -> None:
