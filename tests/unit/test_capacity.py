@@ -80,3 +80,34 @@ def test_capacities_are_shown_in_binary_units() -> None:
     assert "23.54Gi" in refusal(spec(memory="1000Gi"), host)
     assert "251.97Gi" in refusal(spec(storage="1Ti"), host)
     assert "(2 cores)" in refusal(spec(cpu="3"), host)
+
+
+POOLED = InstanceSpec(name="db", connection_pooler={"enabled": True})  # type: ignore[arg-type]
+ALLOWED = InstanceSpec(name="db", ip_allow_list=("10.0.0.0/8",))
+
+
+def test_a_feature_the_data_plane_lacks_is_refused_naming_it() -> None:
+    local = Capacity(features=frozenset({"backup", "restore", "replicas"}))
+    with pytest.raises(Invalid, match="data plane 'local' cannot provide connection_pooler"):
+        check_capacity(POOLED, local, "local")
+    with pytest.raises(Invalid, match=r"cannot provide ip_allow_list: .*127\.0\.0\.1"):
+        check_capacity(ALLOWED, local, "local")
+    kubernetes = Capacity(features=frozenset({"connection_pooler", "ip_allow_list"}))
+    check_capacity(POOLED, kubernetes, "k8s")
+    check_capacity(ALLOWED, kubernetes, "k8s")
+    check_capacity(POOLED, Capacity(), "unknown")  # not reported: not checked
+    check_capacity(InstanceSpec(name="db"), local, "local")  # needs nothing
+
+
+def test_a_change_is_not_refused_for_a_feature_the_stored_spec_already_had() -> None:
+    """A spec stored before its data plane reported features can still be configured, stopped and fixed."""
+    local = Capacity(features=frozenset())
+    check_capacity(POOLED.patched({"postgres_configs": {"work_mem": "8MB"}}), local, "local", previous=POOLED)
+    with pytest.raises(Invalid, match="connection_pooler"):
+        check_capacity(POOLED, local, "local", previous=InstanceSpec(name="db"))
+
+
+def test_an_allow_list_and_the_pooler_do_not_go_together() -> None:
+    with pytest.raises(ValueError, match="ip_allow_list cannot be combined with connection_pooler"):
+        InstanceSpec(name="db", ip_allow_list=("10.0.0.0/8",), connection_pooler={"enabled": True})  # type: ignore[arg-type]
+    assert POOLED.features() == {"connection_pooler"} and ALLOWED.features() == {"ip_allow_list"}

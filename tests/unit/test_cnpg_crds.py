@@ -70,7 +70,7 @@ def test_every_rendered_object_passes_the_crd_schemas(version: str) -> None:
         spec = InstanceSpec(
             name="orders", stack=stack, replicas=replicas, cpu="2", memory="4Gi", storage="20Gi",
             connection_pooler=ConnectionPooler(enabled=pooler), extensions=EXTENSION_SETS[extensions],
-            postgres_configs=CONFIGS[configs],
+            postgres_configs=CONFIGS[configs], ip_allow_list=() if pooler else ("10.0.0.0/8", "::1/128"),
         )  # fmt: skip
         for options in ({}, {"hibernated": True, "restarted_at": "2026-12-01T10:00:00Z"}):
             for obj in rendered(spec, **options):

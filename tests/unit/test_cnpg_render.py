@@ -405,3 +405,19 @@ def test_parameters_the_operator_defaults_are_not_read_back_as_howdahs() -> None
     state = _cnpg.parse_cluster(live)
     assert "archive_timeout" not in state.settings and "log_destination" not in state.settings
     assert _cnpg.render_cluster(IID, "payments", state.shape, state.settings, namespace=NS) == cluster
+
+
+def test_an_allow_list_becomes_pg_hba_rules_and_is_read_back() -> None:
+    """Password logins from the listed CIDRs, every other address refused; none: the operator's default rules."""
+    spec = InstanceSpec(name="orders", ip_allow_list=("10.0.0.0/8", "2001:db8::/32"))
+    cluster = _cnpg.render_cluster(IID, "orders", spec, render_settings(spec), namespace=NS)
+    assert cluster["spec"]["postgresql"]["pg_hba"] == [
+        "host all all 10.0.0.0/8 scram-sha-256",
+        "host all all 2001:db8::/32 scram-sha-256",
+        "host all all all reject",
+    ]
+    state = _cnpg.parse_cluster(cluster)
+    assert state.shape.ip_allow_list == ("10.0.0.0/8", "2001:db8::/32")
+    assert _cnpg.render_cluster(IID, "orders", state.shape, state.settings, namespace=NS) == cluster
+    plain = _cnpg.render_cluster(IID, "orders", STANDARD, render_settings(STANDARD), namespace=NS)
+    assert "pg_hba" not in plain["spec"]["postgresql"]

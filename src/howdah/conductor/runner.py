@@ -74,7 +74,10 @@ class Conductor:
             self.control = ControlPlane(pool)
             capacity = await self._provider(self.provider.capacity)
             catalog = await self._provider(self.provider.extension_catalog)
-            await self.control.register_data_plane(self.data_plane, f"{self.provider.name} provider", capacity, catalog)
+            features = [capability.value for capability in self.provider.capabilities]
+            await self.control.register_data_plane(
+                self.data_plane, f"{self.provider.name} provider", capacity, catalog, features
+            )
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
             self._pool = pool

@@ -5,7 +5,9 @@ reports it when it registers; ``None`` means unknown, and an unknown dimension i
 instance: an instance whose servers together ask for more than the whole data plane has can never run there.
 Every one of its ``replicas`` is a full server with its own memory, cpu and copy of the data (on the local
 provider they all run on the one host), so each counts against the capacity. What other instances already use is
-not counted: this refuses the impossible, it does not place or reserve.
+not counted: this refuses the impossible, it does not place or reserve. A data plane also reports the features
+its provider offers (``features``: a connection pooler, client address allow lists); a spec that needs one it
+lacks is refused the same way.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from howdah.control.errors import Invalid
-from howdah.control.spec import InstanceSpec
+from howdah.control.spec import FEATURE_ALLOW_LIST, FEATURE_POOLER, InstanceSpec
 
 _BINARY = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+_LACKING = {
+    FEATURE_POOLER: "connection_pooler: its provider runs no connection pooler",
+    FEATURE_ALLOW_LIST: "ip_allow_list: its provider cannot restrict client addresses (local instances accept "
+    "connections on 127.0.0.1 only)",
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Capacity:
     cpu: float | None = None
     memory_bytes: int | None = None
     storage_bytes: int | None = None
+    features: frozenset[str] | None = None  # what its provider offers (None: unknown, not checked)
 
 
 def check_capacity(
@@ -55,6 +63,10 @@ def check_capacity(
         if demand > has:
             requested = asked if servers == 1 else f"{servers} replicas of {asked} each = {format_bytes(demand)}"
             problems.append(_refusal(field, requested, data_plane, format_bytes(has)))
+    if capacity.features is not None:
+        before = previous.features() if previous is not None else frozenset()
+        for feature in sorted(spec.features() - capacity.features - before):
+            problems.append(f"data plane {data_plane!r} cannot provide {_LACKING.get(feature, feature)}")
     if problems:
         raise Invalid("; ".join(problems))
 

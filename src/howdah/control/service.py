@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -153,11 +154,14 @@ class ControlPlane:
         description: str = "",
         capacity: Capacity | None = None,
         extensions: ExtensionCatalog | None = None,
+        features: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         """Create or refresh a data plane (a conductor registering itself at start: idempotent), with what it has
-        in all and the extensions it offers, as its provider reports them (None: unknown; instances are then not
-        checked against it)."""
-        return await self._write_data_plane(name, description, upsert=True, capacity=capacity, extensions=extensions)
+        in all, the extensions and the features it offers, as its provider reports them (None: unknown; instances
+        are then not checked against it)."""
+        return await self._write_data_plane(
+            name, description, upsert=True, capacity=capacity, extensions=extensions, features=features
+        )
 
     async def create_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
         """A new data plane and its CRUD-event queue; 409 when one of that name exists."""
@@ -165,7 +169,7 @@ class ControlPlane:
 
     async def _write_data_plane(
         self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None,
-        extensions: ExtensionCatalog | None = None,
+        extensions: ExtensionCatalog | None = None, features: Iterable[str] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         queue = data_plane_queue(name)
         has = capacity or Capacity()
@@ -176,7 +180,7 @@ class ControlPlane:
                 await cur.execute(Q["upsert_data_plane" if upsert else "insert_data_plane"], {
                     "name": name, "queue_name": queue, "description": description, "cpu": has.cpu,
                     "memory_bytes": has.memory_bytes, "storage_bytes": has.storage_bytes,
-                    "extension_catalog": catalog,
+                    "extension_catalog": catalog, "features": None if features is None else sorted(set(features)),
                 })  # fmt: skip
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
@@ -259,8 +263,8 @@ class ControlPlane:
         cur = await conn.execute(Q["data_planes_for_placement"])
         rows = await cur.fetchall()
         planes = {
-            name: (name, queue, _capacity(*has), _catalog(catalog))
-            for name, queue, draining, catalog, *has in rows
+            name: (name, queue, _capacity(cpu, memory, storage, features), _catalog(catalog))
+            for name, queue, draining, catalog, features, cpu, memory, storage in rows
             if not draining
         }
         draining = {name for name, _, drained, *_ in rows if drained}
@@ -371,7 +375,7 @@ class ControlPlane:
                 except ValueError as exc:
                     raise Invalid(str(exc)) from exc
             if changes:  # only what a change touches: a stored spec can always be stopped, deleted or fixed
-                has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"])
+                has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"], row["dp_features"])
                 check_capacity(spec, has, row["data_plane"], previous=desired)
             catalog = _catalog(row["dp_extension_catalog"])
             settings, extensions = _render(spec, catalog, row["data_plane"], check_values=bool(changes))
@@ -410,9 +414,12 @@ def _actor(actor: Principal | None) -> dict[str, str | None]:
     return {"actor_token_id": actor.token_id if actor else None, "actor_role": actor.role if actor else None}
 
 
-def _capacity(cpu: Decimal | None, memory_bytes: int | None, storage_bytes: int | None) -> Capacity:
-    """A data plane's recorded capacity (its columns ``cpu``, ``memory_bytes``, ``storage_bytes``)."""
-    return Capacity(None if cpu is None else float(cpu), memory_bytes, storage_bytes)
+def _capacity(
+    cpu: Decimal | None, memory_bytes: int | None, storage_bytes: int | None, features: list[str] | None = None
+) -> Capacity:
+    """A data plane's recorded capacity (its columns ``cpu``, ``memory_bytes``, ``storage_bytes``, ``features``)."""
+    offered = None if features is None else frozenset(features)
+    return Capacity(None if cpu is None else float(cpu), memory_bytes, storage_bytes, offered)
 
 
 def _backup_view(row: dict[str, Any]) -> dict[str, Any]:

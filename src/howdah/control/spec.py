@@ -28,6 +28,9 @@ MAX_MEMORY = 1024 * 2**30
 MIN_STORAGE = 1 * 2**30
 MAX_STORAGE = 64 * 2**40
 SUPPORTED_PG_VERSIONS = (18,)
+# What a spec may need of its data plane's provider beyond running Postgres (data planes report what they have).
+FEATURE_POOLER = "connection_pooler"
+FEATURE_ALLOW_LIST = "ip_allow_list"
 
 
 def parse_quantity(text: str, what: str) -> float:
@@ -166,7 +169,17 @@ class InstanceSpec(BaseModel):
             raise ValueError(f"extensions listed twice: {duplicates}")
         if len(self.ip_allow_list) > 100:
             raise ValueError("at most 100 ip_allow_list entries")
+        if self.ip_allow_list and self.connection_pooler.enabled:
+            raise ValueError(
+                "ip_allow_list cannot be combined with connection_pooler: pooled connections reach Postgres from the "
+                "pooler's own addresses, which an allow list of client addresses would refuse"
+            )
         return self
+
+    def features(self) -> frozenset[str]:
+        """What this spec needs of its data plane beyond Postgres itself (:data:`FEATURE_POOLER`, …)."""
+        needs = {FEATURE_POOLER: self.connection_pooler.enabled, FEATURE_ALLOW_LIST: bool(self.ip_allow_list)}
+        return frozenset(name for name, needed in needs.items() if needed)
 
     @property
     def cpu_millicores(self) -> int:

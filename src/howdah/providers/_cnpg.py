@@ -112,6 +112,8 @@ class SpecLike(Protocol):
     def replicas(self) -> int: ...
     @property
     def connection_pooler(self) -> PoolerLike: ...
+    @property
+    def ip_allow_list(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class ClusterShape:
     storage: str = "10Gi"
     replicas: int = 1
     connection_pooler: PoolerShape = field(default_factory=PoolerShape)
+    ip_allow_list: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,26 @@ _BARE_NUMBER = re.compile(r"^\s*\+?(\d+(\.\d*)?|\.\d+)\s*$")
 _UNIT = re.compile(r"^(\d*)(\D+)$")
 
 
+# Client addresses: the operator's own rules (its replication and pooler users, local connections) come first in
+# pg_hba.conf, then these, then its default that lets every address in with a password.
+_HBA_ALLOW = "host all all {} scram-sha-256"
+HBA_REJECT_OTHERS = "host all all all reject"
+
+
+def hba_rules(ip_allow_list: Sequence[str]) -> list[str]:
+    """``postgresql.pg_hba`` for an allow list: password logins from its CIDRs, every other address refused (none:
+    the operator's default, any address with a password)."""
+    if not ip_allow_list:
+        return []
+    return [*(_HBA_ALLOW.format(cidr) for cidr in ip_allow_list), HBA_REJECT_OTHERS]
+
+
+def allow_list_of(rules: Sequence[str]) -> tuple[str, ...]:
+    """The allow list that :func:`hba_rules` made ``rules`` from (rules it did not make are not read)."""
+    prefix, suffix = _HBA_ALLOW.split("{}")
+    return tuple(r[len(prefix) : -len(suffix)] for r in rules if r.startswith(prefix) and r.endswith(suffix))
+
+
 def explicit_unit(value: str, unit: str | None) -> str:
     """``value`` with its unit spelled out when it is a bare positive number of a setting whose base unit is
     ``unit`` (``shared_buffers = 16384`` → ``131072kB``): Postgres reads a bare number in the base unit (8 kB pages
@@ -305,6 +328,7 @@ def render_cluster(
             "postgresql": {
                 "parameters": parameters,
                 "shared_preload_libraries": preload_libraries(settings.get(PRELOAD, "")),
+                **({"pg_hba": hba_rules(spec.ip_allow_list)} if spec.ip_allow_list else {}),
             },
             "bootstrap": {
                 "initdb": {
@@ -479,6 +503,7 @@ def parse_cluster(cluster: Mapping[str, Any], pooler: Mapping[str, Any] | None =
         storage=str(_get(spec, "storage", "size") or default.storage),
         replicas=int(spec.get("instances", default.replicas)),
         connection_pooler=pooler_shape,
+        ip_allow_list=allow_list_of([str(rule) for rule in postgresql.get("pg_hba") or []]),
     )
     return ClusterState(
         instance_id=meta_labels.get(LABEL_INSTANCE, ""),

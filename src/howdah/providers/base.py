@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from howdah.control.capacity import Capacity
 from howdah.control.extensions import ExtensionCatalog
-from howdah.control.spec import InstanceSpec
+from howdah.control.spec import FEATURE_ALLOW_LIST, FEATURE_POOLER, InstanceSpec
 from howdah.errors import HowdahError
 
 
@@ -43,6 +43,10 @@ class Capability(StrEnum):
     #: :meth:`Provider.ensure_replicas` runs read replicas as servers of their own; without it, a provider that
     #: has replicas makes them from ``spec.replicas`` in :meth:`Provider.ensure_created` / ``apply_settings``.
     REPLICAS = "replicas"
+    #: a spec's ``connection_pooler`` runs (a PgBouncer in front of the primary)
+    POOLER = FEATURE_POOLER
+    #: a spec's ``ip_allow_list`` is enforced (connections from other addresses are refused)
+    IP_ALLOW_LIST = FEATURE_ALLOW_LIST
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ class KubernetesProvider:
 
     name = "kubernetes"
     #: Backups (CloudNativePG's barman object store) are not wired yet; replicas follow ``spec.replicas``.
-    capabilities: frozenset[Capability] = frozenset()
+    capabilities: frozenset[Capability] = frozenset({Capability.POOLER, Capability.IP_ALLOW_LIST})
 
     def __init__(
         self,
@@ -444,6 +444,7 @@ def _shape(spec: SpecLike) -> ClusterShape:
             enabled=pooler.enabled, pool_mode=pooler.pool_mode,
             max_client_connections=pooler.max_client_connections, default_pool_size=pooler.default_pool_size,
         ),
+        ip_allow_list=tuple(spec.ip_allow_list),
     )  # fmt: skip
 
 

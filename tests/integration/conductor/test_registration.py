@@ -44,6 +44,9 @@ async def test_a_local_conductor_records_the_hosts_memory_cpu_and_disk(db_url: s
         assert cpu == Decimal(os.cpu_count() or 0) and cpu > 0
         assert memory == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         assert storage == disk.used + disk.free
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            cur = await conn.execute("SELECT features FROM control.data_planes WHERE name = %s", (PLANE,))
+            assert await cur.fetchone() == (["backup", "replicas", "restore"],)  # no pooler, no allow list
 
         if memory >= MAX_MEMORY:
             pytest.skip("this host has more memory than an instance may ask for")

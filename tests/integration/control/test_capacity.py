@@ -127,3 +127,27 @@ async def test_a_conductors_later_report_replaces_the_capacity(api: Api) -> None
     assert (await api.call("POST", BASE, json={"name": unique(), **payload})).status_code == 202
     await api.control.register_data_plane(plane, "capacity unknown")
     assert (await api.call("POST", BASE, json={"name": unique(), **payload, "memory": "1000Gi"})).status_code == 202
+
+
+async def test_a_feature_the_data_plane_does_not_offer_is_refused_before_anything_is_written(api: Api) -> None:
+    """The local provider runs no connection pooler and cannot restrict client addresses: a data plane that reports
+    so refuses such specs with a 422 naming the feature, instead of accepting them and ignoring the field."""
+    plane = f"plain-{uuid.uuid4().hex[:6]}"
+    await api.control.register_data_plane(plane, "no pooler", features=["backup", "restore", "replicas"])
+    name = unique()
+    pooled = await api.call(
+        "POST", BASE, json={"name": name, "data_plane": plane, "connection_pooler": {"enabled": True}}
+    )
+    assert pooled.status_code == 422, pooled.text
+    assert f"data plane {plane!r} cannot provide connection_pooler" in pooled.json()["error"]["message"]
+    allowed = await api.call("POST", BASE, json={"name": name, "data_plane": plane, "ip_allow_list": ["10.0.0.0/8"]})
+    assert allowed.status_code == 422 and "ip_allow_list" in allowed.json()["error"]["message"]
+    assert await instance_rows(api, name) == 0 and await events(api, plane) == []
+    body = await up_on(api, plane)
+    patched = await api.call("PATCH", f"{BASE}/{body['id']}", json={"connection_pooler": {"enabled": True}})
+    assert patched.status_code == 422, patched.text
+
+    await api.control.register_data_plane(plane, "now with one", features=["connection_pooler", "ip_allow_list"])
+    assert (
+        await api.call("POST", BASE, json={"name": name, "data_plane": plane, "ip_allow_list": ["10.0.0.0/8"]})
+    ).status_code == 202

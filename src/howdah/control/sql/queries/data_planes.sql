@@ -9,14 +9,16 @@ ON CONFLICT (name) DO NOTHING
 RETURNING name, queue_name, description, draining, created_at, last_seen_at;
 
 -- name: upsert_data_plane
--- A conductor registering at start: created, or its description, capacity and extension catalog refreshed
+-- A conductor registering at start: created, or its description, capacity, extension catalog and features refreshed
 -- (idempotent).
-INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes, extension_catalog)
+INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes, extension_catalog,
+                                 features)
 VALUES (%(name)s, %(queue_name)s, %(description)s, %(cpu)s, %(memory_bytes)s, %(storage_bytes)s,
-        %(extension_catalog)s)
+        %(extension_catalog)s, %(features)s)
 ON CONFLICT (name) DO UPDATE
    SET description = EXCLUDED.description, cpu = EXCLUDED.cpu, memory_bytes = EXCLUDED.memory_bytes,
-       storage_bytes = EXCLUDED.storage_bytes, extension_catalog = EXCLUDED.extension_catalog
+       storage_bytes = EXCLUDED.storage_bytes, extension_catalog = EXCLUDED.extension_catalog,
+       features = EXCLUDED.features
 RETURNING name, queue_name, description, draining, created_at, last_seen_at;
 
 -- name: update_data_plane
@@ -53,6 +55,6 @@ SELECT extension_catalog FROM control.data_planes WHERE name = %(name)s;
 SELECT name FROM control.data_planes WHERE NOT draining ORDER BY name;
 
 -- name: data_planes_for_placement
-SELECT name, queue_name, draining, extension_catalog, cpu, memory_bytes, storage_bytes
+SELECT name, queue_name, draining, extension_catalog, features, cpu, memory_bytes, storage_bytes
   FROM control.data_planes
  ORDER BY name;

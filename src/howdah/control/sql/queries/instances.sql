@@ -2,16 +2,18 @@
 -- transaction.
 
 -- name: instance_of_org
--- One instance of an org with its data plane's queue, capacity and extension catalog, or nothing.
+-- One instance of an org with its data plane's queue, capacity, extension catalog and features, or nothing.
 SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes,
-       d.storage_bytes AS dp_storage_bytes, d.extension_catalog AS dp_extension_catalog
+       d.storage_bytes AS dp_storage_bytes, d.extension_catalog AS dp_extension_catalog,
+       d.features AS dp_features
   FROM control.instances i JOIN control.data_planes d ON d.name = i.data_plane
  WHERE i.org_id = %(org_id)s AND i.id::text = %(id)s;
 
 -- name: instance_of_org_for_update
 -- The same, the instance row locked for a change.
 SELECT i.*, d.queue_name AS dp_queue, d.cpu AS dp_cpu, d.memory_bytes AS dp_memory_bytes,
-       d.storage_bytes AS dp_storage_bytes, d.extension_catalog AS dp_extension_catalog
+       d.storage_bytes AS dp_storage_bytes, d.extension_catalog AS dp_extension_catalog,
+       d.features AS dp_features
   FROM control.instances i JOIN control.data_planes d ON d.name = i.data_plane
  WHERE i.org_id = %(org_id)s AND i.id::text = %(id)s
    FOR UPDATE OF i;
