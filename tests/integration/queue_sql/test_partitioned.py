@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[Any]
@@ -164,6 +165,56 @@ def test_sub_minute_time_partitions(conn: Conn, queue_name: str) -> None:
     maintain(conn, q)
     assert f"q_{q}_default" not in where(conn, f"pgmq.q_{q}")
     assert sum(where(conn, f"pgmq.q_{q}").values()) == 5
+    conn.execute("SELECT pgmq.drop_queue(%s)", (q,))
+
+
+@pytest.mark.parametrize(("interval", "months"), [("1 month", 1), ("3 months", 3), ("1 year", 12)])
+def test_month_and_year_partitions_start_on_the_first_of_a_month(
+    conn: Conn, queue_name: str, interval: str, months: int
+) -> None:
+    """Months are no fixed number of seconds: each partition runs from the first of a month (UTC, counted from
+    January 2001 in steps of the interval: quarters for '3 months') to the first of the month it ends on."""
+    q = queue_name
+    conn.execute("SELECT pgmq.create_partitioned(%s, %s, '2 years', 2)", (q, interval))
+    bounds = conn.execute(
+        "SELECT relname, lo, hi FROM pgmq._howdah_partitions(%s::regclass, true) WHERE NOT is_default ORDER BY lo",
+        (f"pgmq.q_{q}",),
+    ).fetchall()
+    assert len(bounds) == 3
+    now = dt.datetime.now(dt.UTC)
+    starts = [dt.datetime.fromtimestamp(int(lo), dt.UTC) for _, lo, _ in bounds]
+    assert starts[0] <= now < dt.datetime.fromtimestamp(int(bounds[0][2]), dt.UTC)
+    for (name, lo, hi), start, following in zip(bounds, starts, [*bounds[1:], None], strict=True):
+        end = dt.datetime.fromtimestamp(int(hi), dt.UTC)
+        assert (start.day, start.hour, start.minute, end.day, end.hour) == (1, 0, 0, 1, 0)
+        assert ((start.year - 2001) * 12 + start.month - 1) % months == 0
+        assert (end.year - start.year) * 12 + end.month - start.month == months
+        assert name == f"q_{q}_p" + start.strftime("%Y%m%d%H%M")
+        assert following is None or following[1] == hi
+    send_many(conn, q, 3)
+    maintain(conn, q)
+    assert where(conn, f"pgmq.q_{q}") == {bounds[0][0]: 3}
+    conn.execute("SELECT pgmq.drop_queue(%s)", (q,))
+
+
+def test_month_retention_drops_archive_partitions_a_calendar_month_old(conn: Conn, queue_name: str) -> None:
+    """Retention counts calendar months back from now (UTC): the archive partition of three months ago is dropped
+    by maintenance, last month's (which ended less than '1 month' ago) stays."""
+    q = queue_name
+    conn.execute("SELECT pgmq.create_partitioned(%s, '1 month', '1 month', 1)", (q,))
+    archive = f"a_{q}"
+    for name, back in (("three_ago", 3), ("last", 1)):
+        conn.execute(
+            f"""DO $$ BEGIN EXECUTE format('CREATE TABLE pgmq.%I PARTITION OF pgmq.%I FOR VALUES FROM (%L) TO (%L)',
+                   '{archive}_{name}', '{archive}',
+                   pgmq._howdah_bin_start('1 month', now() - interval '{back} months'),
+                   pgmq._howdah_bin_start('1 month', now() - interval '{back - 1} months')); END $$"""
+        )
+    done = {(row[1], row[2]) for row in maintain(conn, q)}
+    assert (f"{archive}_three_ago", "dropped") in done
+    assert f"{archive}_last" in partitions(conn, f"pgmq.{archive}") and f"{archive}_three_ago" not in partitions(
+        conn, f"pgmq.{archive}"
+    )
     conn.execute("SELECT pgmq.drop_queue(%s)", (q,))
 
 
