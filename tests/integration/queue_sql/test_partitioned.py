@@ -184,7 +184,7 @@ def test_month_and_year_partitions_start_on_the_first_of_a_month(
     now = dt.datetime.now(dt.UTC)
     starts = [dt.datetime.fromtimestamp(int(lo), dt.UTC) for _, lo, _ in bounds]
     assert starts[0] <= now < dt.datetime.fromtimestamp(int(bounds[0][2]), dt.UTC)
-    for (name, lo, hi), start, following in zip(bounds, starts, [*bounds[1:], None], strict=True):
+    for (name, _lo, hi), start, following in zip(bounds, starts, [*bounds[1:], None], strict=True):
         end = dt.datetime.fromtimestamp(int(hi), dt.UTC)
         assert (start.day, start.hour, start.minute, end.day, end.hour) == (1, 0, 0, 1, 0)
         assert ((start.year - 2001) * 12 + start.month - 1) % months == 0
