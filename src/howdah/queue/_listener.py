@@ -266,22 +266,12 @@ class Listener:
         if ch.streaming and ch.stream_read(found):
             self._stop_streaming(ch)
 
-    def leads(self, channel: str) -> bool:
-        """Whether this process leads ``channel``'s queue (its notifications wake this process's consumers)."""
-        ch = self._channels.get(channel)
-        return ch is not None and ch.leader
-
     def stats(self, channel: str) -> dict[str, Any]:
         """What this process's listener did for ``channel``: its role, calls for help sent, streams started."""
         ch = self._channels.get(channel)
         if ch is None:
             return {}
         return {"leader": ch.leader, "helps": ch.helps, "streams": ch.streams, "streaming": ch.streaming}
-
-    def helps(self, channel: str) -> int:
-        """How many times this process, leading ``channel``'s queue, asked the others for help."""
-        ch = self._channels.get(channel)
-        return ch.helps if ch is not None else 0
 
     def waiting(self, channel: str) -> int:
         """How many consumers wait for a wake-up on ``channel`` now."""

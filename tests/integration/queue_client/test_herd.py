@@ -111,10 +111,10 @@ class Member:
         return self.ask(self._idle)
 
     def leads(self) -> bool:
-        return self.ask(lambda: self._listener().leads(self.channel))
+        return bool(self.stats().get("leader"))
 
     def helps(self) -> int:
-        return self.ask(lambda: self._listener().helps(self.channel))
+        return int(self.stats().get("helps", 0))
 
     def stats(self) -> dict[str, Any]:
         return self.ask(lambda: self._listener().stats(self.channel))
