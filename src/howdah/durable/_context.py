@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+import psycopg
+
 from howdah.durable._codec import check_json, error_to_json
 from howdah.durable._errors import (
     DuplicateStepName,
+    DurableError,
     NonDeterminismError,
     NotSerializable,
     PermanentError,
@@ -39,6 +42,7 @@ from howdah.durable._errors import (
 )
 from howdah.durable._lease import DeadlineExceeded, RunLease, attempt_limit
 from howdah.durable._retry import DEFAULT_RETRY, RetryPolicy
+from howdah.durable._store import is_outage
 
 if TYPE_CHECKING:
     from howdah.durable._store import Store
@@ -48,6 +52,13 @@ T = TypeVar("T")
 # The attempt number of the step running in this task (or its thread); 0 outside steps. A context variable, so
 # concurrent steps under gather each see their own.
 _ATTEMPT: contextvars.ContextVar[int] = contextvars.ContextVar("howdah_step_attempt", default=0)
+
+
+@dataclass(frozen=True)
+class _Committed:
+    """A step attempt's value that the attempt has checkpointed itself (:meth:`WorkflowContext.transaction`)."""
+
+    value: Any
 
 
 class _Suspend(BaseException):
@@ -199,6 +210,56 @@ class WorkflowContext:
         (an async step is cancelled; a sync step's thread cannot be stopped and is abandoned). Each attempt
         starts only while the run holds the workflow; ``ctx.attempt`` tells step code which attempt it is.
         """
+        index, record = self._take_step(name, timeout)
+
+        async def attempt(_: int) -> Any:
+            return await _call(fn, args, kwargs, self._executor)
+
+        return self._run_step(index, name, record, attempt, retry, timeout)
+
+    def transaction(
+        self, name: str, fn: Callable[..., Awaitable[T]], *args: Any, retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float | None = None, **kwargs: Any,
+    ) -> Awaitable[T]:  # fmt: skip
+        """A step whose writes commit with its checkpoint: ``await fn(conn, *args, **kwargs)`` runs inside the
+        transaction that records its JSON result, on a connection of the app's pool, so its effect on the
+        database happens exactly once — a crash, a lost lease or a failure at any instant rolls back both, and
+        a replay returns the recorded result without running it. ``fn`` may change settings or the role for the
+        transaction (``SET LOCAL``); the connection is reset before it is reused. A failed attempt rolls back
+        and is retried like a step's (serialization failures and deadlocks are always retried); an error of
+        the statement itself is recorded as the step's failure, with Postgres's own message."""
+        index, record = self._take_step(name, timeout)
+        started = _now()
+
+        async def attempt(number: int) -> Any:
+            run = self._run
+            run.check()
+            sent = run.clock()
+
+            async def body(conn: Any) -> Any:
+                return await fn(conn, *args, **kwargs)
+
+            try:
+                value, cancel, lease_left = await self._store.checkpoint_within(
+                    body, f"the result of step {name!r}", self.workflow_id, run.fence, index, name, number, started
+                )
+            except DurableError as exc:  # the checkpoint was refused (lost lease) or the database is unreachable
+                run.stop(exc)
+                raise
+            except Exception as exc:
+                if is_outage(exc):
+                    raise run.stop(exc) from exc
+                if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+                    raise TransientError(str(exc)) from exc
+                raise
+            run.confirmed(sent, lease_left)
+            if cancel:
+                raise _CancelRequested()
+            return _Committed(value)
+
+        return self._run_step(index, name, record, attempt, retry, timeout)
+
+    def _take_step(self, name: str, timeout: float | None) -> tuple[int, _Record | None]:
         if not isinstance(name, str) or not name:
             raise ValueError("a step needs a non-empty name")
         if name in self._step_names:
@@ -209,13 +270,14 @@ class WorkflowContext:
         if timeout is not None and not timeout > 0:
             raise ValueError("a step timeout must be a positive number of seconds")
         self._step_names.add(name)
-        index, record = self._position(name, "step")
-        return self._run_step(index, name, record, fn, args, kwargs, retry, timeout)
+        return self._position(name, "step")
 
     async def _run_step(
-        self, index: int, name: str, record: _Record | None, fn: Callable[..., Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], retry: RetryPolicy, timeout: float | None = None,
+        self, index: int, name: str, record: _Record | None, attempt_fn: Callable[[int], Awaitable[Any]],
+        retry: RetryPolicy, timeout: float | None = None,
     ) -> Any:  # fmt: skip
+        """Attempts of a step until one succeeds or the retry policy gives up; ``attempt_fn(n)`` runs attempt
+        ``n`` and returns its value, or a :class:`_Committed` value it has already checkpointed itself."""
         if record is not None:
             if record.error is not None:
                 raise StepFailed(name, record.error)
@@ -230,12 +292,16 @@ class WorkflowContext:
             token = _ATTEMPT.set(attempt)
             try:
                 async with window:
-                    value = await _call(fn, args, kwargs, self._executor)
+                    value = await attempt_fn(attempt)
+                if isinstance(value, _Committed):
+                    return value.value
                 value = check_json(value, f"the result of step {name!r}")  # as a replay will see it
                 break
             except (NotSerializable, PermanentError) as exc:
                 failure: BaseException = exc
             except Exception as exc:
+                if self._run.stopped:
+                    raise  # the run lost the workflow or the database: no failure to record
                 if isinstance(exc, TimeoutError) and window.expired():
                     if by_deadline:
                         raise self._run.stop(DeadlineExceeded(f"step {name!r} ran into the deadline")) from None

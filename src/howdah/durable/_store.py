@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from howdah.backoff import Backoff
+from howdah.durable._codec import check_json
 from howdah.durable._errors import (
     DurableError,
     UnknownWorkflow,
@@ -131,6 +133,9 @@ _WORKFLOW_COLUMNS = (
 
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
+
+
+_CHECKPOINT = "SELECT cancel_requested, lease_left FROM howdah._checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 
 class Store:
@@ -270,6 +275,41 @@ class Store:
         )
         return float(rows[0][0]), bool(rows[0][1])
 
+    async def checkpoint_within(
+        self,
+        body: Callable[[psycopg.AsyncConnection[Any]], Awaitable[Any]],
+        what: str,
+        workflow_id: str,
+        fence: int,
+        index: int,
+        name: str,
+        attempts: int,
+        started_at: datetime,
+    ) -> tuple[Any, bool, float | None]:
+        """Run ``body(conn)`` and record its JSON result as the step, in ONE transaction: the step's writes commit
+        exactly when its checkpoint does (a lost lease, a crash or a failure rolls both back). Returns (value,
+        cancellation requested, seconds left on the lease). Errors of ``body`` are raised as they are; the
+        connection's role and settings are reset before it goes back to the pool."""
+        async with self.pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    value = check_json(await body(conn), what)
+                    try:
+                        # The checkpoint runs as the app's own role with a path the step cannot have shadowed.
+                        await conn.execute("RESET ROLE; SET LOCAL search_path = pg_catalog, pg_temp")
+                        result = Jsonb({"value": value})
+                        cursor = await conn.execute(
+                            _CHECKPOINT, (workflow_id, fence, index, name, "step", result, None, attempts, started_at)
+                        )
+                        row = await cursor.fetchone()
+                    except psycopg.Error as exc:  # the checkpoint refused (lease lost) or failed: all rolls back
+                        raise translate(exc) from exc
+            finally:
+                if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    await conn.execute("RESET ROLE; RESET SESSION AUTHORIZATION; RESET ALL")
+        assert row is not None
+        return value, bool(row[0]), row[1]
+
     async def checkpoint(
         self,
         workflow_id: str,
@@ -284,8 +324,7 @@ class Store:
     ) -> tuple[bool, float | None]:
         """Record a step; (cancellation requested, seconds left on the lease or None when it is lost)."""
         rows = await self.rows(
-            "SELECT cancel_requested, lease_left FROM howdah._checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (workflow_id, fence, index, name, kind, Jsonb(result), _json(error), attempts, started_at),
+            _CHECKPOINT, (workflow_id, fence, index, name, kind, Jsonb(result), _json(error), attempts, started_at)
         )
         return bool(rows[0][0]), rows[0][1]
 

@@ -49,6 +49,22 @@ def test_killed_in_the_middle_of_a_step(procs: Procs, db_url: str) -> None:
     assert who_ran(db_url, wf, "s2") == ["A", "B"]
 
 
+def test_killed_inside_a_transaction_step_its_writes_happen_exactly_once(procs: Procs, db_url: str) -> None:
+    """A ``ctx.transaction`` step's writes commit with its checkpoint: the attempt a SIGKILL interrupted leaves
+    nothing behind, and the attempt that completes writes once."""
+    procs.start("A")
+    wf = start_pipeline(db_url, procs, {"steps": STEPS, "transactional": ["s2"], "block": "s2"}, "crash")
+    wait_for(procs, lambda: step_counts(db_url, wf, "start").get("s2") == 1, "A to be inside s2")
+    assert "s2" not in step_counts(db_url, wf, "tx")  # written, not committed
+    procs.kill("A")
+    procs.start("B")
+    scalar(db_url, "INSERT INTO gates (workflow_id, point) VALUES (%s, 's2') RETURNING 1", (wf,))
+    result = finish_on(procs, db_url, wf)
+    assert result == ["s1 by A", "s2 by B in its transaction", "s3 by B"]
+    assert step_counts(db_url, wf, "tx") == {"s2": 1}  # exactly once, though two attempts ran
+    assert step_counts(db_url, wf, "start")["s2"] == 2
+
+
 def test_killed_between_two_steps(procs: Procs, db_url: str) -> None:
     procs.start("A")
     wf = start_pipeline(db_url, procs, {"steps": STEPS, "pause_before": "s2"}, "crash")

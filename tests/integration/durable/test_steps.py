@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import psycopg
 import pytest
 
 from howdah.durable import (
@@ -335,3 +336,53 @@ async def test_a_step_result_is_the_same_on_the_first_run_and_on_replay(app: Dur
 
 async def _done(app: DurableApp, workflow_id: str) -> bool:
     return (await app.get(workflow_id)).status in ("succeeded", "failed", "cancelled")
+
+
+# ------------------------------------------------------------------------------------- transaction steps
+async def insert_effect(conn: Any, workflow_id: str, step: str, fail: bool) -> str:
+    """A ``ctx.transaction`` body: its row commits only with the step's checkpoint."""
+    await conn.execute("INSERT INTO effects (workflow_id, step, phase) VALUES (%s, %s, 'tx')", (workflow_id, step))
+    if fail:
+        await conn.execute("SELECT 1 / 0")  # Postgres refuses: the insert above rolls back with it
+    return (await (await conn.execute("SELECT current_user")).fetchone())[0]  # type: ignore[index,no-any-return]
+
+
+async def become(conn: Any, role: str) -> str:
+    await conn.execute(f"SET ROLE {role}")  # a session-level change the pool must not keep
+    return (await (await conn.execute("SELECT current_user")).fetchone())[0]  # type: ignore[index,no-any-return]
+
+
+@WORKFLOWS.workflow()
+async def transactional(ctx: WorkflowContext, args: dict[str, Any]) -> dict[str, Any]:
+    wf = ctx.workflow_id
+    first = await ctx.transaction("insert", insert_effect, wf, "insert", False)
+    go = await ctx.wait_for_signal("go")  # the signal's run replays the transaction step from its checkpoint
+    role = await ctx.transaction("become", become, args["role"]) if args.get("role") else None
+    after = await ctx.transaction("after", insert_effect, wf, "after", args.get("fail", False), retry=FAST_RETRY)
+    return {"first": first, "go": go, "role": role, "after": after}
+
+
+async def test_a_transaction_steps_writes_commit_once_with_its_checkpoint(app: DurableApp, db_url: str) -> None:
+    async with running(app):
+        handle = await app.start("transactional", {"role": "pg_monitor"}, workflow_id=new_id())
+        wf = handle.workflow_id
+        await wait_status(app, wf, "waiting")
+        assert await Side.acount(wf, "insert", "tx") == 1
+        await app.signal(wf, "go", 1)
+        result = await handle.result(20)
+    with psycopg.connect(db_url) as conn:
+        me = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
+    # replayed, not run again; the role set by one step did not leak into the next one on the pooled connection
+    assert result == {"first": me, "go": 1, "role": "pg_monitor", "after": me}
+    assert await Side.acount(wf, "insert", "tx") == 1 and await Side.acount(wf, "after", "tx") == 1
+
+
+async def test_a_failing_transaction_step_leaves_nothing_and_fails_with_postgres_message(app: DurableApp) -> None:
+    async with running(app):
+        handle = await app.start("transactional", {"fail": True}, workflow_id=new_id())
+        await app.signal(handle.workflow_id, "go", 1)
+        with pytest.raises(WorkflowFailed) as failed:
+            await handle.result(20)
+    assert "division by zero" in str(failed.value)
+    assert await Side.acount(handle.workflow_id, "after", "tx") == 0  # every attempt rolled back
+    assert await Side.acount(handle.workflow_id, "insert", "tx") == 1

@@ -81,12 +81,24 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
         await effect(workflow_id, step, "end")
         return f"{step} by {worker}"
 
+    async def tx_step(conn: psycopg.AsyncConnection[Any], workflow_id: str, step: str, block: bool) -> str:
+        """A ``ctx.transaction`` body: ``start`` is written on its own (the attempt began), ``tx`` inside the
+        step's transaction, which commits only with the checkpoint."""
+        await effect(workflow_id, step, "start")
+        await conn.execute(
+            "INSERT INTO effects (workflow_id, step, phase, worker) VALUES (%s, %s, 'tx', %s)",
+            (workflow_id, step, worker),
+        )
+        if block:
+            await wait_gate(workflow_id, step)
+        return f"{step} by {worker} in its transaction"
+
     @app.workflow(name="pipeline")
     async def pipeline(ctx: WorkflowContext, args: dict[str, Any]) -> list[Any]:
         """Steps ``args["steps"]``; before step X it may pause (``pause_before``: workflow code blocked on a gate,
         i.e. between two steps), sleep (``sleep_before`` + ``sleep``) or wait for signal ``go``
         (``signal_before``); step ``block`` waits for its gate inside the step; step ``flaky`` fails until its
-        gate ``ok:<step>`` opens."""
+        gate ``ok:<step>`` opens; the steps in ``transactional`` run as ``ctx.transaction`` steps."""
         wf, out = ctx.workflow_id, []
         for name in args["steps"]:
             if args.get("pause_before") == name:
@@ -96,6 +108,9 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
                 await ctx.sleep(args["sleep"])
             if args.get("signal_before") == name:
                 out.append(await ctx.wait_for_signal("go"))
+            if name in args.get("transactional", ()):
+                out.append(await ctx.transaction(name, tx_step, wf, name, args.get("block") == name, retry=PATIENT))
+                continue
             if args.get("flaky") == name:
                 out.append(await ctx.step(name, flaky_step, wf, name, retry=PATIENT))
                 continue
