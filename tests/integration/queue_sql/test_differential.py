@@ -447,11 +447,11 @@ def test_notify_settings_match(conn: Conn, oracle: Conn, queue_name: str) -> Non
 
 
 def _notices(conn: Conn, query: str, params: Any) -> list[str]:
-    """The notices and warnings a statement sends the client, as '<severity> <message>'."""
+    """The notices and warnings a statement sends the client, as '<severity> <SQLSTATE> <message>'."""
     got: list[str] = []
 
     def collect(diag: psycopg.errors.Diagnostic) -> None:
-        got.append(f"{diag.severity_nonlocalized} {diag.message_primary}")
+        got.append(f"{diag.severity_nonlocalized} {diag.sqlstate} {diag.message_primary}")
 
     conn.add_notice_handler(collect)
     try:
@@ -476,4 +476,26 @@ def test_notices_match(conn: Conn, oracle: Conn, queue_name: str) -> None:
     ]:
         ours, theirs = _notices(conn, query, params), _notices(oracle, query, params)
         assert ours == theirs, query
-    assert ours == [f"NOTICE pgmq queue `{queue_name}` does not exist"]
+    assert ours == [f"NOTICE 00000 pgmq queue `{queue_name}` does not exist"]
+
+
+def test_converting_an_archive_that_is_already_partitioned_sends_pgmqs_notice(
+    conn: Conn, oracle: Conn, queue_name: str
+) -> None:
+    # PGMQ's conversion needs pg_partman, which the oracle database lacks; its check for an archive that is
+    # already partitioned comes first, so the oracle's archive is swapped by hand for a partitioned table.
+    mixed = queue_name.upper()
+    for c in (conn, oracle):
+        c.execute("SELECT pgmq.create(%s)", (mixed,))
+    conn.execute("SELECT pgmq.convert_archive_partitioned(%s, '10', '100')", (mixed,))
+    oracle.execute(f"DROP TABLE pgmq.a_{queue_name}")
+    oracle.execute(f"CREATE TABLE pgmq.a_{queue_name} (msg_id bigint) PARTITION BY RANGE (msg_id)")
+    for query in (
+        "SELECT pgmq.convert_archive_partitioned(%s)",
+        "SELECT pgmq.convert_archive_partitioned(%s, 'not an interval', 'nor this')",  # not looked at
+    ):
+        ours, theirs = _notices(conn, query, (mixed,)), _notices(oracle, query, (mixed,))
+        assert ours == theirs == [f"NOTICE 00000 Table a_{queue_name}s is already partitioned"], query
+        same(conn, oracle, query, (mixed,))
+    for c in (conn, oracle):
+        c.execute("SELECT pgmq.drop_queue(%s)", (mixed,))
