@@ -7,11 +7,12 @@ from typing import Any
 import psycopg
 
 from howdah.control._schema import COMPONENT as CONTROL
+from howdah.df import COMPONENT as DF
 from howdah.durable import COMPONENT as DURABLE
 from howdah.pg.migrations import Component, Migration, upgrade
 from howdah.queue import COMPONENT as QUEUE
 
-ALL_COMPONENTS: tuple[Component, ...] = (QUEUE, DURABLE, CONTROL)
+ALL_COMPONENTS: tuple[Component, ...] = (QUEUE, DURABLE, DF, CONTROL)
 
 
 def install_all(conn: psycopg.Connection[Any]) -> list[Migration]:

@@ -57,3 +57,21 @@ def test_sql_prints_what_install_runs() -> None:
     assert printed.exit_code == 0
     assert printed.output.strip() == f"{QUEUE.sql()}\n{DURABLE.sql()}".strip()
     assert "CREATE FUNCTION howdah.start_workflow" in printed.output
+
+
+def test_df_install_on_an_empty_database_then_verify_and_the_extension_is_never_replaced(empty_db: str) -> None:
+    """``howdah df install`` brings the queue, durable and df schemas; a database with pg_durable's extension
+    would be refused untouched (the preflight looks for it), and one with a foreign ``df`` schema is."""
+    installed = run("df", "install", "--database-url", empty_db)
+    assert installed.exit_code == 0, installed.output
+    verified = run("df", "verify", "--database-url", empty_db)
+    assert verified.exit_code == 0, verified.output
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT df.status('00000000')").fetchone() == (None,)
+
+
+def test_df_refuses_a_foreign_df_schema(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA df")
+    refused = run("df", "install", "--database-url", empty_db)
+    assert refused.exit_code != 0 and "schema named df that Howdah did not install" in refused.output

@@ -5,13 +5,14 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import conductor, db, durable, instance, queue, serve, workflow
+from howdah.cli import conductor, db, df, durable, instance, queue, serve, workflow
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(db.app, name="db")
 app.add_typer(queue.app, name="queue")
 app.add_typer(durable.app, name="durable")
+app.add_typer(df.app, name="df")
 app.add_typer(workflow.app, name="workflow")
 app.command()(workflow.worker)
 app.add_typer(instance.app, name="instance")

@@ -23,6 +23,7 @@ from howdah.control.errors import Unauthorized
 from howdah.control.queries import QUERIES
 from howdah.control.server import serve_control_plane
 from howdah.control.service import ControlPlane
+from howdah.df import install as install_df
 from howdah.durable import DurableApp, Worker
 from howdah.pg import EmbeddedPostgres, external_database_url, howdah_home, migrations
 from howdah.pg.processes import LOCALHOST, free_port, port_open
@@ -67,6 +68,9 @@ def up(
             versions = {c.name: max(migrations.state(conn, c).applied, default=0) for c in ALL_COMPONENTS}
         app_specs = app_specs or []
         apps = [load_app(spec, url) for spec in app_specs]
+        if not apps:
+            apps.append(DurableApp(url))
+        install_df(apps[0])  # its worker also runs the workflows defined in SQL (df.start) of this database
         port = api_port if api_port and not port_open(LOCALHOST, api_port) else free_port()
         api_url = f"http://127.0.0.1:{port}"
         token, org, created = _admin_credentials(url, api_url)

@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
+from howdah.df import install as install_df
 from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo
 
 app = typer.Typer(help="Inspect and steer durable workflows.", no_args_is_help=True)
@@ -56,14 +57,23 @@ def _with_app(database_url: str | None, work: Callable[[DurableApp], Awaitable[T
 
 @friendly
 def worker(
-    app_spec: str = typer.Option(..., "--app", help="The DurableApp to run, as 'package.module:app'."),
+    app_spec: str | None = typer.Option(None, "--app", help="The DurableApp to run, as 'package.module:app'."),
     concurrency: int = typer.Option(16, min=1, help="Workflows run at once by this worker."),
+    sql_workflows: bool = typer.Option(
+        True, "--df/--no-df", help="Also run the workflows defined in SQL (schema df, df.start) of its database."
+    ),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """Run a durable-workflow worker until Ctrl-C or SIGTERM (in-flight runs finish or are handed back)."""
-    durable = load_app(app_spec, database_url)
+    """Run a durable-workflow worker until Ctrl-C or SIGTERM (in-flight runs finish or are handed back). Without
+    --app it runs the SQL-defined workflows (df.start) of the database alone."""
+    if app_spec is None and not sql_workflows:
+        raise fail("nothing to run: give --app, or leave --df on")
+    durable = load_app(app_spec, database_url) if app_spec else DurableApp(resolve_url(database_url))
     if durable._dsn is None:
         durable._dsn = resolve_url(None)
+    if sql_workflows:
+        install_df(durable)
+    app_spec = app_spec or "df"
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -30,7 +30,6 @@ import psycopg
 from howdah.durable._codec import check_json, error_to_json
 from howdah.durable._errors import (
     DuplicateStepName,
-    DurableError,
     NonDeterminismError,
     NotSerializable,
     PermanentError,
@@ -42,7 +41,7 @@ from howdah.durable._errors import (
 )
 from howdah.durable._lease import DeadlineExceeded, RunLease, attempt_limit
 from howdah.durable._retry import DEFAULT_RETRY, RetryPolicy
-from howdah.durable._store import is_outage
+from howdah.durable._store import DurableDatabaseError, LeaseLost, is_outage
 
 if TYPE_CHECKING:
     from howdah.durable._store import Store
@@ -243,9 +242,8 @@ class WorkflowContext:
                 value, cancel, lease_left = await self._store.checkpoint_within(
                     body, f"the result of step {name!r}", self.workflow_id, run.fence, index, name, number, started
                 )
-            except DurableError as exc:  # the checkpoint was refused (lost lease) or the database is unreachable
-                run.stop(exc)
-                raise
+            except (LeaseLost, DurableDatabaseError) as exc:  # the checkpoint was refused, or did not answer
+                raise run.stop(exc) from None
             except Exception as exc:
                 if is_outage(exc):
                     raise run.stop(exc) from exc

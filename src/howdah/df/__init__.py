@@ -1,0 +1,12 @@
+"""pg_durable's SQL API (schema ``df``) without the extension: workflows defined in SQL, run by Howdah's worker.
+
+>>> SELECT df.start(df.sql('SELECT 1') |=> 'one' ~> 'INSERT INTO t VALUES ($one)');
+
+:func:`install` registers the workflows that run ``df`` instances in a :class:`~howdah.durable.DurableApp`.
+"""
+
+from howdah.df._bindings import MAX_ROWS, BindingError, substitute
+from howdah.df._runner import MAX_ITERATIONS, NodeFailed, install, truthy
+from howdah.df._schema import COMPONENT
+
+__all__ = ["COMPONENT", "MAX_ITERATIONS", "MAX_ROWS", "BindingError", "NodeFailed", "install", "substitute", "truthy"]

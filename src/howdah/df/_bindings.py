@@ -1,0 +1,139 @@
+"""Results of earlier nodes in a SQL node's text: ``$name``, ``$name.col``, ``$name?``, ``$name.col?``, ``$name.*``
+(pure, no I/O).
+
+A node bound with ``|=> 'name'`` (``df.as``) leaves its result under that name. A SQL node's result is
+``{"rows": [{column: value, …}, …], "row_count": n}``; other nodes' results are any JSON. In a SQL node's text:
+
+- ``$name``: the first column of the first row, as a SQL literal (a string quoted, a number or boolean bare, JSON
+  objects and arrays as quoted JSON text); a result that has no rows (not a SQL node's) is its whole JSON text,
+  quoted. No row, or a NULL there, is an error, unless written ``$name?``, which gives ``NULL``.
+- ``$name.col``: that column of the first row (``$name.col?``: NULL instead of an error). A column the row does
+  not have is left as written, so Postgres reports it.
+- ``$name.*``: every row, as ``(VALUES (…), …) AS "name"("col", …)`` for use in ``FROM``; at most
+  :data:`MAX_ROWS` rows.
+
+Each ``$`` takes the longest name bound so far that the text continues with; a ``$`` followed by no bound name
+is left as it is (``$1`` in a string literal, say), so Postgres sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from howdah.errors import HowdahError
+
+MAX_ROWS = 10_000
+_COLUMN = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*|\*)")
+
+
+class BindingError(HowdahError):
+    """A ``$name`` reference that cannot be substituted (no row, NULL, too many rows): the node fails."""
+
+
+def literal(value: Any) -> str:
+    """``value`` (JSON) as a SQL literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_row(name: str, result: Any, optional: bool) -> dict[str, Any] | None:
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if not isinstance(rows, list):
+        return None
+    if not rows:
+        if optional:
+            return {}
+        raise BindingError(f"${name} has no rows — query returned zero results")
+    first = rows[0]
+    return first if isinstance(first, dict) else {}
+
+
+def _row_set(name: str, result: Any) -> str:
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if not isinstance(rows, list):
+        raise BindingError(f"${name}.* needs the rows of a SQL node's result")
+    if len(rows) > MAX_ROWS:
+        raise BindingError(
+            f"${name}.* — result has {len(rows)} rows, exceeding the maximum of {MAX_ROWS} for row-set expansion"
+        )
+    if not rows:
+        return f"(SELECT NULL WHERE false) AS {_ident(name)}"
+    columns = list(rows[0])
+    values = ", ".join(
+        "(" + ", ".join(literal(row.get(c)) + ("::text" if isinstance(row.get(c), str) else "") for c in columns) + ")"
+        for row in rows
+    )
+    return f"(VALUES {values}) AS {_ident(name)}({', '.join(_ident(c) for c in columns)})"
+
+
+def substitute(text: str, results: Mapping[str, Any]) -> str:
+    """``text`` with every reference to a bound result replaced (see the module docstring)."""
+    if "$" not in text or not results:
+        return text
+    names = sorted(results, key=len, reverse=True)
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] != "$":
+            out.append(text[i])
+            i += 1
+            continue
+        name = next((n for n in names if text.startswith(n, i + 1)), None)
+        end = i + 1 + len(name) if name is not None else i + 1
+        if name is None or (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+            out.append("$")
+            i += 1
+            continue
+        column = _COLUMN.match(text, end)
+        after = column.end() if column else end
+        optional = text.startswith("?", after)
+        replaced = _reference(name, column.group(1) if column else None, optional, results[name])
+        if replaced is None:  # a column the row does not have: left for Postgres to report
+            out.append(text[i:after])
+            i = after
+            continue
+        out.append(replaced)
+        i = after + (1 if optional else 0)
+    return "".join(out)
+
+
+def _reference(name: str, column: str | None, optional: bool, result: Any) -> str | None:
+    if column == "*":
+        return _row_set(name, result)
+    row = _first_row(name, result, optional)
+    if row is None:  # not a SQL node's result
+        if column is None:
+            return literal(result if isinstance(result, dict | list) else json.dumps(result))
+        value = result.get(column) if isinstance(result, dict) else None
+        if value is None and not (isinstance(result, dict) and column in result):
+            return None
+        return _checked(f"${name}.{column}", value, optional)
+    if not row:  # optional and no rows
+        return "NULL"
+    if column is None:
+        first = next(iter(row.values()), None)
+        return _checked(f"${name}", first, optional, "first column of first row is NULL")
+    if column not in row:
+        return None
+    return _checked(f"${name}.{column}", row[column], optional)
+
+
+def _checked(what: str, value: Any, optional: bool, why: str = "NULL") -> str:
+    if value is None:
+        if optional:
+            return "NULL"
+        raise BindingError(f"{what} is NULL" + (f" — {why}" if why != "NULL" else ""))
+    return literal(value)

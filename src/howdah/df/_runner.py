@@ -1,0 +1,283 @@
+"""Running a df instance's graph as a Howdah durable workflow.
+
+The workflow ``df`` (args ``{"instance_id": …}``) loads the instance's numbered graph and walks it:
+
+- ``SQL``: a :meth:`~howdah.durable.WorkflowContext.transaction` step that runs the (substituted) statement as
+  the role that started the instance (``SET LOCAL ROLE``) and records the node's result in ``df.nodes`` — the
+  statement, the node's status and the step's checkpoint commit together, so a SQL node's effect happens
+  exactly once, whatever instant the worker is killed at;
+- ``THEN``: left, then right (the result is the right side's); ``IF``: the condition node (or, for
+  ``df.if_rows``, whether a bound result has rows), then one branch; ``JOIN``: every branch at once, the
+  result the list of theirs (a branch of more than one step runs as a child workflow, so each keeps its own
+  order of steps); ``LOOP``: the body again and again until a ``BREAK`` (its value is the loop's result) or its
+  condition is false, at most :data:`MAX_ITERATIONS` times; ``SLEEP`` and ``SIGNAL`` park the workflow and free
+  the worker.
+
+A node bound with ``|=> 'name'`` leaves its result under that name for the nodes after it (:mod:`._bindings`).
+A node that fails fails the instance, with the node named and Postgres's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from howdah.df._bindings import BindingError, substitute
+from howdah.durable import NO_RETRY, DurableApp, PermanentError, StepFailed, WorkflowContext
+
+WORKFLOW = "df"
+BRANCH = "df_branch"
+MAX_ITERATIONS = 100_000
+_LEAVES = ("SQL", "SLEEP", "BREAK")
+
+
+class NodeFailed(PermanentError):
+    """A node of the graph failed; the instance fails with this message."""
+
+
+class _Break(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def install(app: DurableApp) -> None:
+    """Register the workflows that run df instances in ``app`` (its worker then runs every ``df.start``)."""
+
+    @app.workflow(WORKFLOW)
+    async def run_instance(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
+        return await _run_instance(ctx, str(args["instance_id"]))
+
+    @app.workflow(BRANCH)
+    async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
+        graph = _Graph(ctx, str(args["instance_id"]), str(args["role"]), dict(args["names"]))
+        result = await graph.node(args["node"], str(args["scope"]))
+        return {"result": result, "names": graph.names}
+
+
+async def _run_instance(ctx: WorkflowContext, instance_id: str) -> Any:
+    loaded = await ctx.transaction("load", _load, instance_id, retry=NO_RETRY)
+    if loaded is None:
+        return None  # deleted, or cancelled before it ran
+    graph = _Graph(ctx, instance_id, loaded["role"], {})
+    try:
+        result = await graph.node(loaded["graph"], "")
+    except StepFailed as exc:
+        message = str(exc.error.get("message") or exc.error.get("type") or exc)
+        await ctx.transaction("fail", _finish, instance_id, "failed", None, message, graph.failed_node, retry=NO_RETRY)
+        return None
+    except _Break:
+        message = "df.break() outside a loop"
+        await ctx.transaction("fail", _finish, instance_id, "failed", None, message, None, retry=NO_RETRY)
+        return None
+    await ctx.transaction("finish", _finish, instance_id, "completed", result, None, None, retry=NO_RETRY)
+    return None
+
+
+async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[str, Any] | None:
+    cursor = await conn.execute(
+        "UPDATE df.instances SET status = 'running', updated_at = clock_timestamp() "
+        "WHERE id = %s AND status IN ('pending', 'running') "
+        "RETURNING graph, pg_catalog.pg_get_userbyid(submitted_by::oid)",
+        (instance_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else {"graph": row[0], "role": row[1]}
+
+
+async def _finish(
+    conn: psycopg.AsyncConnection[Any], instance_id: str, status: str, result: Any, error: str | None,
+    failed_node: str | None,
+) -> None:  # fmt: skip
+    await conn.execute(
+        "UPDATE df.instances SET status = %s, result = %s, error = %s, updated_at = clock_timestamp(), "
+        "completed_at = clock_timestamp() WHERE id = %s AND status = 'running'",
+        (status, psycopg.types.json.Jsonb(result), error, instance_id),
+    )
+    if failed_node is not None:
+        await conn.execute(
+            "UPDATE df.nodes SET status = 'failed', error = %s, updated_at = clock_timestamp() "
+            "WHERE instance_id = %s AND id = %s",
+            (error, instance_id, failed_node),
+        )
+
+
+class _Graph:
+    """One walk of a graph: the results bound so far and the node that failed."""
+
+    def __init__(self, ctx: WorkflowContext, instance_id: str, role: str, names: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.instance_id = instance_id
+        self.role = role
+        self.names = names
+        self.failed_node: str | None = None
+
+    async def node(self, node: dict[str, Any], scope: str) -> Any:
+        handlers = {
+            "SQL": self._sql, "THEN": self._then, "IF": self._if, "JOIN": self._join, "LOOP": self._loop,
+            "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal,
+        }  # fmt: skip
+        kind = node["node_type"]
+        if kind not in handlers:
+            raise NodeFailed(f"node {node.get('node_id')}: node_type {kind} is not supported")
+        result = await handlers[kind](node, scope)
+        if node.get("result_name"):
+            self.names[str(node["result_name"])] = result
+        return result
+
+    async def _sql(self, node: dict[str, Any], scope: str) -> Any:
+        nid = str(node["node_id"])
+        try:
+            query = substitute(str(node["query"]), self.names)
+        except BindingError as exc:
+            self.failed_node = nid
+            await self.ctx.step(f"{scope}{nid}:binding", _raise, f"node {nid} (SQL) failed: {exc}", retry=NO_RETRY)
+            raise AssertionError("a failed step raises") from exc
+        step = self.ctx.transaction(f"{scope}{nid}", _run_sql, self.instance_id, nid, self.role, query, retry=NO_RETRY)
+        try:
+            return await step
+        except StepFailed:
+            self.failed_node = nid
+            raise
+
+    async def _then(self, node: dict[str, Any], scope: str) -> Any:
+        await self.node(node["left_node"], scope)
+        return await self.node(node["right_node"], scope)
+
+    async def _if(self, node: dict[str, Any], scope: str) -> Any:
+        condition = node.get("condition")
+        if condition is not None:  # df.if_rows
+            bound = self.names.get(str(condition.get("result_name")))
+            truth = isinstance(bound, dict) and int(bound.get("row_count") or 0) > 0
+        else:
+            truth = truthy(await self.node(node["condition_node"], scope))
+        return await self.node(node["left_node"] if truth else node["right_node"], scope)
+
+    async def _join(self, node: dict[str, Any], scope: str) -> Any:
+        branches = [node["left_node"], node["right_node"], *node.get("extra_nodes", [])]
+        return await self.ctx.gather(*(self._branch(b, scope) for b in branches))
+
+    async def _branch(self, node: dict[str, Any], scope: str) -> Any:
+        if node["node_type"] in _LEAVES:  # one step: its position is taken at once, in order
+            return await self.node(node, scope)
+        args = {"instance_id": self.instance_id, "role": self.role, "names": self.names, "node": node, "scope": scope}
+        outcome = await self.ctx.child(BRANCH, args)
+        self.names.update(outcome["names"])
+        return outcome["result"]
+
+    async def _loop(self, node: dict[str, Any], scope: str) -> Any:
+        nid, result = str(node["node_id"]), None
+        for i in range(MAX_ITERATIONS):
+            inner = f"{scope}{nid}#{i}/"
+            if "condition_node" in node and not truthy(await self.node(node["condition_node"], inner + "c/")):
+                return result
+            try:
+                result = await self.node(node["left_node"], inner)
+            except _Break as stop:
+                return stop.value
+        self.failed_node = nid
+        message = (
+            f"node {nid} (LOOP) failed: Loop exceeded maximum iteration count of {MAX_ITERATIONS}. Use df.break() "
+            "to exit the loop or restructure the workflow."
+        )
+        return await self.ctx.step(f"{scope}{nid}:limit", _raise, message, retry=NO_RETRY)
+
+    async def _break(self, node: dict[str, Any], scope: str) -> Any:
+        raw = node.get("break_value")
+        try:
+            value = None if raw is None else json.loads(raw)
+        except (TypeError, ValueError):
+            value = raw
+        raise _Break(value)
+
+    async def _sleep(self, node: dict[str, Any], scope: str) -> Any:
+        seconds = int(node["seconds"])
+        await self.ctx.sleep(seconds)
+        return {"slept": True, "seconds": seconds}
+
+    async def _signal(self, node: dict[str, Any], scope: str) -> Any:
+        name, timeout = str(node["signal_name"]), node.get("timeout_seconds")
+        data = await self.ctx.wait_for_signal(name, None if timeout is None else float(timeout))
+        return {"signal_name": name, "timed_out": data is None and timeout is not None, "data": data}
+
+
+async def _raise(message: str) -> None:
+    raise NodeFailed(message)
+
+
+async def _run_sql(
+    conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str, role: str, query: str
+) -> dict[str, Any]:
+    """One SQL node, as ``role``, in the step's transaction; its result recorded in ``df.nodes`` too."""
+    await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    await conn.execute("SET LOCAL search_path TO DEFAULT")
+    try:
+        cursor = await conn.execute(query.encode())  # as written: no placeholders
+    except psycopg.Error as exc:
+        message = (exc.diag.message_primary if exc.diag else None) or str(exc)
+        raise NodeFailed(f"node {node_id} (SQL) failed: {message}") from exc
+    rows: list[dict[str, Any]] = []
+    count = cursor.rowcount
+    while True:  # the last statement's rows, when the node holds several
+        if cursor.description is not None:
+            names = [column.name for column in cursor.description]
+            rows = [dict(zip(names, (_json(v) for v in row), strict=True)) for row in await cursor.fetchall()]
+            count = len(rows)
+        if not cursor.nextset():
+            break
+    result = {"rows": rows, "row_count": max(count, 0)}
+    await conn.execute("RESET ROLE")
+    await conn.execute(
+        "UPDATE df.nodes SET status = 'completed', result = %s, updated_at = clock_timestamp() "
+        "WHERE instance_id = %s AND id = %s",
+        (psycopg.types.json.Jsonb(result), instance_id, node_id),
+    )
+    return result
+
+
+def _json(value: Any) -> Any:
+    """A column value as a node result holds it (numeric, uuid and times as text; NaN and infinities as null)."""
+    if value is None or isinstance(value, bool | int | str | dict | list):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, Decimal | UUID):
+        return None if isinstance(value, Decimal) and not value.is_finite() else str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise NodeFailed("Unsupported column type: bytea (cast it to text or encode it)")
+    return str(value)
+
+
+def truthy(result: Any) -> bool:
+    """Whether a condition node's result is true: the first column of its first row (no row: false)."""
+    value = result
+    if isinstance(result, dict) and isinstance(result.get("rows"), list):
+        rows = result["rows"]
+        if not rows:
+            return False
+        value = next(iter(rows[0].values()), None) if isinstance(rows[0], dict) else None
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "t", "yes"):
+            return True
+        if text in ("false", "f", "no", "0", ""):
+            return False
+        try:
+            return float(text) != 0
+        except ValueError:
+            return True
+    return bool(value)

@@ -1,0 +1,214 @@
+"""pg_durable's SQL API (schema ``df``) on a real Postgres, run by an in-process Howdah worker: builders and
+operators, bindings, sequence / join / if / loop, signals, cancel, failures, transactions and roles.
+
+Scenarios follow pg_durable's documented examples (its README's sequence-with-binding example, the user guide's
+sections on joins, conditionals, loops with df.break, signals and row-level security)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from howdah.df import install
+from howdah.durable import DurableApp
+
+from ..durable._helpers import running
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+@pytest.fixture
+async def app(db_url: str) -> AsyncIterator[DurableApp]:
+    durable = DurableApp(db_url, lease=5, retention=None, pool_size=8)
+    install(durable)
+    async with durable:
+        yield durable
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[Conn]:
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
+        await c.execute("SET search_path = df, public")  # the operators live in df, as pg_durable's do
+        yield c
+
+
+async def one(conn: Conn, query: str, params: Any = None) -> Any:
+    row = await (await conn.execute(query, params)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def finish(conn: Conn, graph: str, params: Any = None, timeout: int = 20) -> tuple[str, str, Any]:
+    """Start ``graph`` (an SQL expression), wait for it; (id, status, result)."""
+    instance = await one(conn, f"SELECT df.start({graph})", params)
+    status = await one(conn, "SELECT df.await_instance(%s, %s)", (instance, timeout))
+    result = await one(conn, "SELECT df.result(%s)", (instance,))
+    return instance, status, None if result is None else json.loads(result)
+
+
+# ------------------------------------------------------------------------------------------------ builders
+async def test_builders_make_nodes_and_plain_sql_is_a_node(conn: Conn) -> None:
+    # every df operator has Postgres's one precedence of "other" operators, left-associative, as pg_durable's
+    node = json.loads(await one(conn, "SELECT 'SELECT 1' ~> (df.sql('SELECT 2') |=> 'two')"))
+    assert node == {
+        "node_type": "THEN",
+        "left_node": {"node_type": "SQL", "query": "SELECT 1"},
+        "right_node": {"node_type": "SQL", "query": "SELECT 2", "result_name": "two"},
+    }
+    joined = json.loads(await one(conn, "SELECT df.join3('SELECT 1', 'SELECT 2', 'SELECT 3')"))
+    assert joined["node_type"] == "JOIN" and len(joined["extra_nodes"]) == 1
+    decided = json.loads(await one(conn, "SELECT 'SELECT true' ?> 'SELECT 1' !> 'SELECT 2'"))
+    assert decided["node_type"] == "IF" and decided["condition_node"]["query"] == "SELECT true"
+    assert json.loads(await one(conn, "SELECT @> ('SELECT 1')"))["node_type"] == "LOOP"
+    bound_last = json.loads(await one(conn, "SELECT 'SELECT 1' ~> 'SELECT 2' |=> 'both'"))
+    assert bound_last["node_type"] == "THEN" and bound_last["result_name"] == "both"
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("df.as('SELECT 1', 'bad name')", "is not a valid identifier"),
+        ("df.sleep(-1)", "Sleep duration must be non-negative"),
+        ("df.wait_for_signal('')", "Signal name cannot be empty"),
+        ("df.seq('{\"node_type\": \"NOPE\"}', 'SELECT 1')", "Unknown node_type 'NOPE'"),
+        ("'SELECT 1' !> 'SELECT 2'", "left side of !> must be a ?> expression"),
+        ("df.start('SELECT 1', transaction_mode => 'later')", 'invalid transaction_mode "later"'),
+        ("df.start(df.break())", "df.break() outside a loop"),
+    ],
+)
+async def test_bad_graphs_are_refused_by_name_and_nothing_is_started(conn: Conn, expression: str, message: str) -> None:
+    before = await one(conn, "SELECT count(*) FROM df.instances")
+    with pytest.raises(psycopg.Error, match=re.escape(message)):
+        await conn.execute(f"SELECT {expression}")
+    assert await one(conn, "SELECT count(*) FROM df.instances") == before
+
+
+# ------------------------------------------------------------------------------------------------ running
+async def test_a_sequence_binds_results_for_later_nodes(app: DurableApp, conn: Conn) -> None:
+    """pg_durable's first example: a query's result bound with |=> and used by the next node as $name."""
+    table = f"public.t_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE TABLE {table} (x int, s text)")
+    async with running(app):
+        instance, status, result = await finish(
+            conn,
+            f"""'SELECT 41 + 1 AS answer, ''it''''s'' AS said' |=> 'a'
+                ~> 'INSERT INTO {table} VALUES ($a, $a.said) RETURNING x, s'""",
+        )
+    assert status == "completed", await one(conn, "SELECT error FROM df.instances WHERE id = %s", (instance,))
+    assert result == {"rows": [{"x": 42, "s": "it's"}], "row_count": 1}
+    rows = await (await conn.execute(f"SELECT x, s FROM {table}")).fetchall()
+    assert rows == [(42, "it's")]  # once
+    nodes = await (await conn.execute("SELECT node_type, status FROM df.instance_nodes(%s)", (instance,))).fetchall()
+    assert sorted(nodes) == [("SQL", "completed"), ("SQL", "completed"), ("THEN", "pending")]
+
+
+async def test_row_sets_joins_conditions_and_loops(app: DurableApp, conn: Conn) -> None:
+    counter = f"public.c_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE TABLE {counter} (n int); INSERT INTO {counter} VALUES (0)")
+    async with running(app):
+        _, status, summed = await finish(
+            conn, "'SELECT g AS n FROM generate_series(1, 4) g' |=> 'r' ~> 'SELECT sum(n) AS total FROM $r.*'"
+        )
+        assert (status, summed["rows"]) == ("completed", [{"total": 10}])
+        _, status, joined = await finish(conn, "('SELECT 1 AS a' & ('SELECT 2 AS b' ~> 'SELECT 3 AS c'))")
+        assert status == "completed"
+        assert [branch["rows"] for branch in joined] == [[{"a": 1}], [{"c": 3}]]
+        _, status, chosen = await finish(conn, "'SELECT 0' ?> 'SELECT ''yes'' AS v' !> 'SELECT ''no'' AS v'")
+        assert (status, chosen["rows"]) == ("completed", [{"v": "no"}])
+        _, status, looped = await finish(
+            conn,
+            f"""@> ('UPDATE {counter} SET n = n + 1 RETURNING n' |=> 'c'
+                    ~> df.if('SELECT $c >= 3', df.break('"done"'), 'SELECT 0'))""",
+        )
+    assert (status, looped) == ("completed", "done")
+    assert await one(conn, f"SELECT n FROM {counter}") == 3
+
+
+async def test_a_failing_node_fails_the_instance_with_postgres_message_and_the_node_named(
+    app: DurableApp, conn: Conn
+) -> None:
+    async with running(app):
+        instance, status, result = await finish(conn, "'SELECT 1 AS ok' ~> 'SELECT 1 / 0'")
+        missing, missing_status, _ = await finish(conn, "'SELECT 1 WHERE false' |=> 'none' ~> 'SELECT $none'")
+    assert (status, result) == ("failed", None)
+    error = await one(conn, "SELECT error FROM df.instances WHERE id = %s", (instance,))
+    failed = await (await conn.execute("SELECT node_id FROM df.instance_nodes(%s) WHERE status = 'failed'",
+                                       (instance,))).fetchall()  # fmt: skip
+    assert "division by zero" in error and len(failed) == 1 and failed[0][0] in error
+    assert missing_status == "failed"
+    assert "$none has no rows" in await one(conn, "SELECT error FROM df.instances WHERE id = %s", (missing,))
+
+
+async def test_signals_cancel_and_the_callers_transaction(app: DurableApp, conn: Conn) -> None:
+    async with running(app):
+        waiting = await one(conn, "SELECT df.start(df.wait_for_signal('go') |=> 's' ~> 'SELECT $s AS got')")
+        await one(conn, "SELECT df.signal(%s, 'go', '{\"k\": 1}')", (waiting,))
+        assert await one(conn, "SELECT df.await_instance(%s, 20)", (waiting,)) == "completed"
+        got = json.loads(json.loads(await one(conn, "SELECT df.result(%s)", (waiting,)))["rows"][0]["got"])
+        assert got == {"signal_name": "go", "timed_out": False, "data": {"k": 1}}
+
+        sleeper = await one(conn, "SELECT df.start(df.sleep(3600) ~> 'SELECT 1')")
+        assert (await one(conn, "SELECT df.cancel(%s)", (sleeper,))).startswith(f"Instance {sleeper} cancelled")
+        assert await one(conn, "SELECT df.await_instance(%s, 5)", (sleeper,)) == "cancelled"
+
+        async with conn.transaction(force_rollback=True):  # 'caller': the instance exists only if this commits
+            gone = await one(conn, "SELECT df.start('SELECT 1')")
+        assert await one(conn, "SELECT df.status(%s)", (gone,)) is None
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            await conn.execute("SELECT df.start('SELECT 1', transaction_mode => 'new')")
+
+
+async def test_sql_runs_as_the_role_that_started_it_and_each_role_sees_its_own(
+    app: DurableApp, conn: Conn, db_url: str
+) -> None:
+    """A role cannot do through df what it cannot do directly, and sees and steers only its own instances."""
+    alice, bob = f"alice_{uuid.uuid4().hex[:6]}", f"bob_{uuid.uuid4().hex[:6]}"
+    secret = f"public.secret_{uuid.uuid4().hex[:6]}"
+    for role in (alice, bob):
+        await conn.execute(f"CREATE ROLE {role}")
+        await conn.execute("SELECT df.grant_usage(%s)", (role,))
+    await conn.execute(f"CREATE TABLE {secret} (v text); INSERT INTO {secret} VALUES ('s')")
+    async with running(app):
+        await conn.execute(f"SET ROLE {alice}")
+        mine, status, result = await finish(conn, "'SELECT current_user AS who'")
+        denied, denied_status, _ = await finish(conn, f"'SELECT v FROM {secret}'")
+        await conn.execute(f"SET ROLE {bob}")
+        assert await one(conn, "SELECT df.status(%s)", (mine,)) is None  # alice's: invisible to bob
+        with pytest.raises(psycopg.Error, match="not found or access denied"):
+            await conn.execute("SELECT df.cancel(%s)", (mine,))
+        await conn.execute("RESET ROLE")
+    assert (status, result["rows"]) == ("completed", [{"who": alice}])
+    assert denied_status == "failed"
+    assert "permission denied" in await one(conn, "SELECT error FROM df.instances WHERE id = %s", (denied,))
+
+
+async def test_listing_pages_by_cursor_and_counts(app: DurableApp, conn: Conn) -> None:
+    label = f"batch-{uuid.uuid4().hex[:6]}"
+    async with running(app):
+        ids = [await one(conn, "SELECT df.start('SELECT 1', %s)", (label,)) for _ in range(5)]
+        for instance in ids:
+            assert await one(conn, "SELECT df.await_instance(%s, 20)", (instance,)) == "completed"
+    seen, cursor = [], None
+    while True:
+        page = await (
+            await conn.execute(
+                "SELECT instance_id, next_cursor FROM df.list_instances('completed', 2, %s, %s)", (label, cursor)
+            )
+        ).fetchall()
+        seen += [row[0] for row in page]
+        cursor = page[-1][1] if page else None
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 5  # every one once, newest first
+    info = await (await conn.execute("SELECT label, status, output FROM df.instance_info(%s)", (ids[0],))).fetchone()
+    assert info is not None and info[:2] == (label, "completed") and json.loads(info[2])["row_count"] == 1
+    total, running_now, completed, failed = await (await conn.execute("SELECT * FROM df.metrics()")).fetchone()  # type: ignore[misc]
+    assert completed >= 5 and total >= completed + failed + running_now
+    with pytest.raises(psycopg.Error, match="limit_count must be between 1 and 1000"):
+        await conn.execute("SELECT * FROM df.list_instances(NULL, 0)")
