@@ -5,8 +5,18 @@
 :func:`install` registers the workflows that run ``df`` instances in a :class:`~howdah.durable.DurableApp`.
 """
 
-from howdah.df._bindings import MAX_ROWS, BindingError, substitute
+from howdah.df._bindings import MAX_ROWS, BindingError, substitute, substitute_variables
 from howdah.df._runner import MAX_ITERATIONS, NodeFailed, install, truthy
 from howdah.df._schema import COMPONENT
 
-__all__ = ["COMPONENT", "MAX_ITERATIONS", "MAX_ROWS", "BindingError", "NodeFailed", "install", "substitute", "truthy"]
+__all__ = [
+    "COMPONENT",
+    "MAX_ITERATIONS",
+    "MAX_ROWS",
+    "BindingError",
+    "NodeFailed",
+    "install",
+    "substitute",
+    "substitute_variables",
+    "truthy",
+]

@@ -79,6 +79,22 @@ def _row_set(name: str, result: Any) -> str:
     return f"(VALUES {values}) AS {_ident(name)}({', '.join(_ident(c) for c in columns)})"
 
 
+_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def substitute_variables(text: str, values: Mapping[str, str | None]) -> str:
+    """``text`` with each ``{name}`` of a known variable replaced by its value as it is (not quoted); an unknown
+    ``{x}`` is left as written."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            return match.group(0)
+        return values[name] or ""
+
+    return _VARIABLE.sub(value, text)
+
+
 def substitute(text: str, results: Mapping[str, Any]) -> str:
     """``text`` with every reference to a bound result replaced (see the module docstring)."""
     if "$" not in text or not results:

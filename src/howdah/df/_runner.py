@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from howdah.df._bindings import BindingError, substitute
+from howdah.df._bindings import BindingError, substitute, substitute_variables
 from howdah.durable import NO_RETRY, DurableApp, PermanentError, StepFailed, WorkflowContext
 
 WORKFLOW = "df"
@@ -56,7 +57,7 @@ def install(app: DurableApp) -> None:
 
     @app.workflow(BRANCH)
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
-        graph = _Graph(ctx, str(args["instance_id"]), str(args["role"]), dict(args["names"]))
+        graph = _Graph(ctx, str(args["instance_id"]), str(args["role"]), dict(args["names"]), args.get("label"))
         result = await graph.node(args["node"], str(args["scope"]))
         return {"result": result, "names": graph.names}
 
@@ -65,7 +66,7 @@ async def _run_instance(ctx: WorkflowContext, instance_id: str) -> Any:
     loaded = await ctx.transaction("load", _load, instance_id, retry=NO_RETRY)
     if loaded is None:
         return None  # deleted, or cancelled before it ran
-    graph = _Graph(ctx, instance_id, loaded["role"], {})
+    graph = _Graph(ctx, instance_id, loaded["role"], {}, loaded.get("label"))
     try:
         result = await graph.node(loaded["graph"], "")
     except StepFailed as exc:
@@ -84,11 +85,11 @@ async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[st
     cursor = await conn.execute(
         "UPDATE df.instances SET status = 'running', updated_at = clock_timestamp() "
         "WHERE id = %s AND status IN ('pending', 'running') "
-        "RETURNING graph, pg_catalog.pg_get_userbyid(submitted_by::oid)",
+        "RETURNING graph, pg_catalog.pg_get_userbyid(submitted_by::oid), label",
         (instance_id,),
     )
     row = await cursor.fetchone()
-    return None if row is None else {"graph": row[0], "role": row[1]}
+    return None if row is None else {"graph": row[0], "role": row[1], "label": row[2]}
 
 
 async def _finish(
@@ -98,7 +99,7 @@ async def _finish(
     await conn.execute(
         "UPDATE df.instances SET status = %s, result = %s, error = %s, updated_at = clock_timestamp(), "
         "completed_at = clock_timestamp() WHERE id = %s AND status = 'running'",
-        (status, psycopg.types.json.Jsonb(result), error, instance_id),
+        (status, None if result is None else psycopg.types.json.Jsonb(result), error, instance_id),
     )
     if failed_node is not None:
         await conn.execute(
@@ -111,11 +112,14 @@ async def _finish(
 class _Graph:
     """One walk of a graph: the results bound so far and the node that failed."""
 
-    def __init__(self, ctx: WorkflowContext, instance_id: str, role: str, names: dict[str, Any]) -> None:
+    def __init__(
+        self, ctx: WorkflowContext, instance_id: str, role: str, names: dict[str, Any], label: str | None
+    ) -> None:
         self.ctx = ctx
         self.instance_id = instance_id
         self.role = role
         self.names = names
+        self.label = label
         self.failed_node: str | None = None
 
     async def node(self, node: dict[str, Any], scope: str) -> Any:
@@ -133,13 +137,8 @@ class _Graph:
 
     async def _sql(self, node: dict[str, Any], scope: str) -> Any:
         nid = str(node["node_id"])
-        try:
-            query = substitute(str(node["query"]), self.names)
-        except BindingError as exc:
-            self.failed_node = nid
-            await self.ctx.step(f"{scope}{nid}:binding", _raise, f"node {nid} (SQL) failed: {exc}", retry=NO_RETRY)
-            raise AssertionError("a failed step raises") from exc
-        step = self.ctx.transaction(f"{scope}{nid}", _run_sql, self.instance_id, nid, self.role, query, retry=NO_RETRY)
+        sql_node = _SqlNode(self.instance_id, nid, self.role, self.label, str(node["query"]), dict(self.names))
+        step = self.ctx.transaction(f"{scope}{nid}", _run_sql, sql_node, retry=NO_RETRY)
         try:
             return await step
         except StepFailed:
@@ -166,7 +165,10 @@ class _Graph:
     async def _branch(self, node: dict[str, Any], scope: str) -> Any:
         if node["node_type"] in _LEAVES:  # one step: its position is taken at once, in order
             return await self.node(node, scope)
-        args = {"instance_id": self.instance_id, "role": self.role, "names": self.names, "node": node, "scope": scope}
+        args = {
+            "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names, "node": node,
+            "scope": scope,
+        }  # fmt: skip
         outcome = await self.ctx.child(BRANCH, args)
         self.names.update(outcome["names"])
         return outcome["result"]
@@ -211,12 +213,32 @@ async def _raise(message: str) -> None:
     raise NodeFailed(message)
 
 
-async def _run_sql(
-    conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str, role: str, query: str
-) -> dict[str, Any]:
-    """One SQL node, as ``role``, in the step's transaction; its result recorded in ``df.nodes`` too."""
-    await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-    await conn.execute("SET LOCAL search_path TO DEFAULT")
+@dataclass(frozen=True)
+class _SqlNode:
+    instance_id: str
+    node_id: str
+    role: str  # the role that started the instance: the statement runs as it
+    label: str | None
+    query: str  # as written, before {variables} and $bindings
+    names: dict[str, Any]  # the results bound so far
+
+
+async def _run_sql(conn: psycopg.AsyncConnection[Any], node: _SqlNode) -> dict[str, Any]:
+    """One SQL node, as its role, in the step's transaction (its variables read, and its result recorded in
+    ``df.nodes``, in that transaction too)."""
+    instance_id, node_id = node.instance_id, node.node_id
+    cursor = await conn.execute(
+        "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid WHERE r.rolname = %s",
+        (node.role,),
+    )
+    values = {str(name): value for name, value in await cursor.fetchall()}
+    values |= {"sys_instance_id": instance_id, "sys_label": node.label or ""}
+    try:
+        query = substitute(substitute_variables(node.query, values), node.names)
+    except BindingError as exc:
+        raise NodeFailed(f"node {node_id} (SQL) failed: {exc}") from exc
+    await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(node.role)))
+    await conn.execute("SET LOCAL search_path TO DEFAULT; SET LOCAL df.in_workflow = 'true'")
     try:
         cursor = await conn.execute(query.encode())  # as written: no placeholders
     except psycopg.Error as exc:

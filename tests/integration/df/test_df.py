@@ -212,3 +212,39 @@ async def test_listing_pages_by_cursor_and_counts(app: DurableApp, conn: Conn) -
     assert completed >= 5 and total >= completed + failed + running_now
     with pytest.raises(psycopg.Error, match="limit_count must be between 1 and 1000"):
         await conn.execute("SELECT * FROM df.list_instances(NULL, 0)")
+
+
+async def test_variables_are_per_role_and_substituted_when_the_node_runs(app: DurableApp, conn: Conn) -> None:
+    assert await one(conn, "SELECT df.setvar('threshold', '100')") == "OK"
+    assert await one(conn, "SELECT df.getvar('threshold')") == "100"
+    async with running(app):
+        instance, status, result = await finish(
+            conn, "'SELECT {threshold} + 1 AS n, ''{sys_label}'' AS l, ''{unknown}'' AS u'", None
+        )
+    assert status == "completed"
+    assert result["rows"] == [{"n": 101, "l": "", "u": "{unknown}"}]
+    assert await one(conn, "SELECT df.unsetvar('threshold')") == "OK"
+    assert await one(conn, "SELECT df.getvar('threshold')") is None
+    with pytest.raises(psycopg.Error, match="not a valid identifier"):
+        await conn.execute("SELECT df.setvar('no good', 'x')")
+
+
+async def test_explain_shows_the_graph_and_each_nodes_status(app: DurableApp, conn: Conn) -> None:
+    dry = await one(conn, "SELECT df.explain('SELECT 1' |=> 'one' ~> ('SELECT 2' & 'SELECT 3'))")
+    assert dry.splitlines() == [
+        "→ SQL: SELECT 1 |=> 'one'",
+        "→ JOIN (2)",
+        "  ║ branch 1:",
+        "    → SQL: SELECT 2",
+        "  ║ branch 2:",
+        "    → SQL: SELECT 3",
+    ]
+    async with running(app):
+        instance, status, _ = await finish(conn, "'SELECT 1' ~> 'SELECT 1 / 0'", None)
+    explained = await one(conn, "SELECT df.explain(%s)", (instance,))
+    lines = explained.splitlines()
+    assert lines[0] == f"Instance: {instance}" and lines[1] == "Status:   ✗ failed"
+    assert "division by zero" in lines[2]
+    assert lines[4:] == ["→ ✓ SQL: SELECT 1", "→ ✗ SQL: SELECT 1 / 0"]
+    assert await one(conn, "SELECT df.explain('ffffffff')") == "Instance 'ffffffff' not found"
+    assert "Unknown node_type" in await one(conn, """SELECT df.explain('{"node_type": "NOPE"}')""")
