@@ -218,7 +218,7 @@ async def test_variables_are_per_role_and_substituted_when_the_node_runs(app: Du
     assert await one(conn, "SELECT df.setvar('threshold', '100')") == "OK"
     assert await one(conn, "SELECT df.getvar('threshold')") == "100"
     async with running(app):
-        instance, status, result = await finish(
+        _, status, result = await finish(
             conn, "'SELECT {threshold} + 1 AS n, ''{sys_label}'' AS l, ''{unknown}'' AS u'", None
         )
     assert status == "completed"
@@ -240,7 +240,7 @@ async def test_explain_shows_the_graph_and_each_nodes_status(app: DurableApp, co
         "    → SQL: SELECT 3",
     ]
     async with running(app):
-        instance, status, _ = await finish(conn, "'SELECT 1' ~> 'SELECT 1 / 0'", None)
+        instance, _, _ = await finish(conn, "'SELECT 1' ~> 'SELECT 1 / 0'", None)
     explained = await one(conn, "SELECT df.explain(%s)", (instance,))
     lines = explained.splitlines()
     assert lines[0] == f"Instance: {instance}" and lines[1] == "Status:   ✗ failed"
