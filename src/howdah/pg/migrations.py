@@ -55,6 +55,26 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+def refuse_extension_or_foreign_schema(
+    conn: psycopg.Connection[Any], *, extension: str, schema: str, what: str
+) -> None:
+    """Raise :class:`SchemaConflict` when the database has ``extension`` installed, whose schema ``what`` would
+    replace, or a schema named ``schema`` that Howdah did not create (a preflight: nothing is changed)."""
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = %s", (extension,)).fetchone()
+    if row is not None:
+        raise SchemaConflict(
+            f"this database has the {extension} extension (version {row[0]}) installed; {what} would replace it, "
+            f"so nothing was changed. Use the extension as it is, or install {what} in another database (or DROP "
+            f"EXTENSION {extension} first)."
+        )
+    row = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (schema,)).fetchone()
+    if row is not None and row[0]:
+        raise SchemaConflict(
+            f"this database already has a schema named {schema} that Howdah did not install; nothing was changed. "
+            f"Drop or rename that schema first, or install {what} in another database."
+        )
+
+
 @dataclass(frozen=True)
 class Component:
     """A named set of migrations living in ``<package>/sql/migrations``.
