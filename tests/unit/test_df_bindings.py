@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from howdah.df import MAX_ROWS, BindingError, substitute, truthy
+from howdah.df._runner import fan_out
 
 ROWS: dict[str, Any] = {
     "a": {"rows": [{"n": 42, "s": "it's", "j": {"k": [1]}, "b": True, "z": None}], "row_count": 1},
@@ -78,3 +79,18 @@ def test_row_sets_are_capped() -> None:
 )
 def test_a_conditions_truth_is_its_first_value(result: Any, expected: bool) -> None:
     assert truthy(result) is expected
+
+
+def test_nested_unnamed_joins_are_one_fan_out_and_named_ones_stay_branches() -> None:
+    def sql(q: str) -> dict[str, Any]:
+        return {"node_type": "SQL", "query": q, "node_id": q}
+
+    def join(a: dict[str, Any], b: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"node_type": "JOIN", "left_node": a, "right_node": b, "node_id": f"j{a['node_id']}", **extra}
+
+    inner, named = join(sql("a"), sql("b")), join(sql("c"), sql("d"), result_name="cd")
+    visited: set[str] = set()
+    shape, branches = fan_out(join(join(inner, named), sql("e")), visited)
+    assert shape == [[[0, 1], 2], 3]  # (a & b) & (c & d |=> 'cd') & e
+    assert [b["node_id"] for b in branches] == ["a", "b", "jc", "e"]
+    assert visited == {"jja", "ja"}

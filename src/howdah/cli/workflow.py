@@ -68,7 +68,12 @@ def worker(
     --app it runs the SQL-defined workflows (df.start) of the database alone."""
     if app_spec is None and not sql_workflows:
         raise fail("nothing to run: give --app, or leave --df on")
-    durable = load_app(app_spec, database_url) if app_spec else DurableApp(resolve_url(database_url))
+    # A df worker's pool follows its concurrency: a fan-out of N nodes runs N statements at once.
+    durable = (
+        load_app(app_spec, database_url)
+        if app_spec
+        else DurableApp(resolve_url(database_url), pool_size=concurrency + 4)
+    )
     if durable._dsn is None:
         durable._dsn = resolve_url(None)
     if sql_workflows:

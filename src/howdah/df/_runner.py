@@ -59,7 +59,7 @@ def install(app: DurableApp) -> None:
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
         graph = _Graph(ctx, str(args["instance_id"]), str(args["role"]), dict(args["names"]), args.get("label"))
         result = await graph.node(args["node"], str(args["scope"]))
-        return {"result": result, "names": graph.names}
+        return {"result": result, "names": graph.names, "visited": sorted(graph.visited)}
 
 
 async def _run_instance(ctx: WorkflowContext, instance_id: str) -> Any:
@@ -77,7 +77,9 @@ async def _run_instance(ctx: WorkflowContext, instance_id: str) -> Any:
         message = "df.break() outside a loop"
         await ctx.transaction("fail", _finish, instance_id, "failed", None, message, None, retry=NO_RETRY)
         return None
-    await ctx.transaction("finish", _finish, instance_id, "completed", result, None, None, retry=NO_RETRY)
+    await ctx.transaction(
+        "finish", _finish, instance_id, "completed", result, None, None, sorted(graph.visited), retry=NO_RETRY
+    )
     return None
 
 
@@ -94,13 +96,19 @@ async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[st
 
 async def _finish(
     conn: psycopg.AsyncConnection[Any], instance_id: str, status: str, result: Any, error: str | None,
-    failed_node: str | None,
+    failed_node: str | None, completed_nodes: list[str] | None = None,
 ) -> None:  # fmt: skip
     await conn.execute(
         "UPDATE df.instances SET status = %s, result = %s, error = %s, updated_at = clock_timestamp(), "
         "completed_at = clock_timestamp() WHERE id = %s AND status = 'running'",
         (status, None if result is None else psycopg.types.json.Jsonb(result), error, instance_id),
     )
+    if completed_nodes:  # the sequences, joins, conditionals and loops it went through
+        await conn.execute(
+            "UPDATE df.nodes SET status = 'completed', updated_at = clock_timestamp() "
+            "WHERE instance_id = %s AND id = ANY(%s) AND status = 'pending'",
+            (instance_id, completed_nodes),
+        )
     if failed_node is not None:
         await conn.execute(
             "UPDATE df.nodes SET status = 'failed', error = %s, updated_at = clock_timestamp() "
@@ -121,6 +129,7 @@ class _Graph:
         self.names = names
         self.label = label
         self.failed_node: str | None = None
+        self.visited: set[str] = set()  # the nodes holding others that the walk went through
 
     async def node(self, node: dict[str, Any], scope: str) -> Any:
         handlers = {
@@ -128,6 +137,8 @@ class _Graph:
             "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal,
         }  # fmt: skip
         kind = node["node_type"]
+        if kind not in _LEAVES:
+            self.visited.add(str(node["node_id"]))
         if kind not in handlers:
             raise NodeFailed(f"node {node.get('node_id')}: node_type {kind} is not supported")
         result = await handlers[kind](node, scope)
@@ -159,8 +170,11 @@ class _Graph:
         return await self.node(node["left_node"] if truth else node["right_node"], scope)
 
     async def _join(self, node: dict[str, Any], scope: str) -> Any:
-        branches = [node["left_node"], node["right_node"], *node.get("extra_nodes", [])]
-        return await self.ctx.gather(*(self._branch(b, scope) for b in branches))
+        """Every branch at once; joins nested without a name of their own (``a & b & c`` is ``(a & b) & c``) are
+        one fan-out, their results nested as written."""
+        shape, branches = fan_out(node, self.visited)
+        results = await self.ctx.gather(*(self._branch(b, scope) for b in branches))
+        return _nest(shape, results)
 
     async def _branch(self, node: dict[str, Any], scope: str) -> Any:
         if node["node_type"] in _LEAVES:  # one step: its position is taken at once, in order
@@ -171,6 +185,7 @@ class _Graph:
         }  # fmt: skip
         outcome = await self.ctx.child(BRANCH, args)
         self.names.update(outcome["names"])
+        self.visited.update(outcome["visited"])
         return outcome["result"]
 
     async def _loop(self, node: dict[str, Any], scope: str) -> Any:
@@ -207,6 +222,31 @@ class _Graph:
         name, timeout = str(node["signal_name"]), node.get("timeout_seconds")
         data = await self.ctx.wait_for_signal(name, None if timeout is None else float(timeout))
         return {"signal_name": name, "timed_out": data is None and timeout is not None, "data": data}
+
+
+def fan_out(node: dict[str, Any], visited: set[str] | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
+    """A JOIN's branches with those of the unnamed JOINs nested in it, in order, and the shape to nest their
+    results back: a list of branch indexes and nested lists (``(a & b) & c`` → ``[[0, 1], 2]``). ``visited``
+    collects the ids of the nested JOINs."""
+    branches: list[dict[str, Any]] = []
+
+    def walk(join: dict[str, Any]) -> list[Any]:
+        shape: list[Any] = []
+        for child in (join["left_node"], join["right_node"], *join.get("extra_nodes", [])):
+            if child["node_type"] == "JOIN" and not child.get("result_name"):
+                if visited is not None:
+                    visited.add(str(child["node_id"]))
+                shape.append(walk(child))
+            else:
+                branches.append(child)
+                shape.append(len(branches) - 1)
+        return shape
+
+    return walk(node), branches
+
+
+def _nest(shape: list[Any], results: list[Any]) -> list[Any]:
+    return [_nest(part, results) if isinstance(part, list) else results[part] for part in shape]
 
 
 async def _raise(message: str) -> None:

@@ -105,7 +105,7 @@ async def test_a_sequence_binds_results_for_later_nodes(app: DurableApp, conn: C
     rows = await (await conn.execute(f"SELECT x, s FROM {table}")).fetchall()
     assert rows == [(42, "it's")]  # once
     nodes = await (await conn.execute("SELECT node_type, status FROM df.instance_nodes(%s)", (instance,))).fetchall()
-    assert sorted(nodes) == [("SQL", "completed"), ("SQL", "completed"), ("THEN", "pending")]
+    assert sorted(nodes) == [("SQL", "completed"), ("SQL", "completed"), ("THEN", "completed")]
 
 
 async def test_row_sets_joins_conditions_and_loops(app: DurableApp, conn: Conn) -> None:
@@ -119,6 +119,9 @@ async def test_row_sets_joins_conditions_and_loops(app: DurableApp, conn: Conn) 
         _, status, joined = await finish(conn, "('SELECT 1 AS a' & ('SELECT 2 AS b' ~> 'SELECT 3 AS c'))")
         assert status == "completed"
         assert [branch["rows"] for branch in joined] == [[{"a": 1}], [{"c": 3}]]
+        _, status, nested = await finish(conn, "'SELECT 1 AS a' & 'SELECT 2 AS b' & 'SELECT 3 AS c'")
+        assert status == "completed"  # one fan-out of three nodes, the results nested as the joins were written
+        assert [[b["rows"] for b in nested[0]], nested[1]["rows"]] == [[[{"a": 1}], [{"b": 2}]], [{"c": 3}]]
         _, status, chosen = await finish(conn, "'SELECT 0' ?> 'SELECT ''yes'' AS v' !> 'SELECT ''no'' AS v'")
         assert (status, chosen["rows"]) == ("completed", [{"v": "no"}])
         _, status, looped = await finish(
