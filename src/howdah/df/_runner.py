@@ -22,16 +22,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import psycopg
+from croniter import croniter
 from psycopg import sql
 
 from howdah.df._bindings import BindingError, substitute, substitute_variables
-from howdah.durable import NO_RETRY, DurableApp, PermanentError, StepFailed, WorkflowContext
+from howdah.durable import NO_RETRY, DurableApp, PermanentError, StepFailed, WorkflowContext, next_tick
 
 WORKFLOW = "df"
 BRANCH = "df_branch"
@@ -58,8 +59,22 @@ def install(app: DurableApp) -> None:
     @app.workflow(BRANCH)
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
         graph = _Graph(ctx, str(args["instance_id"]), str(args["role"]), dict(args["names"]), args.get("label"))
-        result = await graph.node(args["node"], str(args["scope"]))
-        return {"result": result, "names": graph.names, "visited": sorted(graph.visited)}
+        race = args.get("race")  # {"parent", "signal", "index"}: tell the race's workflow when this branch is done
+        try:
+            result = await graph.node(args["node"], str(args["scope"]))
+        except StepFailed as exc:
+            if race is not None:
+                failure = {
+                    "index": race["index"],
+                    "error": str(exc.error.get("message") or exc),
+                    "node": graph.failed_node,
+                }
+                await ctx.transaction("race:done", _tell_race, race, failure, retry=NO_RETRY)
+            raise
+        outcome = {"result": result, "names": graph.names, "visited": sorted(graph.visited)}
+        if race is not None:
+            await ctx.transaction("race:done", _tell_race, race, {"index": race["index"], **outcome}, retry=NO_RETRY)
+        return outcome
 
 
 async def _run_instance(ctx: WorkflowContext, instance_id: str) -> Any:
@@ -134,7 +149,8 @@ class _Graph:
     async def node(self, node: dict[str, Any], scope: str) -> Any:
         handlers = {
             "SQL": self._sql, "THEN": self._then, "IF": self._if, "JOIN": self._join, "LOOP": self._loop,
-            "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal,
+            "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal, "RACE": self._race,
+            "WAIT_SCHEDULE": self._wait_schedule,
         }  # fmt: skip
         kind = node["node_type"]
         if kind not in _LEAVES:
@@ -187,6 +203,39 @@ class _Graph:
         self.names.update(outcome["names"])
         self.visited.update(outcome["visited"])
         return outcome["result"]
+
+    async def _race(self, node: dict[str, Any], scope: str) -> Any:
+        """Both branches as child workflows; the first to finish tells this one (a signal, so a replay sees the same
+        winner), and the other is cancelled."""
+        nid = str(node["node_id"])
+        signal = f"race:{scope}{nid}"
+        children = []
+        for index, branch in enumerate((node["left_node"], node["right_node"])):
+            args = {
+                "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names,
+                "node": branch, "scope": scope,
+                "race": {"parent": self.ctx.workflow_id, "signal": signal, "index": index},
+            }  # fmt: skip
+            children.append(await self.ctx.start_child(BRANCH, args))
+        first = await self.ctx.wait_for_signal(signal)
+        losers = [c.workflow_id for i, c in enumerate(children) if i != first["index"]]
+        await self.ctx.transaction(f"{scope}{nid}:cancel", _cancel_workflows, losers, retry=NO_RETRY)
+        if "error" in first:
+            self.failed_node = first.get("node") or nid
+            return await self.ctx.step(f"{scope}{nid}:lost", _raise, str(first["error"]), retry=NO_RETRY)
+        self.names.update(first["names"])
+        self.visited.update(first["visited"])
+        return first["result"]
+
+    async def _wait_schedule(self, node: dict[str, Any], scope: str) -> Any:
+        cron = str(node["cron_expr"])
+        if not croniter.is_valid(cron):
+            nid = str(node["node_id"])
+            self.failed_node = nid
+            message = f"node {nid} (WAIT_SCHEDULE) failed: Invalid cron expression '{cron}'"
+            return await self.ctx.step(f"{scope}{nid}:cron", _raise, message, retry=NO_RETRY)
+        await self.ctx.sleep_until(next_tick(cron, datetime.now(UTC)))
+        return {"scheduled": True}
 
     async def _loop(self, node: dict[str, Any], scope: str) -> Any:
         nid, result = str(node["node_id"]), None
@@ -247,6 +296,23 @@ def fan_out(node: dict[str, Any], visited: set[str] | None = None) -> tuple[list
 
 def _nest(shape: list[Any], results: list[Any]) -> list[Any]:
     return [_nest(part, results) if isinstance(part, list) else results[part] for part in shape]
+
+
+async def _tell_race(conn: psycopg.AsyncConnection[Any], race: dict[str, Any], outcome: dict[str, Any]) -> None:
+    """Signal the race's workflow that this branch is done, unless it has finished (its race was decided)."""
+    await conn.execute(
+        "SELECT howdah.send_signal(w.id, %s, %s) FROM howdah.workflows w "
+        "WHERE w.id = %s AND w.status NOT IN ('succeeded', 'failed', 'cancelled')",
+        (race["signal"], psycopg.types.json.Jsonb(outcome), race["parent"]),
+    )
+
+
+async def _cancel_workflows(conn: psycopg.AsyncConnection[Any], ids: list[str]) -> None:
+    await conn.execute(
+        "SELECT howdah.cancel_workflow(w.id) FROM howdah.workflows w "
+        "WHERE w.id = ANY(%s) AND w.status NOT IN ('succeeded', 'failed', 'cancelled')",
+        (ids,),
+    )
 
 
 async def _raise(message: str) -> None:

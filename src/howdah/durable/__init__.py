@@ -28,7 +28,7 @@ from howdah.durable._errors import (
 )
 from howdah.durable._lease import DeadlineExceeded
 from howdah.durable._retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy
-from howdah.durable._schedule import InvalidSchedule, Schedule, due_ticks
+from howdah.durable._schedule import InvalidSchedule, Schedule, due_ticks, next_tick
 from howdah.durable._schema import COMPONENT
 from howdah.durable._store import LeaseLost, StepInfo, WorkflowInfo
 from howdah.durable._worker import Worker, run_worker
@@ -66,5 +66,6 @@ __all__ = [
     "WorkflowNotFound",
     "WorkflowType",
     "due_ticks",
+    "next_tick",
     "run_worker",
 ]

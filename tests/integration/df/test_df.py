@@ -17,6 +17,7 @@ import pytest
 
 from howdah.df import install
 from howdah.durable import DurableApp
+from tests.waiting import async_wait_until
 
 from ..durable._helpers import running
 
@@ -251,3 +252,43 @@ async def test_explain_shows_the_graph_and_each_nodes_status(app: DurableApp, co
     assert lines[4:] == ["→ ✓ SQL: SELECT 1", "→ ✗ SQL: SELECT 1 / 0"]
     assert await one(conn, "SELECT df.explain('ffffffff')") == "Instance 'ffffffff' not found"
     assert "Unknown node_type" in await one(conn, """SELECT df.explain('{"node_type": "NOPE"}')""")
+
+
+async def test_a_race_is_won_by_the_first_branch_and_the_other_is_cancelled(app: DurableApp, conn: Conn) -> None:
+    """pg_durable's timeout idiom: df.sleep(n) | work. The sleeping loser is cancelled, not waited for."""
+    async with running(app):
+        instance, status, result = await finish(conn, "df.sleep(3600) | ('SELECT 1 AS fast' |=> 'f')")
+        assert (status, result["rows"]) == ("completed", [{"fast": 1}])
+        # the losing branch's workflow is cancelled rather than left sleeping for an hour
+        losers = await (
+            await conn.execute(
+                "SELECT status FROM howdah.workflows WHERE parent_id = %s AND status <> 'succeeded'",
+                (f"df:{instance}",),
+            )
+        ).fetchall()
+        assert losers == [("cancelled",)]
+        _, status, result = await finish(
+            conn, "(df.sleep(0) ~> 'SELECT ''timeout'' AS r') | 'SELECT pg_sleep(3)'"
+        )
+        assert (status, result["rows"]) == ("completed", [{"r": "timeout"}])
+        failed, failed_status, _ = await finish(conn, "'SELECT 1 / 0' | df.sleep(3600)")
+    assert failed_status == "failed"
+    assert "division by zero" in await one(conn, "SELECT error FROM df.instances WHERE id = %s", (failed,))
+    assert json.loads(await one(conn, "SELECT df.race('SELECT 1', 'SELECT 2')"))["node_type"] == "RACE"
+
+
+async def test_wait_for_schedule_checks_the_cron_and_parks_until_the_next_tick(app: DurableApp, conn: Conn) -> None:
+    with pytest.raises(psycopg.Error, match="Invalid cron expression"):
+        await conn.execute("SELECT df.wait_for_schedule('every day')")
+    async with running(app):
+        waiting = await one(conn, "SELECT df.start(df.wait_for_schedule('0 0 1 1 *') ~> 'SELECT 1')")
+
+        async def parked() -> bool:
+            row = await (
+                await conn.execute("SELECT status FROM howdah.workflows WHERE id = %s", (f"df:{waiting}",))
+            ).fetchone()
+            return row is not None and row[0] == "sleeping"
+
+        await async_wait_until(parked, what="the instance to park until the next new year", timeout=20)
+        assert await one(conn, "SELECT df.status(%s)", (waiting,)) == "running"
+        await one(conn, "SELECT df.cancel(%s)", (waiting,))

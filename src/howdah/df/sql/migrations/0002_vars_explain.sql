@@ -82,6 +82,8 @@ BEGIN
                            CASE WHEN length(query) > 50 THEN left(query, 47) || '...' ELSE query END, bound);
     ELSIF kind = 'SLEEP' THEN
         RETURN NEXT format('%s→ %sSLEEP %ss%s', pad, mark, node ->> 'seconds', bound);
+    ELSIF kind = 'WAIT_SCHEDULE' THEN
+        RETURN NEXT format('%s→ %sWAIT %L%s', pad, mark, node ->> 'cron_expr', bound);
     ELSIF kind = 'SIGNAL' THEN
         RETURN NEXT format('%s→ %sWAIT SIGNAL %L%s%s', pad, mark, node ->> 'signal_name',
                            coalesce(format(' (timeout %ss)', node ->> 'timeout_seconds'), ''), bound);
@@ -99,8 +101,8 @@ BEGIN
         RETURN QUERY SELECT * FROM df._explain_lines(node -> 'left_node', statuses, depth + 2);
         RETURN NEXT format('%s  ✗ else:', pad);
         RETURN QUERY SELECT * FROM df._explain_lines(node -> 'right_node', statuses, depth + 2);
-    ELSIF kind = 'JOIN' THEN
-        RETURN NEXT format('%s→ %sJOIN (%s)%s', pad, mark, 2 + coalesce(jsonb_array_length(node -> 'extra_nodes'), 0), bound);
+    ELSIF kind IN ('JOIN', 'RACE') THEN
+        RETURN NEXT format('%s→ %s%s (%s)%s', pad, mark, kind, 2 + coalesce(jsonb_array_length(node -> 'extra_nodes'), 0), bound);
         FOR branch IN SELECT b FROM (SELECT node -> 'left_node' AS b, 0 AS o UNION ALL SELECT node -> 'right_node', 1
                                      UNION ALL SELECT e, 2 + k FROM jsonb_array_elements(coalesce(node -> 'extra_nodes', '[]'))
                                                    WITH ORDINALITY AS x(e, k)) AS s ORDER BY o LOOP
