@@ -267,9 +267,7 @@ async def test_a_race_is_won_by_the_first_branch_and_the_other_is_cancelled(app:
             )
         ).fetchall()
         assert losers == [("cancelled",)]
-        _, status, result = await finish(
-            conn, "(df.sleep(0) ~> 'SELECT ''timeout'' AS r') | 'SELECT pg_sleep(3)'"
-        )
+        _, status, result = await finish(conn, "(df.sleep(0) ~> 'SELECT ''timeout'' AS r') | 'SELECT pg_sleep(3)'")
         assert (status, result["rows"]) == ("completed", [{"r": "timeout"}])
         failed, failed_status, _ = await finish(conn, "'SELECT 1 / 0' | df.sleep(3600)")
     assert failed_status == "failed"
