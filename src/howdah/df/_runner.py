@@ -333,18 +333,25 @@ async def _run_sql(conn: psycopg.AsyncConnection[Any], node: _SqlNode) -> dict[s
     """One SQL node, as its role, in the step's transaction (its variables read, and its result recorded in
     ``df.nodes``, in that transaction too)."""
     instance_id, node_id = node.instance_id, node.node_id
-    cursor = await conn.execute(
-        "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid WHERE r.rolname = %s",
-        (node.role,),
-    )
-    values = {str(name): value for name, value in await cursor.fetchall()}
-    values |= {"sys_instance_id": instance_id, "sys_label": node.label or ""}
+    query = node.query
+    if "{" in query:  # {variables}: the role's, read in this transaction
+        cursor = await conn.execute(
+            "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid "
+            "WHERE r.rolname = %s",
+            (node.role,),
+        )
+        values = {str(name): value for name, value in await cursor.fetchall()}
+        values |= {"sys_instance_id": instance_id, "sys_label": node.label or ""}
+        query = substitute_variables(query, values)
     try:
-        query = substitute(substitute_variables(node.query, values), node.names)
+        query = substitute(query, node.names)
     except BindingError as exc:
         raise NodeFailed(f"node {node_id} (SQL) failed: {exc}") from exc
-    await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(node.role)))
-    await conn.execute("SET LOCAL search_path TO DEFAULT; SET LOCAL df.in_workflow = 'true'")
+    await conn.execute(
+        sql.SQL("SET LOCAL ROLE {}; SET LOCAL search_path TO DEFAULT; SET LOCAL df.in_workflow = 'true'").format(
+            sql.Identifier(node.role)
+        )
+    )
     try:
         cursor = await conn.execute(query.encode())  # as written: no placeholders
     except psycopg.Error as exc:
@@ -360,12 +367,13 @@ async def _run_sql(conn: psycopg.AsyncConnection[Any], node: _SqlNode) -> dict[s
         if not cursor.nextset():
             break
     result = {"rows": rows, "row_count": max(count, 0)}
-    await conn.execute("RESET ROLE")
-    await conn.execute(
-        "UPDATE df.nodes SET status = 'completed', result = %s, updated_at = clock_timestamp() "
-        "WHERE instance_id = %s AND id = %s",
-        (psycopg.types.json.Jsonb(result), instance_id, node_id),
-    )
+    async with conn.pipeline():  # one round trip: back to the worker's role, which records the node
+        await conn.execute("RESET ROLE")
+        await conn.execute(
+            "UPDATE df.nodes SET status = 'completed', result = %s, updated_at = clock_timestamp() "
+            "WHERE instance_id = %s AND id = %s",
+            (psycopg.types.json.Jsonb(result), instance_id, node_id),
+        )
     return result
 
 
