@@ -94,3 +94,13 @@ def test_nested_unnamed_joins_are_one_fan_out_and_named_ones_stay_branches() -> 
     assert shape == [[[0, 1], 2], 3]  # (a & b) & (c & d |=> 'cd') & e
     assert [b["node_id"] for b in branches] == ["a", "b", "jc", "e"]
     assert visited == {"jja", "ja"}
+
+
+def test_raw_references_are_values_as_they_are_for_json_text() -> None:
+    assert (
+        substitute('{"n": $a, "s": "$a.s", "j": $a.j}', ROWS, raw=True) == """{"n": 42, "s": "it's", "j": {"k":[1]}}"""
+    )
+    assert substitute("$sig", ROWS, raw=True) == '{"signal_name":"go","timed_out":false,"data":{"k":1}}'
+    assert substitute("$a.nope", ROWS, raw=True) == "$a.nope"
+    with pytest.raises(BindingError, match="has no rows"):
+        substitute("$none", ROWS, raw=True)

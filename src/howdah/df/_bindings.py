@@ -95,8 +95,15 @@ def substitute_variables(text: str, values: Mapping[str, str | None]) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def substitute(text: str, results: Mapping[str, Any]) -> str:
-    """``text`` with every reference to a bound result replaced (see the module docstring)."""
+def _raw(value: Any) -> str:
+    """``value`` as text for a non-SQL place (a workflow's JSON args): strings as they are, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def substitute(text: str, results: Mapping[str, Any], *, raw: bool = False) -> str:
+    """``text`` with every reference to a bound result replaced (see the module docstring); ``raw``: values as
+    they are (strings unquoted, the rest as JSON, ``$name.*`` the rows as a JSON array), for text that is no
+    SQL."""
     if "$" not in text or not results:
         return text
     names = sorted(results, key=len, reverse=True)
@@ -116,7 +123,7 @@ def substitute(text: str, results: Mapping[str, Any]) -> str:
         column = _COLUMN.match(text, end)
         after = column.end() if column else end
         optional = text.startswith("?", after)
-        replaced = _reference(name, column.group(1) if column else None, optional, results[name])
+        replaced = _reference(name, column.group(1) if column else None, optional, results[name], raw)
         if replaced is None:  # a column the row does not have: left for Postgres to report
             out.append(text[i:after])
             i = after
@@ -126,7 +133,13 @@ def substitute(text: str, results: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _reference(name: str, column: str | None, optional: bool, result: Any) -> str | None:
+def _reference(name: str, column: str | None, optional: bool, result: Any, raw: bool = False) -> str | None:
+    if raw:
+        if column == "*":
+            return _raw(result.get("rows") if isinstance(result, dict) else result)
+        if _reference(name, column, optional, result) is None:  # checked as in SQL; None: a missing column
+            return None
+        return _raw(_value_of(name, column, optional, result))
     if column == "*":
         return _row_set(name, result)
     row = _first_row(name, result, optional)
@@ -145,6 +158,16 @@ def _reference(name: str, column: str | None, optional: bool, result: Any) -> st
     if column not in row:
         return None
     return _checked(f"${name}.{column}", row[column], optional)
+
+
+def _value_of(name: str, column: str | None, optional: bool, result: Any) -> Any:
+    """The JSON value a (checked, substitutable) reference stands for."""
+    row = _first_row(name, result, optional)
+    if row is None:
+        return result if column is None else result.get(column)
+    if not row:
+        return None
+    return next(iter(row.values()), None) if column is None else row.get(column)
 
 
 def _checked(what: str, value: Any, optional: bool, why: str = "NULL") -> str:

@@ -32,7 +32,16 @@ from croniter import croniter
 from psycopg import sql
 
 from howdah.df._bindings import BindingError, substitute, substitute_variables
-from howdah.durable import NO_RETRY, DurableApp, PermanentError, StepFailed, WorkflowContext, next_tick
+from howdah.durable import (
+    NO_RETRY,
+    DurableApp,
+    PermanentError,
+    StepFailed,
+    WorkflowCancelled,
+    WorkflowContext,
+    WorkflowFailed,
+    next_tick,
+)
 
 WORKFLOW = "df"
 BRANCH = "df_branch"
@@ -150,7 +159,7 @@ class _Graph:
         handlers = {
             "SQL": self._sql, "THEN": self._then, "IF": self._if, "JOIN": self._join, "LOOP": self._loop,
             "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal, "RACE": self._race,
-            "WAIT_SCHEDULE": self._wait_schedule,
+            "WAIT_SCHEDULE": self._wait_schedule, "WORKFLOW": self._workflow,
         }  # fmt: skip
         kind = node["node_type"]
         if kind not in _LEAVES:
@@ -237,6 +246,30 @@ class _Graph:
         await self.ctx.sleep_until(next_tick(cron, datetime.now(UTC)))
         return {"scheduled": True}
 
+    async def _workflow(self, node: dict[str, Any], scope: str) -> Any:
+        """A Python workflow registered with Howdah, as a child workflow: its result is the node's. The role that
+        started the instance must be allowed to call it (df.allow_workflow), or be a superuser."""
+        nid, name = str(node["node_id"]), str(node["workflow_name"])
+        problem = None
+        if not await self.ctx.transaction(f"{scope}{nid}:allowed", _may_call, name, self.role, retry=NO_RETRY):
+            problem = f"role {self.role} may not call workflow {name!r} (see df.allow_workflow)"
+        else:
+            try:
+                args = json.loads(substitute(str(node.get("args") or "{}"), self.names, raw=True))
+            except (BindingError, ValueError) as exc:
+                args, problem = None, f"its args are no JSON object: {exc}"
+            if problem is None and not isinstance(args, dict):
+                problem = "its args must be a JSON object"
+        if problem is None:
+            try:
+                return await self.ctx.child(name, args)
+            except (WorkflowFailed, WorkflowCancelled) as exc:
+                problem = str(exc)
+        self.failed_node = nid
+        return await self.ctx.step(
+            f"{scope}{nid}:failed", _raise, f"node {nid} (WORKFLOW) failed: {problem}", retry=NO_RETRY
+        )
+
     async def _loop(self, node: dict[str, Any], scope: str) -> Any:
         nid, result = str(node["node_id"]), None
         for i in range(MAX_ITERATIONS):
@@ -305,6 +338,16 @@ async def _tell_race(conn: psycopg.AsyncConnection[Any], race: dict[str, Any], o
         "WHERE w.id = %s AND w.status NOT IN ('succeeded', 'failed', 'cancelled')",
         (race["signal"], psycopg.types.json.Jsonb(outcome), race["parent"]),
     )
+
+
+async def _may_call(conn: psycopg.AsyncConnection[Any], workflow: str, role: str) -> bool:
+    cursor = await conn.execute(
+        "SELECT r.rolsuper OR EXISTS (SELECT 1 FROM df.callable_workflows c WHERE c.workflow_name = %s "
+        "AND c.grantee = r.oid::regrole) FROM pg_catalog.pg_roles r WHERE r.rolname = %s",
+        (workflow, role),
+    )
+    row = await cursor.fetchone()
+    return bool(row and row[0])
 
 
 async def _cancel_workflows(conn: psycopg.AsyncConnection[Any], ids: list[str]) -> None:

@@ -290,3 +290,31 @@ async def test_wait_for_schedule_checks_the_cron_and_parks_until_the_next_tick(a
         await async_wait_until(parked, what="the instance to park until the next new year", timeout=20)
         assert await one(conn, "SELECT df.status(%s)", (waiting,)) == "running"
         await one(conn, "SELECT df.cancel(%s)", (waiting,))
+
+
+async def test_a_graph_calls_a_python_workflow_it_is_allowed_to(app: DurableApp, conn: Conn) -> None:
+    """An extension of pg_durable's API: df.workflow(name, args) runs a Python workflow registered with Howdah and
+    its result is the node's; a role needs df.allow_workflow for it (the workflow runs with the worker's rights)."""
+
+    @app.workflow("double")
+    async def double(ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+        return {"twice": args["n"] * 2}
+
+    role = f"carol_{uuid.uuid4().hex[:6]}"
+    await conn.execute(f"CREATE ROLE {role}")
+    await conn.execute("SELECT df.grant_usage(%s)", (role,))
+    graph = """'SELECT 21 AS n' |=> 'x' ~> df.workflow('double', '{"n": $x.n}') |=> 'd' ~> 'SELECT $d.twice AS got'"""
+    async with running(app):
+        _, status, result = await finish(conn, graph)  # a superuser may call any
+        assert (status, result["rows"]) == ("completed", [{"got": 42}])
+        await conn.execute(f"SET ROLE {role}")
+        refused, refused_status, _ = await finish(conn, "df.workflow('double', '{\"n\": 1}')")
+        await conn.execute("RESET ROLE")
+        await conn.execute("SELECT df.allow_workflow('double', %s)", (role,))
+        await conn.execute(f"SET ROLE {role}")
+        _, allowed_status, allowed = await finish(conn, "df.workflow('double', '{\"n\": 2}')")
+        await conn.execute("RESET ROLE")
+    assert refused_status == "failed"
+    error = await one(conn, "SELECT error FROM df.instances WHERE id = %s", (refused,))
+    assert f"role {role} may not call workflow 'double'" in error
+    assert (allowed_status, allowed) == ("completed", {"twice": 4})

@@ -82,6 +82,8 @@ BEGIN
                            CASE WHEN length(query) > 50 THEN left(query, 47) || '...' ELSE query END, bound);
     ELSIF kind = 'SLEEP' THEN
         RETURN NEXT format('%s→ %sSLEEP %ss%s', pad, mark, node ->> 'seconds', bound);
+    ELSIF kind = 'WORKFLOW' THEN
+        RETURN NEXT format('%s→ %sWORKFLOW %s%s', pad, mark, node ->> 'workflow_name', bound);
     ELSIF kind = 'WAIT_SCHEDULE' THEN
         RETURN NEXT format('%s→ %sWAIT %L%s', pad, mark, node ->> 'cron_expr', bound);
     ELSIF kind = 'SIGNAL' THEN
