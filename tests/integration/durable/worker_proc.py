@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from howdah.df import install as install_df
 from howdah.durable import DurableApp, RetryPolicy, TransientError, Worker, WorkflowContext
 
 PATIENT = RetryPolicy(max_attempts=60, initial_delay=0.1, max_delay=1.0, jitter=False)
@@ -127,6 +128,9 @@ def build(config: dict[str, Any]) -> tuple[DurableApp, AsyncConnectionPool]:
         await ctx.step("work", run_step, wf, "work", False, args.get("hold", 0.01), retry=PATIENT)
         await ctx.step("leave", run_step, wf, "leave", False, 0, retry=PATIENT)
         return wf
+
+    if config.get("df"):  # the workflows defined in SQL (df.start), on this worker's queue
+        install_df(app)
 
     if config.get("schedule"):
 
