@@ -79,6 +79,12 @@ CREATE TRIGGER keep_submitter BEFORE UPDATE ON df.instances FOR EACH ROW EXECUTE
 CREATE TRIGGER keep_submitter BEFORE UPDATE ON df.nodes FOR EACH ROW EXECUTE FUNCTION df._keep_submitter();
 
 -- ------------------------------------------------------------------------------------------------ nodes
+-- The node types a graph may hold.
+CREATE FUNCTION df._node_types() RETURNS text[]
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT ARRAY['SQL', 'THEN', 'IF', 'JOIN', 'LOOP', 'BREAK', 'RACE', 'SLEEP', 'WAIT_SCHEDULE', 'SIGNAL', 'WORKFLOW'];
+$fn$;
+
 -- The node a builder argument stands for: node text as it is, anything else a SQL node of that text.
 CREATE FUNCTION df._node(val text) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
@@ -94,9 +100,9 @@ BEGIN
         j := NULL;
     END;
     IF j IS NOT NULL AND jsonb_typeof(j) = 'object' AND j ? 'node_type' THEN
-        IF NOT (j ->> 'node_type' = ANY (ARRAY['SQL', 'THEN', 'IF', 'JOIN', 'LOOP', 'BREAK', 'SLEEP', 'SIGNAL'])) THEN
-            RAISE EXCEPTION 'Invalid durable function: Unknown node_type ''%''. Valid types: SQL, THEN, IF, JOIN, LOOP, BREAK, SLEEP, SIGNAL',
-                j ->> 'node_type' USING ERRCODE = 'invalid_parameter_value';
+        IF NOT (j ->> 'node_type' = ANY (df._node_types())) THEN
+            RAISE EXCEPTION 'Invalid durable function: Unknown node_type ''%''. Valid types: %',
+                j ->> 'node_type', array_to_string(df._node_types(), ', ') USING ERRCODE = 'invalid_parameter_value';
         END IF;
         RETURN j;
     END IF;

@@ -3,36 +3,7 @@
 -- A race runs its two branches at once; the first to finish decides it (its result is the race's, or its failure
 -- the race's failure) and the other is cancelled: `df.sleep(5) | 'SELECT slow()'` is a timeout. wait_for_schedule
 -- waits until the next tick of a five-field cron expression (UTC), checked here for its shape and by the worker
--- for its meaning. df._node knows both node types from now on.
-
-CREATE OR REPLACE FUNCTION df._node(val text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-    j jsonb;
-BEGIN
-    IF val IS NULL THEN
-        RAISE EXCEPTION 'a workflow node must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    BEGIN
-        j := val::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        j := NULL;
-    END;
-    IF j IS NOT NULL AND jsonb_typeof(j) = 'object' AND j ? 'node_type' THEN
-        IF NOT (j ->> 'node_type' = ANY (ARRAY['SQL', 'THEN', 'IF', 'JOIN', 'LOOP', 'BREAK', 'RACE', 'SLEEP',
-                                               'WAIT_SCHEDULE', 'SIGNAL'])) THEN
-            RAISE EXCEPTION 'Invalid durable function: Unknown node_type ''%''. Valid types: SQL, THEN, IF, JOIN, LOOP, BREAK, RACE, SLEEP, WAIT_SCHEDULE, SIGNAL',
-                j ->> 'node_type' USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        RETURN j;
-    END IF;
-    IF j IS NOT NULL AND jsonb_typeof(j) = 'object' AND j ? '_partial_if' THEN
-        RAISE EXCEPTION 'Invalid if-then-else: a ?> expression needs its !> else branch'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN jsonb_build_object('node_type', 'SQL', 'query', val);
-END;
-$fn$;
+-- for its meaning.
 
 CREATE FUNCTION df.race(a text, b text) RETURNS text
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$

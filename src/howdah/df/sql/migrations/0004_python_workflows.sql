@@ -1,40 +1,7 @@
 -- Howdah's df schema, part 4: a graph may call a Python workflow registered with Howdah (df.workflow) and wait
 -- for its result — an extension of pg_durable's API. The worker runs it as a child workflow, with the worker's
 -- own rights, so calling one is a privilege the installer grants per workflow and role (df.allow_workflow);
--- without it the node fails. The node types df._node accepts are listed in one place from now on.
-
-CREATE FUNCTION df._node_types() RETURNS text[]
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    SELECT ARRAY['SQL', 'THEN', 'IF', 'JOIN', 'LOOP', 'BREAK', 'RACE', 'SLEEP', 'WAIT_SCHEDULE', 'SIGNAL', 'WORKFLOW'];
-$fn$;
-
-CREATE OR REPLACE FUNCTION df._node(val text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-    j jsonb;
-BEGIN
-    IF val IS NULL THEN
-        RAISE EXCEPTION 'a workflow node must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    BEGIN
-        j := val::jsonb;
-    EXCEPTION WHEN invalid_text_representation THEN
-        j := NULL;
-    END;
-    IF j IS NOT NULL AND jsonb_typeof(j) = 'object' AND j ? 'node_type' THEN
-        IF NOT (j ->> 'node_type' = ANY (df._node_types())) THEN
-            RAISE EXCEPTION 'Invalid durable function: Unknown node_type ''%''. Valid types: %',
-                j ->> 'node_type', array_to_string(df._node_types(), ', ') USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        RETURN j;
-    END IF;
-    IF j IS NOT NULL AND jsonb_typeof(j) = 'object' AND j ? '_partial_if' THEN
-        RAISE EXCEPTION 'Invalid if-then-else: a ?> expression needs its !> else branch'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN jsonb_build_object('node_type', 'SQL', 'query', val);
-END;
-$fn$;
+-- without it the node fails.
 
 CREATE TABLE df.callable_workflows (
     workflow_name text    NOT NULL,
