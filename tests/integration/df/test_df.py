@@ -318,3 +318,29 @@ async def test_a_graph_calls_a_python_workflow_it_is_allowed_to(app: DurableApp,
     error = await one(conn, "SELECT error FROM df.instances WHERE id = %s", (refused,))
     assert f"role {role} may not call workflow 'double'" in error
     assert (allowed_status, allowed) == ("completed", {"twice": 4})
+
+
+async def test_usage_is_granted_as_pg_durable_grants_it_and_revoked_whole(conn: Conn) -> None:
+    """grant_usage(role, include_http, with_grant) as pg_durable's: with_grant lets the role pass usage on;
+    revoke_usage takes it all back (and what the role passed on); a role without usage starts nothing."""
+    dan, eve = f"dan_{uuid.uuid4().hex[:6]}", f"eve_{uuid.uuid4().hex[:6]}"
+    for role in (dan, eve):
+        await conn.execute(f"CREATE ROLE {role}")
+    await conn.execute(f"SET ROLE {eve}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        await conn.execute("SELECT df.start('SELECT 1')")
+    await conn.execute("RESET ROLE")
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="include_http"):
+        await conn.execute("SELECT df.grant_usage(%s, include_http => true)", (dan,))
+    await conn.execute("SELECT df.grant_usage(%s, with_grant => true)", (dan,))
+    await conn.execute(f"SET ROLE {dan}")
+    await conn.execute("SELECT df.grant_usage(%s)", (eve,))  # passed on
+    await conn.execute(f"SET ROLE {eve}")
+    assert len(await one(conn, "SELECT df.start('SELECT 1')")) == 8
+    await conn.execute("RESET ROLE")
+    await conn.execute("SELECT df.revoke_usage(%s)", (dan,))
+    await conn.execute(f"SET ROLE {dan}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        await conn.execute("SELECT df.start('SELECT 1')")
+    await conn.execute("RESET ROLE")
+    assert (await one(conn, "SELECT df.version()")).startswith("0.2.5")

@@ -484,17 +484,28 @@ $fn$;
 
 -- ------------------------------------------------------------------------------------------ permissions
 -- What a role needs to start and inspect its own workflows; the worker runs its SQL nodes as that role.
-CREATE FUNCTION df.grant_usage(p_role text) RETURNS void
+CREATE FUNCTION df.grant_usage(p_role text, include_http boolean DEFAULT false, with_grant boolean DEFAULT false)
+RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     r regrole := p_role::regrole;
+    g text := CASE WHEN with_grant THEN ' WITH GRANT OPTION' ELSE '' END;
 BEGIN
-    EXECUTE format('GRANT USAGE ON SCHEMA df TO %s', r);
-    EXECUTE format('GRANT SELECT, INSERT ON df.instances, df.nodes TO %s', r);
-    EXECUTE format('GRANT UPDATE (status, error, updated_at, completed_at, root_node, graph) ON df.instances TO %s', r);
-    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON df.vars TO %s', r);
+    IF include_http THEN
+        RAISE EXCEPTION 'include_http: HTTP nodes (df.http) are not available in Howdah''s df yet'
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA df TO %s%s', r, g);
+    EXECUTE format('GRANT SELECT, INSERT ON df.instances, df.nodes TO %s%s', r, g);
+    EXECUTE format('GRANT UPDATE (status, error, updated_at, completed_at, root_node, graph) ON df.instances TO %s%s',
+                   r, g);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON df.vars TO %s%s', r, g);
     EXECUTE format('GRANT EXECUTE ON FUNCTION df._enqueue(text), df._cancel_workflow(text), '
-                   'df._signal_workflow(text, text, jsonb) TO %s', r);
+                   'df._signal_workflow(text, text, jsonb) TO %s%s', r, g);
+    IF with_grant THEN  -- the role may pass usage on, as it was given
+        EXECUTE format('GRANT EXECUTE ON FUNCTION df.grant_usage(text, boolean, boolean), df.revoke_usage(text), '
+                       'df.metrics() TO %s', r);
+    END IF;
 END;
 $fn$;
 
@@ -503,13 +514,29 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     r regrole := p_role::regrole;
 BEGIN
-    EXECUTE format('REVOKE ALL ON df.instances, df.nodes, df.vars FROM %s', r);
+    EXECUTE format('REVOKE ALL ON df.instances, df.nodes, df.vars FROM %s CASCADE', r);
     EXECUTE format('REVOKE EXECUTE ON FUNCTION df._enqueue(text), df._cancel_workflow(text), '
-                   'df._signal_workflow(text, text, jsonb) FROM %s', r);
-    EXECUTE format('REVOKE USAGE ON SCHEMA df FROM %s', r);
+                   'df._signal_workflow(text, text, jsonb), df.grant_usage(text, boolean, boolean), '
+                   'df.revoke_usage(text), df.metrics() FROM %s CASCADE', r);
+    EXECUTE format('REVOKE USAGE ON SCHEMA df FROM %s CASCADE', r);
 END;
 $fn$;
-REVOKE ALL ON FUNCTION df.grant_usage(text), df.revoke_usage(text), df.metrics() FROM PUBLIC;
+REVOKE ALL ON FUNCTION df.grant_usage(text, boolean, boolean), df.revoke_usage(text), df.metrics() FROM PUBLIC;
+
+-- pg_durable's deprecated name of df.await_instance, kept for scripts that use it.
+CREATE FUNCTION df.wait_for_completion(instance_id text, timeout_seconds integer DEFAULT 30) RETURNS text
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    RAISE WARNING 'df.wait_for_completion() is deprecated; use df.await_instance()';
+    RETURN df.await_instance(instance_id, timeout_seconds);
+END;
+$fn$;
+
+-- Which df this is: pg_durable's API version it follows, and Howdah's.
+CREATE FUNCTION df.version() RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT '0.2.5 (Howdah df, plain SQL)';
+$fn$;
 
 -- The durable workflow that runs instances, known before any worker registers it (a worker's registration
 -- then names its own queue).
