@@ -49,9 +49,15 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _first_row(name: str, result: Any, optional: bool) -> dict[str, Any] | None:
+def _rows(result: Any) -> list[Any] | None:
+    """A SQL node's rows, or None for any other result."""
     rows = result.get("rows") if isinstance(result, dict) else None
-    if not isinstance(rows, list):
+    return rows if isinstance(rows, list) else None
+
+
+def _first_row(name: str, result: Any, optional: bool) -> dict[str, Any] | None:
+    rows = _rows(result)
+    if rows is None:
         return None
     if not rows:
         if optional:
@@ -62,8 +68,8 @@ def _first_row(name: str, result: Any, optional: bool) -> dict[str, Any] | None:
 
 
 def _row_set(name: str, result: Any) -> str:
-    rows = result.get("rows") if isinstance(result, dict) else None
-    if not isinstance(rows, list):
+    rows = _rows(result)
+    if rows is None:
         raise BindingError(f"${name}.* needs the rows of a SQL node's result")
     if len(rows) > MAX_ROWS:
         raise BindingError(
@@ -133,46 +139,44 @@ def substitute(text: str, results: Mapping[str, Any], *, raw: bool = False) -> s
     return "".join(out)
 
 
+_MISSING = object()  # a column the row does not have
+
+
 def _reference(name: str, column: str | None, optional: bool, result: Any, raw: bool = False) -> str | None:
-    if raw:
-        if column == "*":
-            return _raw(result.get("rows") if isinstance(result, dict) else result)
-        if _reference(name, column, optional, result) is None:  # checked as in SQL; None: a missing column
-            return None
-        return _raw(_value_of(name, column, optional, result))
+    """The text for one reference: a SQL literal (``raw``: the value as it is), or None to leave it as written."""
     if column == "*":
-        return _row_set(name, result)
+        return _raw(result.get("rows") if isinstance(result, dict) else result) if raw else _row_set(name, result)
+    value = _lookup(name, column, optional, result)
+    if value is _MISSING:
+        return None
+    if raw:
+        return _raw(value)
+    if column is None and _rows(result) is None:  # a whole result that is no SQL node's: its JSON, quoted
+        return literal(json.dumps(value, separators=(",", ":")))
+    return literal(value)
+
+
+def _lookup(name: str, column: str | None, optional: bool, result: Any) -> Any:
+    """The value ``$name[.column][?]`` stands for, checked (no row, NULL); :data:`_MISSING` for a column the row
+    does not have."""
     row = _first_row(name, result, optional)
     if row is None:  # not a SQL node's result
         if column is None:
-            return literal(result if isinstance(result, dict | list) else json.dumps(result))
-        value = result.get(column) if isinstance(result, dict) else None
-        if value is None and not (isinstance(result, dict) and column in result):
-            return None
-        return _checked(f"${name}.{column}", value, optional)
+            return result
+        if not isinstance(result, dict) or column not in result:
+            return _MISSING
+        return _checked(f"${name}.{column}", result[column], optional)
     if not row:  # optional and no rows
-        return "NULL"
-    if column is None:
-        first = next(iter(row.values()), None)
-        return _checked(f"${name}", first, optional, "first column of first row is NULL")
-    if column not in row:
         return None
+    if column is None:
+        return _checked(f"${name}", next(iter(row.values()), None), optional, "first column of first row is NULL")
+    if column not in row:
+        return _MISSING
     return _checked(f"${name}.{column}", row[column], optional)
 
 
-def _value_of(name: str, column: str | None, optional: bool, result: Any) -> Any:
-    """The JSON value a (checked, substitutable) reference stands for."""
-    row = _first_row(name, result, optional)
-    if row is None:
-        return result if column is None else result.get(column)
-    if not row:
-        return None
-    return next(iter(row.values()), None) if column is None else row.get(column)
-
-
-def _checked(what: str, value: Any, optional: bool, why: str = "NULL") -> str:
-    if value is None:
-        if optional:
-            return "NULL"
+def _checked(what: str, value: Any, optional: bool, why: str = "NULL") -> Any:
+    """``value``, unless it is NULL where a value is required."""
+    if value is None and not optional:
         raise BindingError(f"{what} is NULL" + (f" — {why}" if why != "NULL" else ""))
-    return literal(value)
+    return value
