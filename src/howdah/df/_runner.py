@@ -154,22 +154,34 @@ class _Graph:
         self.label = label
         self.failed_node: str | None = None
         self.visited: set[str] = set()  # the nodes holding others that the walk went through
-
-    async def node(self, node: dict[str, Any], scope: str) -> Any:
-        handlers = {
+        self._handlers = {
             "SQL": self._sql, "THEN": self._then, "IF": self._if, "JOIN": self._join, "LOOP": self._loop,
             "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal, "RACE": self._race,
             "WAIT_SCHEDULE": self._wait_schedule, "WORKFLOW": self._workflow,
         }  # fmt: skip
+
+    async def node(self, node: dict[str, Any], scope: str) -> Any:
         kind = node["node_type"]
         if kind not in _LEAVES:
             self.visited.add(str(node["node_id"]))
-        if kind not in handlers:
+        if kind not in self._handlers:
             raise NodeFailed(f"node {node.get('node_id')}: node_type {kind} is not supported")
-        result = await handlers[kind](node, scope)
+        result = await self._handlers[kind](node, scope)
         if node.get("result_name"):
             self.names[str(node["result_name"])] = result
         return result
+
+    async def _fail(self, node_id: str, step: str, message: str) -> Any:
+        """Fail the walk at ``node_id`` with ``message``, recorded as step ``step`` (a replay fails the same way)."""
+        self.failed_node = node_id
+        return await self.ctx.step(step, _raise, message, retry=NO_RETRY)
+
+    def _branch_args(self, node: dict[str, Any], scope: str, **extra: Any) -> dict[str, Any]:
+        """The args of a child workflow that walks ``node`` with the results bound so far."""
+        return {
+            "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names, "node": node,
+            "scope": scope, **extra,
+        }  # fmt: skip
 
     async def _sql(self, node: dict[str, Any], scope: str) -> Any:
         nid = str(node["node_id"])
@@ -204,11 +216,7 @@ class _Graph:
     async def _branch(self, node: dict[str, Any], scope: str) -> Any:
         if node["node_type"] in _LEAVES:  # one step: its position is taken at once, in order
             return await self.node(node, scope)
-        args = {
-            "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names, "node": node,
-            "scope": scope,
-        }  # fmt: skip
-        outcome = await self.ctx.child(BRANCH, args)
+        outcome = await self.ctx.child(BRANCH, self._branch_args(node, scope))
         self.names.update(outcome["names"])
         self.visited.update(outcome["visited"])
         return outcome["result"]
@@ -220,18 +228,13 @@ class _Graph:
         signal = f"race:{scope}{nid}"
         children = []
         for index, branch in enumerate((node["left_node"], node["right_node"])):
-            args = {
-                "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names,
-                "node": branch, "scope": scope,
-                "race": {"parent": self.ctx.workflow_id, "signal": signal, "index": index},
-            }  # fmt: skip
-            children.append(await self.ctx.start_child(BRANCH, args))
+            race = {"parent": self.ctx.workflow_id, "signal": signal, "index": index}
+            children.append(await self.ctx.start_child(BRANCH, self._branch_args(branch, scope, race=race)))
         first = await self.ctx.wait_for_signal(signal)
         losers = [c.workflow_id for i, c in enumerate(children) if i != first["index"]]
         await self.ctx.transaction(f"{scope}{nid}:cancel", _cancel_workflows, losers, retry=NO_RETRY)
         if "error" in first:
-            self.failed_node = first.get("node") or nid
-            return await self.ctx.step(f"{scope}{nid}:lost", _raise, str(first["error"]), retry=NO_RETRY)
+            return await self._fail(first.get("node") or nid, f"{scope}{nid}:lost", str(first["error"]))
         self.names.update(first["names"])
         self.visited.update(first["visited"])
         return first["result"]
@@ -240,9 +243,8 @@ class _Graph:
         cron = str(node["cron_expr"])
         if not croniter.is_valid(cron):
             nid = str(node["node_id"])
-            self.failed_node = nid
             message = f"node {nid} (WAIT_SCHEDULE) failed: Invalid cron expression '{cron}'"
-            return await self.ctx.step(f"{scope}{nid}:cron", _raise, message, retry=NO_RETRY)
+            return await self._fail(nid, f"{scope}{nid}:cron", message)
         await self.ctx.sleep_until(next_tick(cron, datetime.now(UTC)))
         return {"scheduled": True}
 
@@ -265,10 +267,7 @@ class _Graph:
                 return await self.ctx.child(name, args)
             except (WorkflowFailed, WorkflowCancelled) as exc:
                 problem = str(exc)
-        self.failed_node = nid
-        return await self.ctx.step(
-            f"{scope}{nid}:failed", _raise, f"node {nid} (WORKFLOW) failed: {problem}", retry=NO_RETRY
-        )
+        return await self._fail(nid, f"{scope}{nid}:failed", f"node {nid} (WORKFLOW) failed: {problem}")
 
     async def _loop(self, node: dict[str, Any], scope: str) -> Any:
         nid, result = str(node["node_id"]), None
@@ -280,12 +279,11 @@ class _Graph:
                 result = await self.node(node["left_node"], inner)
             except _Break as stop:
                 return stop.value
-        self.failed_node = nid
         message = (
             f"node {nid} (LOOP) failed: Loop exceeded maximum iteration count of {MAX_ITERATIONS}. Use df.break() "
             "to exit the loop or restructure the workflow."
         )
-        return await self.ctx.step(f"{scope}{nid}:limit", _raise, message, retry=NO_RETRY)
+        return await self._fail(nid, f"{scope}{nid}:limit", message)
 
     async def _break(self, node: dict[str, Any], scope: str) -> Any:
         raw = node.get("break_value")
