@@ -424,7 +424,7 @@ def check_setting(name: str, value: str, spec: InstanceSpec, available_libraries
         level = value.strip().lower()
         if level == "minimal":
             raise ForbiddenSetting(name, "'minimal' cannot stream WAL to replicas or base backups; use replica")
-        if level not in ("replica", "logical", "archive", "hot_standby"):
+        if level not in ("replica", "logical", *_WAL_LEVEL_ALIASES):
             raise ForbiddenSetting(name, f"{value!r} is not a wal_level; use replica or logical")
     elif name in ("max_wal_senders", "max_replication_slots"):
         number = parse_integer(value)

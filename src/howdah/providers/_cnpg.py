@@ -275,7 +275,7 @@ def cluster_parameters(settings: Mapping[str, str], pg_version: int) -> dict[str
     units = UNITS.get(pg_version, {})
     parameters = {
         key: explicit_unit(str(value), units.get(key.lower()))
-        for key, value in sorted(settings.items())
+        for key, value in settings.items()
         if key != PRELOAD
     }
     preloaded = preload_libraries(settings.get(PRELOAD, ""))
