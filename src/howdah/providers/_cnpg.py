@@ -274,9 +274,7 @@ def cluster_parameters(settings: Mapping[str, str], pg_version: int) -> dict[str
     whose library is preloaded (:data:`OPERATOR_EXTENSION_SETTINGS`)."""
     units = UNITS.get(pg_version, {})
     parameters = {
-        key: explicit_unit(str(value), units.get(key.lower()))
-        for key, value in settings.items()
-        if key != PRELOAD
+        key: explicit_unit(str(value), units.get(key.lower())) for key, value in settings.items() if key != PRELOAD
     }
     preloaded = preload_libraries(settings.get(PRELOAD, ""))
     for library, (setting, default) in OPERATOR_EXTENSION_SETTINGS.items():
