@@ -131,6 +131,7 @@ class _Channel:
     ask_help: bool = False  # the session is to NOTIFY the help channel
     alone_until: float = 0.0  # monotonic time until which no other process is assumed to consume the queue
     helps: int = 0  # how many times this process asked for help (for tests and metrics)
+    wants: int = 0  # how many times it found itself behind (a call for help goes out after, if anyone can help)
     arrivals: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=DENSE))
     streaming: bool = False  # not listening: woken every tick instead
     ticker: asyncio.TimerHandle | None = None
@@ -267,11 +268,21 @@ class Listener:
             self._stop_streaming(ch)
 
     def stats(self, channel: str) -> dict[str, Any]:
-        """What this process's listener did for ``channel``: its role, calls for help sent, streams started."""
+        """What this process's listener did for ``channel``: its role, calls for help sent, streams started, and
+        ``settled``: False while it has yet to listen, or has just taken the lead and not yet woken its consumers
+        to read what may have gone unheard."""
         ch = self._channels.get(channel)
         if ch is None:
             return {}
-        return {"leader": ch.leader, "helps": ch.helps, "streams": ch.streams, "streaming": ch.streaming}
+        settled = ch.listening.is_set() and not ch.promoted
+        return {
+            "leader": ch.leader,
+            "helps": ch.helps,
+            "wants": ch.wants,
+            "streams": ch.streams,
+            "streaming": ch.streaming,
+            "settled": settled,
+        }
 
     def waiting(self, channel: str) -> int:
         """How many consumers wait for a wake-up on ``channel`` now."""
@@ -374,6 +385,7 @@ class Listener:
         ch.covered = ch.seq  # the helpers' reads cover what came so far (or, alone, ours when we can)
         if time.monotonic() >= ch.alone_until:
             ch.ask_help = True
+            ch.wants += 1
             self._changed.set()
 
     # ---------------------------------------------------------------------------------------- streaming

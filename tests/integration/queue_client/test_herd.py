@@ -105,7 +105,9 @@ class Member:
 
     def _idle(self) -> bool:
         started = self.consumer is not None and self.consumer._listener is not None
-        return started and self._listener().waiting(self.channel) == 1
+        if not started or not self._listener().stats(self.channel).get("settled"):
+            return False  # a new leader wakes its consumers once more (the lead is taken before that)
+        return self._listener().waiting(self.channel) == 1
 
     def idle(self) -> bool:
         return self.ask(self._idle)
@@ -146,8 +148,9 @@ class Herd:
         return {m.name: m.reads for m in self.members}
 
     def helps(self) -> int:
-        """Calls for help sent so far: on a slow machine a leader may ask when a read of its own is late."""
-        return sum(m.helps() for m in self.members)
+        """Times a process found itself behind so far: on a slow machine a leader may ask for help when a read of
+        its own is late (counted when it decides, as its call may be answered before its NOTIFY returns)."""
+        return sum(int(m.stats().get("wants", 0)) for m in self.members)
 
     def handled_ids(self) -> list[int]:
         return [msg_id for _, msg_id in self.handled]
