@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
+from howdah.df import EgressError, EgressPolicy
 from howdah.df import install as install_df
 from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo
 
@@ -55,6 +56,14 @@ def _with_app(database_url: str | None, work: Callable[[DurableApp], Awaitable[T
     return asyncio.run(main())
 
 
+HttpAllowPrivateOption = typer.Option(
+    None,
+    "--http-allow-private",
+    help="A host or network (CIDR) df.http may reach though it is private or internal (repeatable); by default "
+    "only public addresses are reached.",
+)
+
+
 @friendly
 def worker(
     app_spec: str | None = typer.Option(None, "--app", help="The DurableApp to run, as 'package.module:app'."),
@@ -62,12 +71,23 @@ def worker(
     sql_workflows: bool = typer.Option(
         True, "--df/--no-df", help="Also run the workflows defined in SQL (schema df, df.start) of its database."
     ),
+    http_allow_private: list[str] | None = HttpAllowPrivateOption,
+    http_allowed_domains: str | None = typer.Option(
+        None, "--http-allowed-domains", help="Only these hosts for df.http: pg_durable's http_allowed_domains list "
+        "('api.example.com, *.example.org'; '' allows none). The database setting of that name, if set, wins.",
+    ),
+    http_https_only: bool = typer.Option(False, "--http-https-only", help="df.http: refuse plaintext http://."),
     database_url: str | None = DatabaseUrlOption,
-) -> None:
+) -> None:  # fmt: skip
     """Run a durable-workflow worker until Ctrl-C or SIGTERM (in-flight runs finish or are handed back). Without
     --app it runs the SQL-defined workflows (df.start) of the database alone."""
     if app_spec is None and not sql_workflows:
         raise fail("nothing to run: give --app, or leave --df on")
+    try:
+        policy = EgressPolicy(allow_private=tuple(http_allow_private or ()), https_only=http_https_only)
+        policy = policy.with_domains(http_allowed_domains)
+    except EgressError as exc:
+        raise fail(str(exc)) from None
     # A df worker's pool follows its concurrency: a fan-out of N nodes runs N statements at once.
     durable = (
         load_app(app_spec, database_url)
@@ -77,7 +97,7 @@ def worker(
     if durable._dsn is None:
         durable._dsn = resolve_url(None)
     if sql_workflows:
-        install_df(durable)
+        install_df(durable, http=policy)
     app_spec = app_spec or "df"
 
     async def main() -> None:

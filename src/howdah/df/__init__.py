@@ -6,6 +6,7 @@
 """
 
 from howdah.df._bindings import MAX_ROWS, BindingError, substitute, substitute_variables
+from howdah.df._egress import Blocked, EgressError, EgressPolicy
 from howdah.df._runner import MAX_ITERATIONS, NodeFailed, install, truthy
 from howdah.df._schema import COMPONENT
 
@@ -14,6 +15,9 @@ __all__ = [
     "MAX_ITERATIONS",
     "MAX_ROWS",
     "BindingError",
+    "Blocked",
+    "EgressError",
+    "EgressPolicy",
     "NodeFailed",
     "install",
     "substitute",

@@ -11,7 +11,8 @@ The workflow ``df`` (args ``{"instance_id": …}``) loads the instance's numbere
   result the list of theirs (a branch of more than one step runs as a child workflow, so each keeps its own
   order of steps); ``LOOP``: the body again and again until a ``BREAK`` (its value is the loop's result) or its
   condition is false, at most :data:`MAX_ITERATIONS` times; ``SLEEP`` and ``SIGNAL`` park the workflow and free
-  the worker.
+  the worker; ``HTTP`` / ``HTTP_MULTIPART``: the starting role's right to call ``df.http`` checked, then the
+  request sent as a step under the worker's egress policy (:mod:`._egress`), its response envelope recorded.
 
 A node bound with ``|=> 'name'`` leaves its result under that name for the nodes after it (:mod:`._bindings`).
 A node that fails fails the instance, with the node named and Postgres's own message.
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -32,6 +35,8 @@ from croniter import croniter
 from psycopg import sql
 
 from howdah.df._bindings import BindingError, substitute, substitute_variables
+from howdah.df._egress import Blocked, EgressError, EgressPolicy, error_preview, multipart_parts, redact_url
+from howdah.df._http import Request, Resolve, resolve, send
 from howdah.durable import (
     NO_RETRY,
     DurableApp,
@@ -58,16 +63,27 @@ class _Break(Exception):
         self.value = value
 
 
-def install(app: DurableApp) -> None:
-    """Register the workflows that run df instances in ``app`` (its worker then runs every ``df.start``)."""
+@dataclass(frozen=True)
+class _Settings:
+    """What every walk of this worker shares: where HTTP nodes may go, and how host names are resolved."""
+
+    policy: EgressPolicy
+    resolver: Resolve
+
+
+def install(app: DurableApp, *, http: EgressPolicy | None = None, resolver: Resolve = resolve) -> None:
+    """Register the workflows that run df instances in ``app`` (its worker then runs every ``df.start``).
+    ``http``: where HTTP nodes may send requests (default: any public address; see :mod:`howdah.df._egress`)."""
+    settings = _Settings(http or EgressPolicy(), resolver)
 
     @app.workflow(WORKFLOW)
     async def run_instance(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
-        return await _run_instance(ctx, str(args["instance_id"]))
+        return await _run_instance(ctx, settings, str(args["instance_id"]))
 
     @app.workflow(BRANCH)
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
-        graph = _Graph(ctx, str(args["instance_id"]), str(args["role"]), dict(args["names"]), args.get("label"))
+        names = dict(args["names"])
+        graph = _Graph(ctx, settings, str(args["instance_id"]), str(args["role"]), names, args.get("label"))
         race = args.get("race")  # {"parent", "signal", "index"}: tell the race's workflow when this branch is done
         try:
             result = await graph.node(args["node"], str(args["scope"]))
@@ -86,11 +102,11 @@ def install(app: DurableApp) -> None:
         return outcome
 
 
-async def _run_instance(ctx: WorkflowContext, instance_id: str) -> Any:
+async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: str) -> Any:
     loaded = await ctx.transaction("load", _load, instance_id, retry=NO_RETRY)
     if loaded is None:
         return None  # deleted, or cancelled before it ran
-    graph = _Graph(ctx, instance_id, loaded["role"], {}, loaded.get("label"))
+    graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"))
     try:
         result = await graph.node(loaded["graph"], "")
     except StepFailed as exc:
@@ -145,9 +161,11 @@ class _Graph:
     """One walk of a graph: the results bound so far and the node that failed."""
 
     def __init__(
-        self, ctx: WorkflowContext, instance_id: str, role: str, names: dict[str, Any], label: str | None
-    ) -> None:
+        self, ctx: WorkflowContext, settings: _Settings, instance_id: str, role: str, names: dict[str, Any],
+        label: str | None,
+    ) -> None:  # fmt: skip
         self.ctx = ctx
+        self.settings = settings
         self.instance_id = instance_id
         self.role = role
         self.names = names
@@ -157,7 +175,8 @@ class _Graph:
         self._handlers = {
             "SQL": self._sql, "THEN": self._then, "IF": self._if, "JOIN": self._join, "LOOP": self._loop,
             "BREAK": self._break, "SLEEP": self._sleep, "SIGNAL": self._signal, "RACE": self._race,
-            "WAIT_SCHEDULE": self._wait_schedule, "WORKFLOW": self._workflow,
+            "WAIT_SCHEDULE": self._wait_schedule, "WORKFLOW": self._workflow, "HTTP": self._http,
+            "HTTP_MULTIPART": self._http,
         }  # fmt: skip
 
     async def node(self, node: dict[str, Any], scope: str) -> Any:
@@ -192,6 +211,33 @@ class _Graph:
         except StepFailed:
             self.failed_node = nid
             raise
+
+    async def _http(self, node: dict[str, Any], scope: str) -> Any:
+        """The role's right checked (a step, so a replay decides the same), the request sent (a step: once the
+        response is recorded it is never sent again), then the node's result recorded in ``df.nodes``."""
+        nid, kind = str(node["node_id"]), str(node["node_type"])
+        function = _HTTP_FUNCTIONS[kind]
+        access = await self.ctx.transaction(f"{scope}{nid}:access", _http_access, self.role, function, retry=NO_RETRY)
+        if not access["allowed"]:
+            name = function.split("(")[0]
+            message = (
+                f"node {nid} ({kind}) failed: Blocked: role '{self.role}' does not have EXECUTE privilege on "
+                f"{name}(). Grant EXECUTE ON FUNCTION {function} TO {self.role} to allow HTTP requests."
+            )
+            return await self._fail(nid, f"{scope}{nid}:blocked", message)
+        try:
+            request = _http_request(kind, str(node.get("query") or "{}"), self.names, access["vars"])
+            policy = self.settings.policy.with_domains(access["allowed_domains"])
+        except (BindingError, Blocked, EgressError, ValueError, TypeError) as exc:
+            return await self._fail(nid, f"{scope}{nid}:invalid", f"node {nid} ({kind}) failed: {exc}")
+        call = _HttpCall(kind, nid, request, policy, self.settings.resolver)
+        try:
+            result = await self.ctx.step(f"{scope}{nid}", _send_http, call, retry=NO_RETRY)
+        except StepFailed:
+            self.failed_node = nid
+            raise
+        await self.ctx.transaction(f"{scope}{nid}:done", _record, self.instance_id, nid, result, retry=NO_RETRY)
+        return result
 
     async def _then(self, node: dict[str, Any], scope: str) -> Any:
         await self.node(node["left_node"], scope)
@@ -356,6 +402,103 @@ async def _cancel_workflows(conn: psycopg.AsyncConnection[Any], ids: list[str]) 
     )
 
 
+_HTTP_FUNCTIONS = {
+    "HTTP": "df.http(text,text,text,jsonb,integer)",
+    "HTTP_MULTIPART": "df.http_multipart(text,text,jsonb,jsonb,integer)",
+}
+
+
+async def _http_access(conn: psycopg.AsyncConnection[Any], role: str, function: str) -> dict[str, Any]:
+    """May ``role`` call ``function`` now; pg_durable's allow-list setting; the role's {variables}."""
+    cursor = await conn.execute("SELECT allowed, allowed_domains FROM df._http_access(%s, %s)", (role, function))
+    row = await cursor.fetchone()
+    assert row is not None
+    cursor = await conn.execute(
+        "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid WHERE r.rolname = %s",
+        (role,),
+    )
+    variables = {str(name): value for name, value in await cursor.fetchall()}
+    return {"allowed": bool(row[0]), "allowed_domains": row[1], "vars": variables}
+
+
+def _http_request(kind: str, config_text: str, names: dict[str, Any], variables: dict[str, Any]) -> Request:
+    """The request an HTTP node's config describes, its {variables} and $bindings substituted (as text: a URL, a
+    JSON body and header values are no SQL); a multipart part's data_b64 takes a whole reference only."""
+    config = json.loads(config_text)
+    if not isinstance(config, dict):
+        raise ValueError("the node's config is no JSON object")
+
+    def text(value: Any) -> str:
+        return substitute(substitute_variables(str(value), variables), names, raw=True)
+
+    headers = config.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ValueError("headers must be a JSON object of strings")
+    sent = {str(k): text(v) for k, v in headers.items()}
+    timeout = float(config.get("timeout_seconds") or 30)
+    method, url = str(config.get("method") or "POST").upper(), text(config.get("url") or "")
+    if kind == "HTTP":
+        body = config.get("body")
+        content = None if body is None else text(body).encode()
+        if content is not None and not any(k.lower() == "content-type" for k in sent):
+            sent["Content-Type"] = "application/json"
+        return Request(method, url, sent, timeout, content=content)
+    parts = config.get("parts")
+    if isinstance(parts, list):
+        parts = [_part(p, text, names) if isinstance(p, dict) else p for p in parts]
+    return Request(method, url, sent, timeout, files=multipart_parts(parts))
+
+
+_WHOLE_REFERENCE = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\??$")
+
+
+def _part(part: dict[str, Any], text: Callable[[Any], str], names: dict[str, Any]) -> dict[str, Any]:
+    out = dict(part)
+    for key in ("name", "filename", "content_type"):
+        if isinstance(out.get(key), str):
+            out[key] = text(out[key])
+    data = out.get("data_b64")
+    if isinstance(data, str) and "$" in data:
+        if not _WHOLE_REFERENCE.match(data.strip()):
+            raise BindingError(f"data_b64 must be a whole reference ($name or $name.column), not {data[:40]!r}")
+        replaced = substitute(data.strip(), names, raw=True)
+        if replaced == data.strip():
+            raise BindingError(f"data_b64 refers to {data.strip()}, which no earlier node bound")
+        out["data_b64"] = replaced
+    return out
+
+
+@dataclass(frozen=True)
+class _HttpCall:
+    kind: str
+    node_id: str
+    request: Request
+    policy: EgressPolicy
+    resolver: Resolve
+
+
+async def _send_http(call: _HttpCall) -> dict[str, Any]:
+    """One attempt of an HTTP node: its envelope, or the node fails (refused by the policy, a network error, or
+    a 5xx answer, whose body's start is in the message)."""
+    where = f"node {call.node_id} ({call.kind}) failed"
+    try:
+        result = await send(call.request, call.policy, call.resolver)
+    except Blocked as exc:
+        raise NodeFailed(f"{where}: {exc}") from None
+    if result["status"] >= 500:
+        url = redact_url(call.request.url)
+        raise NodeFailed(f"{where}: HTTP {result['status']} from {url}: {error_preview(result)}")
+    return result
+
+
+async def _record(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str, result: Any) -> None:
+    await conn.execute(
+        "UPDATE df.nodes SET status = 'completed', result = %s, updated_at = clock_timestamp() "
+        "WHERE instance_id = %s AND id = %s",
+        (psycopg.types.json.Jsonb(result), instance_id, node_id),
+    )
+
+
 async def _raise(message: str) -> None:
     raise NodeFailed(message)
 
@@ -410,11 +553,7 @@ async def _run_sql(conn: psycopg.AsyncConnection[Any], node: _SqlNode) -> dict[s
     result = {"rows": rows, "row_count": max(count, 0)}
     async with conn.pipeline():  # one round trip: back to the worker's role, which records the node
         await conn.execute("RESET ROLE")
-        await conn.execute(
-            "UPDATE df.nodes SET status = 'completed', result = %s, updated_at = clock_timestamp() "
-            "WHERE instance_id = %s AND id = %s",
-            (psycopg.types.json.Jsonb(result), instance_id, node_id),
-        )
+        await _record(conn, instance_id, node_id, result)
     return result
 
 

@@ -330,17 +330,23 @@ async def test_usage_is_granted_as_pg_durable_grants_it_and_revoked_whole(conn: 
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         await conn.execute("SELECT df.start('SELECT 1')")
     await conn.execute("RESET ROLE")
-    with pytest.raises(psycopg.errors.FeatureNotSupported, match="include_http"):
-        await conn.execute("SELECT df.grant_usage(%s, include_http => true)", (dan,))
     await conn.execute("SELECT df.grant_usage(%s, with_grant => true)", (dan,))
     await conn.execute(f"SET ROLE {dan}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # HTTP is opt-in: include_http
+        await conn.execute("SELECT df.http('https://example.com/', 'GET')")
     await conn.execute("SELECT df.grant_usage(%s)", (eve,))  # passed on
     await conn.execute(f"SET ROLE {eve}")
     assert len(await one(conn, "SELECT df.start('SELECT 1')")) == 8
+    await conn.execute("RESET ROLE")
+    await conn.execute("SELECT df.grant_usage(%s, include_http => true)", (dan,))
+    await conn.execute(f"SET ROLE {dan}")
+    assert json.loads(await one(conn, "SELECT df.http('https://example.com/', 'GET')"))["node_type"] == "HTTP"
     await conn.execute("RESET ROLE")
     await conn.execute("SELECT df.revoke_usage(%s)", (dan,))
     await conn.execute(f"SET ROLE {dan}")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         await conn.execute("SELECT df.start('SELECT 1')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        await conn.execute("SELECT df.http('https://example.com/', 'GET')")
     await conn.execute("RESET ROLE")
     assert (await one(conn, "SELECT df.version()")).startswith("0.2.5")
