@@ -20,8 +20,14 @@ from typing import Any
 import httpx
 
 from howdah.df._egress import Address, Blocked, EgressPolicy, Target, check_addresses, check_url, envelope, redact_url
+from howdah.errors import HowdahError
 
 Resolve = Callable[[str, int], Awaitable[list[Address]]]
+
+
+class ExchangeFailed(HowdahError):
+    """The request went out (or was about to) and failed on the way: a timeout, a refused or reset connection, a
+    name that does not resolve — worth another attempt, unlike what the policy refuses (:class:`Blocked`)."""
 
 
 async def resolve(host: str, port: int) -> list[Address]:
@@ -47,7 +53,8 @@ class Request:
 
 async def send(request: Request, policy: EgressPolicy, resolver: Resolve = resolve) -> dict[str, Any]:
     """Send ``request`` if ``policy`` allows it; pg_durable's response envelope. Raises :class:`Blocked` for what
-    the policy refuses (nothing sent) and for what went wrong on the way (timeouts, resets, a body too large)."""
+    the policy refuses (nothing sent, or a response over its size cap) and :class:`ExchangeFailed` for what went
+    wrong on the way (timeouts, resets, a name that does not resolve)."""
     target = check_url(request.url, policy)
     if request.content is not None and len(request.content) > policy.max_request_bytes:
         raise Blocked(f"HTTP request body exceeds the maximum of {policy.max_request_bytes} bytes")
@@ -59,11 +66,11 @@ async def send(request: Request, policy: EgressPolicy, resolver: Resolve = resol
                 try:
                     addresses = await resolver(target.host, target.port)
                 except OSError as exc:
-                    raise Blocked(f"Could not resolve host '{target.host}': {exc.strerror or exc}") from None
+                    raise ExchangeFailed(f"Could not resolve host '{target.host}': {exc.strerror or exc}") from None
             address = check_addresses(target, addresses, policy)
             return await _exchange(request, target, address, policy)
     except TimeoutError:
-        raise Blocked(f"HTTP request timed out after {request.timeout:g}s: {redact_url(request.url)}") from None
+        raise ExchangeFailed(f"HTTP request timed out after {request.timeout:g}s: {redact_url(request.url)}") from None
 
 
 async def _exchange(request: Request, target: Target, address: Address, policy: EgressPolicy) -> dict[str, Any]:
@@ -89,7 +96,7 @@ async def _exchange(request: Request, target: Target, address: Address, policy: 
             finally:
                 await response.aclose()
     except httpx.HTTPError as exc:
-        raise Blocked(f"HTTP request failed: {type(exc).__name__}: {_without_url(exc, request.url)}") from None
+        raise ExchangeFailed(f"HTTP request failed: {type(exc).__name__}: {_without_url(exc, request.url)}") from None
     duration_ms = int((time.monotonic() - started) * 1000)
     return envelope(response.status_code, dict(response.headers), content, duration_ms)
 

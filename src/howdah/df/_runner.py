@@ -20,6 +20,7 @@ A node that fails fails the instance, with the node named and Postgres's own mes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -36,12 +37,14 @@ from psycopg import sql
 
 from howdah.df._bindings import BindingError, substitute, substitute_variables
 from howdah.df._egress import Blocked, EgressError, EgressPolicy, error_preview, multipart_parts, redact_url
-from howdah.df._http import Request, Resolve, resolve, send
+from howdah.df._http import ExchangeFailed, Request, Resolve, resolve, send
 from howdah.durable import (
     NO_RETRY,
     DurableApp,
     PermanentError,
+    RetryPolicy,
     StepFailed,
+    TransientError,
     WorkflowCancelled,
     WorkflowContext,
     WorkflowFailed,
@@ -56,6 +59,27 @@ _LEAVES = ("SQL", "SLEEP", "BREAK")
 
 class NodeFailed(PermanentError):
     """A node of the graph failed; the instance fails with this message."""
+
+
+class NodeError(TransientError):
+    """An attempt of a SQL or HTTP node failed (the statement's error, a network error, a 5xx answer): tried
+    again while the instance's ``max_attempts`` allow, then the node fails with this message."""
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """``df.start``'s max_attempts, max_backoff (seconds) and on_failure for the nodes of one instance."""
+
+    max_attempts: int = 1
+    max_backoff: float = 16.0
+    on_failure: str = "fail"
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """Waits of 1 s, doubling, capped at max_backoff, as pg_durable's."""
+        if self.max_attempts == 1:
+            return NO_RETRY
+        return RetryPolicy(self.max_attempts, initial_delay=1.0, factor=2.0, max_delay=self.max_backoff, jitter=False)
 
 
 class _Break(Exception):
@@ -83,19 +107,18 @@ def install(app: DurableApp, *, http: EgressPolicy | None = None, resolver: Reso
     @app.workflow(BRANCH)
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
         names = dict(args["names"])
-        graph = _Graph(ctx, settings, str(args["instance_id"]), str(args["role"]), names, args.get("label"))
+        failure = FailurePolicy(**args.get("failure", {}))
+        graph = _Graph(ctx, settings, str(args["instance_id"]), str(args["role"]), names, args.get("label"), failure)
         race = args.get("race")  # {"parent", "signal", "index"}: tell the race's workflow when this branch is done
         try:
             result = await graph.node(args["node"], str(args["scope"]))
-        except StepFailed as exc:
+        except StepFailed as exc:  # the branch's outcome says so: the parent fails at the node named
+            failed = {"error": str(exc.error.get("message") or exc), "node": graph.failed_node}
             if race is not None:
-                failure = {
-                    "index": race["index"],
-                    "error": str(exc.error.get("message") or exc),
-                    "node": graph.failed_node,
-                }
-                await ctx.transaction("race:done", _tell_race, race, failure, retry=NO_RETRY)
-            raise
+                await ctx.transaction("race:done", _tell_race, race, {"index": race["index"], **failed}, retry=NO_RETRY)
+            return failed
+        except _Break as stop:  # a df.break() in a join's branch ends the loop around the join
+            return {"break": stop.value, "names": graph.names, "visited": sorted(graph.visited)}
         outcome = {"result": result, "names": graph.names, "visited": sorted(graph.visited)}
         if race is not None:
             await ctx.transaction("race:done", _tell_race, race, {"index": race["index"], **outcome}, retry=NO_RETRY)
@@ -106,7 +129,8 @@ async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: 
     loaded = await ctx.transaction("load", _load, instance_id, retry=NO_RETRY)
     if loaded is None:
         return None  # deleted, or cancelled before it ran
-    graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"))
+    failure = FailurePolicy(loaded["max_attempts"], loaded["max_backoff"], loaded["on_failure"])
+    graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"), failure)
     try:
         result = await graph.node(loaded["graph"], "")
     except StepFailed as exc:
@@ -127,11 +151,18 @@ async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[st
     cursor = await conn.execute(
         "UPDATE df.instances SET status = 'running', updated_at = clock_timestamp() "
         "WHERE id = %s AND status IN ('pending', 'running') "
-        "RETURNING graph, pg_catalog.pg_get_userbyid(submitted_by::oid), label",
+        "RETURNING graph, pg_catalog.pg_get_userbyid(submitted_by::oid), label, max_attempts, "
+        "extract(epoch FROM max_backoff)::float8, on_failure",
         (instance_id,),
     )
     row = await cursor.fetchone()
-    return None if row is None else {"graph": row[0], "role": row[1], "label": row[2]}
+    if row is None:
+        return None
+    graph, role, label, max_attempts, max_backoff, on_failure = row
+    return {
+        "graph": graph, "role": role, "label": label, "max_attempts": max_attempts, "max_backoff": max_backoff,
+        "on_failure": on_failure,
+    }  # fmt: skip
 
 
 async def _finish(
@@ -162,10 +193,11 @@ class _Graph:
 
     def __init__(
         self, ctx: WorkflowContext, settings: _Settings, instance_id: str, role: str, names: dict[str, Any],
-        label: str | None,
+        label: str | None, failure: FailurePolicy,
     ) -> None:  # fmt: skip
         self.ctx = ctx
         self.settings = settings
+        self.failure = failure
         self.instance_id = instance_id
         self.role = role
         self.names = names
@@ -199,13 +231,13 @@ class _Graph:
         """The args of a child workflow that walks ``node`` with the results bound so far."""
         return {
             "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names, "node": node,
-            "scope": scope, **extra,
+            "scope": scope, "failure": dataclasses.asdict(self.failure), **extra,
         }  # fmt: skip
 
     async def _sql(self, node: dict[str, Any], scope: str) -> Any:
         nid = str(node["node_id"])
         sql_node = _SqlNode(self.instance_id, nid, self.role, self.label, str(node["query"]), dict(self.names))
-        step = self.ctx.transaction(f"{scope}{nid}", _run_sql, sql_node, retry=NO_RETRY)
+        step = self.ctx.transaction(f"{scope}{nid}", _run_sql, sql_node, retry=self.failure.retry)
         try:
             return await step
         except StepFailed:
@@ -232,7 +264,7 @@ class _Graph:
             return await self._fail(nid, f"{scope}{nid}:invalid", f"node {nid} ({kind}) failed: {exc}")
         call = _HttpCall(kind, nid, request, policy, self.settings.resolver)
         try:
-            result = await self.ctx.step(f"{scope}{nid}", _send_http, call, retry=NO_RETRY)
+            result = await self.ctx.step(f"{scope}{nid}", _send_http, call, retry=self.failure.retry)
         except StepFailed:
             self.failed_node = nid
             raise
@@ -263,7 +295,13 @@ class _Graph:
         if node["node_type"] in _LEAVES:  # one step: its position is taken at once, in order
             return await self.node(node, scope)
         outcome = await self.ctx.child(BRANCH, self._branch_args(node, scope))
+        if "error" in outcome:
+            nid = str(outcome.get("node") or node.get("node_id"))
+            return await self._fail(nid, f"{scope}{node['node_id']}:branch", str(outcome["error"]))
         self.names.update(outcome["names"])
+        if "break" in outcome:
+            self.visited.update(outcome["visited"])
+            raise _Break(outcome["break"])
         self.visited.update(outcome["visited"])
         return outcome["result"]
 
@@ -316,15 +354,27 @@ class _Graph:
         return await self._fail(nid, f"{scope}{nid}:failed", f"node {nid} (WORKFLOW) failed: {problem}")
 
     async def _loop(self, node: dict[str, Any], scope: str) -> Any:
-        nid, result = str(node["node_id"]), None
+        """The body until a BREAK, a false condition or the iteration limit. With on_failure => 'continue', a node
+        that failed (its attempts spent) abandons the rest of its iteration; the next one starts at once (the
+        condition is not asked), and the failed node is recorded as failed."""
+        nid, result, failed = str(node["node_id"]), None, False
         for i in range(MAX_ITERATIONS):
             inner = f"{scope}{nid}#{i}/"
-            if "condition_node" in node and not truthy(await self.node(node["condition_node"], inner + "c/")):
+            condition = node.get("condition_node")
+            if condition is not None and not failed and not truthy(await self.node(condition, inner + "c/")):
                 return result
             try:
-                result = await self.node(node["left_node"], inner)
+                result, failed = await self.node(node["left_node"], inner), False
             except _Break as stop:
                 return stop.value
+            except StepFailed as exc:
+                if self.failure.on_failure != "continue":
+                    raise
+                error, where = str(exc.error.get("message") or exc), self.failed_node
+                self.failed_node, failed = None, True
+                await self.ctx.transaction(
+                    f"{inner}failed", _mark_failed, self.instance_id, where, error, retry=NO_RETRY
+                )
         message = (
             f"node {nid} (LOOP) failed: Loop exceeded maximum iteration count of {MAX_ITERATIONS}. Use df.break() "
             "to exit the loop or restructure the workflow."
@@ -485,18 +535,29 @@ async def _send_http(call: _HttpCall) -> dict[str, Any]:
         result = await send(call.request, call.policy, call.resolver)
     except Blocked as exc:
         raise NodeFailed(f"{where}: {exc}") from None
+    except ExchangeFailed as exc:
+        raise NodeError(f"{where}: {exc}") from None
     if result["status"] >= 500:
         url = redact_url(call.request.url)
-        raise NodeFailed(f"{where}: HTTP {result['status']} from {url}: {error_preview(result)}")
+        raise NodeError(f"{where}: HTTP {result['status']} from {url}: {error_preview(result)}")
     return result
 
 
 async def _record(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str, result: Any) -> None:
     await conn.execute(
-        "UPDATE df.nodes SET status = 'completed', result = %s, updated_at = clock_timestamp() "
+        "UPDATE df.nodes SET status = 'completed', result = %s, error = NULL, updated_at = clock_timestamp() "
         "WHERE instance_id = %s AND id = %s",
         (psycopg.types.json.Jsonb(result), instance_id, node_id),
     )
+
+
+async def _mark_failed(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str | None, error: str) -> None:
+    if node_id is not None:
+        await conn.execute(
+            "UPDATE df.nodes SET status = 'failed', error = %s, updated_at = clock_timestamp() "
+            "WHERE instance_id = %s AND id = %s",
+            (error, instance_id, node_id),
+        )
 
 
 async def _raise(message: str) -> None:
@@ -540,7 +601,7 @@ async def _run_sql(conn: psycopg.AsyncConnection[Any], node: _SqlNode) -> dict[s
         cursor = await conn.execute(query.encode())  # as written: no placeholders
     except psycopg.Error as exc:
         message = (exc.diag.message_primary if exc.diag else None) or str(exc)
-        raise NodeFailed(f"node {node_id} (SQL) failed: {message}") from exc
+        raise NodeError(f"node {node_id} (SQL) failed: {message}") from exc
     rows: list[dict[str, Any]] = []
     count = cursor.rowcount
     while True:  # the last statement's rows, when the node holds several

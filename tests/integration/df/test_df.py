@@ -350,3 +350,65 @@ async def test_usage_is_granted_as_pg_durable_grants_it_and_revoked_whole(conn: 
         await conn.execute("SELECT df.http('https://example.com/', 'GET')")
     await conn.execute("RESET ROLE")
     assert (await one(conn, "SELECT df.version()")).startswith("0.2.5")
+
+
+# ------------------------------------------------------------------------------------------------ failures
+async def test_a_failing_branch_of_a_join_fails_the_instance_at_its_node(app: DurableApp, conn: Conn) -> None:
+    """A join branch of several nodes runs as a child workflow; its failure fails the instance (before: the
+    instance stayed 'running' for ever), with Postgres's message and the failing node named."""
+    async with running(app):
+        instance, status, _ = await finish(conn, "('SELECT 1' & ('SELECT 1/0 AS boom' ~> 'SELECT 2'))")
+    assert status == "failed"
+    error, failed_node = await (
+        await conn.execute(
+            "SELECT i.error, (SELECT n.query FROM df.nodes n WHERE n.instance_id = i.id AND n.status = 'failed') "
+            "FROM df.instances i WHERE i.id = %s",
+            (instance,),
+        )
+    ).fetchone()  # type: ignore[misc]
+    assert "division by zero" in error and failed_node == "SELECT 1/0 AS boom"
+
+
+async def test_a_failing_node_is_retried_as_df_start_asks(app: DurableApp, conn: Conn) -> None:
+    """pg_durable 0.2.7's failure policy as an extension of 0.2.5: max_attempts tries with waits of 1 s doubling up
+    to max_backoff; the default stays one attempt. A failed attempt's statement is rolled back whole."""
+    seq, log = f"public.s_{uuid.uuid4().hex[:8]}", f"public.l_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE SEQUENCE {seq}; CREATE TABLE {log} (n bigint)")
+    flaky = f"'INSERT INTO {log} SELECT nextval(''{seq}'') RETURNING 1 / greatest(n - 2, 0) AS x'"
+    async with running(app):
+        once, once_status, _ = await finish(conn, flaky)  # n = 1: fails, not retried
+        retried, status, result = await finish(
+            conn, f"{flaky}, max_attempts => 3, max_backoff => '1 second'"
+        )  # n = 2 fails, n = 3 succeeds
+    assert once_status == "failed" and "division by zero" in await one(
+        conn, "SELECT error FROM df.instances WHERE id = %s", (once,)
+    )
+    assert (status, result["rows"]) == ("completed", [{"x": 1}]), retried
+    assert await one(conn, f"SELECT array_agg(n ORDER BY n) FROM {log}") == [3]  # failed attempts left nothing
+    assert await one(conn, f"SELECT last_value FROM {seq}") == 3
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="max_attempts"):
+        await conn.execute("SELECT df.start('SELECT 1', max_attempts => 0)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="on_failure"):
+        await conn.execute("SELECT df.start('SELECT 1', on_failure => 'maybe')")
+
+
+async def test_on_failure_continue_starts_the_next_iteration_of_a_loop(app: DurableApp, conn: Conn) -> None:
+    """pg_durable's on_failure => 'continue': a node that failed abandons the rest of its loop iteration and the
+    loop goes on; with the default ('fail') the instance fails there."""
+    seq, log = f"public.s_{uuid.uuid4().hex[:8]}", f"public.l_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE SEQUENCE {seq}; CREATE TABLE {log} (n bigint, stage text)")
+    body = (
+        f"(('INSERT INTO {log} SELECT nextval(''{seq}''), ''start'' RETURNING n') |=> 'x' "
+        f"~> 'SELECT 1 / ($x.n - 2) AS ok' "
+        f"~> 'INSERT INTO {log} VALUES ($x.n, ''end'')' "
+        f"~> df.if('SELECT $x.n >= 4', df.break('\"done\"'), 'SELECT 0'))"
+    )
+    async with running(app):
+        went_on, status, result = await finish(conn, f"df.loop({body}), on_failure => 'continue'")
+        await conn.execute(f"ALTER SEQUENCE {seq} RESTART")
+        await conn.execute(f"TRUNCATE {log}")
+        _, stopped_status, _ = await finish(conn, f"df.loop({body})")
+    assert (status, result) == ("completed", "done")
+    rows = await (await conn.execute(f"SELECT n, stage FROM {log} ORDER BY n, stage DESC")).fetchall()
+    assert stopped_status == "failed" and rows == [(1, "start"), (1, "end"), (2, "start")]
+    assert await one(conn, "SELECT error FROM df.instances WHERE id = %s", (went_on,)) is None

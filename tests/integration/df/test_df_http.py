@@ -74,6 +74,9 @@ def server() -> Iterator[Server]:
                 status, ctype, payload = 503, "text/plain", b"down for maintenance " * 100
             elif self.path == "/missing":
                 status, ctype, payload = 404, "text/plain", b"no such thing"
+            elif self.path == "/flaky":  # 503 on the first request, 200 after
+                if [x.path for x in state.seen].count("/flaky") == 1:
+                    status, ctype, payload = 503, "text/plain", b"try again"
             elif self.path == "/big":
                 ctype, payload = "text/plain", b"x" * 200_000
             self.send_response(status)
@@ -158,6 +161,15 @@ async def test_binary_bodies_are_base64_and_4xx_is_a_result_5xx_a_failure(
     assert failed_status == "failed"
     error = await error_of(conn, failed)
     assert "HTTP 503" in error and "down for maintenance" in error and "[truncated," in error
+
+
+async def test_a_5xx_answer_is_retried_when_df_start_allows_attempts(db_url: str, conn: Conn, server: Server) -> None:
+    async with worker(db_url, LOCAL):
+        _, status, result = await finish(
+            conn, f"df.http('{server.url('/flaky')}', 'GET'), max_attempts => 2, max_backoff => '1 second'"
+        )
+    assert (status, result["status"]) == ("completed", 200)
+    assert server.paths() == ["/flaky", "/flaky"]
 
 
 async def test_redirects_are_not_followed(db_url: str, conn: Conn, server: Server) -> None:
