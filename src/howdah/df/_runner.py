@@ -133,17 +133,11 @@ async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: 
     graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"), failure)
     try:
         result = await graph.node(loaded["graph"], "")
-    except StepFailed as exc:
-        message = str(exc.error.get("message") or exc.error.get("type") or exc)
-        await ctx.transaction("fail", _finish, instance_id, "failed", None, message, graph.failed_node, retry=NO_RETRY)
-        return None
+    except StepFailed as exc:  # the workflow fails with the node's message; df.instances follows (migration 0007)
+        raise NodeFailed(str(exc.error.get("message") or exc.error.get("type") or exc)) from None
     except _Break:
-        message = "df.break() outside a loop"
-        await ctx.transaction("fail", _finish, instance_id, "failed", None, message, None, retry=NO_RETRY)
-        return None
-    await ctx.transaction(
-        "finish", _finish, instance_id, "completed", result, None, None, sorted(graph.visited), retry=NO_RETRY
-    )
+        raise NodeFailed("df.break() outside a loop") from None
+    await ctx.transaction("finish", _complete, instance_id, result, sorted(graph.visited), retry=NO_RETRY)
     return None
 
 
@@ -165,26 +159,21 @@ async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[st
     }  # fmt: skip
 
 
-async def _finish(
-    conn: psycopg.AsyncConnection[Any], instance_id: str, status: str, result: Any, error: str | None,
-    failed_node: str | None, completed_nodes: list[str] | None = None,
+async def _complete(
+    conn: psycopg.AsyncConnection[Any], instance_id: str, result: Any, completed_nodes: list[str]
 ) -> None:  # fmt: skip
+    """The instance completed (a failure is recorded by df's trigger on the workflow, so a retried workflow can
+    take another path)."""
     await conn.execute(
-        "UPDATE df.instances SET status = %s, result = %s, error = %s, updated_at = clock_timestamp(), "
+        "UPDATE df.instances SET status = 'completed', result = %s, error = NULL, updated_at = clock_timestamp(), "
         "completed_at = clock_timestamp() WHERE id = %s AND status = 'running'",
-        (status, None if result is None else psycopg.types.json.Jsonb(result), error, instance_id),
+        (None if result is None else psycopg.types.json.Jsonb(result), instance_id),
     )
     if completed_nodes:  # the sequences, joins, conditionals and loops it went through
         await conn.execute(
             "UPDATE df.nodes SET status = 'completed', updated_at = clock_timestamp() "
             "WHERE instance_id = %s AND id = ANY(%s) AND status = 'pending'",
             (instance_id, completed_nodes),
-        )
-    if failed_node is not None:
-        await conn.execute(
-            "UPDATE df.nodes SET status = 'failed', error = %s, updated_at = clock_timestamp() "
-            "WHERE instance_id = %s AND id = %s",
-            (error, instance_id, failed_node),
         )
 
 
@@ -297,7 +286,7 @@ class _Graph:
         outcome = await self.ctx.child(BRANCH, self._branch_args(node, scope))
         if "error" in outcome:
             nid = str(outcome.get("node") or node.get("node_id"))
-            return await self._fail(nid, f"{scope}{node['node_id']}:branch", str(outcome["error"]))
+            return await self._fail(nid, f"{scope}{nid}:branch", str(outcome["error"]))
         self.names.update(outcome["names"])
         if "break" in outcome:
             self.visited.update(outcome["visited"])
@@ -318,7 +307,8 @@ class _Graph:
         losers = [c.workflow_id for i, c in enumerate(children) if i != first["index"]]
         await self.ctx.transaction(f"{scope}{nid}:cancel", _cancel_workflows, losers, retry=NO_RETRY)
         if "error" in first:
-            return await self._fail(first.get("node") or nid, f"{scope}{nid}:lost", str(first["error"]))
+            failed = str(first.get("node") or nid)
+            return await self._fail(failed, f"{scope}{failed}:lost", str(first["error"]))
         self.names.update(first["names"])
         self.visited.update(first["visited"])
         return first["result"]

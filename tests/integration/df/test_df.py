@@ -412,3 +412,31 @@ async def test_on_failure_continue_starts_the_next_iteration_of_a_loop(app: Dura
     rows = await (await conn.execute(f"SELECT n, stage FROM {log} ORDER BY n, stage DESC")).fetchall()
     assert stopped_status == "failed" and rows == [(1, "start"), (1, "end"), (2, "start")]
     assert await one(conn, "SELECT error FROM df.instances WHERE id = %s", (went_on,)) is None
+
+
+async def test_workflow_commands_cancel_and_retry_df_instances(app: DurableApp, conn: Conn) -> None:
+    """Interop: a df instance is the durable workflow df:<id>; cancelling that workflow cancels the instance, and
+    retrying a failed one runs it again from its failed node (the nodes that completed do not run again)."""
+    log, missing = f"public.l_{uuid.uuid4().hex[:8]}", f"public.m_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE TABLE {log} (step text)")
+    graph = f"""'INSERT INTO {log} VALUES (''first'')' ~> 'INSERT INTO {log} SELECT ''second'' FROM {missing}'
+                ~> 'SELECT count(*) AS n FROM {log}'"""
+    async with running(app):
+        failed, status, _ = await finish(conn, graph)
+        assert status == "failed"
+        assert await one(conn, "SELECT status FROM howdah.workflows WHERE id = %s", (f"df:{failed}",)) == "failed"
+        node = await one(conn, "SELECT query FROM df.nodes WHERE instance_id = %s AND status = 'failed'", (failed,))
+        assert missing in node
+        await conn.execute(f"CREATE TABLE {missing} (x int); INSERT INTO {missing} VALUES (1)")
+        await app.retry(f"df:{failed}")
+        assert await one(conn, "SELECT df.await_instance(%s, 20)", (failed,)) == "completed"
+        result = json.loads(await one(conn, "SELECT df.result(%s)", (failed,)))
+
+        waiting = await one(conn, "SELECT df.start(df.wait_for_signal('never'))")
+        parked = "SELECT status = 'waiting' FROM howdah.workflows WHERE id = %s"
+        await async_wait_until(lambda: one(conn, parked, (f"df:{waiting}",)), what="the instance waiting")
+        await app.cancel(f"df:{waiting}")
+        assert await one(conn, "SELECT df.await_instance(%s, 20)", (waiting,)) == "cancelled"
+    assert result["rows"] == [{"n": 2}]
+    rows = await (await conn.execute(f"SELECT step FROM {log} ORDER BY step")).fetchall()
+    assert rows == [("first",), ("second",)]  # 'first' ran once
