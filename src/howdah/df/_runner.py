@@ -380,8 +380,8 @@ class _Graph:
         raise _Break(value)
 
     async def _sleep(self, node: dict[str, Any], scope: str) -> Any:
-        seconds = int(node["seconds"])
-        await self.ctx.sleep(seconds)
+        seconds = node["seconds"]  # whole seconds as pg_durable's, or a fraction (Howdah's extension)
+        await self.ctx.sleep(float(seconds))
         return {"slept": True, "seconds": seconds}
 
     async def _signal(self, node: dict[str, Any], scope: str) -> Any:

@@ -440,3 +440,12 @@ async def test_workflow_commands_cancel_and_retry_df_instances(app: DurableApp, 
     assert result["rows"] == [{"n": 2}]
     rows = await (await conn.execute(f"SELECT step FROM {log} ORDER BY step")).fetchall()
     assert rows == [("first",), ("second",)]  # 'first' ran once
+
+
+async def test_sleeps_take_fractions_of_a_second(app: DurableApp, conn: Conn) -> None:
+    """Beyond pg_durable (whole seconds): df.sleep(0.2); a whole number makes pg_durable's node."""
+    assert json.loads(await one(conn, "SELECT df.sleep(5)")) == {"node_type": "SLEEP", "seconds": 5}
+    assert json.loads(await one(conn, "SELECT df.sleep(0.2)"))["seconds"] == 0.2
+    async with running(app):
+        _, status, result = await finish(conn, "df.sleep(0.2) ~> 'SELECT 1 AS one'")
+    assert (status, result["rows"]) == ("completed", [{"one": 1}])
