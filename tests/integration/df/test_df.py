@@ -449,3 +449,39 @@ async def test_sleeps_take_fractions_of_a_second(app: DurableApp, conn: Conn) ->
     async with running(app):
         _, status, result = await finish(conn, "df.sleep(0.2) ~> 'SELECT 1 AS one'")
     assert (status, result["rows"]) == ("completed", [{"one": 1}])
+
+
+async def test_hostile_and_oversized_input_is_refused_or_kept_as_data(app: DurableApp, conn: Conn) -> None:
+    """Bad input: a graph over the node limit and an over-long label are refused with named errors and leave
+    nothing behind; labels and signal names full of SQL are data, never code; an unbound $name reaches Postgres
+    as written and fails the node with Postgres's own message."""
+    table = f"public.h_{uuid.uuid4().hex[:8]}"
+    await conn.execute(f"CREATE TABLE {table} (x int)")
+    before = await one(conn, "SELECT count(*) FROM df.instances")
+    leaf = {"node_type": "SQL", "query": "SELECT 1"}
+    huge = {"node_type": "JOIN", "left_node": leaf, "right_node": leaf, "extra_nodes": [leaf] * 9_999}
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="maximum node count of 10000"):
+        await conn.execute("SELECT df.start(%s)", (json.dumps(huge),))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await conn.execute("SELECT df.start('SELECT 1', repeat('x', 1001))")
+    assert await one(conn, "SELECT count(*) FROM df.instances") == before
+    assert (
+        await one(
+            conn,
+            "SELECT count(*) FROM df.nodes n WHERE NOT EXISTS "
+            "(SELECT 1 FROM df.instances i WHERE i.id = n.instance_id)",
+        )
+        == 0
+    )
+    hostile = f"x'); DROP TABLE {table}; --"
+    async with running(app):
+        waiting = await one(conn, "SELECT df.start(df.wait_for_signal(%s), %s)", (hostile, hostile))
+        parked = "SELECT status = 'waiting' FROM howdah.workflows WHERE id = %s"
+        await async_wait_until(lambda: one(conn, parked, (f"df:{waiting}",)), what="the instance waiting")
+        await conn.execute("SELECT df.signal(%s, %s, %s)", (waiting, hostile, '{"ok": true}'))
+        assert await one(conn, "SELECT df.await_instance(%s, 20)", (waiting,)) == "completed"
+        unbound, status, _ = await finish(conn, "'SELECT $nope'")
+    assert await one(conn, "SELECT label FROM df.instances WHERE id = %s", (waiting,)) == hostile
+    assert json.loads(await one(conn, "SELECT df.result(%s)", (waiting,)))["data"] == {"ok": True}
+    assert await one(conn, f"SELECT count(*) FROM {table}") == 0  # still there
+    assert status == "failed" and "$" in await one(conn, "SELECT error FROM df.instances WHERE id = %s", (unbound,))
