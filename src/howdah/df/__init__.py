@@ -7,7 +7,8 @@
 
 from howdah.df._bindings import MAX_ROWS, BindingError, substitute, substitute_variables
 from howdah.df._egress import Blocked, EgressError, EgressPolicy
-from howdah.df._runner import MAX_ITERATIONS, NodeFailed, install, truthy
+from howdah.df._errors import NodeError, NodeFailed
+from howdah.df._runner import MAX_ITERATIONS, install, truthy
 from howdah.df._schema import COMPONENT
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Blocked",
     "EgressError",
     "EgressPolicy",
+    "NodeError",
     "NodeFailed",
     "install",
     "substitute",

@@ -22,29 +22,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from croniter import croniter
-from psycopg import sql
 
-from howdah.df._bindings import BindingError, substitute, substitute_variables
-from howdah.df._egress import Blocked, EgressError, EgressPolicy, error_preview, multipart_parts, redact_url
-from howdah.df._http import ExchangeFailed, Request, Resolve, resolve, send
+from howdah.df._bindings import BindingError, substitute
+from howdah.df._egress import Blocked, EgressError, EgressPolicy
+from howdah.df._errors import NodeFailed
+from howdah.df._http import Resolve, resolve
+from howdah.df._http_step import HTTP_FUNCTIONS, HttpCall, http_access, http_request, send_http
+from howdah.df._sql_step import SqlNode, mark_failed, record, run_sql
 from howdah.durable import (
     NO_RETRY,
     DurableApp,
-    PermanentError,
     RetryPolicy,
     StepFailed,
-    TransientError,
     WorkflowCancelled,
     WorkflowContext,
     WorkflowFailed,
@@ -55,15 +50,6 @@ WORKFLOW = "df"
 BRANCH = "df_branch"
 MAX_ITERATIONS = 100_000
 _LEAVES = ("SQL", "SLEEP", "BREAK")
-
-
-class NodeFailed(PermanentError):
-    """A node of the graph failed; the instance fails with this message."""
-
-
-class NodeError(TransientError):
-    """An attempt of a SQL or HTTP node failed (the statement's error, a network error, a 5xx answer): tried
-    again while the instance's ``max_attempts`` allow, then the node fails with this message."""
 
 
 @dataclass(frozen=True)
@@ -225,8 +211,8 @@ class _Graph:
 
     async def _sql(self, node: dict[str, Any], scope: str) -> Any:
         nid = str(node["node_id"])
-        sql_node = _SqlNode(self.instance_id, nid, self.role, self.label, str(node["query"]), dict(self.names))
-        step = self.ctx.transaction(f"{scope}{nid}", _run_sql, sql_node, retry=self.failure.retry)
+        sql_node = SqlNode(self.instance_id, nid, self.role, self.label, str(node["query"]), dict(self.names))
+        step = self.ctx.transaction(f"{scope}{nid}", run_sql, sql_node, retry=self.failure.retry)
         try:
             return await step
         except StepFailed:
@@ -237,8 +223,8 @@ class _Graph:
         """The role's right checked (a step, so a replay decides the same), the request sent (a step: once the
         response is recorded it is never sent again), then the node's result recorded in ``df.nodes``."""
         nid, kind = str(node["node_id"]), str(node["node_type"])
-        function = _HTTP_FUNCTIONS[kind]
-        access = await self.ctx.transaction(f"{scope}{nid}:access", _http_access, self.role, function, retry=NO_RETRY)
+        function = HTTP_FUNCTIONS[kind]
+        access = await self.ctx.transaction(f"{scope}{nid}:access", http_access, self.role, function, retry=NO_RETRY)
         if not access["allowed"]:
             name = function.split("(")[0]
             message = (
@@ -247,17 +233,17 @@ class _Graph:
             )
             return await self._fail(nid, f"{scope}{nid}:blocked", message)
         try:
-            request = _http_request(kind, str(node.get("query") or "{}"), self.names, access["vars"])
+            request = http_request(kind, str(node.get("query") or "{}"), self.names, access["vars"])
             policy = self.settings.policy.with_domains(access["allowed_domains"])
         except (BindingError, Blocked, EgressError, ValueError, TypeError) as exc:
             return await self._fail(nid, f"{scope}{nid}:invalid", f"node {nid} ({kind}) failed: {exc}")
-        call = _HttpCall(kind, nid, request, policy, self.settings.resolver)
+        call = HttpCall(kind, nid, request, policy, self.settings.resolver)
         try:
-            result = await self.ctx.step(f"{scope}{nid}", _send_http, call, retry=self.failure.retry)
+            result = await self.ctx.step(f"{scope}{nid}", send_http, call, retry=self.failure.retry)
         except StepFailed:
             self.failed_node = nid
             raise
-        await self.ctx.transaction(f"{scope}{nid}:done", _record, self.instance_id, nid, result, retry=NO_RETRY)
+        await self.ctx.transaction(f"{scope}{nid}:done", record, self.instance_id, nid, result, retry=NO_RETRY)
         return result
 
     async def _then(self, node: dict[str, Any], scope: str) -> Any:
@@ -363,7 +349,7 @@ class _Graph:
                 error, where = str(exc.error.get("message") or exc), self.failed_node
                 self.failed_node, failed = None, True
                 await self.ctx.transaction(
-                    f"{inner}failed", _mark_failed, self.instance_id, where, error, retry=NO_RETRY
+                    f"{inner}failed", mark_failed, self.instance_id, where, error, retry=NO_RETRY
                 )
         message = (
             f"node {nid} (LOOP) failed: Loop exceeded maximum iteration count of {MAX_ITERATIONS}. Use df.break() "
@@ -442,185 +428,8 @@ async def _cancel_workflows(conn: psycopg.AsyncConnection[Any], ids: list[str]) 
     )
 
 
-_HTTP_FUNCTIONS = {
-    "HTTP": "df.http(text,text,text,jsonb,integer)",
-    "HTTP_MULTIPART": "df.http_multipart(text,text,jsonb,jsonb,integer)",
-}
-
-
-async def _http_access(conn: psycopg.AsyncConnection[Any], role: str, function: str) -> dict[str, Any]:
-    """May ``role`` call ``function`` now; pg_durable's allow-list setting; the role's {variables}."""
-    cursor = await conn.execute("SELECT allowed, allowed_domains FROM df._http_access(%s, %s)", (role, function))
-    row = await cursor.fetchone()
-    assert row is not None
-    cursor = await conn.execute(
-        "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid WHERE r.rolname = %s",
-        (role,),
-    )
-    variables = {str(name): value for name, value in await cursor.fetchall()}
-    return {"allowed": bool(row[0]), "allowed_domains": row[1], "vars": variables}
-
-
-def _http_request(kind: str, config_text: str, names: dict[str, Any], variables: dict[str, Any]) -> Request:
-    """The request an HTTP node's config describes, its {variables} and $bindings substituted (as text: a URL, a
-    JSON body and header values are no SQL); a multipart part's data_b64 takes a whole reference only."""
-    config = json.loads(config_text)
-    if not isinstance(config, dict):
-        raise ValueError("the node's config is no JSON object")
-
-    def text(value: Any) -> str:
-        return substitute(substitute_variables(str(value), variables), names, raw=True)
-
-    headers = config.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise ValueError("headers must be a JSON object of strings")
-    sent = {str(k): text(v) for k, v in headers.items()}
-    timeout = float(config.get("timeout_seconds") or 30)
-    method, url = str(config.get("method") or "POST").upper(), text(config.get("url") or "")
-    if kind == "HTTP":
-        body = config.get("body")
-        content = None if body is None else text(body).encode()
-        if content is not None and not any(k.lower() == "content-type" for k in sent):
-            sent["Content-Type"] = "application/json"
-        return Request(method, url, sent, timeout, content=content)
-    parts = config.get("parts")
-    if isinstance(parts, list):
-        parts = [_part(p, text, names) if isinstance(p, dict) else p for p in parts]
-    return Request(method, url, sent, timeout, files=multipart_parts(parts))
-
-
-_WHOLE_REFERENCE = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\??$")
-
-
-def _part(part: dict[str, Any], text: Callable[[Any], str], names: dict[str, Any]) -> dict[str, Any]:
-    out = dict(part)
-    for key in ("name", "filename", "content_type"):
-        if isinstance(out.get(key), str):
-            out[key] = text(out[key])
-    data = out.get("data_b64")
-    if isinstance(data, str) and "$" in data:
-        if not _WHOLE_REFERENCE.match(data.strip()):
-            raise BindingError(f"data_b64 must be a whole reference ($name or $name.column), not {data[:40]!r}")
-        replaced = substitute(data.strip(), names, raw=True)
-        if replaced == data.strip():
-            raise BindingError(f"data_b64 refers to {data.strip()}, which no earlier node bound")
-        out["data_b64"] = replaced
-    return out
-
-
-@dataclass(frozen=True)
-class _HttpCall:
-    kind: str
-    node_id: str
-    request: Request
-    policy: EgressPolicy
-    resolver: Resolve
-
-
-async def _send_http(call: _HttpCall) -> dict[str, Any]:
-    """One attempt of an HTTP node: its envelope, or the node fails (refused by the policy, a network error, or
-    a 5xx answer, whose body's start is in the message)."""
-    where = f"node {call.node_id} ({call.kind}) failed"
-    try:
-        result = await send(call.request, call.policy, call.resolver)
-    except Blocked as exc:
-        raise NodeFailed(f"{where}: {exc}") from None
-    except ExchangeFailed as exc:
-        raise NodeError(f"{where}: {exc}") from None
-    if result["status"] >= 500:
-        url = redact_url(call.request.url)
-        raise NodeError(f"{where}: HTTP {result['status']} from {url}: {error_preview(result)}")
-    return result
-
-
-async def _record(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str, result: Any) -> None:
-    await conn.execute(
-        "UPDATE df.nodes SET status = 'completed', result = %s, error = NULL, updated_at = clock_timestamp() "
-        "WHERE instance_id = %s AND id = %s",
-        (psycopg.types.json.Jsonb(result), instance_id, node_id),
-    )
-
-
-async def _mark_failed(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str | None, error: str) -> None:
-    if node_id is not None:
-        await conn.execute(
-            "UPDATE df.nodes SET status = 'failed', error = %s, updated_at = clock_timestamp() "
-            "WHERE instance_id = %s AND id = %s",
-            (error, instance_id, node_id),
-        )
-
-
 async def _raise(message: str) -> None:
     raise NodeFailed(message)
-
-
-@dataclass(frozen=True)
-class _SqlNode:
-    instance_id: str
-    node_id: str
-    role: str  # the role that started the instance: the statement runs as it
-    label: str | None
-    query: str  # as written, before {variables} and $bindings
-    names: dict[str, Any]  # the results bound so far
-
-
-async def _run_sql(conn: psycopg.AsyncConnection[Any], node: _SqlNode) -> dict[str, Any]:
-    """One SQL node, as its role, in the step's transaction (its variables read, and its result recorded in
-    ``df.nodes``, in that transaction too)."""
-    instance_id, node_id = node.instance_id, node.node_id
-    query = node.query
-    if "{" in query:  # {variables}: the role's, read in this transaction
-        cursor = await conn.execute(
-            "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid "
-            "WHERE r.rolname = %s",
-            (node.role,),
-        )
-        values = {str(name): value for name, value in await cursor.fetchall()}
-        values |= {"sys_instance_id": instance_id, "sys_label": node.label or ""}
-        query = substitute_variables(query, values)
-    try:
-        query = substitute(query, node.names)
-    except BindingError as exc:
-        raise NodeFailed(f"node {node_id} (SQL) failed: {exc}") from exc
-    await conn.execute(
-        sql.SQL("SET LOCAL ROLE {}; SET LOCAL search_path TO DEFAULT; SET LOCAL df.in_workflow = 'true'").format(
-            sql.Identifier(node.role)
-        )
-    )
-    try:
-        cursor = await conn.execute(query.encode())  # as written: no placeholders
-    except psycopg.Error as exc:
-        message = (exc.diag.message_primary if exc.diag else None) or str(exc)
-        raise NodeError(f"node {node_id} (SQL) failed: {message}") from exc
-    rows: list[dict[str, Any]] = []
-    count = cursor.rowcount
-    while True:  # the last statement's rows, when the node holds several
-        if cursor.description is not None:
-            names = [column.name for column in cursor.description]
-            rows = [dict(zip(names, (_json(v) for v in row), strict=True)) for row in await cursor.fetchall()]
-            count = len(rows)
-        if not cursor.nextset():
-            break
-    result = {"rows": rows, "row_count": max(count, 0)}
-    async with conn.pipeline():  # one round trip: back to the worker's role, which records the node
-        await conn.execute("RESET ROLE")
-        await _record(conn, instance_id, node_id, result)
-    return result
-
-
-def _json(value: Any) -> Any:
-    """A column value as a node result holds it (numeric, uuid and times as text; NaN and infinities as null)."""
-    if value is None or isinstance(value, bool | int | str | dict | list):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, Decimal | UUID):
-        return None if isinstance(value, Decimal) and not value.is_finite() else str(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        raise NodeFailed("Unsupported column type: bytea (cast it to text or encode it)")
-    return str(value)
 
 
 def truthy(result: Any) -> bool:
