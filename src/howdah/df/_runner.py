@@ -28,13 +28,14 @@ from typing import Any
 
 import psycopg
 from croniter import croniter
+from psycopg.conninfo import make_conninfo
 
 from howdah.df._bindings import BindingError, substitute
 from howdah.df._egress import Blocked, EgressError, EgressPolicy
 from howdah.df._errors import NodeFailed
 from howdah.df._http import Resolve, resolve
 from howdah.df._http_step import HTTP_FUNCTIONS, HttpCall, http_access, http_request, send_http
-from howdah.df._sql_step import SqlNode, mark_failed, record, run_sql
+from howdah.df._sql_step import RemoteSql, SqlNode, forget_remote_steps, mark_failed, record, run_remote_sql, run_sql
 from howdah.durable import (
     NO_RETRY,
     DurableApp,
@@ -53,12 +54,14 @@ _LEAVES = ("SQL", "SLEEP", "BREAK")
 
 
 @dataclass(frozen=True)
-class FailurePolicy:
-    """``df.start``'s max_attempts, max_backoff (seconds) and on_failure for the nodes of one instance."""
+class RunOptions:
+    """What ``df.start`` said about running the nodes of one instance: max_attempts, max_backoff (seconds),
+    on_failure, and the database its SQL nodes run in when it is not the instance's own (None)."""
 
     max_attempts: int = 1
     max_backoff: float = 16.0
     on_failure: str = "fail"
+    database: str | None = None
 
     @property
     def retry(self) -> RetryPolicy:
@@ -79,12 +82,16 @@ class _Settings:
 
     policy: EgressPolicy
     resolver: Resolve
+    app: DurableApp  # its connection string, with another database's name, reaches that database
+
+    def conninfo(self, database: str) -> str:
+        return make_conninfo(self.app.dsn, dbname=database)
 
 
 def install(app: DurableApp, *, http: EgressPolicy | None = None, resolver: Resolve = resolve) -> None:
     """Register the workflows that run df instances in ``app`` (its worker then runs every ``df.start``).
     ``http``: where HTTP nodes may send requests (default: any public address; see :mod:`howdah.df._egress`)."""
-    settings = _Settings(http or EgressPolicy(), resolver)
+    settings = _Settings(http or EgressPolicy(), resolver, app)
 
     @app.workflow(WORKFLOW)
     async def run_instance(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
@@ -93,7 +100,7 @@ def install(app: DurableApp, *, http: EgressPolicy | None = None, resolver: Reso
     @app.workflow(BRANCH)
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
         names = dict(args["names"])
-        failure = FailurePolicy(**args.get("failure", {}))
+        failure = RunOptions(**args.get("failure", {}))
         graph = _Graph(ctx, settings, str(args["instance_id"]), str(args["role"]), names, args.get("label"), failure)
         race = args.get("race")  # {"parent", "signal", "index"}: tell the race's workflow when this branch is done
         try:
@@ -115,7 +122,7 @@ async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: 
     loaded = await ctx.transaction("load", _load, instance_id, retry=NO_RETRY)
     if loaded is None:
         return None  # deleted, or cancelled before it ran
-    failure = FailurePolicy(loaded["max_attempts"], loaded["max_backoff"], loaded["on_failure"])
+    failure = RunOptions(loaded["max_attempts"], loaded["max_backoff"], loaded["on_failure"], loaded["database"])
     graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"), failure)
     try:
         result = await graph.node(loaded["graph"], "")
@@ -124,6 +131,8 @@ async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: 
     except _Break:
         raise NodeFailed("df.break() outside a loop") from None
     await ctx.transaction("finish", _complete, instance_id, result, sorted(graph.visited), retry=NO_RETRY)
+    if failure.database is not None:  # the records of its steps there are no longer needed
+        await ctx.step("forget", forget_remote_steps, settings.conninfo(failure.database), ctx.workflow_id)
     return None
 
 
@@ -132,16 +141,16 @@ async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[st
         "UPDATE df.instances SET status = 'running', updated_at = clock_timestamp() "
         "WHERE id = %s AND status IN ('pending', 'running') "
         "RETURNING graph, pg_catalog.pg_get_userbyid(submitted_by::oid), label, max_attempts, "
-        "extract(epoch FROM max_backoff)::float8, on_failure",
+        "extract(epoch FROM max_backoff)::float8, on_failure, nullif(database, current_database())",
         (instance_id,),
     )
     row = await cursor.fetchone()
     if row is None:
         return None
-    graph, role, label, max_attempts, max_backoff, on_failure = row
+    graph, role, label, max_attempts, max_backoff, on_failure, database = row
     return {
         "graph": graph, "role": role, "label": label, "max_attempts": max_attempts, "max_backoff": max_backoff,
-        "on_failure": on_failure,
+        "on_failure": on_failure, "database": database,
     }  # fmt: skip
 
 
@@ -168,7 +177,7 @@ class _Graph:
 
     def __init__(
         self, ctx: WorkflowContext, settings: _Settings, instance_id: str, role: str, names: dict[str, Any],
-        label: str | None, failure: FailurePolicy,
+        label: str | None, failure: RunOptions,
     ) -> None:  # fmt: skip
         self.ctx = ctx
         self.settings = settings
@@ -212,7 +221,13 @@ class _Graph:
     async def _sql(self, node: dict[str, Any], scope: str) -> Any:
         nid = str(node["node_id"])
         sql_node = SqlNode(self.instance_id, nid, self.role, self.label, str(node["query"]), dict(self.names))
-        step = self.ctx.transaction(f"{scope}{nid}", run_sql, sql_node, retry=self.failure.retry)
+        database = self.failure.database
+        if database is None:
+            step = self.ctx.transaction(f"{scope}{nid}", run_sql, sql_node, retry=self.failure.retry)
+        else:  # another database: one step that commits the statement there with a record of itself
+            there, home = self.settings.conninfo(database), self.settings.app.dsn
+            call = RemoteSql(sql_node, there, database, home, self.ctx.workflow_id, f"{scope}{nid}")
+            step = self.ctx.step(f"{scope}{nid}", run_remote_sql, call, retry=self.failure.retry)
         try:
             return await step
         except StepFailed:

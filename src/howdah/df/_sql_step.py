@@ -34,24 +34,30 @@ class SqlNode:
     names: dict[str, Any]  # the results bound so far
 
 
-async def run_sql(conn: psycopg.AsyncConnection[Any], node: SqlNode) -> dict[str, Any]:
-    """One SQL node, as its role, in the step's transaction (its variables read, and its result recorded in
-    ``df.nodes``, in that transaction too)."""
-    instance_id, node_id = node.instance_id, node.node_id
+async def read_variables(conn: Conn, role: str) -> dict[str, str | None]:
+    """The {variables} ``role`` set with df.setvar (read in the instance's own database)."""
+    cursor = await conn.execute(
+        "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid WHERE r.rolname = %s",
+        (role,),
+    )
+    return {str(name): value for name, value in await cursor.fetchall()}
+
+
+def statement(node: SqlNode, variables: dict[str, str | None]) -> str:
+    """The node's text with its {variables} and $bindings replaced; a binding that cannot be fails the node."""
     query = node.query
-    if "{" in query:  # {variables}: the role's, read in this transaction
-        cursor = await conn.execute(
-            "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid "
-            "WHERE r.rolname = %s",
-            (node.role,),
-        )
-        values = {str(name): value for name, value in await cursor.fetchall()}
-        values |= {"sys_instance_id": instance_id, "sys_label": node.label or ""}
+    if "{" in query:
+        values = {**variables, "sys_instance_id": node.instance_id, "sys_label": node.label or ""}
         query = substitute_variables(query, values)
     try:
-        query = substitute(query, node.names)
+        return substitute(query, node.names)
     except BindingError as exc:
-        raise NodeFailed(f"node {node_id} (SQL) failed: {exc}") from exc
+        raise NodeFailed(f"node {node.node_id} (SQL) failed: {exc}") from exc
+
+
+async def execute(conn: Conn, node: SqlNode, query: str) -> dict[str, Any]:
+    """``query`` as the node's role in ``conn``'s transaction (the caller goes back to the worker's role with
+    :func:`then_as_worker`): the last statement's rows, ``{"rows": [...], "row_count": n}``."""
     await conn.execute(
         sql.SQL("SET LOCAL ROLE {}; SET LOCAL search_path TO DEFAULT; SET LOCAL df.in_workflow = 'true'").format(
             sql.Identifier(node.role)
@@ -61,7 +67,7 @@ async def run_sql(conn: psycopg.AsyncConnection[Any], node: SqlNode) -> dict[str
         cursor = await conn.execute(query.encode())  # as written: no placeholders
     except psycopg.Error as exc:
         message = (exc.diag.message_primary if exc.diag else None) or str(exc)
-        raise NodeError(f"node {node_id} (SQL) failed: {message}") from exc
+        raise NodeError(f"node {node.node_id} (SQL) failed: {message}") from exc
     rows: list[dict[str, Any]] = []
     count = cursor.rowcount
     while True:  # the last statement's rows, when the node holds several
@@ -71,11 +77,94 @@ async def run_sql(conn: psycopg.AsyncConnection[Any], node: SqlNode) -> dict[str
             count = len(rows)
         if not cursor.nextset():
             break
-    result = {"rows": rows, "row_count": max(count, 0)}
-    async with conn.pipeline():  # one round trip: back to the worker's role, which records the node
+    return {"rows": rows, "row_count": max(count, 0)}
+
+
+async def then_as_worker(conn: Conn, query: str, params: tuple[Any, ...]) -> None:
+    """Back to the worker's role, with a search_path of nothing the node's role could have put there, and
+    ``query`` as it, in one round trip."""
+    async with conn.pipeline():
         await conn.execute("RESET ROLE")
-        await record(conn, instance_id, node_id, result)
+        await conn.execute(_PINNED)
+        await conn.execute(query, params)
+
+
+async def run_sql(conn: Conn, node: SqlNode) -> dict[str, Any]:
+    """One SQL node in its instance's database, in the step's transaction: its variables read, the statement run
+    as its role, and its result recorded in ``df.nodes``, all in that transaction."""
+    variables = await read_variables(conn, node.role) if "{" in node.query else {}
+    result = await execute(conn, node, statement(node, variables))
+    await then_as_worker(conn, _RECORD, (psycopg.types.json.Jsonb(result), node.instance_id, node.node_id))
     return result
+
+
+@dataclass(frozen=True)
+class RemoteSql:
+    """A SQL node to run in another database: ``conninfo`` reaches it as the worker, ``home`` the instance's own
+    database; the workflow's id and the step's name name it for good."""
+
+    node: SqlNode
+    conninfo: str
+    database: str
+    home: str
+    workflow_id: str
+    step: str
+
+
+async def run_remote_sql(call: RemoteSql) -> dict[str, Any]:
+    """One SQL node in another database: its statement and the record of its step commit together there, and a
+    step already recorded gives its recorded result without running the statement again. The role's variables
+    are read, and the node's result recorded, in the instance's own database (one step: a join runs it inline)."""
+    node = call.node
+    variables: dict[str, str | None] = {}
+    if "{" in node.query:
+        async with await psycopg.AsyncConnection.connect(call.home, autocommit=True) as home:
+            variables = await read_variables(home, node.role)
+    result = await _run_there(call, variables)
+    async with await psycopg.AsyncConnection.connect(call.home, autocommit=True) as home:
+        await record(home, node.instance_id, node.node_id, result)
+    return result
+
+
+async def _run_there(call: RemoteSql, variables: dict[str, str | None]) -> dict[str, Any]:
+    node = call.node
+    try:
+        conn = await psycopg.AsyncConnection.connect(call.conninfo)
+    except psycopg.Error as exc:
+        raise NodeError(f"node {node.node_id} (SQL) failed: cannot connect to database {call.database}: {exc}") from exc
+    async with conn:
+        await conn.execute(_PINNED)  # that database's owner may have set a search_path of its own
+        try:
+            cursor = await conn.execute(
+                "SELECT result FROM df.remote_steps WHERE workflow_id = %s AND step = %s", (call.workflow_id, call.step)
+            )
+        except psycopg.errors.UndefinedTable:
+            raise NodeFailed(
+                f"node {node.node_id} (SQL) failed: df is not installed in database {call.database} "
+                "(howdah df install there)"
+            ) from None
+        done = await cursor.fetchone()
+        if done is not None:
+            return dict(done[0])
+        result = await execute(conn, node, statement(node, variables))
+        await then_as_worker(
+            conn,
+            "INSERT INTO df.remote_steps (workflow_id, step, result) VALUES (%s, %s, %s)",
+            (call.workflow_id, call.step, psycopg.types.json.Jsonb(result)),
+        )
+        await conn.commit()
+        return result
+
+
+async def forget_remote_steps(conninfo: str, workflow_id: str) -> None:
+    """Delete the records of an instance's steps (and its branches': ``<workflow id>/…``) in another database once
+    it has completed."""
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        await conn.execute("SET search_path = pg_catalog, pg_temp")
+        await conn.execute(
+            "DELETE FROM df.remote_steps WHERE workflow_id = %s OR workflow_id LIKE %s",
+            (workflow_id, workflow_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"),
+        )
 
 
 def json_value(value: Any) -> Any:
@@ -93,12 +182,16 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-async def record(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str, result: Any) -> None:
-    await conn.execute(
-        "UPDATE df.nodes SET status = 'completed', result = %s, error = NULL, updated_at = clock_timestamp() "
-        "WHERE instance_id = %s AND id = %s",
-        (psycopg.types.json.Jsonb(result), instance_id, node_id),
-    )
+_PINNED = "SET LOCAL search_path = pg_catalog, pg_temp"
+_RECORD = (
+    "UPDATE df.nodes SET status = 'completed', result = %s, error = NULL, updated_at = clock_timestamp() "
+    "WHERE instance_id = %s AND id = %s"
+)
+
+
+async def record(conn: Conn, instance_id: str, node_id: str, result: Any) -> None:
+    """A node completed with ``result`` (in ``df.nodes``)."""
+    await conn.execute(_RECORD, (psycopg.types.json.Jsonb(result), instance_id, node_id))
 
 
 async def mark_failed(conn: psycopg.AsyncConnection[Any], instance_id: str, node_id: str | None, error: str) -> None:

@@ -43,20 +43,21 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Call df.start on a connection of its own (in autocommit) to have it survive a rollback.';
     END IF;
-    IF database IS NOT NULL AND database <> current_database() THEN
+    IF database IS NOT NULL AND database <> current_database() THEN  -- its SQL nodes run there (part 9)
         IF NOT EXISTS (SELECT 1 FROM pg_database d WHERE d.datname = database) THEN
             RAISE EXCEPTION 'database "%" does not exist', database USING ERRCODE = 'invalid_catalog_name';
         END IF;
-        RAISE EXCEPTION 'running a workflow in another database is not supported: call df.start in database "%"',
-            database USING ERRCODE = 'feature_not_supported',
-                  HINT = 'Install df there (howdah df install) and run a worker for it.';
+        IF NOT has_database_privilege(current_user, database, 'CONNECT') THEN
+            RAISE EXCEPTION 'permission denied for database %', database USING ERRCODE = 'insufficient_privilege';
+        END IF;
     END IF;
     IF root ->> 'node_type' = 'BREAK' THEN
         RAISE EXCEPTION 'Invalid durable function graph: df.break() outside a loop' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     instance := substr(md5(gen_random_uuid()::text), 1, 8);
-    INSERT INTO df.instances (id, label, root_node, graph, max_attempts, max_backoff, on_failure)
-    VALUES (instance, label, '', '{}', max_attempts, max_backoff, lower(on_failure));
+    INSERT INTO df.instances (id, label, root_node, graph, database, max_attempts, max_backoff, on_failure)
+    VALUES (instance, label, '', '{}', coalesce(database, current_database()), max_attempts, max_backoff,
+            lower(on_failure));
     SELECT n.numbered INTO numbered FROM df._number(instance, root, NULL, 0) AS n;
     UPDATE df.instances SET root_node = numbered ->> 'node_id', graph = numbered WHERE id = instance;
     PERFORM df._enqueue(instance);
