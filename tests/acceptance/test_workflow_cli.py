@@ -116,3 +116,33 @@ def test_bad_app_spec_is_a_clear_error(db_url: str) -> None:
     assert result.exit_code == 1 and "cannot import" in result.output
     result = runner.invoke(app, ["worker", "--app", "examples.hello", "--database-url", db_url])
     assert result.exit_code == 1 and "package.module:app" in result.output
+
+
+def test_one_worker_runs_the_df_workflows_of_several_databases(db_url: str, pg_cluster: Any, template_db: str) -> None:
+    """`howdah worker --database URL` (repeatable): one process serves the SQL-defined workflows of each."""
+    name = f"second_{os.getpid()}_{id(db_url) % 100000}"
+    second = pg_cluster.create_database(name, template=template_db)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "worker", "--concurrency", "4", "--database-url", db_url,
+         "--database", second],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "started" in first, first + proc.stdout.read()
+        ids = [scalar(url, "SELECT df.start('SELECT current_database() AS db')") for url in (db_url, second)]
+        for url, instance in zip((db_url, second), ids, strict=True):
+            assert scalar(url, "SELECT df.await_instance(%s, 30)", instance) == "completed"
+        assert scalar(second, "SELECT df.result(%s)::jsonb #>> '{rows,0,db}'", ids[1]) == name
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        out = proc.stdout.read()  # what readline() buffered too (communicate() would skip it)
+        assert proc.returncode == 0 and "worker stopped" in out, out
+        assert "1 more database" in " ".join((first + out).split())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        pg_cluster.drop_database(name)

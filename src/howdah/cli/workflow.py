@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -56,6 +57,12 @@ def _with_app(database_url: str | None, work: Callable[[DurableApp], Awaitable[T
     return asyncio.run(main())
 
 
+MoreDatabasesOption = typer.Option(
+    None,
+    "--database",
+    help="Also run the SQL-defined workflows (df) of this database (repeatable): one worker process for several "
+    "databases, each with df installed.",
+)
 HttpAllowPrivateOption = typer.Option(
     None,
     "--http-allow-private",
@@ -77,6 +84,7 @@ def worker(
         "('api.example.com, *.example.org'; '' allows none). The database setting of that name, if set, wins.",
     ),
     http_https_only: bool = typer.Option(False, "--http-https-only", help="df.http: refuse plaintext http://."),
+    more_databases: list[str] | None = MoreDatabasesOption,
     database_url: str | None = DatabaseUrlOption,
 ) -> None:  # fmt: skip
     """Run a durable-workflow worker until Ctrl-C or SIGTERM (in-flight runs finish or are handed back). Without
@@ -99,18 +107,27 @@ def worker(
     if sql_workflows:
         install_df(durable, http=policy)
     app_spec = app_spec or "df"
+    others = [DurableApp(url, pool_size=concurrency + 4) for url in more_databases or ()]
+    for other in others:
+        install_df(other, http=policy)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signals.SIGINT, signals.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        async with durable:
+        async with contextlib.AsyncExitStack() as stack:
+            for each in (durable, *others):
+                await stack.enter_async_context(each)
             console.print(
                 f"worker for {app_spec} started: workflows {sorted(durable.workflows)}, queue "
                 f"{durable.queue_name!r}, concurrency {concurrency}"
+                + (f"; and df of {len(others)} more database(s)" if others else "")
             )
-            await Worker(durable, concurrency=concurrency).run(stop, handle_signals=False)
+            runs = [
+                Worker(each, concurrency=concurrency).run(stop, handle_signals=False) for each in (durable, *others)
+            ]
+            await asyncio.gather(*runs)
         console.print("worker stopped")
 
     asyncio.run(main())
