@@ -319,3 +319,9 @@ async def test_http_needs_its_own_grant_also_for_a_node_written_by_hand(
 async def test_bad_http_nodes_are_refused_when_built(conn: Conn, expression: str, message: str) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         await conn.execute(f"SELECT {expression}")
+
+
+async def test_explain_shows_an_http_nodes_method_and_url_without_its_query(conn: Conn) -> None:
+    graph = "df.http('https://api.example.com/v1/things?sig=SECRET', 'GET') |=> 'resp' ~> 'SELECT $resp.ok'"
+    lines = (await one(conn, f"SELECT df.explain({graph})")).splitlines()
+    assert lines == ["→ HTTP GET https://api.example.com/v1/things |=> 'resp'", "→ SQL: SELECT $resp.ok"]
