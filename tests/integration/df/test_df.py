@@ -206,10 +206,22 @@ async def test_listing_pages_by_cursor_and_counts(app: DurableApp, conn: Conn) -
             )
         ).fetchall()
         seen += [row[0] for row in page]
+        assert len({row[1] for row in page}) == 1  # the same cursor on every row of a page
         cursor = page[-1][1] if page else None
         if cursor is None:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 5  # every one once, newest first
+    basic = await conn.execute("SELECT * FROM df.list_instances('completed', 1)")
+    assert [c.name for c in basic.description or []] == [
+        "instance_id",
+        "label",
+        "function_name",
+        "status",
+        "execution_count",
+        "output",
+    ]  # pg_durable's two overloads: 6 columns, and 9 with label_filter (and after_cursor)
+    paged = await conn.execute("SELECT * FROM df.list_instances(NULL, 1, NULL)")
+    assert len(paged.description or []) == 9 and (await paged.fetchone())[4] == 1  # type: ignore[index]
     info = await (await conn.execute("SELECT label, status, output FROM df.instance_info(%s)", (ids[0],))).fetchone()
     assert info is not None and info[:2] == (label, "completed") and json.loads(info[2])["row_count"] == 1
     total, running_now, completed, failed = await (await conn.execute("SELECT * FROM df.metrics()")).fetchone()  # type: ignore[misc]
