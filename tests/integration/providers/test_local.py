@@ -332,9 +332,12 @@ def test_backup_and_restore_into_a_new_instance(provider: LocalProvider, home: P
     assert provider.status("copy").accepting_connections
     assert (home / "instances" / "copy" / "superuser.password").read_text().strip() == "cut-short-password"
     assert not upcoming.exists()
-    # backups are Howdah's alone: no other user lists or reads them
-    for path in [home / "backups", home / "backups" / "src", Path(backup.location)]:
-        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    # backups are Howdah's alone: no other user lists or reads them (an instance's OS user passes through the
+    # folders to its WAL archive, as root: nobody else, and nobody lists them)
+    for path in [home / "backups", home / "backups" / "src"]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o066 == 0, path
+    assert stat.S_IMODE((home / "backups" / "src").stat().st_mode) & 0o007 == 0
+    assert stat.S_IMODE(Path(backup.location).stat().st_mode) & 0o077 == 0
     with app_connect(copy) as conn:
         assert conn.execute("SELECT count(*), max(n) FROM kept").fetchone() == (1000, 1000)
         conn.execute("INSERT INTO kept VALUES (-1)")
