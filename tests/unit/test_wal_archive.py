@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from howdah.providers import _wal_archive
-from howdah.providers._archive_plan import (
+from howdah.control.recovery import (
     SEGMENT_SIZE,
     BackupPoint,
     choose_backup,
@@ -23,6 +22,7 @@ from howdah.providers._archive_plan import (
     segment_number,
     window,
 )
+from howdah.providers import _wal_archive
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -27,10 +27,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from howdah.control.recovery import BackupPoint, Retention, Window, parse_lsn, segment_number, window
 from howdah.pg._binaries import OsUser, run_tool
 from howdah.pg.files import write_atomic
 from howdah.providers import _wal_archive
-from howdah.providers._archive_plan import BackupPoint, Retention, Window, parse_lsn, segment_number, window
 from howdah.providers.base import ProviderError
 
 _SCRIPT = Path(_wal_archive.__file__).resolve()

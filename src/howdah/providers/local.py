@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 
+from howdah.control import recovery as _plan
 from howdah.control.capacity import Capacity
 from howdah.control.extensions import ExtensionCatalog, catalog_from_control_files
 from howdah.control.spec import InstanceSpec
@@ -32,7 +33,6 @@ from howdah.errors import HowdahError
 from howdah.pg._binaries import install_root, remove_os_user
 from howdah.pg.files import file_lock, write_atomic
 from howdah.pg.processes import postmaster_pid
-from howdah.providers import _archive_plan as _plan
 from howdah.providers import _local_archive as _archive
 from howdah.providers import _local_backup as _backup
 from howdah.providers import _local_replicas as _replicas

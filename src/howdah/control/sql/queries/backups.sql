@@ -5,10 +5,11 @@ INSERT INTO control.backups (org_id, instance_id, data_plane, spec)
 VALUES (%(org_id)s, %(instance_id)s, %(data_plane)s, %(spec)s)
 RETURNING *;
 
--- name: backups_of_instance
+-- name: backups_of_org
+-- An org's backups, of one instance when one is named (its row may be gone: backups outlive instances).
 SELECT * FROM control.backups
- WHERE org_id = %(org_id)s AND instance_id::text = %(instance_id)s
- ORDER BY created_at;
+ WHERE org_id = %(org_id)s AND (%(instance_id)s::text IS NULL OR instance_id::text = %(instance_id)s)
+ ORDER BY created_at, id;
 
 -- name: backup_of_org
 SELECT * FROM control.backups WHERE org_id = %(org_id)s AND id::text = %(id)s;

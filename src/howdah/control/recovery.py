@@ -1,5 +1,6 @@
-"""Decisions about base backups and archived WAL, free of I/O: LSNs and segment names, the recoverable window,
-which base backup a point-in-time restore starts from, and what retention removes.
+"""Point-in-time recovery decisions, free of I/O: LSNs and segment names, the recoverable window, which base
+backup a restore starts from, and what retention removes. Data planes decide with them over their archives; the
+control plane checks a restore's target against the window an instance's status reports.
 
 Segments are Postgres's default 16 MB (``initdb`` without ``--wal-segsize``, as the local provider runs it).
 """
@@ -10,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 SEGMENT_SIZE = 16 * 2**20
 _SEGMENTS_PER_ID = 2**32 // SEGMENT_SIZE
@@ -72,6 +74,12 @@ class Window:
     def as_dict(self) -> dict[str, str]:
         return {"earliest": self.earliest.isoformat(), "latest": self.latest.isoformat(),
                 "earliest_lsn": format_lsn(self.earliest_lsn), "latest_lsn": format_lsn(self.latest_lsn)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Window:
+        """The window as :meth:`as_dict` wrote it (KeyError/ValueError when it is not one)."""
+        return cls(datetime.fromisoformat(data["earliest"]), datetime.fromisoformat(data["latest"]),
+                   parse_lsn(data["earliest_lsn"]), parse_lsn(data["latest_lsn"]))  # fmt: skip
 
     def describe(self) -> str:
         return (
