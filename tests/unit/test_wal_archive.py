@@ -13,6 +13,7 @@ import pytest
 from howdah.control.recovery import (
     SEGMENT_SIZE,
     BackupPoint,
+    backup_due,
     choose_backup,
     format_lsn,
     outside,
@@ -130,3 +131,14 @@ def test_the_commands_as_postgres_runs_them(tmp_path: Path) -> None:
     refused = run("push", str(archive), f"pg_wal/{name}", name)
     assert refused.returncode == 1 and "refusing to overwrite" in refused.stderr
     assert run("bogus").returncode == 2
+
+
+def test_a_scheduled_backup_is_due_once_per_tick() -> None:
+    daily = "0 3 * * *"
+    created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert not backup_due(daily, created, datetime(2026, 12, 2, 2, 59, tzinfo=UTC))  # no tick since creation
+    assert backup_due(daily, created, datetime(2026, 12, 2, 3, 0, tzinfo=UTC))
+    assert backup_due(daily, created, datetime(2026, 12, 5, 9, 0, tzinfo=UTC))  # late: one backup, not four
+    asked = datetime(2026, 12, 5, 9, 0, 5, tzinfo=UTC)
+    assert not backup_due(daily, asked, datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    assert backup_due(daily, asked, datetime(2026, 12, 6, 3, 0, 1, tzinfo=UTC))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from howdah.durable._schedule import prev_tick
+
 SEGMENT_SIZE = 16 * 2**20
 _SEGMENTS_PER_ID = 2**32 // SEGMENT_SIZE
 _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
@@ -146,3 +148,9 @@ def retention(
         sorted(name for name in wal_files if (number := segment_number(name)) is not None and number < oldest_needed)
     )
     return Retention(tuple(b.backup_id for b in points if b.backup_id not in kept_ids), wal)
+
+
+def backup_due(schedule: str, since: datetime, now: datetime) -> bool:
+    """Whether a tick of the cron ``schedule`` (UTC) came after ``since`` (the last base backup asked for, or the
+    instance's creation) and by ``now``: at most one backup per tick, however late the check."""
+    return since < prev_tick(schedule, now)

@@ -196,3 +196,33 @@ async def test_restore_requests_are_checked_before_anything_happens(platform: Pl
         await platform.call("GET", f"/api/v1/orgs/{OTHER}/backups", who="rival", params={"instance_id": source_id})
     ).json() == []
     assert (await platform.call("GET", f"{BASE}/backups", who="rival")).status_code in (403, 404)
+
+
+async def test_a_base_backup_is_taken_when_its_schedule_ticks(platform: Platform, db_url: str) -> None:
+    body = {"name": "ticking", "data_plane": PLANE, "backup": {"schedule": "*/5 * * * *", "retention_days": 3}}
+    created = await platform.call("POST", f"{BASE}/instances", json=body)
+    assert created.status_code == 202, created.text
+    instance_id = created.json()["id"]
+    quiet = await platform.call("POST", f"{BASE}/instances", json={"name": "quiet", "data_plane": PLANE,
+                                                                   "backup": {"enabled": False}})  # fmt: skip
+    await platform.settled(instance_id)
+    await platform.settled(quiet.json()["id"])
+    assert (await platform.call("GET", f"{BASE}/backups")).json() == []  # no tick since they were created
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:  # as if made an hour ago
+        await conn.execute("UPDATE control.instances SET created_at = created_at - interval '1 hour'")
+
+    async def taken() -> list[dict[str, Any]] | None:
+        listed: list[dict[str, Any]] = (await platform.call("GET", f"{BASE}/backups")).json()
+        return listed if listed and all(b["status"] == "completed" for b in listed) else None
+
+    backups = await async_wait_until(taken, timeout=120, what="the scheduled base backup")
+    assert [b["instance_id"] for b in backups] == [instance_id]  # one per tick; none where archiving is off
+    window = await async_wait_until(
+        lambda: _window_of(platform, instance_id), timeout=60, what="the window of the scheduled backup"
+    )
+    assert window["earliest"] <= window["latest"]
+
+
+async def _window_of(platform: Platform, instance_id: str) -> dict[str, Any] | None:
+    span: dict[str, Any] | None = (await platform.instance(instance_id))["status"].get("recovery_window")
+    return span

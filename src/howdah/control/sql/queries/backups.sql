@@ -21,3 +21,14 @@ UPDATE control.backups
    SET status = %(status)s, location = %(location)s, size_bytes = %(size_bytes)s, error = %(error)s,
        completed_at = clock_timestamp()
  WHERE id::text = %(backup_id)s AND status = 'pending' AND data_plane = %(data_plane)s;
+
+-- name: scheduled_backup_candidates
+-- Instances whose base backups are scheduled (archiving not turned off), Up with no work in flight, with when
+-- their last backup was asked for (failed ones too: one attempt per tick).
+SELECT i.id, i.org_id, i.created_at,
+       coalesce(i.desired_spec->'backup'->>'schedule', '0 3 * * *') AS schedule,
+       (SELECT max(b.created_at) FROM control.backups b
+         WHERE b.org_id = i.org_id AND b.instance_id = i.id) AS last_backup_at
+  FROM control.instances i
+ WHERE i.state = 'Up' AND NOT i.has_active_work
+   AND coalesce(i.desired_spec->'backup'->>'enabled', 'true') <> 'false';
