@@ -70,6 +70,15 @@ def _show(item: dict[str, Any]) -> None:
         ("extensions", ", ".join(e["name"] for e in spec["extensions"] if e["enabled"]) or "-"),
         ("postgres_configs", json.dumps(spec["postgres_configs"]) if spec["postgres_configs"] else "-"),
     ]  # fmt: skip
+    status = item.get("status") or {}
+    if status.get("archiving") is not None:
+        span = status.get("recovery_window")
+        archived = f"recoverable {span['earliest']} to {span['latest']}" if span else "no base backup yet"
+        if status.get("archiving") is False:
+            archived = "WAL archiving off"
+        if status.get("last_archive_error"):
+            archived += f"; [red]{status['last_archive_error']}[/]"
+        rows.append(("backups", archived))
     if item.get("connection"):
         c = item["connection"]
         rows.append(("connection", f"{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}"))
