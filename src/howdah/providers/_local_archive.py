@@ -225,6 +225,22 @@ def archiver_status(row: tuple[Any, ...] | None, wal: Path, enabled: bool) -> di
             "last_archived_at": wal_time.isoformat() if wal_time else None, "last_archive_error": error}  # fmt: skip
 
 
+def adopt(backups: Path, instance_id: str) -> None:
+    """Make a deleted instance's archive Howdah's alone (owner and group), so that an OS user created later with
+    a recycled uid or gid gets no access to it."""
+    own = backups / instance_id
+    if not own.is_dir():
+        return
+    uid, gid = os.geteuid(), os.getegid()
+    for folder, dirs, files in os.walk(own):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            if os.lstat(path).st_uid != uid or os.lstat(path).st_gid != gid:
+                os.chown(path, uid, gid, follow_symlinks=False)
+    os.chown(own, uid, gid)
+    own.chmod(0o700)
+
+
 # ------------------------------------------------------------------------------------------------ restore
 def stage(wal: Path, staging: Path, start: BackupPoint, user: OsUser) -> int:
     """Copy what a restore from ``start`` replays (segments from its start on, every history file) into

@@ -316,6 +316,8 @@ class LocalProvider(LocalBase):
                 shutil.rmtree(paths.socket_dir, ignore_errors=True)
             for leftover in self._instances.glob(f".deleting-{instance_id}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
+            # Its archive outlives it, Howdah's from now on: a later OS user given the same uid must not own it.
+            _archive.adopt(self._backups, instance_id)
             try:  # its processes are gone: its OS user goes too (its name is derived, so a crash never loses it)
                 remove_os_user(instance_os_user_name(self.home, instance_id), self.start_timeout)
             except HowdahError as exc:
@@ -449,32 +451,37 @@ class LocalProvider(LocalBase):
             lsn = _plan.parse_lsn(target.lsn) if target.lsn is not None else None
         except ValueError as exc:
             raise ProviderError(str(exc)) from None
-        metas = {str(meta["backup_id"]): (backup, meta) for backup, meta in self._loaded_backups(source_instance_id)}
-        points = self._backup_points(source_instance_id)
-        wal = self._wal_dir(source_instance_id)
-        last_commit, last_lsn = _archive.last_records(self.home, wal, points)
-        why = _plan.outside(_plan.window(points, last_commit, last_lsn), target.time, lsn)
-        start = _plan.choose_backup(points, target.time, lsn)
-        if why is not None or start is None:
-            raise ProviderError(
-                f"instance {source_instance_id} cannot be restored: {why or 'no base backup before the target'}"
+        with self._locked(source_instance_id):  # its retention waits: the chosen backup and WAL stay until copied
+            metas = {
+                str(meta["backup_id"]): (backup, meta) for backup, meta in self._loaded_backups(source_instance_id)
+            }
+            points = self._backup_points(source_instance_id)
+            wal = self._wal_dir(source_instance_id)
+            last_commit, last_lsn = _archive.last_records(self.home, wal, points)
+            why = _plan.outside(_plan.window(points, last_commit, last_lsn), target.time, lsn)
+            start = _plan.choose_backup(points, target.time, lsn)
+            if why is not None or start is None:
+                raise ProviderError(
+                    f"instance {source_instance_id} cannot be restored: {why or 'no base backup before the target'}"
+                )
+            # Past the last archived commit (record) nothing would stop the replay: it then replays the whole archive.
+            stop_time = (
+                target.time
+                if target.time is not None and last_commit is not None and target.time < last_commit
+                else None
             )
-        # Past the last archived commit (record) nothing would stop the replay: it then replays the whole archive.
-        stop_time = (
-            target.time if target.time is not None and last_commit is not None and target.time < last_commit else None
-        )
-        stop_lsn = target.lsn if lsn is not None and last_lsn is not None and lsn < last_lsn else None
-        backup, meta = metas[start.backup_id]
-        origin = f"point in time of {source_instance_id}: {target.as_dict()}"
-        paths = self._paths(new_instance_id)
+            stop_lsn = target.lsn if lsn is not None and last_lsn is not None and lsn < last_lsn else None
+            backup, meta = metas[start.backup_id]
+            origin = f"point in time of {source_instance_id}: {target.as_dict()}"
+            paths = self._paths(new_instance_id)
 
-        def replay(record: InstanceRecord) -> None:
-            _archive.stage(wal, paths.restore_wal, start, self._os_user(record))
-            write_atomic(paths.data_dir / "recovery.signal", "", owner_of=paths.data_dir)
-            tool = _archive.wal_tool(self.home, self._os_user(record))
-            record.recovery = _archive.recovery_conf(tool, paths.restore_wal, stop_time, stop_lsn)
+            def replay(record: InstanceRecord) -> None:
+                _archive.stage(wal, paths.restore_wal, start, self._os_user(record))
+                write_atomic(paths.data_dir / "recovery.signal", "", owner_of=paths.data_dir)
+                tool = _archive.wal_tool(self.home, self._os_user(record))
+                record.recovery = _archive.recovery_conf(tool, paths.restore_wal, stop_time, stop_lsn)
 
-        self._restore_cluster(new_instance_id, name, Path(backup.location), meta, origin, replay)
+            self._restore_cluster(new_instance_id, name, Path(backup.location), meta, origin, replay)
 
     def _restore_cluster(
         self, new_instance_id: str, name: str | None, location: Path, meta: dict[str, Any], origin: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from howdah.control.spec import InstanceSpec
+from howdah.pg.processes import postmaster_pid
 from howdah.providers import ConnectionInfo, ProviderError, RecoveryTarget
 from howdah.providers.local import LocalProvider
 from tests.waiting import wait_until
@@ -124,6 +126,9 @@ def test_restore_to_a_time_an_lsn_and_the_latest_point_after_a_delete(provider: 
 
     provider.delete("src")
     assert [b.backup_id for b in provider.list_backups("src")] == ["base"]  # backups outlive their instance
+    for path in [home / "backups" / "src", wal, *wal.iterdir()]:  # Howdah's now: no recycled uid gets them
+        assert (path.stat().st_uid, path.stat().st_gid) == (os.geteuid(), os.getegid()), path
+    assert stat.S_IMODE((home / "backups" / "src").stat().st_mode) == 0o700
     provider.restore_to("src", "latest", "latest", RecoveryTarget())
     provider.ensure_running("latest")
     assert rows(provider.ensure_app_database("latest")) == [1, 2, 3]
@@ -174,3 +179,27 @@ def test_archiving_off_in_the_spec_archives_nothing(provider: LocalProvider, hom
         assert one(conn, "SHOW archive_mode") == "on"
     assert switch_and_archive(home, "quiet", info)
     assert provider.status("quiet").as_dict()["recovery_window"] is None  # no base backup yet
+
+
+def test_a_kill_9_loses_no_archived_commit(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "crashy")
+    with connect(info) as conn:
+        conn.execute("CREATE TABLE t (n int)")
+    provider.backup("crashy", "base")
+    with connect(info) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        segment = one(conn, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    # a push killed mid-copy leaves its temporary file: it is no segment, and the next push of that name works
+    wal = home / "backups" / "crashy" / "wal"
+    (wal / f".{segment}.dead.tmp").write_bytes(b"half a segment")
+    pid = postmaster_pid(home / "instances" / "crashy" / "pgdata")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # before the segment holding commit 1 was archived
+    wait_until(lambda: not provider.status("crashy").running, what="the killed instance seen down")
+    provider.ensure_running("crashy")
+    with connect(info) as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+    switch_and_archive(home, "crashy", info)
+    provider.restore_to("crashy", "after-crash", "after-crash", RecoveryTarget())
+    provider.ensure_running("after-crash")
+    assert rows(provider.ensure_app_database("after-crash")) == [1, 2]
