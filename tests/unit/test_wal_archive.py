@@ -15,6 +15,7 @@ from howdah.control.recovery import (
     BackupPoint,
     backup_due,
     choose_backup,
+    expired_after_delete,
     format_lsn,
     outside,
     parse_lsn,
@@ -142,3 +143,10 @@ def test_a_scheduled_backup_is_due_once_per_tick() -> None:
     asked = datetime(2026, 12, 5, 9, 0, 5, tzinfo=UTC)
     assert not backup_due(daily, asked, datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
     assert backup_due(daily, asked, datetime(2026, 12, 6, 3, 0, 1, tzinfo=UTC))
+
+
+def test_a_deleted_instances_backups_expire_after_its_retention() -> None:
+    deleted = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert not expired_after_delete(deleted, 7, deleted + timedelta(days=6, hours=23))
+    assert expired_after_delete(deleted, 7, deleted + timedelta(days=7))
+    assert expired_after_delete(deleted, 1, deleted + timedelta(days=30))

@@ -150,6 +150,11 @@ def retention(
     return Retention(tuple(b.backup_id for b in points if b.backup_id not in kept_ids), wal)
 
 
+def expired_after_delete(deleted_at: datetime, retention_days: int, now: datetime) -> bool:
+    """Whether a deleted instance's backups and archive have outlived it by its ``retention_days``."""
+    return now >= deleted_at + timedelta(days=retention_days)
+
+
 def backup_due(schedule: str, since: datetime, now: datetime) -> bool:
     """Whether a tick of the cron ``schedule`` (UTC) came after ``since`` (the last base backup asked for, or the
     instance's creation) and by ``now``: at most one backup per tick, however late the check."""

@@ -27,7 +27,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from howdah.control.recovery import BackupPoint, Retention, Window, parse_lsn, segment_number, window
+from howdah.control.recovery import (
+    BackupPoint,
+    Retention,
+    Window,
+    expired_after_delete,
+    parse_lsn,
+    segment_number,
+    window,
+)
 from howdah.pg._binaries import OsUser, run_tool
 from howdah.pg.files import write_atomic
 from howdah.providers import _wal_archive
@@ -223,6 +231,41 @@ def archiver_status(row: tuple[Any, ...] | None, wal: Path, enabled: bool) -> di
         error = f"archiving {failed_name} failed at {failed_time.isoformat()} ({failures} failures in all)"
     return {"archiving": enabled, "last_archived_wal": wal_name,
             "last_archived_at": wal_time.isoformat() if wal_time else None, "last_archive_error": error}  # fmt: skip
+
+
+_DELETED = "deleted.json"
+
+
+def mark_deleted(backups: Path, instance_id: str, retention_days: int, now: datetime) -> None:
+    """Record when instance ``instance_id`` was deleted and how long its backups are kept (the first deletion
+    counts: a repeated delete does not extend it)."""
+    own = backups / instance_id
+    if own.is_dir() and not (own / _DELETED).exists():
+        record = {"deleted_at": now.isoformat(), "retention_days": retention_days}
+        write_atomic(own / _DELETED, json.dumps(record) + "\n")
+
+
+def expired_deleted(backups: Path, now: datetime) -> list[str]:
+    """The deleted instances whose backups and archive are kept past their retention."""
+    due = []
+    for marker in sorted(backups.glob(f"*/{_DELETED}")):
+        try:
+            record = json.loads(marker.read_text())
+            deleted_at = datetime.fromisoformat(record["deleted_at"])
+            if expired_after_delete(deleted_at, int(record["retention_days"]), now):
+                due.append(marker.parent.name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return due
+
+
+def remove_all(backups: Path, instance_id: str) -> None:
+    """Remove every backup and the archive of ``instance_id`` (gone from every listing before its files go)."""
+    own = backups / instance_id
+    tomb = own.with_name(f".{instance_id}.expired")
+    if own.exists():
+        own.rename(tomb)
+    shutil.rmtree(tomb, ignore_errors=True)
 
 
 def adopt(backups: Path, instance_id: str) -> None:

@@ -298,8 +298,12 @@ class LocalProvider(LocalBase):
                     self._replica_server(paths, record, name).stop("fast")
 
     def delete(self, instance_id: str) -> None:
+        """Stop and remove the instance; its backups and archive stay for its ``retention_days`` (see
+        :meth:`expire_deleted`)."""
         paths = self._paths(instance_id)
         with self._locked(instance_id):
+            known = InstanceRecord.load(paths.record)
+            retention_days = known.retention_days if known else InstanceRecord.retention_days
             if paths.root.exists():
                 record = InstanceRecord.load(paths.record)
                 try:
@@ -316,7 +320,9 @@ class LocalProvider(LocalBase):
                 shutil.rmtree(paths.socket_dir, ignore_errors=True)
             for leftover in self._instances.glob(f".deleting-{instance_id}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-            # Its archive outlives it, Howdah's from now on: a later OS user given the same uid must not own it.
+            # Its backups and archive outlive it for its retention, Howdah's alone from now on: a later OS user
+            # given the same uid must not own them.
+            _archive.mark_deleted(self._backups, instance_id, retention_days, datetime.now(UTC))
             _archive.adopt(self._backups, instance_id)
             try:  # its processes are gone: its OS user goes too (its name is derived, so a crash never loses it)
                 remove_os_user(instance_os_user_name(self.home, instance_id), self.start_timeout)
@@ -396,7 +402,19 @@ class LocalProvider(LocalBase):
             }
             done = _backup.take(self.home, self.host, record.port, paths, folder, meta)
             self.apply_retention(instance_id, record.retention_days)
-            return done
+        self.expire_deleted()
+        return done
+
+    def expire_deleted(self, now: datetime | None = None) -> list[str]:
+        """Remove the backups and archives of deleted instances once their retention has passed (run after
+        every base backup); returns the instance ids whose backups went."""
+        if not self._backups.is_dir():
+            return []
+        gone = _archive.expired_deleted(self._backups, now or datetime.now(UTC))
+        for instance_id in gone:
+            with self._locked(instance_id):  # not while a restore copies from them
+                _archive.remove_all(self._backups, instance_id)
+        return gone
 
     def _backup_points(self, instance_id: str) -> list[_plan.BackupPoint]:
         points = (_archive.backup_point(meta) for _, meta in self._loaded_backups(instance_id))
@@ -424,7 +442,11 @@ class LocalProvider(LocalBase):
         check_instance_id(instance_id)
         folder = self._backups / instance_id
         found = (
-            [_backup.load(path) for path in folder.iterdir() if not path.name.startswith(".") and path.name != "wal"]
+            [
+                _backup.load(path)
+                for path in folder.iterdir()
+                if path.is_dir() and path.name[0] != "." and path.name != "wal"
+            ]
             if folder.is_dir()
             else []
         )

@@ -8,7 +8,7 @@ import signal
 import stat
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,14 @@ def test_restore_to_a_time_an_lsn_and_the_latest_point_after_a_delete(provider: 
         provider.restore_to("src", "too-early", "too-early", RecoveryTarget(time=window.earliest - timedelta(hours=1)))
     assert window.earliest.isoformat() in str(refused.value)
     assert "too-early" not in provider.list_instances()
+
+    # a deleted instance's backups and archive stay for its retention (7 days by default), then go
+    assert provider.expire_deleted() == []
+    assert provider.expire_deleted(now=datetime.now(UTC) + timedelta(days=7, minutes=1)) == ["src"]
+    assert provider.list_backups("src") == [] and provider.recovery_window("src") is None
+    assert not (home / "backups" / "src").exists()
+    with pytest.raises(ProviderError, match="no base backup"):
+        provider.restore_to("src", "too-late", "too-late", RecoveryTarget())
 
 
 def test_a_different_segment_in_the_archive_is_refused_never_overwritten(provider: LocalProvider, home: Path) -> None:
