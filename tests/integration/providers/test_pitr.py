@@ -124,6 +124,12 @@ def test_restore_to_a_time_an_lsn_and_the_latest_point_after_a_delete(provider: 
     provider.ensure_running("at-lsn")
     assert rows(provider.ensure_app_database("at-lsn")) == [1]
 
+    provider.stop("src")  # a stopped source: its window is read from its files
+    assert provider.status("src").as_dict()["recovery_window"] == window.as_dict()
+    provider.restore_to("src", "while-stopped", "while-stopped", RecoveryTarget())
+    provider.ensure_running("while-stopped")
+    assert rows(provider.ensure_app_database("while-stopped")) == [1, 2, 3]
+
     provider.delete("src")
     assert [b.backup_id for b in provider.list_backups("src")] == ["base"]  # backups outlive their instance
     for path in [home / "backups" / "src", wal, *wal.iterdir()]:  # Howdah's now: no recycled uid gets them
