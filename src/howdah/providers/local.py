@@ -305,7 +305,7 @@ class LocalProvider(LocalBase):
             known = InstanceRecord.load(paths.record)
             retention_days = known.retention_days if known else InstanceRecord.retention_days
             if paths.root.exists():
-                record = InstanceRecord.load(paths.record)
+                record = known
                 try:
                     if record is not None:
                         for server in [self._server(paths, record), *self._replica_servers(paths, record)]:
