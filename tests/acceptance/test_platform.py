@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def platform(db_url: str) -> Iterator[Platform]:
     try:
         yield p
     finally:
-        for name in ("shop", "shop-copy", "crashy"):
+        for name in ("shop", "shop-copy", "shop-pit", "crashy"):
             p.cli("instance", "delete", name, "--wait", check=False)
         p.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,12 +155,34 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     backup_id = p.cli("instance", "backup", "shop", "--wait").stdout.strip()
     with p.connect("shop") as conn:
         conn.execute("INSERT INTO orders VALUES (3)")
+        between = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        conn.execute("INSERT INTO orders VALUES (4)")
     p.cli("instance", "restore", backup_id, "shop-copy", "--wait")
     with p.connect("shop-copy") as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone() == (2,)
     p.cli("instance", "delete", "shop-copy", "--wait")
+    # and to a point in time between the two inserts, once the archive holds the second
+    superuser = (p.home / "instances" / instance["id"] / "superuser.password").read_text().strip()
+    with p.connect("shop") as conn, psycopg.connect(conn.info.dsn, password=superuser, user="postgres") as su:
+        su.execute("SELECT pg_switch_wal()")
+
+    def window() -> dict[str, Any] | None:
+        shown = json.loads(p.cli("instance", "backups", "shop", "--json").stdout)
+        span = shown["recovery_window"]
+        return shown if span and datetime.fromisoformat(span["latest"]) > between else None
+
+    shown = wait_until(window, timeout=120, interval=1, what="the window reaching the second insert")
+    assert [b["id"] for b in shown["backups"]] == [backup_id] and shown["last_archive_error"] is None
+    table = p.cli("instance", "backups", "shop").stdout
+    assert "recoverable from" in table and backup_id in table
+    p.cli("instance", "restore", "--from", "shop", "--to-time", between.isoformat(sep=" "), "shop-pit", "--wait")
+    with p.connect("shop-pit") as conn:
+        assert conn.execute("SELECT array_agg(id ORDER BY id) FROM orders").fetchone() == ([1, 2, 3],)
+    refused = p.cli("instance", "restore", "--from", "shop", "--to-time", "2001-01-01 00:00:00+00", "x", check=False)
+    assert refused.returncode != 0 and "outside the recoverable window" in refused.stdout + refused.stderr
+    p.cli("instance", "delete", "shop-pit", "--wait")
     with p.connect("shop") as conn:
-        conn.execute("DELETE FROM orders WHERE id = 3")
+        conn.execute("DELETE FROM orders WHERE id IN (3, 4)")
 
     # stop closes the port; start brings the data back
     p.cli("instance", "stop", "shop", "--wait")

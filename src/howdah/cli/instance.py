@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -69,6 +70,15 @@ def _show(item: dict[str, Any]) -> None:
         ("extensions", ", ".join(e["name"] for e in spec["extensions"] if e["enabled"]) or "-"),
         ("postgres_configs", json.dumps(spec["postgres_configs"]) if spec["postgres_configs"] else "-"),
     ]  # fmt: skip
+    status = item.get("status") or {}
+    if status.get("archiving") is not None:
+        span = status.get("recovery_window")
+        archived = f"recoverable {span['earliest']} to {span['latest']}" if span else "no base backup yet"
+        if status.get("archiving") is False:
+            archived = "WAL archiving off"
+        if status.get("last_archive_error"):
+            archived += f"; [red]{status['last_archive_error']}[/]"
+        rows.append(("backups", archived))
     if item.get("connection"):
         c = item["connection"]
         rows.append(("connection", f"{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}"))
@@ -248,28 +258,100 @@ def backup(name: str, wait: Wait = False) -> None:
     typer.echo(taken["id"])
 
 
+RestoreNames = Annotated[
+    list[str],
+    typer.Argument(metavar="[BACKUP_ID] NEW_NAME", help="A backup id and the new name, or with --from the new name."),
+]
+FromOption = Annotated[str | None, typer.Option("--from", help="The instance to restore (name or id; deleted too).")]
+ToTime = Annotated[str | None, typer.Option("--to-time", help="A time with its zone: '2026-12-05 10:00:00+00'.")]
+ToLsn = Annotated[str | None, typer.Option("--to-lsn", help="An LSN: '0/3000060'.")]
+Latest = Annotated[bool, typer.Option("--latest", help="The latest point archived.")]
+
+
+def _source(api: Api, name_or_id: str) -> dict[str, Any]:
+    """An instance by id or name, a deleted one too (the newest of that name) when no live one has the name."""
+    live = api.find_or_none(name_or_id)
+    if live is not None:
+        return live
+    gone: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = api.call("GET", api.instances, params={"limit": 200, "offset": offset, "state": "Deleted"})
+        gone += [item for item in page["items"] if item["name"] == name_or_id]
+        offset = page["next_offset"]
+    if not gone:
+        raise fail(f"no instance named {name_or_id!r} in org {api.settings.org!r}, not even a deleted one")
+    return max(gone, key=lambda item: item["created_at"] or "")
+
+
 @app.command()
 @friendly
-def backups(name: str) -> None:
-    """An instance's backups."""
+def backups(
+    name: str, as_json: bool = typer.Option(False, "--json", help="Print the window and backups as JSON.")
+) -> None:
+    """An instance's recoverable window and base backups, with their full ids (a deleted instance's too)."""
     api = _api()
-    item = api.find(name)
-    table = Table(title=f"backups of {name}")
+    item = _source(api, name)
+    status = item.get("status") or {}
+    listed = api.call("GET", f"/api/v1/orgs/{api.settings.org}/backups", params={"instance_id": item["id"]})
+    facts = {key: status.get(key) for key in ("recovery_window", "archiving", "last_archived_wal",
+                                              "last_archived_at", "last_archive_error")}  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps({"instance_id": item["id"], "name": item["name"], **facts, "backups": listed}, indent=2))
+        return
+    span = facts["recovery_window"]
+    if span:
+        console.print(f"recoverable from {span['earliest']} (LSN {span['earliest_lsn']}) "
+                      f"to {span['latest']} (LSN {span['latest_lsn']})")  # fmt: skip
+    else:
+        console.print("no recoverable window yet: take a base backup (howdah instance backup NAME)")
+    if facts["archiving"] is False:
+        console.print("WAL archiving is off: only the moments of base backups can be restored")
+    if facts["last_archived_wal"]:
+        console.print(f"last archived WAL {facts['last_archived_wal']} at {facts['last_archived_at']}")
+    if facts["last_archive_error"]:
+        console.print(f"[red]archiving fails: {facts['last_archive_error']}[/]")
+    table = Table(title=f"backups of {item['name']} ({item['id']})")
     for column in ("id", "status", "size", "created", "error"):
-        table.add_column(column)
-    for b in api.call("GET", f"{api.instances}/{item['id']}/backups"):
+        table.add_column(column, no_wrap=column == "id")
+    for b in listed:
         table.add_row(b["id"], b["status"], str(b["size_bytes"] or "-"), b["created_at"] or "", b["error"] or "")
     console.print(table)
 
 
 @app.command()
 @friendly
-def restore(backup_id: str, name: str, wait: Wait = False) -> None:
-    """Create instance NAME from a completed backup."""
+def restore(
+    names: RestoreNames,
+    source: FromOption = None,
+    to_time: ToTime = None,
+    to_lsn: ToLsn = None,
+    latest: Latest = False,
+    wait: Wait = False,
+) -> None:
+    """Create a new instance from a completed backup (BACKUP_ID NEW_NAME), or as another instance was at a point in
+    time (--from SRC with --to-time, --to-lsn or --latest, and NEW_NAME)."""
     api = _api()
-    body = {"backup_id": backup_id, "name": name}
+    if source is None:
+        if len(names) != 2 or to_time or to_lsn or latest:
+            raise fail("give BACKUP_ID NEW_NAME, or --from SRC with --to-time, --to-lsn or --latest and NEW_NAME")
+        body: dict[str, Any] = {"backup_id": names[0], "name": names[1]}
+    else:
+        if len(names) != 1 or [bool(to_time), bool(to_lsn), latest].count(True) != 1:
+            raise fail("with --from give NEW_NAME and exactly one of --to-time, --to-lsn or --latest")
+        body = {"source_instance_id": _source(api, source)["id"], "name": names[0]}
+        if to_time:
+            try:
+                at = datetime.fromisoformat(to_time.strip())
+            except ValueError:
+                raise fail(f"--to-time {to_time!r} is not a time like '2026-12-05 10:00:00+00'") from None
+            if at.tzinfo is None:
+                raise fail(f"--to-time {to_time!r} has no time zone: add one, e.g. '+00'")
+            body["target_time"] = at.isoformat()
+        if to_lsn:
+            body["target_lsn"] = to_lsn.strip()
     item = api.call("POST", f"/api/v1/orgs/{api.settings.org}/restore", json=body, retry_for=_patience(wait))
-    console.print(f"restore into {name} accepted ({item['state']})")
+    console.print(f"restore into {body['name']} accepted ({item['state']})")
     if wait:
         _show(api.wait(item["id"]))
 

@@ -33,7 +33,7 @@ from howdah.control.sealing import Sealer, default_sealer, open_connection, seal
 from howdah.control.spec import InstanceSpec
 from howdah.durable import DurableApp, RetryPolicy, StepFailed, WorkflowContext
 from howdah.pg.migrations import upgrade
-from howdah.providers import Backup, Capability, Provider, ProviderError, TransientProviderError
+from howdah.providers import Backup, Capability, Provider, ProviderError, RecoveryTarget, TransientProviderError
 from howdah.queue import COMPONENT as QUEUE
 
 ANSWERS: dict[str, StateKind] = {
@@ -149,7 +149,13 @@ class InstanceWorkflows:
         except ValidationError as exc:  # a control plane of another version: reported, never retried
             return {"kind": "Error", "error": f"the event's spec is not valid here: {exc}", "failure": "permanent"}
         source = event.get("restore_from")
-        if source:  # a new instance from a backup: its data, then the same convergence as any create
+        if source and source.get("source_instance_id"):  # as another instance was at a point in time
+            target = RecoveryTarget.of(source)
+            await self.call(
+                ctx, "restore to a point in time",
+                lambda: provider.restore_to(source["source_instance_id"], iid, name, target),
+            )  # fmt: skip
+        elif source:  # a new instance from a backup: its data, then the same convergence as any create
             await self.call(ctx, "restore", lambda: provider.restore(_backup_of(source), iid, name))
         await self.call(ctx, "ensure created", lambda: provider.ensure_created(iid, name, settings, spec=spec))
         await self.call(ctx, "ensure running", lambda: provider.ensure_running(iid).as_dict())

@@ -18,10 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import _metadata_cache, stacks
+from howdah.control.backups import list_backups, request_backup, restore_backup, restore_point_in_time
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
 from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
@@ -30,15 +31,12 @@ from howdah.control.service import (
     ControlPlane,
     Principal,
     instance_view,
-    list_backups,
     may_issue,
     may_scrape_metrics,
-    request_backup,
     require,
     require_platform,
-    restore_backup,
 )
-from howdah.control.spec import ConnectionPooler, Extension, InstanceSpec, Stack
+from howdah.control.spec import BackupPolicy, ConnectionPooler, Extension, InstanceSpec, Stack
 from howdah.errors import ConfigurationError, HowdahError
 
 MAX_BODY_BYTES = 64 * 1024
@@ -77,6 +75,7 @@ class InstancePatch(BaseModel):
     postgres_configs: dict[str, str] | None = None
     ip_allow_list: list[str] | None = Field(default=None, max_length=100)
     connection_pooler: ConnectionPooler | None = None
+    backup: BackupPolicy | None = None
     stack: Stack | None = None
 
 
@@ -139,13 +138,29 @@ class BackupInfo(BaseModel):
 
 
 class RestoreRequest(BaseModel):
-    """A new instance, named ``name``, from a completed backup (same spec as the backed-up instance)."""
+    """A new instance, named ``name``, with the spec of the instance it comes from: either from one completed
+    backup (``backup_id``), or as instance ``source_instance_id`` was at ``target_time`` or ``target_lsn``
+    (neither: the latest point archived)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    backup_id: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=40)
+    backup_id: str | None = Field(default=None, min_length=1, max_length=64)
+    source_instance_id: str | None = Field(default=None, min_length=1, max_length=64)
+    target_time: AwareDatetime | None = Field(default=None, description="e.g. 2026-12-05T10:00:00Z")
+    target_lsn: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$",
+                                   description="e.g. 0/3000060")  # fmt: skip
     data_plane: str | None = Field(default=None, max_length=31)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RestoreRequest:
+        if (self.backup_id is None) == (self.source_instance_id is None):
+            raise ValueError("give either backup_id or source_instance_id (with target_time, target_lsn or neither)")
+        if self.backup_id is not None and (self.target_time or self.target_lsn):
+            raise ValueError("target_time and target_lsn go with source_instance_id, not with backup_id")
+        if self.target_time is not None and self.target_lsn is not None:
+            raise ValueError("give target_time or target_lsn, not both")
+        return self
 
 
 class DataPlaneCreate(BaseModel):
@@ -511,10 +526,25 @@ def create_app(
         await ctl.get_instance(org_id, instance_id)  # 404 for an unknown instance
         return [BackupInfo(**b) for b in await list_backups(ctl, org_id, instance_id)]
 
+    @app.get("/api/v1/orgs/{org_id}/backups", tags=["backups"])
+    async def org_backups(
+        org_id: str, who: Auth, ctl: Ctl, instance_id: Annotated[str | None, Query(max_length=64)] = None
+    ) -> list[BackupInfo]:
+        """The org's backups, of one instance with ``instance_id`` (also after that instance was deleted)."""
+        require(who, org_id, "viewer")
+        return [BackupInfo(**b) for b in await list_backups(ctl, org_id, instance_id)]
+
     @app.post("/api/v1/orgs/{org_id}/restore", tags=["backups"], status_code=202)
     async def restore(org_id: str, body: RestoreRequest, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
-        row = await restore_backup(ctl, org_id, body.backup_id, body.name, body.data_plane)
+        if body.backup_id is not None:
+            row = await restore_backup(ctl, org_id, body.backup_id, body.name, body.data_plane)
+        else:
+            assert body.source_instance_id is not None
+            row = await restore_point_in_time(
+                ctl, org_id, body.source_instance_id, body.name, target_time=body.target_time,
+                target_lsn=body.target_lsn, data_plane=body.data_plane,
+            )  # fmt: skip
         return Instance(**instance_view(row, who, sealer))
 
     def lifecycle(kind: Literal["Restart", "Stop", "Start"]) -> Callable[..., Awaitable[Instance]]:

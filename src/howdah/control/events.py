@@ -39,7 +39,9 @@ class CrudEvent(BaseModel):
     settings: dict[str, str] = Field(default_factory=dict)
     extensions: list[str] = Field(default_factory=list)
     backup_id: str | None = None  # Backup: the backup to take
-    restore_from: dict[str, Any] | None = None  # Create: a backup to start from (backup_id, location, instance_id)
+    # Create: a backup to start from (backup_id, location, instance_id), or a point in time of another instance
+    # (source_instance_id, target_time, target_lsn: both None for the latest point archived)
+    restore_from: dict[str, Any] | None = None
     sent_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 

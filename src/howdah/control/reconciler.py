@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -14,9 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from howdah.control import fsm
+from howdah.control.backups import request_backup
+from howdah.control.errors import Conflict, NotFound
 from howdah.control.events import STATE_QUEUE, StateEvent, retried_event
 from howdah.control.failures import after_error, unanswered
 from howdah.control.queries import QUERIES as Q
+from howdah.control.recovery import backup_due
+from howdah.control.service import ControlPlane
 from howdah.durable import RetryPolicy
 from howdah.queue import AsyncQueue, Message
 
@@ -145,10 +150,35 @@ class Reconciler:
         while not stop.is_set():
             try:
                 await self.sweep()
+                await self.scheduled_backups()
             except psycopg.Error as exc:
                 log.warning("reconciler sweep failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.sweep_interval)
+
+    async def scheduled_backups(self, now: datetime | None = None) -> int:
+        """Ask for the base backups whose schedule ticked since the last one (see :func:`backup_due`); returns
+        how many. An instance that changed state meanwhile is skipped (its next sweep decides)."""
+        now = now or datetime.now(UTC)
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(Q["scheduled_backup_candidates"])
+            rows = await cur.fetchall()
+        asked = 0
+        for row in rows:
+            try:
+                due = backup_due(row["schedule"], row["last_backup_at"] or row["created_at"], now)
+            except (ValueError, KeyError) as exc:  # a schedule stored before it was checked
+                log.warning("instance %s: backup schedule %r: %s", row["id"], row["schedule"], exc)
+                continue
+            if not due:
+                continue
+            try:
+                await request_backup(ControlPlane(self.pool), row["org_id"], str(row["id"]))
+            except (Conflict, NotFound):
+                continue
+            asked += 1
+        return asked
 
     async def sweep(self) -> tuple[int, int]:
         """Re-send unacknowledged work and re-drive instances whose error backoff ran out: (resent, retried).

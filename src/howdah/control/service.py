@@ -422,63 +422,6 @@ def _capacity(
     return Capacity(None if cpu is None else float(cpu), memory_bytes, storage_bytes, offered)
 
 
-def _backup_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]), "instance_id": str(row["instance_id"]), "status": row["status"],
-        "size_bytes": row["size_bytes"], "error": row["error"], "created_at": _iso(row["created_at"]),
-        "completed_at": _iso(row["completed_at"]),
-    }  # fmt: skip
-
-
-async def request_backup(control: ControlPlane, org_id: str, instance_id: str) -> dict[str, Any]:
-    """Record a pending backup and send the Backup event, in one transaction (the instance must be Up)."""
-    async with control.pool.connection() as conn, conn.transaction():
-        row = await control._locked(conn, org_id, instance_id)
-        if row["state"] != fsm.State.Up:
-            raise Conflict(f"instance {row['name']!r} is {row['state']}: backups are taken of instances that are Up")
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(Q["insert_backup"], {
-            "org_id": org_id, "instance_id": row["id"], "data_plane": row["data_plane"],
-            "spec": Jsonb(row["desired_spec"]),
-        })  # fmt: skip
-        backup = await cur.fetchone()
-        assert backup is not None
-        spec = InstanceSpec.model_validate(row["desired_spec"])
-        await control._send(conn, row, row["dp_queue"], "Backup", spec, {}, [], track=False,
-                            backup_id=str(backup["id"]))  # fmt: skip
-    return _backup_view(backup)
-
-
-async def list_backups(control: ControlPlane, org_id: str, instance_id: str) -> list[dict[str, Any]]:
-    async with control.pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(Q["backups_of_instance"], {"org_id": org_id, "instance_id": instance_id})
-        return [_backup_view(row) for row in await cur.fetchall()]
-
-
-async def restore_backup(
-    control: ControlPlane, org_id: str, backup_id: str, name: str, data_plane: str | None = None
-) -> dict[str, Any]:
-    """A new instance named ``name`` from a completed backup of this org (on the backup's data plane)."""
-    async with control.pool.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(Q["backup_of_org"], {"org_id": org_id, "id": backup_id})
-        backup = await cur.fetchone()
-    if backup is None:
-        raise NotFound(f"backup {backup_id!r} not found")
-    if backup["status"] != "completed":
-        raise Conflict(f"backup {backup_id!r} is {backup['status']}; only completed backups can be restored")
-    if data_plane is not None and data_plane != backup["data_plane"]:
-        raise Invalid(f"backup {backup_id!r} lives on data plane {backup['data_plane']!r}")
-    try:
-        spec = InstanceSpec.model_validate({**backup["spec"], "name": name})
-    except ValidationError as exc:
-        raise Invalid(validation_message(exc)) from exc
-    source = {"backup_id": str(backup["id"]), "instance_id": str(backup["instance_id"]),
-              "location": backup["location"], "size_bytes": backup["size_bytes"]}  # fmt: skip
-    return await control.create_instance(org_id, spec, backup["data_plane"], restore_from=source)
-
-
 def _render(
     spec: InstanceSpec, catalog: ExtensionCatalog | None, data_plane: str, *, check_values: bool = True
 ) -> tuple[dict[str, str], list[str]]:

@@ -12,6 +12,7 @@ from enum import StrEnum
 from ipaddress import ip_network
 from typing import Annotated, Any
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -80,6 +81,24 @@ class ConnectionPooler(BaseModel):
     default_pool_size: StrictInt = Field(default=20, ge=1, le=1000)
 
 
+class BackupPolicy(BaseModel):
+    """Continuous WAL archiving and base backups. ``enabled: false`` turns archiving off: the instance can then be
+    restored only to the moment of one of its base backups, never to a point in time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: StrictBool = True
+    schedule: StrictStr = Field(default="0 3 * * *", max_length=100, description="cron (UTC) of base backups")
+    retention_days: StrictInt = Field(default=7, ge=1, le=3650)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a five-field cron expression like '0 3 * * *'")
+        return value
+
+
 class InstanceSpec(BaseModel):
     """The desired shape of one Postgres instance."""
 
@@ -96,6 +115,7 @@ class InstanceSpec(BaseModel):
     postgres_configs: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     ip_allow_list: tuple[StrictStr, ...] = Field(default=(), description="CIDRs, e.g. 10.0.0.0/8 or 2001:db8::/32")
     connection_pooler: ConnectionPooler = ConnectionPooler()
+    backup: BackupPolicy = BackupPolicy()
 
     @field_validator("name")
     @classmethod

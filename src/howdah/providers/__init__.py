@@ -7,6 +7,7 @@ from howdah.providers.base import (
     InstanceStatus,
     Provider,
     ProviderError,
+    RecoveryTarget,
     TransientProviderError,
     Unsupported,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "InstanceStatus",
     "Provider",
     "ProviderError",
+    "RecoveryTarget",
     "TransientProviderError",
     "Unsupported",
 ]

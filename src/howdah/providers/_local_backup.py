@@ -5,6 +5,7 @@ Layout under the provider's home::
     backups/<instance id>/<backup id>/data/         the cluster as pg_basebackup copied it (WAL included)
     backups/<instance id>/<backup id>/backup.json   what it is, and the roles' passwords (0600)
     backups/<instance id>/.<backup id>.partial/     a backup being taken (renamed when complete)
+    backups/<instance id>/wal/                      its archived WAL (see :mod:`._local_archive`)
 
 A backup outlives its instance: deleting the instance keeps its backups, so it can be restored later.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from howdah.pg._binaries import OsUser, run_tool
 from howdah.pg.files import write_atomic
+from howdah.providers._local_archive import wal_range
 from howdah.providers._local_files import InstancePaths, read_secret
 from howdah.providers.base import Backup, ProviderError
 
@@ -50,10 +52,9 @@ def load(folder: Path) -> tuple[Backup, dict[str, Any]] | None:
 
 
 def take(home: Path, host: str, port: int, paths: InstancePaths, folder: Path, meta: dict[str, Any]) -> Backup:
-    """pg_basebackup of the running server at ``host:port`` into ``folder`` (all or nothing)."""
-    for private in (folder.parent.parent, folder.parent):  # backups/ and backups/<id>/: Howdah's alone
-        private.mkdir(mode=0o700, parents=True, exist_ok=True)
-        private.chmod(0o700)
+    """pg_basebackup of the running server at ``host:port`` into ``folder`` (all or nothing; its parent exists).
+    The metadata records the backup's WAL range (from its manifest): where replay starts and where it is
+    consistent."""
     partial = folder.parent / f".{folder.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(mode=0o700)
@@ -77,7 +78,7 @@ def take(home: Path, host: str, port: int, paths: InstancePaths, folder: Path, m
         shutil.rmtree(partial, ignore_errors=True)
         raise ProviderError(f"pg_basebackup failed: {(done.stderr or done.stdout).strip()}")
     size = sum(path.stat().st_size for path in (partial / "data").rglob("*") if path.is_file())
-    meta = {**meta, "size_bytes": size, "created_at": datetime.now(UTC).isoformat()}
+    meta = {**meta, **wal_range(partial / "data"), "size_bytes": size, "created_at": datetime.now(UTC).isoformat()}
     meta["superuser_password"] = password
     meta["app_password"] = read_secret(paths.app_password)
     write_atomic(partial / META, json.dumps(meta, indent=2, sort_keys=True) + "\n")

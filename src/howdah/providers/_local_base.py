@@ -18,6 +18,7 @@ from howdah.pg._binaries import OsUser, os_user, run_tool, server_os_user
 from howdah.pg._settings import is_root
 from howdah.pg.files import file_lock, first_closed_folder, write_atomic
 from howdah.pg.processes import postmaster_pid
+from howdah.providers import _local_archive as _archive
 from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
 from howdah.providers._local_conf import SettingsChecker, write_auto_conf
@@ -144,6 +145,22 @@ class LocalBase:
     def _durability_conf(self) -> dict[str, str]:
         return {} if self.durable else {"fsync": "off"}
 
+    def _wal_dir(self, instance_id: str) -> Path:
+        return _archive.wal_dir(self._backups, instance_id)
+
+    def _primary_conf(self, record: InstanceRecord) -> dict[str, str]:
+        """The primary's platform settings: durability, WAL archiving (unless turned off), and while a restore
+        replays WAL its recovery settings."""
+        conf = self._durability_conf()
+        if record.archive:
+            tool = _archive.wal_tool(self.home, self._os_user(record))
+            conf.update(_archive.archive_conf(tool, self._wal_dir(record.instance_id)))
+        return {**conf, **record.recovery}
+
+    def _prepare_archive(self, record: InstanceRecord) -> None:
+        if record.archive:
+            _archive.prepare_folders(self._backups, record.instance_id, self._os_user(record))
+
     def _server(self, paths: InstancePaths, record: InstanceRecord) -> Server:
         """The instance's (primary) server."""
 
@@ -153,7 +170,7 @@ class LocalBase:
         return Server(
             home=self.home, host=self.host, paths=paths, label=f"instance {record.instance_id}", port=record.port,
             password_file=paths.superuser_password, cluster_name=record.name, move_port=move_port,
-            timeout=self.start_timeout, conf=self._durability_conf(), os_user=self._os_user(record),
+            timeout=self.start_timeout, conf=self._primary_conf(record), os_user=self._os_user(record),
         )  # fmt: skip
 
     def _replica_server(self, paths: InstancePaths, record: InstanceRecord, name: str) -> Server:

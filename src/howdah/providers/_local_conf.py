@@ -37,6 +37,10 @@ PROVIDER_SETTINGS = frozenset(
     {
         "listen_addresses", "port", "unix_socket_directories", "unix_socket_permissions", "unix_socket_group",
         "cluster_name", "data_directory", "config_file", "hba_file", "ident_file", "external_pid_file",
+        "archive_mode", "archive_command", "archive_library", "archive_timeout", "archive_cleanup_command",
+        "restore_command", "recovery_end_command", "recovery_target", "recovery_target_action",
+        "recovery_target_inclusive", "recovery_target_lsn", "recovery_target_name", "recovery_target_time",
+        "recovery_target_timeline", "recovery_target_xid",
     }
 )  # fmt: skip
 _SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)*$")

@@ -9,6 +9,7 @@ Layout under the provider's home::
     instances/<id>/run/                 its Unix socket folder (0700)
     instances/<id>/server.log           its server log
     instances/<id>/.initdb              present while initdb has not completed (a crash there is redone)
+    instances/<id>/restore-wal/         the WAL a point-in-time restore replays (until it is promoted)
     instances/<id>/replica-<n>/         a read replica: its own pgdata/, run/, server.log (and .initdb)
     locks/                              one lock per instance, one for port allocation
 """
@@ -93,6 +94,10 @@ class InstancePaths:
         return InstancePaths(self.root / name)
 
     @property
+    def restore_wal(self) -> Path:
+        return self.root / "restore-wal"
+
+    @property
     def initdb_marker(self) -> Path:
         return self.root / ".initdb"
 
@@ -131,6 +136,11 @@ class InstanceRecord:
     os_user: str = ""
     # False after a restore until the source's superuser password has been replaced by one of its own.
     own_superuser_password: bool = True
+    # Continuous WAL archiving into backups/<id>/wal/ (the spec's backup.enabled) and how long backups are kept.
+    archive: bool = True
+    retention_days: int = 7
+    # While a point-in-time restore replays WAL: its recovery settings (emptied once the instance is promoted).
+    recovery: dict[str, str] = field(default_factory=dict)
     version: int = RECORD_VERSION
 
     @classmethod
@@ -151,6 +161,9 @@ class InstanceRecord:
             replicas={str(k): int(v) for k, v in dict(data.get("replicas", {})).items()},
             os_user=str(data.get("os_user", "")),
             own_superuser_password=bool(data.get("own_superuser_password", True)),
+            archive=bool(data.get("archive", True)),
+            retention_days=int(data.get("retention_days", 7)),
+            recovery={str(k): str(v) for k, v in dict(data.get("recovery", {})).items()},
             version=int(data.get("version", RECORD_VERSION)),
         )
 

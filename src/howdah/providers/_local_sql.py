@@ -332,3 +332,15 @@ def postmaster_start_time(conn: Connection) -> datetime:
     value = _one(conn, "SELECT pg_catalog.pg_postmaster_start_time()")
     assert isinstance(value, datetime)
     return value
+
+
+def archiver(conn: Connection) -> tuple[Any, ...] | None:
+    """``pg_stat_archiver``: last archived WAL and time, last failed WAL and time, failures."""
+    return conn.execute(
+        "SELECT last_archived_wal, last_archived_time, last_failed_wal, last_failed_time, failed_count "
+        "FROM pg_catalog.pg_stat_archiver"
+    ).fetchone()
+
+
+def in_recovery(conn: Connection) -> bool:
+    return bool(_one(conn, "SELECT pg_catalog.pg_is_in_recovery()"))

@@ -40,6 +40,8 @@ class Capability(StrEnum):
 
     BACKUP = "backup"  #: :meth:`Provider.backup` takes backups
     RESTORE = "restore"  #: :meth:`Provider.restore` creates an instance from one
+    #: continuous WAL archiving, and :meth:`Provider.restore_to` restores to any point of an instance's window
+    PITR = "pitr"
     #: :meth:`Provider.ensure_replicas` runs read replicas as servers of their own; without it, a provider that
     #: has replicas makes them from ``spec.replicas`` in :meth:`Provider.ensure_created` / ``apply_settings``.
     REPLICAS = "replicas"
@@ -76,9 +78,12 @@ class InstanceStatus:
     port: int | None = None
     replicas: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    #: continuous archiving: ``archiving``, ``recovery_window`` ({earliest, latest, earliest_lsn, latest_lsn} or
+    #: None), ``last_archived_wal``, ``last_archived_at``, ``last_archive_error`` (empty: the provider has none)
+    archive: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        return {**self.archive,
             "exists": self.exists, "running": self.running, "accepting_connections": self.accepting_connections,
             "pending_restart": self.pending_restart, "server_version": self.server_version,
             "size_bytes": self.size_bytes, "port": self.port, "replicas": self.replicas,
@@ -93,6 +98,23 @@ class Backup:
     location: str
     size_bytes: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """Where a point-in-time restore stops: a time, an LSN (``'0/3000060'``), or neither (the end of the
+    archive)."""
+
+    time: datetime | None = None
+    lsn: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target_time": self.time.isoformat() if self.time else None, "target_lsn": self.lsn}
+
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> RecoveryTarget:
+        time = fields.get("target_time")
+        return cls(datetime.fromisoformat(time) if time else None, fields.get("target_lsn") or None)
 
 
 class Provider(Protocol):
@@ -145,6 +167,12 @@ class Provider(Protocol):
 
     def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
         """Create ``new_instance_id`` from ``backup``, left for :meth:`ensure_running` (:attr:`Capability.RESTORE`)."""
+
+    def restore_to(self, source_instance_id: str, new_instance_id: str, name: str, target: RecoveryTarget) -> None:
+        """Create ``new_instance_id`` from the archive of ``source_instance_id`` (running, stopped or deleted) as
+        of ``target``: the newest base backup before it, then its WAL replayed up to it; left for
+        :meth:`ensure_running`, which returns once it is promoted (:attr:`Capability.PITR`). A target outside
+        the source's recoverable window is a :class:`ProviderError` stating the window."""
 
     def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
         """Make the instance ``replicas`` servers in all, the primary included; the replicas' status

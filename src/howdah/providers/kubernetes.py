@@ -62,6 +62,7 @@ from howdah.providers.base import (
     ConnectionInfo,
     InstanceStatus,
     ProviderError,
+    RecoveryTarget,
     TransientProviderError,
     Unsupported,
 )
@@ -261,6 +262,9 @@ class KubernetesProvider:
 
     def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
         raise Unsupported(f"the {self.name} provider cannot restore backups")
+
+    def restore_to(self, source_instance_id: str, new_instance_id: str, name: str, target: RecoveryTarget) -> None:
+        raise Unsupported(f"the {self.name} provider cannot restore to a point in time yet")
 
     def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
         raise Unsupported(f"the {self.name} provider makes replicas from the spec (its Cluster's instances)")

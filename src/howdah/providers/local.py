@@ -15,20 +15,25 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from howdah.control import recovery as _plan
 from howdah.control.capacity import Capacity
 from howdah.control.extensions import ExtensionCatalog, catalog_from_control_files
 from howdah.control.spec import InstanceSpec
 from howdah.errors import HowdahError
 from howdah.pg._binaries import install_root, remove_os_user
-from howdah.pg.files import file_lock
+from howdah.pg.files import file_lock, write_atomic
 from howdah.pg.processes import postmaster_pid
+from howdah.providers import _local_archive as _archive
 from howdah.providers import _local_backup as _backup
 from howdah.providers import _local_replicas as _replicas
 from howdah.providers import _local_sql as q
@@ -45,6 +50,7 @@ from howdah.providers._local_files import (
     check_instance_id,
     ensure_secret,
     instance_os_user_name,
+    log_messages,
     pick_port,
     recorded_ports,
 )
@@ -55,6 +61,7 @@ from howdah.providers.base import (
     ConnectionInfo,
     InstanceStatus,
     ProviderError,
+    RecoveryTarget,
     TransientProviderError,
 )
 
@@ -80,7 +87,7 @@ class LocalProvider(LocalBase):
     """
 
     name = "local"
-    capabilities = frozenset({Capability.BACKUP, Capability.RESTORE, Capability.REPLICAS})
+    capabilities = frozenset({Capability.BACKUP, Capability.RESTORE, Capability.PITR, Capability.REPLICAS})
 
     def __init__(
         self,
@@ -134,6 +141,8 @@ class LocalProvider(LocalBase):
                 self._initdb(paths, record)
             if postmaster_pid(paths.data_dir) is not None:
                 return
+            if spec is not None:
+                record.archive, record.retention_days = spec.backup.enabled, spec.backup.retention_days
             self._checker.validate(wanted)
             self._write_settings_offline(paths, record, wanted)
             self._server(paths, record).write_conf()
@@ -144,10 +153,36 @@ class LocalProvider(LocalBase):
         paths = self._paths(instance_id)
         with self._locked(instance_id):
             record = self._created_record(paths)
+            self._prepare_archive(record)
             self._server(paths, record).start()
+            if record.recovery:
+                self._await_promotion(paths, record)
             for name in record.replicas:
                 self._start_replica(paths, record, name)
         return self.status(instance_id)
+
+    def _await_promotion(self, paths: InstancePaths, record: InstanceRecord) -> None:
+        """Wait (bounded) until a restore has replayed its WAL and promoted; then its recovery settings and WAL
+        copy go. A restore that stops (a target Postgres cannot reach) raises with the server's messages."""
+        server = self._server(paths, record)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if server.pid is None:
+                why = "\n".join(log_messages(paths.log_file))
+                raise ProviderError(f"the restore of instance {record.instance_id} stopped:\n{why}")
+            try:
+                with server.connect(timeout=3) as conn:
+                    replaying = q.in_recovery(conn)
+            except TransientProviderError:
+                replaying = True
+            if not replaying:
+                break
+            if time.monotonic() > deadline:
+                raise TransientProviderError(f"instance {record.instance_id} is still replaying WAL")
+            time.sleep(0.05)
+        record.recovery = {}
+        record.save(paths.record)
+        shutil.rmtree(paths.restore_wal, ignore_errors=True)
 
     def ensure_app_database(self, instance_id: str) -> ConnectionInfo:
         paths = self._paths(instance_id)
@@ -183,6 +218,16 @@ class LocalProvider(LocalBase):
         with self._locked(instance_id):
             record = self._created_record(paths)
             self._checker.validate(wanted)
+            if spec is not None and (record.archive, record.retention_days) != (
+                spec.backup.enabled,
+                spec.backup.retention_days,
+            ):
+                archive_changed = record.archive != spec.backup.enabled
+                record.archive, record.retention_days = spec.backup.enabled, spec.backup.retention_days
+                record.save(paths.record)
+                if archive_changed and postmaster_pid(paths.data_dir) is not None:
+                    self._prepare_archive(record)
+                    self._server(paths, record).write_conf()  # reloaded below; archive_mode waits for a restart
             if postmaster_pid(paths.data_dir) is None:
                 self._write_settings_offline(paths, record, wanted)
                 return False
@@ -253,10 +298,14 @@ class LocalProvider(LocalBase):
                     self._replica_server(paths, record, name).stop("fast")
 
     def delete(self, instance_id: str) -> None:
+        """Stop and remove the instance; its backups and archive stay for its ``retention_days`` (see
+        :meth:`expire_deleted`)."""
         paths = self._paths(instance_id)
         with self._locked(instance_id):
+            known = InstanceRecord.load(paths.record)
+            retention_days = known.retention_days if known else InstanceRecord.retention_days
             if paths.root.exists():
-                record = InstanceRecord.load(paths.record)
+                record = known
                 try:
                     if record is not None:
                         for server in [self._server(paths, record), *self._replica_servers(paths, record)]:
@@ -271,6 +320,10 @@ class LocalProvider(LocalBase):
                 shutil.rmtree(paths.socket_dir, ignore_errors=True)
             for leftover in self._instances.glob(f".deleting-{instance_id}-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
+            # Its backups and archive outlive it for its retention, Howdah's alone from now on: a later OS user
+            # given the same uid must not own them.
+            _archive.mark_deleted(self._backups, instance_id, retention_days, datetime.now(UTC))
+            _archive.adopt(self._backups, instance_id)
             try:  # its processes are gone: its OS user goes too (its name is derived, so a crash never loses it)
                 remove_os_user(instance_os_user_name(self.home, instance_id), self.start_timeout)
             except HowdahError as exc:
@@ -289,6 +342,7 @@ class LocalProvider(LocalBase):
             try:
                 with self._server(paths, record).connect(timeout=3) as conn:
                     seen = q.observe(conn, record.settings)
+                    archiver = q.archiver(conn)
             except (ProviderError, psycopg.Error, OSError) as exc:
                 log.debug("instance %s: not observable (%s); reported from its files", instance_id, exc)
             else:
@@ -297,11 +351,23 @@ class LocalProvider(LocalBase):
                     server_version=seen.server_version, size_bytes=seen.size_bytes,
                     postmaster_start_time=seen.postmaster_start_time, port=record.port, settings=seen.settings,
                     replicas=self._replica_status(paths, record, seen.replication),
+                    archive=self._archive_status(record, archiver),
                 )  # fmt: skip
         return InstanceStatus(
             exists=True, running=running, port=record.port, settings=dict(record.settings),
-            replicas=self._replica_status(paths, record, {}),
+            replicas=self._replica_status(paths, record, {}), archive=self._archive_status(record, None),
         )  # fmt: skip
+
+    def _archive_status(self, record: InstanceRecord, archiver: tuple[Any, ...] | None) -> dict[str, Any]:
+        """Archiving as ``status`` reports it: the archiver's last success or failure, the recoverable window."""
+        wal = self._wal_dir(record.instance_id)
+        found = _archive.archiver_status(archiver, wal, record.archive)
+        try:
+            span = _archive.recoverable(self.home, wal, self._backup_points(record.instance_id))
+        except (OSError, ProviderError, subprocess.SubprocessError) as exc:
+            log.warning("instance %s: its recoverable window could not be read: %s", record.instance_id, exc)
+            span = None
+        return {**found, "recovery_window": span.as_dict() if span else None}
 
     def list_instances(self) -> list[str]:
         if not self._instances.is_dir():
@@ -327,34 +393,124 @@ class LocalProvider(LocalBase):
             record = self._created_record(paths)
             with self._server(paths, record).connect() as conn:  # running and accepting connections
                 conn.execute("SELECT 1")
+            _archive.prepare_folders(self._backups, instance_id, self._os_user(record))
             meta = {
                 "backup_id": backup_id,
                 "instance_id": instance_id,
                 "name": record.name,
                 "settings": record.settings,
             }
-            return _backup.take(self.home, self.host, record.port, paths, folder, meta)
+            done = _backup.take(self.home, self.host, record.port, paths, folder, meta)
+            self.apply_retention(instance_id, record.retention_days)
+        self.expire_deleted()
+        return done
+
+    def expire_deleted(self, now: datetime | None = None) -> list[str]:
+        """Remove the backups and archives of deleted instances once their retention has passed (run after
+        every base backup); returns the instance ids whose backups went."""
+        if not self._backups.is_dir():
+            return []
+        gone = _archive.expired_deleted(self._backups, now or datetime.now(UTC))
+        for instance_id in gone:
+            with self._locked(instance_id):  # not while a restore copies from them
+                _archive.remove_all(self._backups, instance_id)
+        return gone
+
+    def _backup_points(self, instance_id: str) -> list[_plan.BackupPoint]:
+        points = (_archive.backup_point(meta) for _, meta in self._loaded_backups(instance_id))
+        return [point for point in points if point is not None]
+
+    def apply_retention(self, instance_id: str, retention_days: int, now: datetime | None = None) -> _plan.Retention:
+        """Remove the base backups of ``instance_id`` older than ``retention_days`` (the newest of them stays, for
+        the window's first days) and the archived WAL that only they needed; returns what was removed."""
+        decided = _plan.retention(
+            self._backup_points(instance_id), _archive.archived(self._wal_dir(instance_id)),
+            now or datetime.now(UTC), retention_days,
+        )  # fmt: skip
+        _archive.remove(self._backups, instance_id, decided)
+        return decided
 
     def list_backups(self, instance_id: str) -> list[Backup]:
         """The complete backups of ``instance_id`` (also after the instance was deleted), oldest first."""
+        return [backup for backup, _ in self._loaded_backups(instance_id)]
+
+    def recovery_window(self, instance_id: str) -> _plan.Window | None:
+        """What ``instance_id`` (also after it was deleted) can be restored to."""
+        return _archive.recoverable(self.home, self._wal_dir(instance_id), self._backup_points(instance_id))
+
+    def _loaded_backups(self, instance_id: str) -> list[tuple[Backup, dict[str, Any]]]:
         check_instance_id(instance_id)
         folder = self._backups / instance_id
         found = (
-            [_backup.load(path) for path in folder.iterdir() if not path.name.startswith(".")]
+            [
+                _backup.load(path)
+                for path in folder.iterdir()
+                if path.is_dir() and path.name[0] != "." and path.name != "wal"
+            ]
             if folder.is_dir()
             else []
         )
-        return sorted((item[0] for item in found if item), key=lambda backup: backup.created_at)
+        return sorted((item for item in found if item), key=lambda item: item[0].created_at)
 
     def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
-        """Create instance ``new_instance_id`` from ``backup`` (with the source's settings and passwords); it is
-        left stopped: :meth:`ensure_running` starts it, replaying the backup's WAL. Idempotent."""
-        paths = self._paths(new_instance_id)
+        """Create instance ``new_instance_id`` from ``backup`` (with the source's settings, and passwords of its
+        own once running); it is left stopped: :meth:`ensure_running` starts it, replaying the backup's WAL.
+        Idempotent."""
         loaded = _backup.load(Path(backup.location))
         if loaded is None:
             raise ProviderError(f"no complete backup at {backup.location}")
         meta = loaded[1]
         origin = f"backup {meta['instance_id']}/{meta['backup_id']}"
+        self._restore_cluster(new_instance_id, name, Path(backup.location), meta, origin)
+
+    def restore_to(self, source_instance_id: str, new_instance_id: str, name: str, target: RecoveryTarget) -> None:
+        """Create ``new_instance_id`` as ``source_instance_id`` was at ``target``: the newest base backup before
+        it, the archived WAL from that backup on copied for it, and recovery settings that replay up to the
+        target and promote (to the end of the archive when nothing after the target is archived). Left
+        stopped: :meth:`ensure_running` replays and returns once promoted. Idempotent."""
+        check_instance_id(source_instance_id)
+        try:
+            lsn = _plan.parse_lsn(target.lsn) if target.lsn is not None else None
+        except ValueError as exc:
+            raise ProviderError(str(exc)) from None
+        with self._locked(source_instance_id):  # its retention waits: the chosen backup and WAL stay until copied
+            metas = {
+                str(meta["backup_id"]): (backup, meta) for backup, meta in self._loaded_backups(source_instance_id)
+            }
+            points = self._backup_points(source_instance_id)
+            wal = self._wal_dir(source_instance_id)
+            last_commit, last_lsn = _archive.last_records(self.home, wal, points)
+            why = _plan.outside(_plan.window(points, last_commit, last_lsn), target.time, lsn)
+            start = _plan.choose_backup(points, target.time, lsn)
+            if why is not None or start is None:
+                raise ProviderError(
+                    f"instance {source_instance_id} cannot be restored: {why or 'no base backup before the target'}"
+                )
+            # Past the last archived commit (record) nothing would stop the replay: it then replays the whole archive.
+            stop_time = (
+                target.time
+                if target.time is not None and last_commit is not None and target.time < last_commit
+                else None
+            )
+            stop_lsn = target.lsn if lsn is not None and last_lsn is not None and lsn < last_lsn else None
+            backup, meta = metas[start.backup_id]
+            origin = f"point in time of {source_instance_id}: {target.as_dict()}"
+            paths = self._paths(new_instance_id)
+
+            def replay(record: InstanceRecord) -> None:
+                _archive.stage(wal, paths.restore_wal, start, self._os_user(record))
+                write_atomic(paths.data_dir / "recovery.signal", "", owner_of=paths.data_dir)
+                tool = _archive.wal_tool(self.home, self._os_user(record))
+                record.recovery = _archive.recovery_conf(tool, paths.restore_wal, stop_time, stop_lsn)
+
+            self._restore_cluster(new_instance_id, name, Path(backup.location), meta, origin, replay)
+
+    def _restore_cluster(
+        self, new_instance_id: str, name: str | None, location: Path, meta: dict[str, Any], origin: str,
+        prepare: Callable[[InstanceRecord], None] | None = None,
+    ) -> None:  # fmt: skip
+        """The new instance's record and the backup's cluster, ``prepare``d before it is marked configured."""
+        paths = self._paths(new_instance_id)
         with self._locked(new_instance_id):
             self._prepare_home()
             existing = InstanceRecord.load(paths.record)
@@ -365,7 +521,9 @@ class LocalProvider(LocalBase):
             record = self._load_or_allocate(paths, new_instance_id, name or str(meta["name"]), origin)
             if not paths.initialised:
                 paths.initdb_marker.touch()
-                _backup.copy_cluster(Path(backup.location), paths, meta, self._os_user(record))
+                _backup.copy_cluster(location, paths, meta, self._os_user(record))
+                if prepare is not None:
+                    prepare(record)
                 paths.initdb_marker.unlink()
             record.settings = {str(k): str(v) for k, v in dict(meta.get("settings", {})).items()}
             record.own_superuser_password = False

@@ -5,10 +5,11 @@ INSERT INTO control.backups (org_id, instance_id, data_plane, spec)
 VALUES (%(org_id)s, %(instance_id)s, %(data_plane)s, %(spec)s)
 RETURNING *;
 
--- name: backups_of_instance
+-- name: backups_of_org
+-- An org's backups, of one instance when one is named (its row may be gone: backups outlive instances).
 SELECT * FROM control.backups
- WHERE org_id = %(org_id)s AND instance_id::text = %(instance_id)s
- ORDER BY created_at;
+ WHERE org_id = %(org_id)s AND (%(instance_id)s::text IS NULL OR instance_id::text = %(instance_id)s)
+ ORDER BY created_at, id;
 
 -- name: backup_of_org
 SELECT * FROM control.backups WHERE org_id = %(org_id)s AND id::text = %(id)s;
@@ -20,3 +21,14 @@ UPDATE control.backups
    SET status = %(status)s, location = %(location)s, size_bytes = %(size_bytes)s, error = %(error)s,
        completed_at = clock_timestamp()
  WHERE id::text = %(backup_id)s AND status = 'pending' AND data_plane = %(data_plane)s;
+
+-- name: scheduled_backup_candidates
+-- Instances whose base backups are scheduled (archiving not turned off), Up with no work in flight, with when
+-- their last backup was asked for (failed ones too: one attempt per tick).
+SELECT i.id, i.org_id, i.created_at,
+       coalesce(i.desired_spec->'backup'->>'schedule', '0 3 * * *') AS schedule,
+       (SELECT max(b.created_at) FROM control.backups b
+         WHERE b.org_id = i.org_id AND b.instance_id = i.id) AS last_backup_at
+  FROM control.instances i
+ WHERE i.state = 'Up' AND NOT i.has_active_work
+   AND coalesce(i.desired_spec->'backup'->>'enabled', 'true') <> 'false';

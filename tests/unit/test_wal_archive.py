@@ -1,0 +1,152 @@
+"""The WAL archive's pure decisions (window, backup choice, retention) and its push/fetch commands."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from howdah.control.recovery import (
+    SEGMENT_SIZE,
+    BackupPoint,
+    backup_due,
+    choose_backup,
+    expired_after_delete,
+    format_lsn,
+    outside,
+    parse_lsn,
+    retention,
+    segment_name,
+    segment_number,
+    window,
+)
+from howdah.providers import _wal_archive
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def point(backup_id: str, day: int, segment: int) -> BackupPoint:
+    """A backup that started at ``segment`` and ended a little later on day ``day``."""
+    start = segment * SEGMENT_SIZE + 0x28
+    return BackupPoint(backup_id, T0 + timedelta(days=day), start, start + 0x100, 1)
+
+
+def test_lsns_and_segment_names_round_trip() -> None:
+    assert parse_lsn("0/3000060") == 0x3000060 and format_lsn(0x3000060) == "0/3000060"
+    assert parse_lsn("1/A") == (1 << 32) + 10 and format_lsn(parse_lsn("16/B374D848")) == "16/B374D848"
+    for bad in ("", "3000060", "0/", "x/1", "0/1/2", "123456789/0"):
+        with pytest.raises(ValueError, match="is not an LSN"):
+            parse_lsn(bad)
+    name = segment_name(2, parse_lsn("1/3000060"))
+    assert name == "000000020000000100000003"
+    assert segment_number(name) == 256 + 3
+    assert segment_number(name + ".partial") == 259 and segment_number(name + ".00000028.backup") == 259
+    assert segment_number("00000002.history") is None
+
+
+def test_the_window_runs_from_the_oldest_backup_to_the_last_archived_commit() -> None:
+    backups = [point("b2", 2, 20), point("b1", 1, 10)]
+    assert window([], None, None) is None
+    span = window(backups, T0 + timedelta(days=3), 21 * SEGMENT_SIZE)
+    assert span is not None
+    assert (span.earliest, span.latest) == (T0 + timedelta(days=1), T0 + timedelta(days=3))
+    assert (span.earliest_lsn, span.latest_lsn) == (backups[1].end_lsn, 21 * SEGMENT_SIZE)
+    idle = window(backups, None, None)  # nothing archived after the backups: they are the window's ends
+    assert idle is not None and idle.latest == T0 + timedelta(days=2) and idle.latest_lsn == backups[0].end_lsn
+    assert outside(span, T0 + timedelta(days=2), None) is None
+    early = outside(span, T0, None)
+    assert early is not None and "outside the recoverable window from 2026-12-02T00:00:00+00:00" in early
+    assert outside(span, None, 5 * SEGMENT_SIZE) is not None and outside(None, None, None) is not None
+
+
+def test_a_restore_starts_from_the_newest_backup_before_its_target() -> None:
+    backups = [point("b1", 1, 10), point("b2", 2, 20), point("b3", 3, 30)]
+    assert choose_backup(backups) == backups[2]
+    assert choose_backup(backups, T0 + timedelta(days=2, hours=5)) == backups[1]
+    assert choose_backup(backups, T0 + timedelta(days=2)) == backups[1]  # consistent at its end: usable
+    assert choose_backup(backups, T0 + timedelta(hours=5)) is None
+    assert choose_backup(backups, target_lsn=backups[1].end_lsn + 1) == backups[1]
+    assert choose_backup(backups, target_lsn=backups[0].end_lsn - 1) is None
+
+
+def test_retention_keeps_every_point_of_the_window_and_the_wal_kept_backups_need() -> None:
+    backups = [point("b1", 1, 10), point("b2", 2, 20), point("b3", 9, 30), point("b4", 10, 40)]
+    wal = [segment_name(1, n * SEGMENT_SIZE) for n in range(5, 45)] + ["00000002.history"]
+    wal += [segment_name(1, 20 * SEGMENT_SIZE) + ".00000028.backup", segment_name(1, 19 * SEGMENT_SIZE) + ".partial"]
+    decided = retention(backups, wal, now=T0 + timedelta(days=11), retention_days=7)
+    # day 4 is the oldest point to keep: b2 (day 2) is the newest backup before it and stays, b1 goes
+    assert decided.delete_backups == ("b1",)
+    assert decided.delete_wal == tuple(sorted(
+        [segment_name(1, n * SEGMENT_SIZE) for n in range(5, 20)] + [segment_name(1, 19 * SEGMENT_SIZE) + ".partial"]
+    ))  # fmt: skip
+    kept = set(wal) - set(decided.delete_wal)
+    for backup in backups[1:]:  # every kept backup has all its WAL, from its start on
+        assert all(segment_name(1, n * SEGMENT_SIZE) in kept for n in range(backup.start_segment, 45))
+    assert "00000002.history" in kept
+    # everything older than the retention: the newest backup stays with its WAL; nothing without backups
+    assert retention(backups, wal, now=T0 + timedelta(days=100), retention_days=7).delete_backups == ("b1", "b2", "b3")
+    assert retention([], wal, now=T0 + timedelta(days=100), retention_days=7).delete_wal == ()
+    # nothing to remove while every backup is young
+    assert retention(backups, wal, now=T0 + timedelta(days=3), retention_days=7).delete_backups == ()
+
+
+def test_push_is_durable_idempotent_and_never_overwrites(tmp_path: Path) -> None:
+    archive, name = tmp_path / "archive", "000000010000000000000003"
+    archive.mkdir()
+    segment = tmp_path / name
+    segment.write_bytes(b"A" * 4096)
+    assert _wal_archive.push(archive, segment, name) == "archived"
+    assert (archive / name).read_bytes() == b"A" * 4096
+    assert stat.S_IMODE((archive / name).stat().st_mode) == 0o600
+    assert _wal_archive.push(archive, segment, name) == "already archived"  # a retried push: success
+    segment.write_bytes(b"B" * 4096)  # the same name, other content: refused, the archived file untouched
+    with pytest.raises(_wal_archive.ArchiveError, match="different content"):
+        _wal_archive.push(archive, segment, name)
+    assert (archive / name).read_bytes() == b"A" * 4096
+    assert sorted(p.name for p in archive.iterdir()) == [name]  # no temporary file left behind
+    for bad in ("../../etc/passwd", "x", name + "/..", ""):
+        with pytest.raises(_wal_archive.ArchiveError, match="not the name of a WAL file"):
+            _wal_archive.push(archive, segment, bad)
+
+
+def test_the_commands_as_postgres_runs_them(tmp_path: Path) -> None:
+    archive, name = tmp_path / "archive", "000000010000000000000004"
+    archive.mkdir()
+    (tmp_path / "pg_wal").mkdir()
+    (tmp_path / "pg_wal" / name).write_bytes(b"wal")
+    script = _wal_archive.__file__
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-I", script, *args], capture_output=True, text=True, cwd=tmp_path)
+
+    assert run("push", str(archive), f"pg_wal/{name}", name).returncode == 0
+    assert run("fetch", str(archive), name, "RECOVERYXLOG").returncode == 0
+    assert (tmp_path / "RECOVERYXLOG").read_bytes() == b"wal"
+    missing = run("fetch", str(archive), "000000010000000000000005", "RECOVERYXLOG")
+    assert missing.returncode == 1  # not archived: the end of the archive for Postgres, never a crash
+    (tmp_path / "pg_wal" / name).write_bytes(b"other")
+    refused = run("push", str(archive), f"pg_wal/{name}", name)
+    assert refused.returncode == 1 and "refusing to overwrite" in refused.stderr
+    assert run("bogus").returncode == 2
+
+
+def test_a_scheduled_backup_is_due_once_per_tick() -> None:
+    daily = "0 3 * * *"
+    created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert not backup_due(daily, created, datetime(2026, 12, 2, 2, 59, tzinfo=UTC))  # no tick since creation
+    assert backup_due(daily, created, datetime(2026, 12, 2, 3, 0, tzinfo=UTC))
+    assert backup_due(daily, created, datetime(2026, 12, 5, 9, 0, tzinfo=UTC))  # late: one backup, not four
+    asked = datetime(2026, 12, 5, 9, 0, 5, tzinfo=UTC)
+    assert not backup_due(daily, asked, datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    assert backup_due(daily, asked, datetime(2026, 12, 6, 3, 0, 1, tzinfo=UTC))
+
+
+def test_a_deleted_instances_backups_expire_after_its_retention() -> None:
+    deleted = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert not expired_after_delete(deleted, 7, deleted + timedelta(days=6, hours=23))
+    assert expired_after_delete(deleted, 7, deleted + timedelta(days=7))
+    assert expired_after_delete(deleted, 1, deleted + timedelta(days=30))
