@@ -1,0 +1,54 @@
+"""The create-instance form, free of I/O: form text to the API's request body, and the API's validation errors
+back to the field each one concerns."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+__all__ = ["FIELDS", "field_errors", "instance_fields", "message_field"]
+
+FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane")
+GENERAL = "form"  # an error that concerns no one field
+
+
+def instance_fields(values: dict[str, str]) -> dict[str, Any]:
+    """The API body for a create form: extensions are names separated by commas or spaces; empty fields keep
+    the API's defaults."""
+    body: dict[str, Any] = {name: values[name] for name in ("name", "stack", "cpu", "memory", "storage")
+                            if values.get(name)}  # fmt: skip
+    body.setdefault("name", "")
+    names = [part for part in re.split(r"[\s,]+", values.get("extensions", "")) if part]
+    if names:
+        body["extensions"] = [{"name": name} for name in names]
+    if values.get("data_plane"):
+        body["data_plane"] = values["data_plane"]
+    return body
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """Each field's validation messages, in words (an error of the whole body goes under ``form``)."""
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors():
+        location = error.get("loc", ())
+        field = str(location[0]) if location and str(location[0]) in FIELDS else GENERAL
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if field == "extensions" and len(location) > 1:
+            message = f"extension {int(location[1]) + 1}: {message}"
+        errors.setdefault(field, []).append(message)
+    return {field: "; ".join(messages) for field, messages in errors.items()}
+
+
+_MENTIONS = (
+    ("extension", "extensions"), ("data plane", "data_plane"), ("cpu", "cpu"), ("core", "cpu"), ("memory", "memory"),
+    ("storage", "storage"), ("stack", "stack"), ("named", "name"), ("name", "name"),
+)  # fmt: skip
+
+
+def message_field(message: str) -> str:
+    """The form field a service error speaks of (the first one it mentions), else ``form``."""
+    lowered = message.lower()
+    found = [(lowered.find(word), field) for word, field in _MENTIONS if word in lowered]
+    return min(found)[1] if found else GENERAL

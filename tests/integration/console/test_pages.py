@@ -1,0 +1,248 @@
+"""The console's pages against a real control-plane database: what each shows, the create form's validation
+next to its fields, org isolation, HTML-escaping of every user-controlled string, tokens, and offline /docs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from howdah.control.events import data_plane_queue
+from howdah.control.spec import InstanceSpec
+
+from .conftest import Console, csrf_of
+
+SCRIPT = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def unique(prefix: str = "db") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def _sql(console: Console, query: str, params: Any = ()) -> None:
+    async with console.pool.connection() as conn:
+        await conn.execute(query, params)
+
+
+async def _create(console: Console, org: str, **spec: Any) -> dict[str, Any]:
+    return await console.control.create_instance(org, InstanceSpec(name=unique(), **spec), None)
+
+
+def _field_error(html: str, field: str) -> str:
+    found = re.search(rf'id="{field}-error" role="alert">([^<]*)<', html)
+    return found.group(1) if found else ""
+
+
+async def test_the_table_shows_the_orgs_instances_and_hides_deleted_ones(console: Console) -> None:
+    mine = await _create(console, "acme", stack="oltp", memory="2Gi")
+    gone = await _create(console, "acme")
+    theirs = await _create(console, "other")
+    await _sql(console, "UPDATE control.instances SET state = 'Deleted' WHERE id = %s", (gone["id"],))
+    viewer = await console.browser("acme-viewer")
+    page = (await viewer.get("/instances")).text
+    assert 'data-poll="/instances/rows"' in page
+    assert f'data-instance="{mine["name"]}"' in page and "oltp" in page and "1 CPU · 2Gi · 10Gi" in page
+    assert gone["name"] not in page and theirs["name"] not in page
+    with_deleted = (await viewer.get("/instances?deleted=true")).text
+    assert gone["name"] in with_deleted and theirs["name"] not in with_deleted
+    rows = await viewer.get("/instances/rows")  # what the page polls: the rows alone
+    assert rows.status_code == 200 and "<html" not in rows.text
+    assert mine["name"] in rows.text and gone["name"] not in rows.text and theirs["name"] not in rows.text
+    assert f'data-instance="{mine["name"]}"' in rows.text and ">Submitted</span>" in rows.text
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false WHERE id = %s",
+               (mine["id"],))  # fmt: skip
+    row = re.search(rf'data-instance="{mine["name"]}".*?</tr>', (await viewer.get("/instances/rows")).text, re.S)
+    assert row and ">Up</span>" in row.group(0)
+
+
+async def test_another_orgs_instance_is_never_shown(console: Console) -> None:
+    theirs = await _create(console, "other")
+    admin = await console.browser("acme-admin")
+    page = await admin.get(f"/instances/{theirs['id']}")
+    assert page.status_code == 404 and theirs["name"] not in page.text and "Not found" in page.text
+    csrf = await console.csrf("acme-admin")
+    for action in ("restart", "stop", "backup"):
+        refused = await admin.post(f"/instances/{theirs['id']}/{action}", data={"csrf_token": csrf})
+        assert refused.status_code == 404, action
+    deleted = await admin.post(f"/instances/{theirs['id']}/delete", data={"csrf_token": csrf,
+                                                                      "confirm_name": theirs["name"]})  # fmt: skip
+    assert deleted.status_code == 404
+    row = await console.control.get_instance("other", str(theirs["id"]))
+    assert row["state"] == "Submitted"
+
+
+async def test_the_create_form_shows_the_apis_errors_next_to_their_fields(console: Console) -> None:
+    member = await console.browser("acme-member")
+    form = (await member.get("/instances/new")).text
+    for label in ("Name", "Stack", "CPU", "Memory", "Storage", "Extensions"):
+        assert re.search(rf'<label for="[a-z_]+">{label}</label>', form), label
+    assert ">Create</button>" in form
+    assert "General-purpose Postgres with query statistics." in form  # each stack says what it is
+    csrf = csrf_of(form)
+    bad = await member.post("/instances", data={"name": "Bad_Name", "stack": "standard", "cpu": "1",
+                                                "memory": "lots", "storage": "10Gi", "csrf_token": csrf})  # fmt: skip
+    assert bad.status_code == 422
+    assert _field_error(bad.text, "name") and _field_error(bad.text, "memory")
+    assert not _field_error(bad.text, "cpu") and 'value="Bad_Name"' in bad.text  # what was typed is kept
+    unknown = await member.post("/instances", data={"name": unique(), "extensions": "no_such_extension",
+                                                    "csrf_token": csrf})  # fmt: skip
+    assert unknown.status_code == 422 and "no_such_extension" in _field_error(unknown.text, "extensions")
+    name = unique()
+    created = await member.post("/instances", data={"name": name, "stack": "oltp", "cpu": "1", "memory": "2Gi",
+                                                    "storage": "10Gi", "extensions": "vector, pg_trgm",
+                                                    "csrf_token": csrf})  # fmt: skip
+    assert created.status_code == 303 and created.headers["location"] == "/instances"
+    rows, _ = await console.control.list_instances("acme", None, 500, 0)
+    row = next(r for r in rows if r["name"] == name)
+    assert row["desired_spec"]["stack"] == "oltp" and row["desired_spec"]["memory"] == "2Gi"
+    assert [e["name"] for e in row["desired_spec"]["extensions"]] == ["vector", "pg_trgm"]
+    again = await member.post("/instances", data={"name": name, "csrf_token": csrf})
+    assert again.status_code == 409 and "already exists" in _field_error(again.text, "name")
+
+
+async def test_user_controlled_strings_are_inert(console: Console) -> None:
+    instance = await _create(console, "acme")
+    await _sql(console, "UPDATE control.instances SET last_error = %s WHERE id = %s", (SCRIPT, instance["id"]))
+    admin = await console.browser("acme-admin")
+    csrf = await console.csrf("acme-admin")
+    for page in (await admin.get("/instances"), await admin.get("/instances/rows"),
+                 await admin.get(f"/instances/{instance['id']}")):  # fmt: skip
+        assert SCRIPT not in page.text and ESCAPED in page.text
+    rejected = await admin.post("/instances", data={"name": SCRIPT, "extensions": SCRIPT, "csrf_token": csrf})
+    assert rejected.status_code == 422 and SCRIPT not in rejected.text and ESCAPED in rejected.text
+    named = await admin.post("/tokens", data={"name": SCRIPT, "role": "viewer", "csrf_token": csrf})
+    assert named.status_code == 201 and SCRIPT not in named.text and ESCAPED in named.text
+    await _sql(
+        console, "INSERT INTO howdah.workflows (id, name, args, status, queue_name, error) "
+        "VALUES (%s, %s, %s, 'failed', 'q', %s)",
+        (f"wf-{SCRIPT}", SCRIPT, Jsonb({"note": SCRIPT}), Jsonb({"message": SCRIPT})),
+    )  # fmt: skip
+    platform = await console.browser("platform")
+    listed = await platform.get("/workflows?status=failed")
+    shown = await platform.get(f"/workflows/wf-{SCRIPT}")
+    assert shown.status_code == 200
+    for page in (listed, shown):
+        assert SCRIPT not in page.text and "&lt;script&gt;" in page.text
+    # and every page forbids inline scripts, should any text ever slip through unescaped
+    assert "script-src 'self'" in shown.headers["content-security-policy"]
+
+
+async def test_an_instances_page_hides_the_password_until_asked_and_from_viewers(console: Console) -> None:
+    instance = await _create(console, "acme")
+    connection = {"host": "127.0.0.1", "port": 5555, "user": "app", "password": "s3cret-pw", "dbname": "app"}
+    await _sql(console, "UPDATE control.instances SET connection = %s, state = 'Up', has_active_work = false "
+               "WHERE id = %s", (Jsonb(connection), instance["id"]))  # fmt: skip
+    member = await (await console.browser("acme-member")).get(f"/instances/{instance['id']}")
+    assert "postgresql://app@127.0.0.1:5555/app" in member.text
+    assert re.search(r"<details[^>]*><summary>Show password</summary><code[^>]*>s3cret-pw</code>", member.text)
+    for button in ("Restart", "Stop", "Start", "Back up", "Delete"):
+        assert f">{button}</button>" in member.text
+    viewer = await (await console.browser("acme-viewer")).get(f"/instances/{instance['id']}")
+    assert "postgresql://app@127.0.0.1:5555/app" in viewer.text and "s3cret-pw" not in viewer.text
+    assert ">Restart</button>" not in viewer.text and ">Delete</button>" not in viewer.text
+
+
+async def test_lifecycle_buttons_go_through_the_state_machine(console: Console) -> None:
+    instance = await _create(console, "acme")
+    member = await console.browser("acme-member")
+    csrf = await console.csrf("acme-member")
+    busy = await member.post(f"/instances/{instance['id']}/restart", data={"csrf_token": csrf})
+    assert busy.status_code == 409 and "still working" in busy.text  # the API's rule, in words
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false WHERE id = %s",
+               (instance["id"],))  # fmt: skip
+    restarted = await member.post(f"/instances/{instance['id']}/restart", data={"csrf_token": csrf})
+    assert restarted.status_code == 303
+    assert (await console.control.get_instance("acme", str(instance["id"])))["state"] == "Restarting"
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false WHERE id = %s",
+               (instance["id"],))  # fmt: skip
+    wrong = await member.post(f"/instances/{instance['id']}/delete", data={"csrf_token": csrf, "confirm_name": "x"})
+    assert wrong.status_code == 422 and "to delete it, type the instance" in wrong.text
+    assert (await console.control.get_instance("acme", str(instance["id"])))["state"] == "Up"
+    deleted = await member.post(f"/instances/{instance['id']}/delete",
+                                data={"csrf_token": csrf, "confirm_name": instance["name"]})  # fmt: skip
+    assert deleted.status_code == 303
+    assert (await console.control.get_instance("acme", str(instance["id"])))["state"] == "Deleting"
+
+
+async def test_tokens_are_shown_once_and_revoked(console: Console) -> None:
+    admin = await console.browser("acme-admin")
+    page = await admin.get("/tokens")
+    assert page.status_code == 200 and "acme-member token" in page.text and "other-admin token" not in page.text
+    assert '<option value="platform"' not in page.text  # an org admin issues no platform token
+    name = unique("ci")
+    created = await admin.post("/tokens", data={"name": name, "role": "viewer", "csrf_token": csrf_of(page.text)})
+    assert created.status_code == 201
+    token = re.search(r'value="(hwd_[^"]+)" readonly', created.text)
+    assert token and (await console.control.authenticate(token.group(1))).role == "viewer"
+    listed = await admin.get("/tokens")
+    assert name in listed.text and token.group(1) not in listed.text  # shown once
+    token_id = re.search(rf'<tr data-token="([^"]+)">\s*<td>{name}</td>', listed.text)
+    assert token_id
+    escalate = await admin.post("/tokens", data={"name": "x", "role": "platform", "csrf_token": csrf_of(page.text)})
+    assert escalate.status_code == 403
+    other = await admin.post(f"/tokens/{console.token_ids['other-admin']}/revoke",
+                             data={"csrf_token": csrf_of(page.text)})  # fmt: skip
+    assert other.status_code == 404  # another org's token: not found, and not revoked
+    assert (await console.control.authenticate(console.tokens["other-admin"])).org_id == "other"
+    revoked = await admin.post(f"/tokens/{token_id.group(1)}/revoke", data={"csrf_token": csrf_of(page.text)})
+    assert revoked.status_code == 303
+    assert name not in (await admin.get("/tokens")).text
+    async with console.client() as client:
+        refused = await client.post("/sign-in", data={"token": token.group(1)})
+        assert refused.status_code == 401
+
+
+async def test_workflows_page_on_an_index_and_queues(console: Console) -> None:
+    batch = unique("wf")
+    async with console.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO howdah.workflows (id, name, args, status, queue_name, created_at) "
+            "SELECT %s || '-' || lpad(i::text, 3, '0'), 'paged', '{}', 'cancelled', 'q', "
+            "       now() - make_interval(secs => i) FROM generate_series(1, 60) AS i",
+            (batch,),
+        )
+        await conn.execute(
+            "INSERT INTO howdah.steps (workflow_id, step_index, name, kind, attempts, started_at) "
+            "VALUES (%s, 0, 'provision', 'step', 2, now() - interval '2 seconds')",
+            (f"{batch}-001",),
+        )
+    platform = await console.browser("platform")
+    first = await platform.get("/workflows?status=cancelled")
+    ids = re.findall(rf">({batch}-\d+)</a>", first.text)
+    assert ids == [f"{batch}-{i:03d}" for i in range(1, 51)]  # newest first
+    older = re.search(r'href="(/workflows\?[^"]*before_at[^"]*)">Older', first.text)
+    assert older
+    second = await platform.get(older.group(1).replace("&amp;", "&"))
+    assert re.findall(rf">({batch}-\d+)</a>", second.text) == [f"{batch}-{i:03d}" for i in range(51, 61)]
+    assert ">Older<" not in second.text
+    detail = await platform.get(f"/workflows/{batch}-001")
+    assert detail.status_code == 200 and "provision" in detail.text and "<td>2</td>" in detail.text
+    assert (await platform.get("/workflows/no-such-workflow")).status_code == 404
+    queues = await platform.get("/queues")
+    assert queues.status_code == 200 and f"<td>{data_plane_queue('local')}</td>" in queues.text
+
+
+async def test_docs_work_offline_and_the_api_keeps_answering_json(console: Console) -> None:
+    async with console.client() as client:
+        docs = await client.get("/docs")
+        assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+        assets = re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', docs.text)
+        assert len(assets) >= 2
+        for asset in assets:
+            assert (await client.get(asset)).status_code == 200, asset
+        schema = (await client.get("/openapi.json")).json()
+        assert schema["components"]["securitySchemes"]["token"] == {
+            "type": "http", "scheme": "bearer", "description": "An API token: hwd_…"
+        }  # fmt: skip
+        assert schema["paths"]["/api/v1/orgs/{org_id}/instances"]["get"]["security"] == [{"token": []}]
+        assert not any(path.startswith("/instances") or path == "/sign-in" for path in schema["paths"])
+        anonymous = await client.get("/api/v1/orgs/acme/instances")
+        assert anonymous.status_code == 401
+        assert anonymous.json() == {"error": {"code": "unauthorized", "message": anonymous.json()["error"]["message"]}}
+        listed = await client.get(
+            "/api/v1/orgs/acme/instances", headers={"Authorization": f"Bearer {console.tokens['acme-viewer']}"}
+        )
+        assert listed.status_code == 200 and "items" in listed.json()
