@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
+from psycopg_pool import AsyncConnectionPool
 
 from howdah.conductor import Conductor
 from howdah.console import mount_console
@@ -26,7 +27,6 @@ from howdah.control.server import serve_control_plane
 from howdah.control.service import ControlPlane
 from howdah.pg.processes import free_port
 from howdah.providers.local import LocalProvider
-from psycopg_pool import AsyncConnectionPool
 
 ENV_CHROMIUM = "HOWDAH_CHROMIUM"  # a Chromium or Chrome executable (default: chromium on PATH)
 PLANE = "local"
