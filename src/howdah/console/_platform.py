@@ -3,17 +3,19 @@ queues serve every org at once (the conductors' work, the data planes' events), 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse
 from psycopg.rows import dict_row
 
 from howdah.console._queries import QUERIES
-from howdah.console._web import ConsoleRoute, Session, page, session_of
+from howdah.console._web import ConsoleRoute, Session, changing, page, session_of
 from howdah.control.errors import NotFound
 from howdah.control.service import require_platform
-from howdah.durable import WorkflowNotFound
 from howdah.durable._store import Store
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -56,17 +58,48 @@ async def workflows(
     )  # fmt: skip
 
 
-@router.get("/workflows/{workflow_id:path}")
-async def workflow(request: Request, workflow_id: str) -> Response:
-    session = await _platform(request)
+async def _workflow_page(
+    request: Request, session: Session, workflow_id: str, status: int = 200, **context: Any
+) -> Response:
     store = Store(session.ctl.pool)
-    try:
-        info = await store.get(workflow_id)
-    except WorkflowNotFound as exc:
-        raise NotFound(str(exc)) from exc
+    info = await store.get(workflow_id)  # WorkflowNotFound: 404
     steps = await store.steps(workflow_id)
     children = await _rows(session, "workflow_children", {"id": workflow_id})
-    return page(request, "workflow.html", session, wf=info, steps=steps, children=children)
+    values = {"error": "", "signal_name": "", "signal_payload": "", **context}
+    return page(request, "workflow.html", session, status_code=status, wf=info, steps=steps, children=children,
+                **values)  # fmt: skip
+
+
+@router.get("/workflows/{workflow_id:path}")
+async def workflow(request: Request, workflow_id: str) -> Response:
+    return await _workflow_page(request, await _platform(request), workflow_id)
+
+
+@router.post("/workflows/{workflow_id:path}/{action}")
+async def workflow_action(request: Request, workflow_id: str, action: str) -> Response:
+    """Cancel, Retry (from the last checkpoint) or send a signal (a name and a JSON payload)."""
+    session = await _platform(request)
+    form = await changing(request, session)
+    store = Store(session.ctl.pool)
+    await store.get(workflow_id)  # WorkflowNotFound: 404
+    if action == "cancel":
+        await store.cancel(workflow_id)
+    elif action == "retry":
+        await store.retry(workflow_id)
+    elif action == "signal":
+        name, raw = form.get("signal_name", "").strip(), form.get("signal_payload", "").strip()
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError as exc:
+            return await _workflow_page(request, session, workflow_id, 422, signal_name=name, signal_payload=raw,
+                                        error=f"the payload is not JSON: {exc}")  # fmt: skip
+        if not 1 <= len(name) <= 200:
+            return await _workflow_page(request, session, workflow_id, 422, signal_name=name, signal_payload=raw,
+                                        error="a signal needs a name (at most 200 characters)")  # fmt: skip
+        await store.signal(workflow_id, name, payload)
+    else:
+        raise NotFound(f"no workflow action {action!r} (cancel, retry, signal)")
+    return RedirectResponse(f"/workflows/{quote(workflow_id, safe='')}", status_code=303)
 
 
 @router.get("/queues")

@@ -246,3 +246,35 @@ async def test_docs_work_offline_and_the_api_keeps_answering_json(console: Conso
             "/api/v1/orgs/acme/instances", headers={"Authorization": f"Bearer {console.tokens['acme-viewer']}"}
         )
         assert listed.status_code == 200 and "items" in listed.json()
+
+
+async def test_workflow_buttons_cancel_retry_and_signal(console: Console) -> None:
+    workflow_id = unique("wf-act")
+    await _sql(console, "INSERT INTO howdah.workflows (id, name, args, status, queue_name) "
+               "VALUES (%s, 'approval', '{}', 'waiting', 'q')", (workflow_id,))  # fmt: skip
+    platform = await console.browser("platform")
+    page = await platform.get(f"/workflows/{workflow_id}")
+    for button in ("Cancel", "Send signal"):
+        assert f">{button}</button>" in page.text
+    csrf = csrf_of(page.text)
+    not_json = await platform.post(f"/workflows/{workflow_id}/signal",
+                                   data={"csrf_token": csrf, "signal_name": "approve", "signal_payload": "{nope"})  # fmt: skip
+    assert not_json.status_code == 422 and "the payload is not JSON" in not_json.text
+    sent = await platform.post(f"/workflows/{workflow_id}/signal",
+                               data={"csrf_token": csrf, "signal_name": "approve", "signal_payload": '{"ok": true}'})  # fmt: skip
+    assert sent.status_code == 303
+    async with console.pool.connection() as conn:
+        cur = await conn.execute("SELECT name, payload FROM howdah.signals WHERE workflow_id = %s", (workflow_id,))
+        assert await cur.fetchall() == [("approve", {"ok": True})]
+    member = await console.browser("acme-member")
+    forged = await member.post(
+        f"/workflows/{workflow_id}/cancel", data={"csrf_token": await console.csrf("acme-member")}
+    )
+    assert forged.status_code == 403
+    assert (await platform.post(f"/workflows/{workflow_id}/cancel", data={"csrf_token": csrf})).status_code == 303
+    async with console.pool.connection() as conn:
+        cur = await conn.execute("SELECT status, cancel_requested FROM howdah.workflows WHERE id = %s", (workflow_id,))
+        status, requested = await cur.fetchone() or (None, None)
+    assert status == "cancelled" or requested
+    unknown = await platform.post("/workflows/no-such-workflow/cancel", data={"csrf_token": csrf})
+    assert unknown.status_code == 404
