@@ -257,11 +257,10 @@ async def test_workflow_buttons_cancel_retry_and_signal(console: Console) -> Non
     for button in ("Cancel", "Send signal"):
         assert f">{button}</button>" in page.text
     csrf = csrf_of(page.text)
-    not_json = await platform.post(f"/workflows/{workflow_id}/signal",
-                                   data={"csrf_token": csrf, "signal_name": "approve", "signal_payload": "{nope"})  # fmt: skip
+    signal = {"csrf_token": csrf, "signal_name": "approve"}
+    not_json = await platform.post(f"/workflows/{workflow_id}/signal", data={**signal, "signal_payload": "{nope"})
     assert not_json.status_code == 422 and "the payload is not JSON" in not_json.text
-    sent = await platform.post(f"/workflows/{workflow_id}/signal",
-                               data={"csrf_token": csrf, "signal_name": "approve", "signal_payload": '{"ok": true}'})  # fmt: skip
+    sent = await platform.post(f"/workflows/{workflow_id}/signal", data={**signal, "signal_payload": '{"ok": true}'})
     assert sent.status_code == 303
     async with console.pool.connection() as conn:
         cur = await conn.execute("SELECT name, payload FROM howdah.signals WHERE workflow_id = %s", (workflow_id,))
