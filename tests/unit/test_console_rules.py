@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from howdah.console._forms import field_errors, instance_fields, message_field
+from howdah.console._forms import (
+    extension_list,
+    field_errors,
+    instance_fields,
+    message_field,
+    parse_settings,
+    settings_text,
+)
 from howdah.console._session import csrf_token, csrf_valid, same_origin
 from howdah.control.api import InstanceCreate
 
@@ -68,3 +75,23 @@ def test_validation_errors_land_on_their_fields() -> None:
 )
 def test_service_errors_name_their_field(message: str, field: str) -> None:
     assert message_field(message) == field
+
+
+def test_settings_lines_round_trip_and_bad_lines_are_named() -> None:
+    configs = {"work_mem": "64MB", "max_connections": "300"}
+    assert parse_settings(settings_text(configs)) == configs
+    assert parse_settings("# tuned\n\n  work_mem='4MB'  \n") == {"work_mem": "4MB"}
+    with pytest.raises(ValueError, match="line 2: write a setting as name = value"):
+        parse_settings("work_mem = 1MB\nshared_buffers")
+    with pytest.raises(ValueError, match="line 2: work_mem is set twice"):
+        parse_settings("work_mem = 1MB\nwork_mem = 2MB")
+    with pytest.raises(ValueError, match="line 1"):
+        parse_settings("= 3")
+
+
+def test_extension_lists() -> None:
+    assert extension_list("vector, pg_trgm", "pg_stat_statements") == [
+        {"name": "vector"}, {"name": "pg_trgm"}, {"name": "pg_stat_statements", "enabled": False},
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="both as enabled and disabled: vector"):
+        extension_list("vector", "vector")

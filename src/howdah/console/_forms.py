@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["FIELDS", "field_errors", "instance_fields", "message_field"]
+__all__ = [
+    "FIELDS", "extension_list", "field_errors", "instance_fields", "message_field", "parse_settings", "settings_text",
+]  # fmt: skip
 
 FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane")
 GENERAL = "form"  # an error that concerns no one field
@@ -52,3 +54,37 @@ def message_field(message: str) -> str:
     lowered = message.lower()
     found = [(lowered.find(word), field) for word, field in _MENTIONS if word in lowered]
     return min(found)[1] if found else GENERAL
+
+
+def settings_text(configs: dict[str, str]) -> str:
+    """Overridden settings as the form shows them: one ``name = value`` a line, sorted."""
+    return "\n".join(f"{name} = {value}" for name, value in sorted(configs.items()))
+
+
+def parse_settings(text: str) -> dict[str, str]:
+    """``name = value`` lines (blank lines and ``#`` comments skipped) as the API's ``postgres_configs``; a line
+    without ``=``, without a name or repeating one is a :class:`ValueError` naming its line."""
+    configs: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, equals, value = stripped.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise ValueError(f"line {number}: write a setting as name = value")
+        if name in configs:
+            raise ValueError(f"line {number}: {name} is set twice")
+        configs[name] = value.strip().strip("'")
+    return configs
+
+
+def extension_list(enabled: str, disabled: str) -> list[dict[str, Any]]:
+    """The API's ``extensions`` from two lists of names (commas or spaces): enabled, and disabled ones (a stack's
+    default extension is turned off by listing it as disabled)."""
+    on = [name for name in re.split(r"[\s,]+", enabled) if name]
+    off = [name for name in re.split(r"[\s,]+", disabled) if name]
+    both = sorted(set(on) & set(off))
+    if both:
+        raise ValueError(f"listed both as enabled and disabled: {', '.join(both)}")
+    return [{"name": name} for name in on] + [{"name": name, "enabled": False} for name in off]

@@ -9,11 +9,18 @@ from fastapi.responses import RedirectResponse
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
-from howdah.console._forms import field_errors, instance_fields, message_field
+from howdah.console._forms import (
+    extension_list,
+    field_errors,
+    instance_fields,
+    message_field,
+    parse_settings,
+    settings_text,
+)
 from howdah.console._queries import QUERIES
 from howdah.console._web import ConsoleRoute, Session, changing, page, session_of
 from howdah.control import stacks
-from howdah.control.api import InstanceCreate
+from howdah.control.api import InstanceCreate, InstancePatch
 from howdah.control.errors import Conflict, Invalid, Unavailable, http_error
 from howdah.control.service import instance_view, list_backups, request_backup, require
 from howdah.control.spec import InstanceSpec
@@ -93,14 +100,61 @@ async def create_instance(request: Request) -> Response:
     return RedirectResponse("/instances", status_code=303)
 
 
+async def _instance_page(
+    request: Request, session: Session, instance_id: str, status: int = 200, **context: Any
+) -> Response:
+    row = await session.ctl.get_instance(session.org, instance_id)
+    view = instance_view(row, session.who, request.app.state.sealer)
+    backups = await list_backups(session.ctl, session.org, instance_id)
+    spec = view["desired_spec"]
+    extensions = spec.get("extensions") or []
+    values = {
+        "settings": settings_text(spec.get("postgres_configs") or {}),
+        "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
+        "disabled": ", ".join(e["name"] for e in extensions if not e.get("enabled", True)),
+        "errors": {}, **context,
+    }  # fmt: skip
+    return page(request, "instance.html", session, status_code=status, instance=view, backups=backups, **values)
+
+
 @router.get("/instances/{instance_id}")
 async def instance(request: Request, instance_id: str) -> Response:
     session = await session_of(request)
     require(session.who, session.org, "viewer")
-    row = await session.ctl.get_instance(session.org, instance_id)
-    view = instance_view(row, session.who, request.app.state.sealer)
-    backups = await list_backups(session.ctl, session.org, instance_id)
-    return page(request, "instance.html", session, instance=view, backups=backups, error="")
+    return await _instance_page(request, session, instance_id)
+
+
+@router.post("/instances/{instance_id}/configure")
+async def configure(request: Request, instance_id: str) -> Response:
+    """Change the overridden settings and the extensions: the API's Update (its validation, the state machine:
+    Configuring when a reload applies it, Restarting when Postgres must restart)."""
+    session = await session_of(request)
+    form = await changing(request, session)
+    require(session.who, session.org, "member")
+    typed = {"settings": form.get("settings", ""), "enabled": form.get("enabled", ""),
+             "disabled": form.get("disabled", "")}  # fmt: skip
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    try:
+        changes["postgres_configs"] = parse_settings(typed["settings"])
+    except ValueError as exc:
+        errors["settings"] = str(exc)
+    try:
+        changes["extensions"] = extension_list(typed["enabled"], typed["disabled"])
+    except ValueError as exc:
+        errors["extensions"] = str(exc)
+    if not errors:
+        try:
+            patch = InstancePatch.model_validate(changes).model_dump(mode="json", exclude_unset=True)
+            await session.ctl.change(session.org, instance_id, "Update", patch)
+        except ValidationError as exc:
+            errors.update({k if k == "extensions" else "settings": v for k, v in field_errors(exc).items()})
+        except (Invalid, Conflict) as exc:
+            errors["extensions" if message_field(str(exc)) == "extensions" else "settings"] = str(exc)
+    if errors:
+        status = 409 if any("still working" in e for e in errors.values()) else 422
+        return await _instance_page(request, session, instance_id, status, errors=errors, **typed)
+    return RedirectResponse(f"/instances/{instance_id}", status_code=303)
 
 
 @router.post("/instances/{instance_id}/{action}")

@@ -277,3 +277,37 @@ async def test_workflow_buttons_cancel_retry_and_signal(console: Console) -> Non
     assert status == "cancelled" or requested
     unknown = await platform.post("/workflows/no-such-workflow/cancel", data={"csrf_token": csrf})
     assert unknown.status_code == 404
+
+
+async def test_settings_and_extensions_change_through_the_apis_update(console: Console) -> None:
+    instance = await _create(console, "acme")
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false, "
+               "actual_spec = desired_spec WHERE id = %s", (instance["id"],))  # fmt: skip
+    member = await console.browser("acme-member")
+    page = await member.get(f"/instances/{instance['id']}")
+    assert '<label for="settings">Postgres settings</label>' in page.text and ">Apply</button>" in page.text
+    csrf = csrf_of(page.text)
+    url = f"/instances/{instance['id']}/configure"
+    no_equals = await member.post(url, data={"csrf_token": csrf, "settings": "work_mem"})
+    assert no_equals.status_code == 422 and "line 1: write a setting as name = value" in no_equals.text
+    unknown = await member.post(url, data={"csrf_token": csrf, "settings": f"no_such_setting = {SCRIPT}"})
+    assert unknown.status_code == 422 and "unknown Postgres setting" in unknown.text
+    assert SCRIPT not in unknown.text and ESCAPED in unknown.text  # what was typed comes back escaped
+    bad_value = await member.post(url, data={"csrf_token": csrf, "settings": "work_mem = lots"})
+    assert bad_value.status_code == 422 and "work_mem" in _field_error(bad_value.text, "settings")
+    both = await member.post(url, data={"csrf_token": csrf, "enabled": "pg_trgm", "disabled": "pg_trgm"})
+    assert both.status_code == 422 and "pg_trgm" in _field_error(both.text, "extensions")
+    assert (await console.control.get_instance("acme", str(instance["id"])))["generation"] == instance["generation"]
+
+    viewer = await console.browser("acme-viewer")
+    refused = await viewer.post(url, data={"csrf_token": await console.csrf("acme-viewer"), "settings": ""})
+    assert refused.status_code == 403
+    applied = await member.post(url, data={"csrf_token": csrf, "settings": "work_mem = 64MB\nmax_connections = 300",
+                                           "enabled": "pg_trgm"})  # fmt: skip
+    assert applied.status_code == 303
+    row = await console.control.get_instance("acme", str(instance["id"]))
+    assert row["desired_spec"]["postgres_configs"] == {"work_mem": "64MB", "max_connections": "300"}
+    assert row["desired_spec"]["extensions"] == [{"name": "pg_trgm", "enabled": True, "version": None}]
+    assert row["state"] == "Restarting"  # max_connections needs a restart: the API's decision
+    shown = await member.get(f"/instances/{instance['id']}")
+    assert "max_connections = 300\nwork_mem = 64MB</textarea>" in shown.text
