@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from howdah.console import _auth_pages, _instances, _platform, _tokens
+from howdah.console import _auth_pages, _instances, _platform, _queues, _tokens
 from howdah.console._web import ASSETS, console_secret
 
 __all__ = ["mount_console"]
@@ -20,5 +20,5 @@ def mount_console(app: FastAPI) -> None:
     """Serve the console at ``/`` of ``app`` (made by :func:`howdah.control.api.create_app`)."""
     app.state.console_secret = console_secret()
     app.mount(ASSETS, StaticFiles(packages=[("howdah.console", "static")]), name="console-assets")
-    for module in (_auth_pages, _instances, _tokens, _platform):
+    for module in (_auth_pages, _instances, _tokens, _platform, _queues):
         app.include_router(module.router)

@@ -1,5 +1,6 @@
-"""The platform's pages (platform admins): workflows, one workflow's step timeline, and queues. Workflows and
-queues serve every org at once (the conductors' work, the data planes' events), so no org role sees them."""
+"""The platform's workflow pages (platform admins): workflows by status and one workflow's step timeline, with
+Cancel, Retry and Send signal. Workflows serve every org at once (the conductors' work), so no org role sees
+them; the Queues pages (``_queues.py``) likewise."""
 
 from __future__ import annotations
 
@@ -100,9 +101,3 @@ async def workflow_action(request: Request, workflow_id: str, action: str) -> Re
     else:
         raise NotFound(f"no workflow action {action!r} (cancel, retry, signal)")
     return RedirectResponse(f"/workflows/{quote(workflow_id, safe='')}", status_code=303)
-
-
-@router.get("/queues")
-async def queues(request: Request) -> Response:
-    session = await _platform(request)
-    return page(request, "queues.html", session, rows=await _rows(session, "queues", {}))

@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from howdah.control.events import data_plane_queue
 from howdah.control.spec import InstanceSpec
+from howdah.queue import AsyncQueue
 
 from .conftest import Console, csrf_of
 
@@ -222,7 +223,7 @@ async def test_workflows_page_on_an_index_and_queues(console: Console) -> None:
     assert detail.status_code == 200 and "provision" in detail.text and "<td>2</td>" in detail.text
     assert (await platform.get("/workflows/no-such-workflow")).status_code == 404
     queues = await platform.get("/queues")
-    assert queues.status_code == 200 and f"<td>{data_plane_queue('local')}</td>" in queues.text
+    assert queues.status_code == 200 and f">{data_plane_queue('local')}</a></td>" in queues.text
 
 
 async def test_docs_work_offline_and_the_api_keeps_answering_json(console: Console) -> None:
@@ -311,3 +312,48 @@ async def test_settings_and_extensions_change_through_the_apis_update(console: C
     assert row["state"] == "Restarting"  # max_connections needs a restart: the API's decision
     shown = await member.get(f"/instances/{instance['id']}")
     assert "max_connections = 300\nwork_mem = 64MB</textarea>" in shown.text
+
+
+async def test_a_queue_is_peeked_at_and_dead_letters_replayed_or_purged(console: Console) -> None:
+    source, dlq = unique("src").replace("-", "_"), unique("dlq").replace("-", "_")
+    async with console.pool.connection() as conn:
+        queue = AsyncQueue(conn)
+        await queue.create(source)
+        await queue.create(dlq)
+        poisoned = await queue.send(source, {"note": SCRIPT}, headers={"tenant": "acme"})
+        plain = await queue.send(dlq, {"not": "dead-lettered"})
+        await conn.execute("SELECT pgmq.howdah_dead_letter(%s, %s, %s, 'read too often')", (source, [poisoned], dlq))
+        dead = [m for m in await queue.peek(dlq, 0, 10) if m.msg_id != plain]
+    assert len(dead) == 1
+    platform = await console.browser("platform")
+    listed = await platform.get("/queues")
+    assert f'<a href="/queues/{dlq}">{dlq}</a>' in listed.text
+    shown = await platform.get(f"/queues/{dlq}")
+    assert shown.status_code == 200 and SCRIPT not in shown.text
+    assert r'{"note": "\u003cscript\u003ealert(1)\u003c/script\u003e"}' in shown.text  # JSON, made inert
+    assert shown.text.count(">Replay</button>") == 1  # only the dead-lettered one
+    async with console.pool.connection() as conn:
+        assert {m.read_ct for m in await AsyncQueue(conn).peek(dlq, 0, 10)} == {0}  # peeking read nothing
+    csrf = csrf_of(shown.text)
+    not_dead = await platform.post(f"/queues/{dlq}/replay", data={"csrf_token": csrf, "msg_id": str(plain)})
+    assert not_dead.status_code == 409 and "was not dead-lettered" in not_dead.text
+    member = await console.browser("acme-member")
+    forged = await member.post(f"/queues/{dlq}/replay", data={"csrf_token": await console.csrf("acme-member"),
+                                                              "msg_id": str(dead[0].msg_id)})  # fmt: skip
+    assert forged.status_code == 403
+    replayed = await platform.post(f"/queues/{dlq}/replay", data={"csrf_token": csrf, "msg_id": str(dead[0].msg_id)})
+    assert replayed.status_code == 303
+    async with console.pool.connection() as conn:
+        back = await AsyncQueue(conn).peek(source, 0, 10)
+        left = await AsyncQueue(conn).peek(dlq, 0, 10)
+    assert [(m.message, m.headers) for m in back] == [({"note": SCRIPT}, {"tenant": "acme"})]
+    assert [m.msg_id for m in left] == [plain]
+    again = await platform.post(f"/queues/{dlq}/replay", data={"csrf_token": csrf, "msg_id": str(dead[0].msg_id)})
+    assert again.status_code == 404  # replayed once only
+    wrong = await platform.post(f"/queues/{dlq}/purge", data={"csrf_token": csrf, "confirm_name": "nope"})
+    assert wrong.status_code == 422
+    purged = await platform.post(f"/queues/{dlq}/purge", data={"csrf_token": csrf, "confirm_name": dlq})
+    assert purged.status_code == 303
+    async with console.pool.connection() as conn:
+        assert await AsyncQueue(conn).peek(dlq, 0, 10) == []
+    assert (await platform.get("/queues/no_such_queue")).status_code == 404
