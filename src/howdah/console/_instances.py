@@ -21,8 +21,8 @@ from howdah.console._queries import QUERIES
 from howdah.console._web import ConsoleRoute, Session, changing, page, session_of
 from howdah.control import stacks
 from howdah.control.api import InstanceCreate, InstancePatch
-from howdah.control.errors import Conflict, Invalid, Unavailable, http_error
-from howdah.control.service import instance_view, list_backups, request_backup, require
+from howdah.control.errors import Conflict, Invalid, NotFound, Unavailable, http_error
+from howdah.control.service import instance_view, list_backups, request_backup, require, restore_backup
 from howdah.control.spec import InstanceSpec
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -108,13 +108,23 @@ async def _instance_page(
     backups = await list_backups(session.ctl, session.org, instance_id)
     spec = view["desired_spec"]
     extensions = spec.get("extensions") or []
+    sent = row.get("pending_event") or {}
+    change = {
+        "kind": sent.get("kind", ""),
+        "generation": sent.get("generation"),
+        "sent_at": row.get("work_sent_at"),
+        "workflow": f"event-{sent['event_id']}" if sent.get("event_id") else "",
+    }  # the conductor's id for it
     values = {
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
         "disabled": ", ".join(e["name"] for e in extensions if not e.get("enabled", True)),
-        "errors": {}, **context,
+        "errors": {}, "restore_name": "", **context,
     }  # fmt: skip
-    return page(request, "instance.html", session, status_code=status, instance=view, backups=backups, **values)
+    return page(
+        request, "instance.html", session, status_code=status, instance=view, backups=backups, change=change,
+        **values,
+    )  # fmt: skip
 
 
 @router.get("/instances/{instance_id}")
@@ -155,6 +165,24 @@ async def configure(request: Request, instance_id: str) -> Response:
         status = 409 if any("still working" in e for e in errors.values()) else 422
         return await _instance_page(request, session, instance_id, status, errors=errors, **typed)
     return RedirectResponse(f"/instances/{instance_id}", status_code=303)
+
+
+@router.post("/instances/{instance_id}/restore")
+async def restore(request: Request, instance_id: str) -> Response:
+    """A new instance from one of this instance's completed backups (the API's restore: new passwords)."""
+    session = await session_of(request)
+    form = await changing(request, session)
+    require(session.who, session.org, "member")
+    name, backup_id = form.get("restore_name", "").strip(), form.get("backup_id", "")
+    if backup_id not in {b["id"] for b in await list_backups(session.ctl, session.org, instance_id)}:
+        raise NotFound(f"backup {backup_id!r} of this instance not found")
+    try:
+        await restore_backup(session.ctl, session.org, backup_id, name)
+    except (Invalid, Conflict, Unavailable) as exc:
+        status = http_error(exc)[0]
+        return await _instance_page(request, session, instance_id, status, errors={"restore": str(exc)},
+                                    restore_name=name)  # fmt: skip
+    return RedirectResponse("/instances", status_code=303)
 
 
 @router.post("/instances/{instance_id}/{action}")

@@ -357,3 +357,50 @@ async def test_a_queue_is_peeked_at_and_dead_letters_replayed_or_purged(console:
     async with console.pool.connection() as conn:
         assert await AsyncQueue(conn).peek(dlq, 0, 10) == []
     assert (await platform.get("/queues/no_such_queue")).status_code == 404
+
+
+async def test_back_up_and_restore_into_a_new_instance(console: Console) -> None:
+    instance = await _create(console, "acme")
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false WHERE id = %s",
+               (instance["id"],))  # fmt: skip
+    member = await console.browser("acme-member")
+    csrf = await console.csrf("acme-member")
+    taken = await member.post(f"/instances/{instance['id']}/backup", data={"csrf_token": csrf})
+    assert taken.status_code == 303
+    page = await member.get(f"/instances/{instance['id']}")
+    assert "<td>pending</td>" in page.text and ">Restore</button>" not in page.text  # nothing to restore yet
+    await _sql(console, "UPDATE control.backups SET status = 'completed', completed_at = now(), location = '/b', "
+               "size_bytes = 1 WHERE instance_id = %s", (instance["id"],))  # fmt: skip
+    page = await member.get(f"/instances/{instance['id']}")
+    assert ">Restore</button>" in page.text
+    backup_id = re.search(r'<option value="([0-9a-f-]{36})">', page.text)
+    assert backup_id
+    url = f"/instances/{instance['id']}/restore"
+    bad = await member.post(url, data={"csrf_token": csrf, "backup_id": backup_id.group(1), "restore_name": "Bad!"})
+    assert bad.status_code == 422 and _field_error(bad.text, "restore")
+    theirs = await _create(console, "other")
+    async with console.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO control.backups (org_id, instance_id, data_plane, spec, status) "
+            "VALUES ('other', %s, 'local', %s, 'completed') RETURNING id::text",
+            (theirs["id"], Jsonb(theirs["desired_spec"])),
+        )
+        their_backup = (await cur.fetchone() or [""])[0]
+    stolen = await member.post(url, data={"csrf_token": csrf, "backup_id": their_backup, "restore_name": unique()})
+    assert stolen.status_code == 404
+    name = unique("copy")
+    restored = await member.post(url, data={"csrf_token": csrf, "backup_id": backup_id.group(1), "restore_name": name})
+    assert restored.status_code == 303
+    rows, _ = await console.control.list_instances("acme", None, 500, 0)
+    assert any(r["name"] == name and r["state"] == "Submitted" for r in rows)
+
+
+async def test_an_instances_latest_change_links_the_workflow_carrying_it_out(console: Console) -> None:
+    instance = await _create(console, "default")
+    event_id = instance["pending_event"]["event_id"]
+    platform = (await (await console.browser("platform")).get(f"/instances/{instance['id']}")).text
+    assert "Create (generation 1)" in platform
+    assert f'<a href="/workflows/event-{event_id}">event-{event_id}</a>' in platform
+    mine = await _create(console, "acme")
+    member = (await (await console.browser("acme-member")).get(f"/instances/{mine['id']}")).text
+    assert "Create (generation 1)" in member and "/workflows/" not in member  # workflows are the platform's
