@@ -46,6 +46,11 @@ async def test_create_an_instance_and_watch_it_come_up_live(platform: Platform) 
     await expect(state).to_have_text("Up", timeout=UP_TIMEOUT_MS)
     assert await page.evaluate("window.notReloaded === true")
 
+    await expect(page.get_by_role("img", name=re.compile(r"Instances by state: .*Up \d"))).to_be_visible()
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.set_viewport_size({"width": 1280, "height": 800})
+
     await page.get_by_role("link", name=name).click()
     await expect(page.get_by_test_id("state")).to_have_text("Up")
     password = page.get_by_test_id("password")

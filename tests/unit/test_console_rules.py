@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from howdah.console._forms import (
+    by_state,
     extension_list,
     field_errors,
     instance_fields,
@@ -95,3 +96,9 @@ def test_extension_lists() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="both as enabled and disabled: vector"):
         extension_list("vector", "vector")
+
+
+def test_states_are_counted_most_first() -> None:
+    rows = [{"state": s} for s in ("Up", "Submitted", "Up", "Error", "Submitted", "Up")]
+    assert by_state(rows) == [("Up", 3), ("Submitted", 2), ("Error", 1)]
+    assert by_state([]) == []

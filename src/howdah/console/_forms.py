@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 __all__ = [
-    "FIELDS", "extension_list", "field_errors", "instance_fields", "message_field", "parse_settings", "settings_text",
+    "FIELDS", "by_state", "extension_list", "field_errors", "instance_fields", "message_field", "parse_settings",
+    "settings_text",
 ]  # fmt: skip
 
 FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane")
@@ -88,3 +89,11 @@ def extension_list(enabled: str, disabled: str) -> list[dict[str, Any]]:
     if both:
         raise ValueError(f"listed both as enabled and disabled: {', '.join(both)}")
     return [{"name": name} for name in on] + [{"name": name, "enabled": False} for name in off]
+
+
+def by_state(rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """How many of ``rows`` are in each state, most first (ties by name): the chart's bars."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))

@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from howdah.console._forms import (
+    by_state,
     extension_list,
     field_errors,
     instance_fields,
@@ -45,15 +46,17 @@ async def instances(request: Request, deleted: Annotated[bool, Query()] = False)
     session = await session_of(request)
     require(session.who, session.org, "viewer")
     rows = await _rows(session, deleted)
-    return page(request, "instances.html", session, rows=rows, deleted=deleted, limit=TABLE_LIMIT)
+    return page(request, "instances.html", session, rows=rows, by_state=by_state(rows), deleted=deleted,
+                limit=TABLE_LIMIT)  # fmt: skip
 
 
 @router.get("/instances/rows")
 async def instance_rows(request: Request, deleted: Annotated[bool, Query()] = False) -> Response:
-    """The table's rows alone: what the page polls to show states change (one query for the whole table)."""
+    """The chart and the table alone: what the page polls to show states change (one query for the whole page)."""
     session = await session_of(request)
     require(session.who, session.org, "viewer")
-    return page(request, "_instance_rows.html", session, rows=await _rows(session, deleted))
+    rows = await _rows(session, deleted)
+    return page(request, "_instances_live.html", session, rows=rows, by_state=by_state(rows))
 
 
 def _stack_choices() -> list[tuple[str, str]]:

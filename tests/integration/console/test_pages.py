@@ -55,8 +55,15 @@ async def test_the_table_shows_the_orgs_instances_and_hides_deleted_ones(console
     assert f'data-instance="{mine["name"]}"' in rows.text and ">Submitted</span>" in rows.text
     await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false WHERE id = %s",
                (mine["id"],))  # fmt: skip
-    row = re.search(rf'data-instance="{mine["name"]}".*?</tr>', (await viewer.get("/instances/rows")).text, re.S)
+    refreshed = (await viewer.get("/instances/rows")).text
+    row = re.search(rf'data-instance="{mine["name"]}".*?</tr>', refreshed, re.S)
     assert row and ">Up</span>" in row.group(0)
+    chart = re.search(r'<title id="by-state-title">Instances by state: ([^<]*)</title>', refreshed)
+    shown = dict(part.rsplit(" ", 1) for part in chart.group(1).split(", ")) if chart else {}
+    async with console.pool.connection() as conn:
+        cur = await conn.execute("SELECT state, count(*)::text FROM control.instances "
+                                 "WHERE org_id = 'acme' AND state <> 'Deleted' GROUP BY state")  # fmt: skip
+        assert shown == dict(await cur.fetchall())  # the chart counts what the table holds
 
 
 async def test_another_orgs_instance_is_never_shown(console: Console) -> None:
