@@ -39,8 +39,16 @@ _environment = jinja2.Environment(
 )
 
 
-def _utc(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _utc(value: datetime | str | None) -> str:
+    """A time as the pages show it (UTC, to the second), from a datetime or the API's ISO text."""
+    if isinstance(value, str):
+        try:
+            when: datetime | None = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        when = value
+    return "" if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 _environment.filters["utc"] = _utc
