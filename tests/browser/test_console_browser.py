@@ -9,6 +9,9 @@ import uuid
 import pytest
 from playwright.async_api import expect
 
+from howdah.control.spec import InstanceSpec
+from howdah.queue import AsyncQueue
+
 from .conftest import Platform
 
 pytestmark = pytest.mark.slow
@@ -93,4 +96,57 @@ async def test_tokens_and_a_viewers_read_only_console(platform: Platform) -> Non
     await other.reload()  # the revoked token's session is over
     await expect(other).to_have_url(re.compile(r"/sign-in"))
     await expect(other.get_by_role("alert")).to_contain_text("revoked")
+    assert platform.errors == []
+
+
+async def test_operate_an_instance_workflows_and_a_dead_letter_queue(platform: Platform) -> None:
+    """The platform admin: a setting changed, a restart, a backup restored into a new instance, the conductor's
+    workflow and its steps, a dead-lettered message replayed."""
+    name = f"ops-{uuid.uuid4().hex[:6]}"
+    token = await platform.token("default", "platform")  # creates the org
+    created = await platform.control.create_instance("default", InstanceSpec(name=name, memory="256Mi"), None)
+    page = await platform.page()
+    await page.goto(platform.url + "/sign-in")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.goto(f"{platform.url}/instances/{created['id']}")
+    state = page.get_by_test_id("state")
+    await expect(state).to_have_text("Up", timeout=UP_TIMEOUT_MS)  # the page refreshes itself
+
+    await page.get_by_label("Postgres settings").fill("work_mem = 8MB")
+    await page.get_by_role("button", name="Apply").click()
+    await expect(page.get_by_label("Postgres settings")).to_have_value("work_mem = 8MB")
+    await expect(state).to_have_text("Up", timeout=UP_TIMEOUT_MS)
+    await page.get_by_role("button", name="Restart").click()
+    await expect(page.locator("#instance-live")).to_contain_text("Restart (generation")
+    await expect(state).to_have_text("Up", timeout=UP_TIMEOUT_MS)
+
+    await page.get_by_role("button", name="Back up").click()
+    await expect(page.locator("#backups")).to_contain_text("completed", timeout=UP_TIMEOUT_MS)
+    await page.reload()
+    copy = f"{name}-copy"
+    await page.get_by_label("New instance name").fill(copy)
+    await page.get_by_role("button", name="Restore").click()
+    await expect(page).to_have_url(re.compile(r"/instances$"))
+    restored = page.locator(f'tr[data-instance="{copy}"] [data-testid="state"]')
+    await expect(restored).to_have_text("Up", timeout=UP_TIMEOUT_MS)
+
+    await page.get_by_role("link", name=name, exact=True).click()
+    await page.locator('#instance-live a[href^="/workflows/event-"]').click()
+    await expect(page.get_by_role("heading", name="instance_event")).to_be_visible()
+    await expect(page.locator("table tbody tr").first).to_contain_text("step")  # the step timeline
+
+    source, dlq = f"src_{uuid.uuid4().hex[:6]}", f"dlq_{uuid.uuid4().hex[:6]}"
+    async with platform.control.pool.connection() as conn:
+        queue = AsyncQueue(conn)
+        await queue.create(source)
+        await queue.create(dlq)
+        msg_id = await queue.send(source, {"order": 7})
+        await conn.execute("SELECT pgmq.howdah_dead_letter(%s, %s, %s, 'poison')", (source, [msg_id], dlq))
+    await page.goto(f"{platform.url}/queues")
+    await page.get_by_role("link", name=dlq).click()
+    await page.get_by_role("button", name=re.compile(rf"Replay message \d+ to {source}")).click()
+    await expect(page.get_by_role("button", name=re.compile("Replay message"))).to_have_count(0)
+    async with platform.control.pool.connection() as conn:
+        assert [m.message for m in await AsyncQueue(conn).peek(source, 0, 10)] == [{"order": 7}]
     assert platform.errors == []

@@ -103,6 +103,13 @@ async def create_instance(request: Request) -> Response:
     return RedirectResponse("/instances", status_code=303)
 
 
+def _change(row: dict[str, Any]) -> dict[str, Any]:
+    """The latest change sent to the instance's data plane, and the conductor's workflow carrying it out."""
+    sent = row.get("pending_event") or {}
+    return {"kind": sent.get("kind", ""), "generation": sent.get("generation"), "sent_at": row.get("work_sent_at"),
+            "workflow": f"event-{sent['event_id']}" if sent.get("event_id") else ""}  # fmt: skip
+
+
 async def _instance_page(
     request: Request, session: Session, instance_id: str, status: int = 200, **context: Any
 ) -> Response:
@@ -111,13 +118,6 @@ async def _instance_page(
     backups = await list_backups(session.ctl, session.org, instance_id)
     spec = view["desired_spec"]
     extensions = spec.get("extensions") or []
-    sent = row.get("pending_event") or {}
-    change = {
-        "kind": sent.get("kind", ""),
-        "generation": sent.get("generation"),
-        "sent_at": row.get("work_sent_at"),
-        "workflow": f"event-{sent['event_id']}" if sent.get("event_id") else "",
-    }  # the conductor's id for it
     values = {
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
@@ -125,7 +125,7 @@ async def _instance_page(
         "errors": {}, "restore_name": "", **context,
     }  # fmt: skip
     return page(
-        request, "instance.html", session, status_code=status, instance=view, backups=backups, change=change,
+        request, "instance.html", session, status_code=status, instance=view, backups=backups, change=_change(row),
         **values,
     )  # fmt: skip
 
@@ -135,6 +135,17 @@ async def instance(request: Request, instance_id: str) -> Response:
     session = await session_of(request)
     require(session.who, session.org, "viewer")
     return await _instance_page(request, session, instance_id)
+
+
+@router.get("/instances/{instance_id}/live")
+async def instance_live(request: Request, instance_id: str) -> Response:
+    """The parts of an instance's page its polling refreshes: state, last error, latest change and backups."""
+    session = await session_of(request)
+    require(session.who, session.org, "viewer")
+    row = await session.ctl.get_instance(session.org, instance_id)
+    view = instance_view(row, session.who, request.app.state.sealer)
+    backups = await list_backups(session.ctl, session.org, instance_id)
+    return page(request, "_instance_parts.html", session, instance=view, backups=backups, change=_change(row))
 
 
 @router.post("/instances/{instance_id}/configure")

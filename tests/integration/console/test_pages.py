@@ -411,3 +411,18 @@ async def test_an_instances_latest_change_links_the_workflow_carrying_it_out(con
     mine = await _create(console, "acme")
     member = (await (await console.browser("acme-member")).get(f"/instances/{mine['id']}")).text
     assert "Create (generation 1)" in member and "/workflows/" not in member  # workflows are the platform's
+
+
+async def test_an_instances_page_refreshes_its_state_and_backups_in_one_request(console: Console) -> None:
+    instance = await _create(console, "acme")
+    viewer = await console.browser("acme-viewer")
+    page = (await viewer.get(f"/instances/{instance['id']}")).text
+    assert f'data-poll="/instances/{instance["id"]}/live"' in page and 'id="backups"' in page
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false, last_error = %s "
+               "WHERE id = %s", (SCRIPT, instance["id"]))  # fmt: skip
+    live = await viewer.get(f"/instances/{instance['id']}/live")
+    assert live.status_code == 200 and "<html" not in live.text
+    assert 'data-part="instance-live"' in live.text and 'data-part="backups"' in live.text
+    assert ">Up</span>" in live.text and ESCAPED in live.text and SCRIPT not in live.text
+    theirs = await _create(console, "other")
+    assert (await viewer.get(f"/instances/{theirs['id']}/live")).status_code == 404
