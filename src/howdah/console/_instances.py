@@ -103,6 +103,17 @@ async def create_instance(request: Request) -> Response:
     return RedirectResponse("/instances", status_code=303)
 
 
+EVENTS_SHOWN = 50
+
+
+async def _events(session: Session, instance_id: str) -> list[dict[str, Any]]:
+    """The instance's latest recorded states (the instance was found in the session's org beforehand)."""
+    async with session.ctl.pool.connection() as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["instance_events"], {"id": instance_id, "limit": EVENTS_SHOWN})
+        return await cur.fetchall()
+
+
 def _change(row: dict[str, Any]) -> dict[str, Any]:
     """The latest change sent to the instance's data plane, and the conductor's workflow carrying it out."""
     sent = row.get("pending_event") or {}
@@ -116,6 +127,7 @@ async def _instance_page(
     row = await session.ctl.get_instance(session.org, instance_id)
     view = instance_view(row, session.who, request.app.state.sealer)
     backups = await list_backups(session.ctl, session.org, instance_id)
+    events = await _events(session, instance_id)
     spec = view["desired_spec"]
     extensions = spec.get("extensions") or []
     values = {
@@ -126,6 +138,7 @@ async def _instance_page(
     }  # fmt: skip
     return page(
         request, "instance.html", session, status_code=status, instance=view, backups=backups, change=_change(row),
+        events=events,
         **values,
     )  # fmt: skip
 
@@ -145,7 +158,9 @@ async def instance_live(request: Request, instance_id: str) -> Response:
     row = await session.ctl.get_instance(session.org, instance_id)
     view = instance_view(row, session.who, request.app.state.sealer)
     backups = await list_backups(session.ctl, session.org, instance_id)
-    return page(request, "_instance_parts.html", session, instance=view, backups=backups, change=_change(row))
+    events = await _events(session, instance_id)
+    return page(request, "_instance_parts.html", session, instance=view, backups=backups, change=_change(row),
+                events=events)  # fmt: skip
 
 
 @router.post("/instances/{instance_id}/configure")

@@ -426,3 +426,42 @@ async def test_an_instances_page_refreshes_its_state_and_backups_in_one_request(
     assert ">Up</span>" in live.text and ESCAPED in live.text and SCRIPT not in live.text
     theirs = await _create(console, "other")
     assert (await viewer.get(f"/instances/{theirs['id']}/live")).status_code == 404
+
+
+async def _recorded(console: Console, instance_id: str) -> list[tuple[Any, ...]]:
+    async with console.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT state, generation, change, event_id, error FROM control.instance_events "
+            "WHERE instance_id = %s ORDER BY id", (instance_id,),
+        )  # fmt: skip
+        return await cur.fetchall()
+
+
+async def test_an_instances_events_record_each_state_and_the_change_behind_it(console: Console) -> None:
+    await console.control.create_token("default", "viewer")  # the org exists
+    instance = await _create(console, "default")
+    created = instance["pending_event"]["event_id"]
+    # the insert and the event sent are one transaction: one record, with the event
+    assert await _recorded(console, instance["id"]) == [("Submitted", 1, "Create", created, None)]
+    await _sql(console, "UPDATE control.instances SET status = '{\"size\": 1}', updated_at = now() WHERE id = %s",
+               (instance["id"],))  # fmt: skip
+    assert len(await _recorded(console, instance["id"])) == 1  # a status refresh is no event
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false WHERE id = %s",
+               (instance["id"],))  # fmt: skip
+    changed = await console.control.change("default", str(instance["id"]), "Restart")
+    restarted = changed["pending_event"]["event_id"]
+    await _sql(console, "UPDATE control.instances SET state = 'Error', last_error = %s WHERE id = %s",
+               (SCRIPT, instance["id"]))  # fmt: skip
+    assert await _recorded(console, instance["id"]) == [
+        ("Submitted", 1, "Create", created, None),
+        ("Up", 1, "Create", created, None),
+        ("Restarting", 2, "Restart", restarted, None),  # the state and the event sent: one record
+        ("Error", 2, "Restart", restarted, SCRIPT),
+    ]
+    platform = (await (await console.browser("platform")).get(f"/instances/{instance['id']}")).text
+    events = platform[platform.index('id="events"') : platform.index('id="backups-h"')]
+    assert [s for s in re.findall(r"<tr><td>[^<]*</td><td>(\w+)</td>", events)] == [
+        "Error", "Restarting", "Up", "Submitted"
+    ]  # fmt: skip
+    assert f'href="/workflows/event-{restarted}">workflow</a>' in events
+    assert SCRIPT not in platform and ESCAPED in events

@@ -28,3 +28,12 @@ SELECT id, name, status FROM howdah.workflows WHERE parent_id = %(id)s ORDER BY 
 SELECT queue_name, queue_length, queue_visible_length, oldest_msg_age_sec, total_messages
   FROM pgmq.metrics_all()
  ORDER BY queue_name;
+
+-- name: instance_events
+-- An instance's latest recorded states, newest first (the index instance_events_of_instance); the caller has
+-- checked the instance belongs to the org.
+SELECT at, state, generation, change, event_id, error
+  FROM control.instance_events
+ WHERE instance_id = %(id)s::uuid
+ ORDER BY id DESC
+ LIMIT %(limit)s;
