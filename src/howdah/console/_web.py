@@ -174,6 +174,10 @@ class ConsoleRoute(APIRoute):
                     f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
                 )
                 response = error_page(request, 422, where or "invalid request")
+            except psycopg.DataError:  # as the API: a value Postgres cannot store (for example NUL)
+                response = error_page(
+                    request, 422, "a value contains characters Postgres cannot store (for example NUL)"
+                )
             except (HowdahError, psycopg.Error) as exc:
                 status, code, retry_after = http_error(exc)
                 if status >= 500:

@@ -465,3 +465,18 @@ async def test_an_instances_events_record_each_state_and_the_change_behind_it(co
     ]  # fmt: skip
     assert f'href="/workflows/event-{restarted}">workflow</a>' in events
     assert SCRIPT not in platform and ESCAPED in events
+
+
+async def test_malformed_ids_are_a_not_found_page_never_an_error(console: Console) -> None:
+    member = await console.browser("acme-member")
+    csrf = await console.csrf("acme-member")
+    for path in ("/instances/not-a-uuid", "/instances/not-a-uuid/live", "/instances/%00"):
+        answer = await member.get(path)
+        assert answer.status_code in (404, 422), (path, answer.status_code)
+        assert "text/html" in answer.headers["content-type"] and "Traceback" not in answer.text
+    for action in ("restart", "delete", "backup", "configure", "restore"):
+        answer = await member.post(f"/instances/not-a-uuid/{action}", data={"csrf_token": csrf})
+        assert answer.status_code in (404, 422), (action, answer.status_code)
+    admin = await console.browser("acme-admin")
+    revoked = await admin.post("/tokens/not-a-uuid/revoke", data={"csrf_token": await console.csrf("acme-admin")})
+    assert revoked.status_code == 404
