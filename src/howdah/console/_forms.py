@@ -13,7 +13,7 @@ __all__ = [
     "settings_text",
 ]  # fmt: skip
 
-FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane")
+FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane", "replicas")
 GENERAL = "form"  # an error that concerns no one field
 
 

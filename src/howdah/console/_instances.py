@@ -114,6 +114,21 @@ async def _events(session: Session, instance_id: str) -> list[dict[str, Any]]:
         return await cur.fetchall()
 
 
+def _config_field(field: str) -> str:
+    """Where the configuration form shows an error about ``field``."""
+    return field if field in ("extensions", "replicas") else "settings"
+
+
+def _as_patched(spec: dict[str, Any], name: str) -> Any:
+    """A stored spec's field in the form a patch sends it (extensions with every default spelled out)."""
+    value = spec.get(name)
+    if name == "extensions":
+        return [
+            {"name": e["name"], "enabled": e.get("enabled", True), "version": e.get("version")} for e in value or []
+        ]
+    return value
+
+
 def _change(row: dict[str, Any]) -> dict[str, Any]:
     """The latest change sent to the instance's data plane, and the conductor's workflow carrying it out."""
     sent = row.get("pending_event") or {}
@@ -134,7 +149,7 @@ async def _instance_page(
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
         "disabled": ", ".join(e["name"] for e in extensions if not e.get("enabled", True)),
-        "errors": {}, "restore_name": "", **context,
+        "replicas": str(spec.get("replicas", 1)), "errors": {}, "restore_name": "", **context,
     }  # fmt: skip
     return page(
         request, "instance.html", session, status_code=status, instance=view, backups=backups, change=_change(row),
@@ -165,31 +180,40 @@ async def instance_live(request: Request, instance_id: str) -> Response:
 
 @router.post("/instances/{instance_id}/configure")
 async def configure(request: Request, instance_id: str) -> Response:
-    """Change the overridden settings and the extensions: the API's Update (its validation, the state machine:
-    Configuring when a reload applies it, Restarting when Postgres must restart)."""
+    """Change the overridden settings, the extensions and the replicas: the API's Update (its validation, the
+    state machine: Configuring when a reload applies it, Restarting when Postgres must restart). Only what the
+    form changes is sent."""
     session = await session_of(request)
     form = await changing(request, session)
     require(session.who, session.org, "member")
-    typed = {"settings": form.get("settings", ""), "enabled": form.get("enabled", ""),
-             "disabled": form.get("disabled", "")}  # fmt: skip
+    current = (await session.ctl.get_instance(session.org, instance_id))["desired_spec"]
+    typed = {name: form.get(name, "") for name in ("settings", "enabled", "disabled", "replicas")}
     errors: dict[str, str] = {}
-    changes: dict[str, Any] = {}
+    wanted: dict[str, Any] = {}
     try:
-        changes["postgres_configs"] = parse_settings(typed["settings"])
+        wanted["postgres_configs"] = parse_settings(typed["settings"])
     except ValueError as exc:
         errors["settings"] = str(exc)
     try:
-        changes["extensions"] = extension_list(typed["enabled"], typed["disabled"])
+        wanted["extensions"] = extension_list(typed["enabled"], typed["disabled"])
     except ValueError as exc:
         errors["extensions"] = str(exc)
+    if typed["replicas"].strip():
+        try:
+            wanted["replicas"] = int(typed["replicas"])
+        except ValueError:
+            errors["replicas"] = "replicas: a whole number from 1 to 5"
     if not errors:
         try:
-            patch = InstancePatch.model_validate(changes).model_dump(mode="json", exclude_unset=True)
-            await session.ctl.change(session.org, instance_id, "Update", patch)
+            patch = InstancePatch.model_validate(wanted).model_dump(mode="json", exclude_unset=True)
+            changes = {name: value for name, value in patch.items() if value != _as_patched(current, name)}
+            if not changes:
+                raise Invalid("nothing to change: the form holds what the instance has")
+            await session.ctl.change(session.org, instance_id, "Update", changes)
         except ValidationError as exc:
-            errors.update({k if k == "extensions" else "settings": v for k, v in field_errors(exc).items()})
+            errors.update({_config_field(k): v for k, v in field_errors(exc).items()})
         except (Invalid, Conflict) as exc:
-            errors["extensions" if message_field(str(exc)) == "extensions" else "settings"] = str(exc)
+            errors[_config_field(message_field(str(exc)))] = str(exc)
     if errors:
         status = 409 if any("still working" in e for e in errors.values()) else 422
         return await _instance_page(request, session, instance_id, status, errors=errors, **typed)

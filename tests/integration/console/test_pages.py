@@ -305,13 +305,19 @@ async def test_settings_and_extensions_change_through_the_apis_update(console: C
     assert bad_value.status_code == 422 and "work_mem" in _field_error(bad_value.text, "settings")
     both = await member.post(url, data={"csrf_token": csrf, "enabled": "pg_trgm", "disabled": "pg_trgm"})
     assert both.status_code == 422 and "pg_trgm" in _field_error(both.text, "extensions")
+    unchanged = await member.post(url, data={"csrf_token": csrf, "settings": "", "enabled": "", "disabled": "",
+                                             "replicas": "1"})  # fmt: skip
+    assert unchanged.status_code == 422 and "nothing to change" in unchanged.text
+    for replicas, words in (("two", "a whole number from 1 to 5"), ("9", "less than or equal to 5")):
+        refused_replicas = await member.post(url, data={"csrf_token": csrf, "replicas": replicas})
+        assert refused_replicas.status_code == 422 and words in _field_error(refused_replicas.text, "replicas")
     assert (await console.control.get_instance("acme", str(instance["id"])))["generation"] == instance["generation"]
 
     viewer = await console.browser("acme-viewer")
     refused = await viewer.post(url, data={"csrf_token": await console.csrf("acme-viewer"), "settings": ""})
     assert refused.status_code == 403
     applied = await member.post(url, data={"csrf_token": csrf, "settings": "work_mem = 64MB\nmax_connections = 300",
-                                           "enabled": "pg_trgm"})  # fmt: skip
+                                           "enabled": "pg_trgm", "replicas": "1"})  # fmt: skip
     assert applied.status_code == 303
     row = await console.control.get_instance("acme", str(instance["id"]))
     assert row["desired_spec"]["postgres_configs"] == {"work_mem": "64MB", "max_connections": "300"}
