@@ -149,7 +149,7 @@ async def _instance_page(
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
         "disabled": ", ".join(e["name"] for e in extensions if not e.get("enabled", True)),
-        "replicas": str(spec.get("replicas", 1)), "errors": {}, "restore_name": "", **context,
+        "replicas": str(spec.get("replicas", 1)), "errors": {}, "preview": None, "restore_name": "", **context,
     }  # fmt: skip
     return page(
         request, "instance.html", session, status_code=status, instance=view, backups=backups, change=_change(row),
@@ -182,7 +182,8 @@ async def instance_live(request: Request, instance_id: str) -> Response:
 async def configure(request: Request, instance_id: str) -> Response:
     """Change the overridden settings, the extensions and the replicas: the API's Update (its validation, the
     state machine: Configuring when a reload applies it, Restarting when Postgres must restart). Only what the
-    form changes is sent."""
+    form changes is sent. With ``intent=preview`` the change is checked the same way and nothing is written:
+    the page says whether applying it would restart Postgres, and why."""
     session = await session_of(request)
     form = await changing(request, session)
     require(session.who, session.org, "member")
@@ -209,6 +210,9 @@ async def configure(request: Request, instance_id: str) -> Response:
             changes = {name: value for name, value in patch.items() if value != _as_patched(current, name)}
             if not changes:
                 raise Invalid("nothing to change: the form holds what the instance has")
+            if form.get("intent") == "preview":  # checked like the Update, nothing written
+                reasons = await session.ctl.update_preview(session.org, instance_id, changes)
+                return await _instance_page(request, session, instance_id, 200, preview={"reasons": reasons}, **typed)
             await session.ctl.change(session.org, instance_id, "Update", changes)
         except ValidationError as exc:
             errors.update({_config_field(k): v for k, v in field_errors(exc).items()})

@@ -311,6 +311,16 @@ async def test_settings_and_extensions_change_through_the_apis_update(console: C
     for replicas, words in (("two", "a whole number from 1 to 5"), ("9", "less than or equal to 5")):
         refused_replicas = await member.post(url, data={"csrf_token": csrf, "replicas": replicas})
         assert refused_replicas.status_code == 422 and words in _field_error(refused_replicas.text, "replicas")
+    preview = {"csrf_token": csrf, "intent": "preview", "replicas": "1"}
+    reload = await member.post(url, data={**preview, "settings": "work_mem = 64MB"})
+    assert reload.status_code == 200 and "needs <strong>no restart</strong>" in reload.text
+    assert "work_mem = 64MB</textarea>" in reload.text  # the form keeps what was typed
+    restart = await member.post(url, data={**preview, "settings": "work_mem = 64MB\nmax_connections = 300"})
+    shown = re.search(r'data-testid="preview">(.*?)</div>', restart.text, re.S)
+    assert restart.status_code == 200 and shown and "<strong>restarts</strong>" in shown.group(1)
+    assert "max_connections" in shown.group(1)
+    bad_preview = await member.post(url, data={**preview, "settings": "work_mem = lots"})
+    assert bad_preview.status_code == 422 and "work_mem" in _field_error(bad_preview.text, "settings")
     assert (await console.control.get_instance("acme", str(instance["id"])))["generation"] == instance["generation"]
 
     viewer = await console.browser("acme-viewer")
