@@ -493,6 +493,10 @@ async def test_malformed_ids_are_a_not_found_page_never_an_error(console: Consol
     for action in ("restart", "delete", "backup", "configure", "restore"):
         answer = await member.post(f"/instances/not-a-uuid/{action}", data={"csrf_token": csrf})
         assert answer.status_code in (404, 422), (action, answer.status_code)
+    platform = await console.browser("platform")
+    for path in ("/workflows?status=bogus", "/workflows?status=failed&before_at=yesterday", "/queues/x?after=-1"):
+        answer = await platform.get(path)
+        assert answer.status_code == 422 and "text/html" in answer.headers["content-type"], path
     admin = await console.browser("acme-admin")
     revoked = await admin.post("/tokens/not-a-uuid/revoke", data={"csrf_token": await console.csrf("acme-admin")})
     assert revoked.status_code == 404
