@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import ValidationError
 
 __all__ = [
-    "FIELDS", "by_state", "extension_list", "field_errors", "instance_fields", "message_field", "parse_settings",
-    "settings_text",
+    "FIELDS", "by_state", "extension_list", "field_errors", "instance_fields", "message_field", "names",
+    "parse_settings", "settings_text",
 ]  # fmt: skip
 
-FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane", "replicas")
+FIELDS = ("name", "stack", "cpu", "memory", "storage", "extensions", "data_plane", "replicas", "ip_allow_list",
+          "connection_pooler")  # fmt: skip
 GENERAL = "form"  # an error that concerns no one field
 
 
@@ -23,9 +24,9 @@ def instance_fields(values: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {name: values[name] for name in ("name", "stack", "cpu", "memory", "storage")
                             if values.get(name)}  # fmt: skip
     body.setdefault("name", "")
-    names = [part for part in re.split(r"[\s,]+", values.get("extensions", "")) if part]
-    if names:
-        body["extensions"] = [{"name": name} for name in names]
+    wanted = names(values.get("extensions", ""))
+    if wanted:
+        body["extensions"] = [{"name": name} for name in wanted]
     if values.get("data_plane"):
         body["data_plane"] = values["data_plane"]
     return body
@@ -45,8 +46,10 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
 
 
 _MENTIONS = (
-    ("extension", "extensions"), ("data plane", "data_plane"), ("cpu", "cpu"), ("core", "cpu"), ("memory", "memory"),
-    ("storage", "storage"), ("stack", "stack"), ("named", "name"), ("name", "name"),
+    ("ip_allow_list", "ip_allow_list"), ("allow list", "ip_allow_list"), ("connection_pooler", "connection_pooler"),
+    ("pooler", "connection_pooler"), ("extension", "extensions"), ("data plane", "data_plane"), ("cpu", "cpu"),
+    ("core", "cpu"), ("memory", "memory"), ("storage", "storage"), ("stack", "stack"), ("named", "name"),
+    ("name", "name"),
 )  # fmt: skip
 
 
@@ -80,11 +83,15 @@ def parse_settings(text: str) -> dict[str, str]:
     return configs
 
 
+def names(text: str) -> list[str]:
+    """Words separated by commas or spaces (extension names, CIDRs)."""
+    return [part for part in re.split(r"[\s,]+", text) if part]
+
+
 def extension_list(enabled: str, disabled: str) -> list[dict[str, Any]]:
     """The API's ``extensions`` from two lists of names (commas or spaces): enabled, and disabled ones (a stack's
     default extension is turned off by listing it as disabled)."""
-    on = [name for name in re.split(r"[\s,]+", enabled) if name]
-    off = [name for name in re.split(r"[\s,]+", disabled) if name]
+    on, off = names(enabled), names(disabled)
     both = sorted(set(on) & set(off))
     if both:
         raise ValueError(f"listed both as enabled and disabled: {', '.join(both)}")

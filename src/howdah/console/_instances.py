@@ -15,6 +15,7 @@ from howdah.console._forms import (
     field_errors,
     instance_fields,
     message_field,
+    names,
     parse_settings,
     settings_text,
 )
@@ -116,7 +117,7 @@ async def _events(session: Session, instance_id: str) -> list[dict[str, Any]]:
 
 def _config_field(field: str) -> str:
     """Where the configuration form shows an error about ``field``."""
-    return field if field in ("extensions", "replicas") else "settings"
+    return field if field in ("extensions", "replicas", "ip_allow_list", "connection_pooler") else "settings"
 
 
 def _as_patched(spec: dict[str, Any], name: str) -> Any:
@@ -149,7 +150,11 @@ async def _instance_page(
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
         "disabled": ", ".join(e["name"] for e in extensions if not e.get("enabled", True)),
-        "replicas": str(spec.get("replicas", 1)), "errors": {}, "preview": None, "restore_name": "", **context,
+        "replicas": str(spec.get("replicas", 1)), "errors": {}, "preview": None,
+        "allow": ", ".join(spec.get("ip_allow_list") or []),
+        "pooler": "on" if (spec.get("connection_pooler") or {}).get("enabled") else "",
+        "pool_mode": (spec.get("connection_pooler") or {}).get("pool_mode", "transaction"), "restore_name": "",
+        **context,
     }  # fmt: skip
     return page(
         request, "instance.html", session, status_code=status, instance=view, backups=backups, change=_change(row),
@@ -188,7 +193,8 @@ async def configure(request: Request, instance_id: str) -> Response:
     form = await changing(request, session)
     require(session.who, session.org, "member")
     current = (await session.ctl.get_instance(session.org, instance_id))["desired_spec"]
-    typed = {name: form.get(name, "") for name in ("settings", "enabled", "disabled", "replicas")}
+    typed = {name: form.get(name, "") for name in ("settings", "enabled", "disabled", "replicas", "allow", "pooler",
+                                                   "pool_mode")}  # fmt: skip
     errors: dict[str, str] = {}
     wanted: dict[str, Any] = {}
     try:
@@ -199,6 +205,11 @@ async def configure(request: Request, instance_id: str) -> Response:
         wanted["extensions"] = extension_list(typed["enabled"], typed["disabled"])
     except ValueError as exc:
         errors["extensions"] = str(exc)
+    wanted["ip_allow_list"] = names(typed["allow"])
+    wanted["connection_pooler"] = {
+        **(current.get("connection_pooler") or {}), "enabled": typed["pooler"] == "on",
+        "pool_mode": typed["pool_mode"] or (current.get("connection_pooler") or {}).get("pool_mode", "transaction"),
+    }  # fmt: skip
     if typed["replicas"].strip():
         try:
             wanted["replicas"] = int(typed["replicas"])

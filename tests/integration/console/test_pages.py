@@ -500,3 +500,27 @@ async def test_malformed_ids_are_a_not_found_page_never_an_error(console: Consol
     admin = await console.browser("acme-admin")
     revoked = await admin.post("/tokens/not-a-uuid/revoke", data={"csrf_token": await console.csrf("acme-admin")})
     assert revoked.status_code == 404
+
+
+async def test_the_allow_list_and_the_pooler_follow_the_apis_rules(console: Console) -> None:
+    instance = await _create(console, "acme")
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false, "
+               "actual_spec = desired_spec WHERE id = %s", (instance["id"],))  # fmt: skip
+    member = await console.browser("acme-member")
+    page = await member.get(f"/instances/{instance['id']}")
+    for label in ("IP allow list", "Pool mode"):
+        assert f">{label}</label>" in page.text
+    assert "> Connection pooler</label>" in page.text
+    form = {"csrf_token": csrf_of(page.text), "replicas": "1"}
+    url = f"/instances/{instance['id']}/configure"
+    not_cidr = await member.post(url, data={**form, "allow": "not-a-cidr"})
+    assert not_cidr.status_code == 422 and "not-a-cidr" in _field_error(not_cidr.text, "ip_allow_list")
+    both = await member.post(url, data={**form, "allow": "10.0.0.0/8", "pooler": "on", "pool_mode": "session"})
+    assert both.status_code == 422 and "cannot be combined" in _field_error(both.text, "ip_allow_list")
+    allowed = await member.post(url, data={**form, "allow": "10.0.0.0/8, 2001:db8::/32"})
+    assert allowed.status_code == 303
+    row = await console.control.get_instance("acme", str(instance["id"]))
+    assert row["desired_spec"]["ip_allow_list"] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert row["desired_spec"]["connection_pooler"]["enabled"] is False
+    shown = await member.get(f"/instances/{instance['id']}")
+    assert 'value="10.0.0.0/8, 2001:db8::/32"' in shown.text
