@@ -75,7 +75,17 @@ def console_secret() -> bytes:
 
 
 class SignInNeeded(HowdahError):
-    """No session, or its token is no longer accepted: the browser is sent to the sign-in page."""
+    """No session, or its token is no longer accepted: the browser is sent to the sign-in page, which says why
+    (``reason``: a key of :data:`SIGN_IN_REASONS`, or "" for nothing to say)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+SIGN_IN_REASONS: Mapping[str, str] = {
+    "revoked": "the token of this session is invalid or has been revoked: sign in again",
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +109,10 @@ async def session_of(request: Request) -> Session:
     try:
         who = await ctl.authenticate(token)
     except Unauthorized as exc:
-        raise SignInNeeded("the token of this session is invalid or has been revoked: sign in again") from exc
-    return Session(who, token, make_csrf_token(request.app.state.console_secret, token), ctl)
+        raise SignInNeeded(SIGN_IN_REASONS["revoked"], "revoked") from exc
+    session = Session(who, token, make_csrf_token(request.app.state.console_secret, token), ctl)
+    request.state.console_session = session  # error pages keep the navigation
+    return session
 
 
 def _is_form(request: Request) -> bool:
@@ -145,14 +157,15 @@ def page(
     """A page rendered with the layout's context: who is signed in, the CSRF token, the navigation."""
     values: dict[str, Any] = {"session": session, "csrf": session.csrf if session else "", "assets": ASSETS}
     values.update(context)
-    response = templates.TemplateResponse(request, template, values, status_code=status_code)
-    return response
+    return templates.TemplateResponse(request, template, values, status_code=status_code)
 
 
-def error_page(request: Request, status: int, message: str, session: Session | None = None) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """What went wrong, in words, with the navigation when the caller is signed in."""
     titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Invalid input",
               503: "Unavailable"}  # fmt: skip
     title = titles.get(status, "Error" if status >= 500 else "Request refused")
+    session = getattr(request.state, "console_session", None)
     return page(request, "error.html", session, status_code=status, title=title, message=message)
 
 
@@ -167,7 +180,7 @@ class ConsoleRoute(APIRoute):
             try:
                 response = await handler(request)
             except SignInNeeded as exc:
-                response = RedirectResponse(f"/sign-in?reason={_reason(exc)}", status_code=303)
+                response = RedirectResponse(f"/sign-in?reason={exc.reason}", status_code=303)
                 response.delete_cookie(COOKIE, path="/")
             except RequestValidationError as exc:
                 where = "; ".join(
@@ -186,6 +199,9 @@ class ConsoleRoute(APIRoute):
                 response = error_page(request, status, message_of(exc, status))
                 if retry_after:
                     response.headers["Retry-After"] = str(retry_after)
+            except Exception:  # a page like every other error, never a stack trace
+                log.exception("console page %s failed", request.url.path)
+                response = error_page(request, 500, "internal error; the server log has the details")
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response
@@ -193,12 +209,6 @@ class ConsoleRoute(APIRoute):
         return handle
 
 
-_REASONS: Mapping[str, str] = {"revoked": "the token of this session is invalid or has been revoked: sign in again"}
-
-
-def _reason(exc: SignInNeeded) -> str:
-    return "revoked" if "revoked" in str(exc) else ""
-
-
 def reason_text(code: str) -> str:
-    return _REASONS.get(code, "")
+    """What the sign-in page says for a ``reason`` it was sent with (nothing for one it does not know)."""
+    return SIGN_IN_REASONS.get(code, "")

@@ -71,6 +71,7 @@ async def test_another_orgs_instance_is_never_shown(console: Console) -> None:
     admin = await console.browser("acme-admin")
     page = await admin.get(f"/instances/{theirs['id']}")
     assert page.status_code == 404 and theirs["name"] not in page.text and "Not found" in page.text
+    assert ">Sign out</button>" in page.text  # the error page keeps the navigation
     csrf = await console.csrf("acme-admin")
     for action in ("restart", "stop", "backup"):
         refused = await admin.post(f"/instances/{theirs['id']}/{action}", data={"csrf_token": csrf})
