@@ -96,6 +96,14 @@ async def test_tokens_and_a_viewers_read_only_console(platform: Platform) -> Non
     await other.reload()  # the revoked token's session is over
     await expect(other).to_have_url(re.compile(r"/sign-in"))
     await expect(other.get_by_role("alert")).to_contain_text("revoked")
+
+    requested: list[str] = []  # /docs works offline: everything it loads comes from this server
+    docs = await platform.page()
+    docs.on("request", lambda request: requested.append(request.url))
+    await docs.goto(platform.url + "/docs")
+    await expect(docs.get_by_role("button", name=re.compile("Authorize"))).to_be_visible()
+    await expect(docs.get_by_text("/api/v1/orgs/{org_id}/instances").first).to_be_visible()
+    assert requested and all(url.startswith(platform.url) or url.startswith("data:") for url in requested), requested
     assert platform.errors == []
 
 
