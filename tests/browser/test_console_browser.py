@@ -89,6 +89,15 @@ async def test_tokens_and_a_viewers_read_only_console(platform: Platform) -> Non
     await expect(other.get_by_test_id("role")).to_have_text("viewer")
     await expect(other.get_by_role("link", name="Create instance")).to_have_count(0)
     await expect(other.get_by_role("link", name="Tokens")).to_have_count(0)
+    # a POST forged from the viewer's own browser (its cookie, no form token) is refused, and so is one with
+    # the page's token: the server checks the role, whatever the page showed
+    forged = await other.request.post(platform.url + "/instances", form={"name": "forged"},
+                                      headers={"Origin": platform.url})  # fmt: skip
+    assert forged.status == 403
+    csrf = await other.locator('input[name="csrf_token"]').first.input_value()
+    with_token = await other.request.post(platform.url + "/instances", form={"name": "forged", "csrf_token": csrf},
+                                          headers={"Origin": platform.url})  # fmt: skip
+    assert with_token.status == 403 and "needs the member role" in await with_token.text()
 
     await page.goto(platform.url + "/tokens")
     await page.get_by_role("button", name="Revoke token read-only").click()
