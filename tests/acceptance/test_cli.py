@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -168,6 +170,13 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert "instances of default" in listed.stdout
+        # the web console is served on the API's port, at the address `up` printed
+        console_url = re.search(r"web console: (http://127\.0\.0\.1:\d+/)", "".join(lines))
+        assert console_url, "".join(lines)
+        home = httpx.get(console_url.group(1), timeout=30)
+        assert home.status_code == 303 and home.headers["location"].startswith("/sign-in")
+        sign_in = httpx.get(console_url.group(1) + "sign-in", timeout=30)
+        assert sign_in.status_code == 200 and "API token" in sign_in.text
         # and its conductor provisions a real instance
         howdah_cli = [sys.executable, "-m", "howdah.cli"]
         created = subprocess.run([*howdah_cli, "instance", "create", "demo", "--memory", "256Mi", "--wait"], env=env,

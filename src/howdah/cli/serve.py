@@ -8,6 +8,7 @@ import signal
 import typer
 
 from howdah.cli._common import DatabaseUrlOption, console, friendly, resolve_url
+from howdah.console import mount_console
 from howdah.control.api import ENV_METRICS_OPEN_LOOPBACK
 from howdah.control.server import serve_control_plane
 
@@ -34,12 +35,20 @@ def api(
         started = asyncio.Event()
         serving = asyncio.create_task(
             serve_control_plane(
-                url, stop, host=host, port=port, started=started, metrics_open_loopback=metrics_open_loopback
+                url,
+                stop,
+                host=host,
+                port=port,
+                started=started,
+                metrics_open_loopback=metrics_open_loopback,
+                extend=mount_console,
             )
         )
         await asyncio.wait([serving, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
         if started.is_set():
-            console.print(f"control plane API on http://{host}:{port} (docs: /docs); reconciler running")
+            console.print(
+                f"control plane API and web console on http://{host}:{port}/ (docs: /docs); reconciler running"
+            )
         await serving
 
     asyncio.run(main())

@@ -19,6 +19,7 @@ from howdah.cli._api import config_path, read_config, write_config
 from howdah.cli._common import console, err_console, friendly
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
+from howdah.console import mount_console
 from howdah.control.errors import Unauthorized
 from howdah.control.queries import QUERIES
 from howdah.control.server import serve_control_plane
@@ -78,6 +79,7 @@ def up(
         if created:  # shown once; afterwards only where it is kept
             console.print(f"platform admin token (org [bold]{org}[/]), shown once: {token}", highlight=False)
         console.print(f"platform admin token saved in {config_path()} (mode 0600)", highlight=False)
+        console.print(f"web console: {api_url}/ (sign in with an API token)", highlight=False)
         asyncio.run(_serve(url, apps, concurrency, maintenance_interval, port, conductor))
         console.print("stopping…")
     finally:
@@ -125,7 +127,11 @@ async def _serve(
             asyncio.create_task(Worker(app, concurrency=concurrency).run(stop, handle_signals=False)) for app in apps
         ]
         api_started = asyncio.Event()
-        tasks.append(asyncio.create_task(serve_control_plane(url, stop, port=api_port, started=api_started)))
+        tasks.append(
+            asyncio.create_task(
+                serve_control_plane(url, stop, port=api_port, started=api_started, extend=mount_console)
+            )
+        )
         await asyncio.wait_for(api_started.wait(), 30)
         if conductor:
             agent = Conductor(url, LOCAL_DATA_PLANE, LocalProvider(howdah_home() / "dataplane"))
@@ -194,6 +200,7 @@ def _banner(
         table.add_row("Postgres (external)", "HOWDAH_DATABASE_URL")
     schema = ", ".join(f"{name} v{version:04d}" for name, version in versions.items())
     table.add_row("schema", f"{schema}" + (f"  ({len(applied)} migration(s) applied now)" if applied else ""))
+    table.add_row("web console", f"{api_url}/")
     table.add_row("control-plane API", f"{api_url}  (OpenAPI: {api_url}/docs)")
     table.add_row("reconciler", "applies data-plane state events")
     table.add_row("queue maintenance", f"every {maintenance_interval:g}s (partitioned queues)")

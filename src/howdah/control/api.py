@@ -10,12 +10,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from importlib import resources
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
@@ -209,7 +213,14 @@ class AuditEntry(BaseModel):
     at: datetime
 
 
-async def principal(request: Request) -> Principal:
+# Declares the bearer-token scheme in the OpenAPI document (so /docs can "Authorize"); ``principal`` reads the
+# header itself, also when called directly.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="token", description="An API token: hwd_…")
+
+
+async def principal(
+    request: Request, declared: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None
+) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` (401 when missing, unknown or revoked)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -268,6 +279,23 @@ async def _warm_up(sealer: Sealer) -> None:
         log.error("the sealing key cannot be read: %s", exc)
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the assets the ``swagger-ui-py`` package ships: no CDN, works offline."""
+    assets = resources.files("swagger_ui") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )  # fmt: skip
+
+
 def create_app(
     dsn: str,
     *,
@@ -310,7 +338,11 @@ def create_app(
             await asyncio.gather(app.state.warm_up, return_exceptions=True)
             await pool.close()
 
-    app = FastAPI(title="Howdah control plane", version="1", lifespan=lifespan, responses=ERRORS)
+    app = FastAPI(
+        title="Howdah control plane", version="1", lifespan=lifespan, responses=ERRORS, docs_url=None, redoc_url=None
+    )
+    app.state.sealer = sealer  # what else the process serves (the console) opens passwords with the same
+    _offline_docs(app)
 
     # ---------------------------------------------------------------------------------------- errors
     def mapped(exc: Exception) -> JSONResponse:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
+from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from howdah.control.api import create_app
@@ -27,11 +28,15 @@ class _Server(uvicorn.Server):
 async def serve_control_plane(
     dsn: str, stop: asyncio.Event, *, host: str = "127.0.0.1", port: int = 8080, started: asyncio.Event | None = None,
     metrics_open_loopback: bool | None = None, sealer: Sealer | None = None,
+    extend: Callable[[FastAPI], None] | None = None,
 ) -> None:  # fmt: skip
     """Serve the API on ``host:port`` and run the reconciler until ``stop`` is set; both stop gracefully.
 
-    ``metrics_open_loopback``, ``sealer``: see :func:`howdah.control.api.create_app` (None: the default)."""
+    ``metrics_open_loopback``, ``sealer``: see :func:`howdah.control.api.create_app` (None: the default);
+    ``extend`` adds what else the same port serves (the web console, from a layer above this one)."""
     app = create_app(dsn, metrics_open_loopback=metrics_open_loopback, sealer=sealer)
+    if extend is not None:
+        extend(app)
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     async with AsyncConnectionPool(
         dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False,

@@ -365,33 +365,8 @@ class ControlPlane:
                     "retry when it is done",
                     retry_after=RETRY_AFTER_SECONDS,
                 )
-            desired = InstanceSpec.model_validate(row["desired_spec"])
-            spec = desired
-            if changes:
-                try:
-                    spec = desired.patched(changes)
-                except ValidationError as exc:
-                    raise Invalid(validation_message(exc)) from exc
-                except ValueError as exc:
-                    raise Invalid(str(exc)) from exc
-            if changes:  # only what a change touches: a stored spec can always be stopped, deleted or fixed
-                has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"], row["dp_features"])
-                check_capacity(spec, has, row["data_plane"], previous=desired)
-            catalog = _catalog(row["dp_extension_catalog"])
-            settings, extensions = _render(spec, catalog, row["data_plane"], check_values=bool(changes))
-            needs_restart = False
-            if kind == "Update" and row["actual_spec"]:
-                actual = InstanceSpec.model_validate(row["actual_spec"])
-                needs_restart = bool(
-                    restart.restart_reasons(
-                        spec,
-                        actual,
-                        settings,
-                        _render(actual, catalog, row["data_plane"], check_values=False)[0],
-                        _metadata_cache.contexts(spec.pg_version, catalog),
-                        catalog,
-                    )
-                )
+            spec, settings, extensions, reasons = _checked_change(row, kind, changes)
+            needs_restart = bool(reasons)
             try:
                 new_state = fsm.next_state(state, fsm.Event(kind), restart_needed=needs_restart)
             except fsm.TransitionError as exc:
@@ -407,6 +382,46 @@ class ControlPlane:
             if not busy:
                 return updated
             return await self._send(conn, updated, row["dp_queue"], kind, spec, settings, extensions)
+
+    async def update_preview(self, org_id: str, instance_id: str, changes: dict[str, Any]) -> list[str]:
+        """What an Update with ``changes`` would need, checked exactly as :meth:`change` checks it (a 422 for a
+        bad change), with nothing written: every reason Postgres must restart; empty when a reload applies it."""
+        async with self.pool.connection() as conn:
+            row = await self._locked(conn, org_id, instance_id, lock=False)
+        return _checked_change(row, "Update", changes)[3]
+
+
+def _checked_change(
+    row: dict[str, Any], kind: CrudKind, changes: dict[str, Any] | None
+) -> tuple[InstanceSpec, dict[str, str], list[str], list[str]]:
+    """The spec, settings and extensions an instance (``row``, with its data plane's columns) gets from a
+    change, validated (422 otherwise), and for an Update every reason it needs a restart."""
+    desired = InstanceSpec.model_validate(row["desired_spec"])
+    spec = desired
+    if changes:
+        try:
+            spec = desired.patched(changes)
+        except ValidationError as exc:
+            raise Invalid(validation_message(exc)) from exc
+        except ValueError as exc:
+            raise Invalid(str(exc)) from exc
+    if changes:  # only what a change touches: a stored spec can always be stopped, deleted or fixed
+        has = _capacity(row["dp_cpu"], row["dp_memory_bytes"], row["dp_storage_bytes"], row["dp_features"])
+        check_capacity(spec, has, row["data_plane"], previous=desired)
+    catalog = _catalog(row["dp_extension_catalog"])
+    settings, extensions = _render(spec, catalog, row["data_plane"], check_values=bool(changes))
+    reasons: list[str] = []
+    if kind == "Update" and row["actual_spec"]:
+        actual = InstanceSpec.model_validate(row["actual_spec"])
+        reasons = restart.restart_reasons(
+            spec,
+            actual,
+            settings,
+            _render(actual, catalog, row["data_plane"], check_values=False)[0],
+            _metadata_cache.contexts(spec.pg_version, catalog),
+            catalog,
+        )
+    return spec, settings, extensions, reasons
 
 
 def _actor(actor: Principal | None) -> dict[str, str | None]:

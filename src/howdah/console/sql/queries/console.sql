@@ -1,0 +1,39 @@
+-- name: instances_of_org
+-- The instances table of an org, newest first: one statement per refresh of the whole page (the index
+-- instances_org_created, read backwards). Deleted ones only when asked for.
+SELECT id::text AS id, name, state, has_active_work, last_error, created_at,
+       desired_spec->>'stack' AS stack, desired_spec->>'cpu' AS cpu, desired_spec->>'memory' AS memory,
+       desired_spec->>'storage' AS storage
+  FROM control.instances
+ WHERE org_id = %(org_id)s AND (%(deleted)s OR state <> 'Deleted')
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- name: workflows_page
+-- A page of workflows in one status, newest first, after the keyset cursor (created_at, id) when given:
+-- the index workflows_status_created, never a count of the table.
+SELECT id, name, status, attempts, created_at, updated_at, finished_at, wake_at, waiting_for
+  FROM howdah.workflows
+ WHERE status = %(status)s
+   AND (%(before_at)s::timestamptz IS NULL OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
+-- name: workflow_children
+-- The child workflows of one workflow (the index workflows_parent).
+SELECT id, name, status FROM howdah.workflows WHERE parent_id = %(id)s ORDER BY created_at, id LIMIT 200;
+
+-- name: queues
+-- Every queue's depth and age, as PGMQ's metrics report them.
+SELECT queue_name, queue_length, queue_visible_length, oldest_msg_age_sec, total_messages
+  FROM pgmq.metrics_all()
+ ORDER BY queue_name;
+
+-- name: instance_events
+-- An instance's latest recorded states, newest first (the index instance_events_of_instance); the caller has
+-- checked the instance belongs to the org.
+SELECT at, state, generation, change, event_id, error
+  FROM control.instance_events
+ WHERE instance_id = %(id)s::uuid
+ ORDER BY id DESC
+ LIMIT %(limit)s;
