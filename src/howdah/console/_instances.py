@@ -23,8 +23,9 @@ from howdah.console._queries import QUERIES
 from howdah.console._web import ConsoleRoute, Session, changing, page, session_of
 from howdah.control import stacks
 from howdah.control.api import InstanceCreate, InstancePatch
+from howdah.control.backups import list_backups, request_backup, restore_backup
 from howdah.control.errors import Conflict, Invalid, NotFound, Unavailable, http_error
-from howdah.control.service import instance_view, list_backups, request_backup, require, restore_backup
+from howdah.control.service import instance_view, require
 from howdah.control.spec import InstanceSpec
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)

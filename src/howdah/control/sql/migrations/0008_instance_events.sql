@@ -1,4 +1,4 @@
--- Howdah control 0009: each instance's history of states, with the change that led to each.
+-- Howdah control 0008: each instance's history of states, with the change that led to each.
 --
 -- One row per transaction that leaves an instance in a new state, or with a new change in flight or a new error:
 -- the state, the generation, the CRUD event in flight (its kind, and its event_id: the conductor carries it out
