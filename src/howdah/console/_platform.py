@@ -45,17 +45,20 @@ async def workflows(
     status: Status = "running",
     before_at: Annotated[datetime | None, Query()] = None,
     before_id: Annotated[str, Query(max_length=200)] = "",
+    name: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    """Workflows of one status, newest first, a page at a time (a keyset on the status index: no count)."""
+    """Workflows of one status (and name, when given), newest first, a page at a time (a keyset on an index of
+    the status, or of the status and name: no count)."""
     session = await _platform(request)
-    params = {"status": status, "before_at": before_at, "before_id": before_id, "limit": PAGE_SIZE + 1}
-    rows = await _rows(session, "workflows_page", params)
+    name = name.strip()
+    params = {"status": status, "name": name, "before_at": before_at, "before_id": before_id, "limit": PAGE_SIZE + 1}
+    rows = await _rows(session, "workflows_page_named" if name else "workflows_page", params)
     more = rows[PAGE_SIZE] if len(rows) > PAGE_SIZE else None
     rows = rows[:PAGE_SIZE]
     following = {"at": rows[-1]["created_at"].isoformat(), "id": rows[-1]["id"]} if more and rows else None
     return page(
         request, "workflows.html", session, rows=rows, status=status, statuses=STATUSES, following=following,
-        first=before_at is None,
+        first=before_at is None, name=name,
     )  # fmt: skip
 
 

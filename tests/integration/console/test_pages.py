@@ -227,6 +227,17 @@ async def test_workflows_page_on_an_index_and_queues(console: Console) -> None:
     second = await platform.get(older.group(1).replace("&amp;", "&"))
     assert re.findall(rf">({batch}-\d+)</a>", second.text) == [f"{batch}-{i:03d}" for i in range(51, 61)]
     assert ">Older<" not in second.text
+    async with console.pool.connection() as conn:  # a hostile name: filtered on, shown inert
+        await conn.execute(
+            "INSERT INTO howdah.workflows (id, name, args, status, queue_name) "
+            "VALUES (%s, '<script>x()</script>', '{}', 'cancelled', 'q')",
+            (f"{batch}-named",),
+        )
+    named = await platform.get("/workflows", params={"status": "cancelled", "name": "<script>x()</script>"})
+    assert re.findall(rf">({batch}-[a-z0-9]+)</a>", named.text) == [f"{batch}-named"]
+    assert "<script>x()" not in named.text and "&lt;script&gt;x()" in named.text
+    paged = await platform.get("/workflows", params={"status": "cancelled", "name": "paged"})
+    assert f">{batch}-001</a>" in paged.text and f"{batch}-named" not in paged.text
     detail = await platform.get(f"/workflows/{batch}-001")
     assert detail.status_code == 200 and "provision" in detail.text and "<td>2</td>" in detail.text
     assert (await platform.get("/workflows/no-such-workflow")).status_code == 404

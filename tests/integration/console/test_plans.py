@@ -56,6 +56,18 @@ def test_a_workflows_page_reads_the_status_index_and_stops_at_the_page(
     assert any(node.get("Index Name") == "workflows_status_created" for node in nodes), kinds
 
 
+@pytest.mark.parametrize("cursor", [False, True])
+def test_a_workflows_page_of_one_name_reads_the_status_and_name_index(many_workflows: str, cursor: bool) -> None:
+    params = {"status": "succeeded", "name": "job", "before_at": "now" if cursor else None, "before_id": "plan-5",
+              "limit": 51}  # fmt: skip
+    with psycopg.connect(many_workflows) as conn:
+        nodes = _plan(conn, "workflows_page_named", params)
+    kinds = [node["Node Type"] for node in nodes]
+    assert kinds[0] == "Limit", kinds
+    assert "Seq Scan" not in kinds and "Sort" not in kinds and "Aggregate" not in kinds, kinds
+    assert any(node.get("Index Name") == "workflows_status_name_created" for node in nodes), kinds
+
+
 def test_the_instances_table_reads_the_org_index(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(

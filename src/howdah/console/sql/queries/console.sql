@@ -19,6 +19,15 @@ SELECT id, name, status, attempts, created_at, updated_at, finished_at, wake_at,
  ORDER BY created_at DESC, id DESC
  LIMIT %(limit)s;
 
+-- name: workflows_page_named
+-- The same page for the workflows of one name: the index workflows_status_name_created (durable 0003).
+SELECT id, name, status, attempts, created_at, updated_at, finished_at, wake_at, waiting_for
+  FROM howdah.workflows
+ WHERE status = %(status)s AND name = %(name)s
+   AND (%(before_at)s::timestamptz IS NULL OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s;
+
 -- name: workflow_children
 -- The child workflows of one workflow (the index workflows_parent).
 SELECT id, name, status FROM howdah.workflows WHERE parent_id = %(id)s ORDER BY created_at, id LIMIT 200;
