@@ -9,34 +9,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from howdah.df import install
 from howdah.durable import DurableApp
 from tests.waiting import async_wait_until
 
 from ..durable._helpers import running
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
-
-
-@pytest.fixture
-async def app(db_url: str) -> AsyncIterator[DurableApp]:
-    durable = DurableApp(db_url, lease=5, retention=None, pool_size=8)
-    install(durable)
-    async with durable:
-        yield durable
-
-
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
-        await c.execute("SET search_path = df, public")  # the operators live in df, as pg_durable's do
-        yield c
 
 
 async def one(conn: Conn, query: str, params: Any = None) -> Any:

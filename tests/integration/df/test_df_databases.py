@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from howdah.df import install
 from howdah.df._sql_step import RemoteSql, SqlNode, run_remote_sql
 from howdah.durable import DurableApp
 
@@ -26,21 +25,6 @@ def other_db(pg_cluster: Any, template_db: str) -> Iterator[tuple[str, str]]:
     url = pg_cluster.create_database(name, template=template_db)
     yield name, url
     pg_cluster.drop_database(name)
-
-
-@pytest.fixture
-async def app(db_url: str) -> AsyncIterator[DurableApp]:
-    durable = DurableApp(db_url, lease=5, retention=None, pool_size=8)
-    install(durable)
-    async with durable:
-        yield durable
-
-
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
-        await c.execute("SET search_path = df, public")
-        yield c
 
 
 async def test_sql_nodes_run_in_the_database_df_start_names(

@@ -100,13 +100,6 @@ def server() -> Iterator[Server]:
         httpd.server_close()
 
 
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[Conn]:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
-        await c.execute("SET search_path = df, public")
-        yield c
-
-
 @asynccontextmanager
 async def worker(db_url: str, policy: EgressPolicy | None = None, **options: Any) -> AsyncIterator[DurableApp]:
     app = DurableApp(db_url, lease=5, retention=None, pool_size=8)

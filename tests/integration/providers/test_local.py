@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import stat
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +22,6 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 HOST = "127.0.0.1"
-
-
-@pytest.fixture
-def home() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="howdah-local-", dir="/tmp"))
-    os.chmod(path, 0o755)  # the server OS user must traverse it
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def provider(home: Path) -> Iterator[LocalProvider]:
-    local = LocalProvider(home, durable=False)
-    try:
-        yield local
-    finally:
-        for instance_id in local.list_instances():
-            local.delete(instance_id)
 
 
 def app_connect(info: ConnectionInfo, **overrides: Any) -> psycopg.Connection[tuple[Any, ...]]:

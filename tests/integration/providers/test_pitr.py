@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
-import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,24 +19,6 @@ from howdah.providers.local import LocalProvider
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def home() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="howdah-pitr-", dir="/tmp"))
-    os.chmod(path, 0o755)  # the server OS user must traverse it
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def provider(home: Path) -> Iterator[LocalProvider]:
-    local = LocalProvider(home, durable=False)
-    try:
-        yield local
-    finally:
-        for instance_id in local.list_instances():
-            local.delete(instance_id)
 
 
 def up(provider: LocalProvider, instance_id: str, spec: InstanceSpec | None = None) -> ConnectionInfo:
