@@ -20,6 +20,7 @@ Error texts follow pg_durable's (``Blocked: …``), and URLs in them are redacte
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -88,10 +89,7 @@ class EgressPolicy:
         """This policy with pg_durable's ``http_allowed_domains`` setting applied (None: unchanged)."""
         if setting is None:
             return self
-        return EgressPolicy(
-            parse_domains(setting), self.allow_private, self.https_only, self.max_response_bytes,
-            self.max_request_bytes,
-        )  # fmt: skip
+        return dataclasses.replace(self, allowed_domains=parse_domains(setting))
 
     def exempt(self, host: str, address: Address | None = None) -> bool:
         """Whether ``host`` (or ``address``) is named in :attr:`allow_private`."""

@@ -15,6 +15,7 @@ from howdah.df._bindings import BindingError, substitute, substitute_variables
 from howdah.df._egress import Blocked, EgressPolicy, error_preview, multipart_parts, redact_url
 from howdah.df._errors import NodeError, NodeFailed
 from howdah.df._http import ExchangeFailed, Request, Resolve, send
+from howdah.df._sql_step import read_variables
 
 HTTP_FUNCTIONS = {
     "HTTP": "df.http(text,text,text,jsonb,integer)",
@@ -27,12 +28,7 @@ async def http_access(conn: psycopg.AsyncConnection[Any], role: str, function: s
     cursor = await conn.execute("SELECT allowed, allowed_domains FROM df._http_access(%s, %s)", (role, function))
     row = await cursor.fetchone()
     assert row is not None
-    cursor = await conn.execute(
-        "SELECT v.name, v.value FROM df.vars v JOIN pg_catalog.pg_roles r ON r.oid = v.owner::oid WHERE r.rolname = %s",
-        (role,),
-    )
-    variables = {str(name): value for name, value in await cursor.fetchall()}
-    return {"allowed": bool(row[0]), "allowed_domains": row[1], "vars": variables}
+    return {"allowed": bool(row[0]), "allowed_domains": row[1], "vars": await read_variables(conn, role)}
 
 
 def http_request(kind: str, config_text: str, names: dict[str, Any], variables: dict[str, Any]) -> Request:

@@ -116,12 +116,9 @@ async def run_remote_sql(call: RemoteSql) -> dict[str, Any]:
     step already recorded gives its recorded result without running the statement again. The role's variables
     are read, and the node's result recorded, in the instance's own database (one step: a join runs it inline)."""
     node = call.node
-    variables: dict[str, str | None] = {}
-    if "{" in node.query:
-        async with await psycopg.AsyncConnection.connect(call.home, autocommit=True) as home:
-            variables = await read_variables(home, node.role)
-    result = await _run_there(call, variables)
     async with await psycopg.AsyncConnection.connect(call.home, autocommit=True) as home:
+        variables = await read_variables(home, node.role) if "{" in node.query else {}
+        result = await _run_there(call, variables)
         await record(home, node.instance_id, node.node_id, result)
     return result
 
