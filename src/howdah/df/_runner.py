@@ -100,8 +100,8 @@ def install(app: DurableApp, *, http: EgressPolicy | None = None, resolver: Reso
     @app.workflow(BRANCH)
     async def run_branch(ctx: WorkflowContext, args: dict[str, Any]) -> Any:
         names = dict(args["names"])
-        failure = RunOptions(**args.get("failure", {}))
-        graph = _Graph(ctx, settings, str(args["instance_id"]), str(args["role"]), names, args.get("label"), failure)
+        options = RunOptions(**args.get("options", {}))
+        graph = _Graph(ctx, settings, str(args["instance_id"]), str(args["role"]), names, args.get("label"), options)
         race = args.get("race")  # {"parent", "signal", "index"}: tell the race's workflow when this branch is done
         try:
             result = await graph.node(args["node"], str(args["scope"]))
@@ -122,8 +122,8 @@ async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: 
     loaded = await ctx.transaction("load", _load, instance_id, retry=NO_RETRY)
     if loaded is None:
         return None  # deleted, or cancelled before it ran
-    failure = RunOptions(loaded["max_attempts"], loaded["max_backoff"], loaded["on_failure"], loaded["database"])
-    graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"), failure)
+    options = RunOptions(**loaded["options"])
+    graph = _Graph(ctx, settings, instance_id, loaded["role"], {}, loaded.get("label"), options)
     try:
         result = await graph.node(loaded["graph"], "")
     except StepFailed as exc:  # the workflow fails with the node's message; df.instances follows (migration 0007)
@@ -131,8 +131,8 @@ async def _run_instance(ctx: WorkflowContext, settings: _Settings, instance_id: 
     except _Break:
         raise NodeFailed("df.break() outside a loop") from None
     await ctx.transaction("finish", _complete, instance_id, result, sorted(graph.visited), retry=NO_RETRY)
-    if failure.database is not None:  # the records of its steps there are no longer needed
-        await ctx.step("forget", forget_remote_steps, settings.conninfo(failure.database), ctx.workflow_id)
+    if options.database is not None:  # the records of its steps there are no longer needed
+        await ctx.step("forget", forget_remote_steps, settings.conninfo(options.database), ctx.workflow_id)
     return None
 
 
@@ -148,10 +148,8 @@ async def _load(conn: psycopg.AsyncConnection[Any], instance_id: str) -> dict[st
     if row is None:
         return None
     graph, role, label, max_attempts, max_backoff, on_failure, database = row
-    return {
-        "graph": graph, "role": role, "label": label, "max_attempts": max_attempts, "max_backoff": max_backoff,
-        "on_failure": on_failure, "database": database,
-    }  # fmt: skip
+    options = {"max_attempts": max_attempts, "max_backoff": max_backoff, "on_failure": on_failure, "database": database}
+    return {"graph": graph, "role": role, "label": label, "options": options}
 
 
 async def _complete(
@@ -177,11 +175,11 @@ class _Graph:
 
     def __init__(
         self, ctx: WorkflowContext, settings: _Settings, instance_id: str, role: str, names: dict[str, Any],
-        label: str | None, failure: RunOptions,
+        label: str | None, options: RunOptions,
     ) -> None:  # fmt: skip
         self.ctx = ctx
         self.settings = settings
-        self.failure = failure
+        self.options = options
         self.instance_id = instance_id
         self.role = role
         self.names = names
@@ -215,19 +213,19 @@ class _Graph:
         """The args of a child workflow that walks ``node`` with the results bound so far."""
         return {
             "instance_id": self.instance_id, "role": self.role, "label": self.label, "names": self.names, "node": node,
-            "scope": scope, "failure": dataclasses.asdict(self.failure), **extra,
+            "scope": scope, "options": dataclasses.asdict(self.options), **extra,
         }  # fmt: skip
 
     async def _sql(self, node: dict[str, Any], scope: str) -> Any:
         nid = str(node["node_id"])
         sql_node = SqlNode(self.instance_id, nid, self.role, self.label, str(node["query"]), dict(self.names))
-        database = self.failure.database
+        database = self.options.database
         if database is None:
-            step = self.ctx.transaction(f"{scope}{nid}", run_sql, sql_node, retry=self.failure.retry)
+            step = self.ctx.transaction(f"{scope}{nid}", run_sql, sql_node, retry=self.options.retry)
         else:  # another database: one step that commits the statement there with a record of itself
             there, home = self.settings.conninfo(database), self.settings.app.dsn
             call = RemoteSql(sql_node, there, database, home, self.ctx.workflow_id, f"{scope}{nid}")
-            step = self.ctx.step(f"{scope}{nid}", run_remote_sql, call, retry=self.failure.retry)
+            step = self.ctx.step(f"{scope}{nid}", run_remote_sql, call, retry=self.options.retry)
         try:
             return await step
         except StepFailed:
@@ -254,7 +252,7 @@ class _Graph:
             return await self._fail(nid, f"{scope}{nid}:invalid", f"node {nid} ({kind}) failed: {exc}")
         call = HttpCall(kind, nid, request, policy, self.settings.resolver)
         try:
-            result = await self.ctx.step(f"{scope}{nid}", send_http, call, retry=self.failure.retry)
+            result = await self.ctx.step(f"{scope}{nid}", send_http, call, retry=self.options.retry)
         except StepFailed:
             self.failed_node = nid
             raise
@@ -359,7 +357,7 @@ class _Graph:
             except _Break as stop:
                 return stop.value
             except StepFailed as exc:
-                if self.failure.on_failure != "continue":
+                if self.options.on_failure != "continue":
                     raise
                 error, where = str(exc.error.get("message") or exc), self.failed_node
                 self.failed_node, failed = None, True
