@@ -20,7 +20,7 @@ from typing import Any
 
 from howdah.control.config_engines import GB, MB, ConfigEngine, Resources
 from howdah.control.extensions import FALLBACK_CATALOG, ExtensionCatalog
-from howdah.control.settings_check import SettingInfo, SettingProblem, check_settings, parse_integer
+from howdah.control.settings_check import SettingInfo, SettingProblem, check_settings, parse_bool, parse_integer
 from howdah.control.spec import InstanceSpec, Stack
 from howdah.errors import HowdahError
 
@@ -392,14 +392,6 @@ FORBIDDEN_PREFIXES: Mapping[str, str] = MappingProxyType(
 _PATH_SUFFIXES = ("_file", "_dir", "_directory", "_directories", "_path", "_command", "keyfile")
 _PATH_ALLOWED = frozenset({"search_path"})
 _LIBRARY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_SIZE = re.compile(r"^(?P<number>\d+(\.\d+)?)\s*(?P<unit>B|kB|MB|GB|TB)?$")
-_SIZE_UNITS_KB = {
-    "B": Fraction(1, 1024),
-    "kB": Fraction(1),
-    "MB": Fraction(1024),
-    "GB": Fraction(1024**2),
-    "TB": Fraction(1024**3),
-}
 
 
 def forbidden_reason(name: str) -> str | None:
@@ -514,33 +506,6 @@ def _library_stem(name: str) -> str:
     return name.removesuffix(".so")
 
 
-def parse_bool(value: str) -> bool | None:
-    """A boolean the way Postgres reads one (on/off, true/false, yes/no, 1/0 and unique prefixes), or None."""
-    text = value.strip().lower()
-    if not text:
-        return None
-    if "true".startswith(text) or "yes".startswith(text) or text in ("on", "1"):
-        return True
-    if "false".startswith(text) or "no".startswith(text) or text in ("of", "off", "0"):
-        return False
-    return None
-
-
-def parse_int(value: str) -> int | None:
-    """A decimal integer, or None."""
-    text = value.strip()
-    return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
-
-
-def parse_size_kb(value: str, default_unit_kb: int) -> int | None:
-    """A memory size in kB (``'256MB'``, ``'1.5GB'``, or a bare number of ``default_unit_kb`` units), or None."""
-    match = _SIZE.match(value.strip())
-    if match is None:
-        return None
-    unit = _SIZE_UNITS_KB[match["unit"]] if match["unit"] else Fraction(default_unit_kb)
-    return int(Fraction(match["number"]) * unit)
-
-
 __all__ = [
     "EXAMPLE_RESOURCES",
     "FORBIDDEN_PREFIXES",
@@ -560,9 +525,6 @@ __all__ = [
     "extensions_to_enable",
     "forbidden_reason",
     "get_stack",
-    "parse_bool",
-    "parse_int",
-    "parse_size_kb",
     "render_settings",
     "split_libraries",
 ]
