@@ -11,7 +11,7 @@ import pytest
 
 from howdah.control.spec import ConnectionPooler, Extension, InstanceSpec, Stack
 from howdah.control.stacks import ForbiddenSetting, InvalidSettingValue, render_settings
-from howdah.providers import _cnpg
+from howdah.providers import _cnpg, _cnpg_admission
 from tests import cnpg_schema
 
 pytestmark = pytest.mark.skipif(not cnpg_schema.available(), reason=cnpg_schema.MISSING)
@@ -122,3 +122,61 @@ def test_an_accepted_setting_renders_what_the_operator_accepts(name: str, versio
     parameters = cluster["spec"]["postgresql"]["parameters"]
     assert parameters.get("wal_level", "replica") in ("replica", "logical")  # never an alias the webhook refuses
     assert not parameters["shared_buffers"].isdigit()  # a size with its unit
+
+
+# --- a generated matrix: whatever the API accepts, the operator's webhook accepts ---------------------------------
+_ONE = [
+    *({name: "x"} for name in sorted(_cnpg_admission.FIXED_PARAMETERS)),
+    *({"wal_level": v} for v in ("minimal", "archive", "hot_standby", "replica", "logical", "bogus")),
+    *({"wal_log_hints": v} for v in ("off", "on", "maybe")),
+    *({"shared_buffers": v} for v in ("16384", "0x1000", "1e3", "010", "2GB", "4GB", "128MB", "1.5GB", "5min", "-1")),
+    *({"min_wal_size": v} for v in ("2GB", "1e4", "0x100", "64MB")),
+    *({"max_wal_size": v} for v in ("64MB", "1e3", "96MB", "64GB")),
+    {"pg_failover_slots.synchronize_slot_names": "name_like:%"},
+    {"max_wal_senders": "0"},
+    {"hot_standby_feedback": "on"},
+]
+_PAIRS = [
+    {"min_wal_size": "2GB", "max_wal_size": "4GB"},
+    {"min_wal_size": "4GB", "max_wal_size": "2GB"},
+    {"wal_level": "minimal", "max_wal_senders": "0"},
+    {"pg_failover_slots.synchronize_slot_names": "name_like:%", "hot_standby_feedback": "on"},
+    {"pg_failover_slots.primary_dsn": "host=elsewhere", "hot_standby_feedback": "on"},
+]
+HOSTILE = list(itertools.product(_ONE + _PAIRS, (1, 3), ("256Mi", "1Gi", "4Gi")))
+
+
+def test_the_api_refuses_every_spec_whose_objects_the_operator_would_refuse() -> None:
+    """For each hostile spec: either the API refuses it, naming one of the settings given, or every object it
+    renders passes the operator's admission rules and the CRD schemas (one verdict on every provider)."""
+    verdicts = {"refused": 0, "accepted": 0}
+    failures: dict[str, Any] = {}
+    for configs, replicas, memory in HOSTILE:
+        spec = InstanceSpec(name="orders", replicas=replicas, memory=memory, postgres_configs=configs)
+        key = f"{configs}/{replicas}/{memory}"
+        try:
+            objects = rendered(spec)
+        except (ForbiddenSetting, InvalidSettingValue) as refused:
+            verdicts["refused"] += 1
+            if not any(repr(name) in str(refused) for name in configs):
+                failures[key] = f"refused without naming the setting: {refused}"
+            continue
+        verdicts["accepted"] += 1
+        for obj in objects:
+            found = [str(r) for r in _cnpg_admission.refusals(obj)] + cnpg_schema.problems(obj, "v1.30.0")
+            if found:
+                failures[f"{key}/{obj['kind']}"] = found
+    assert failures == {}
+    assert verdicts["refused"] > 100 and verdicts["accepted"] > 50  # the matrix reaches both verdicts
+
+
+def test_the_matrix_can_fail_an_unchecked_render() -> None:
+    """The same matrix rendered without the API's checks (settings straight into the Cluster) is refused by the
+    admission rules for most entries: the test above would see a check the API lacked."""
+    refused = 0
+    for configs, replicas, memory in HOSTILE:
+        shape = _cnpg.ClusterShape(replicas=replicas, memory=memory)
+        cluster = _cnpg.render_cluster(IID, "orders", shape, {**configs}, namespace=NS)
+        cluster["spec"]["postgresql"]["parameters"] = dict(configs)  # as written, no units added
+        refused += bool(_cnpg_admission.refusals(cluster))
+    assert refused > len(HOSTILE) // 2

@@ -312,6 +312,7 @@ def render_settings(
     settings = {**computed, **configs}
     _check_connections(settings, configs)
     _check_wal_sizes(settings, configs)
+    _check_failover_slots(settings)
     level = settings.get("wal_level", "").strip().lower()
     if level in _WAL_LEVEL_ALIASES:  # Postgres reads them as replica; CloudNativePG refuses them
         settings["wal_level"] = "replica"
@@ -374,6 +375,9 @@ FORBIDDEN_SETTINGS: Mapping[str, str] = MappingProxyType(
         "restart_after_crash": _FIXED,
         "recovery_min_apply_delay": _REPLICATION,
         "data_sync_retry": _FIXED,
+        "allow_system_table_mods": "it lets a superuser rewrite the system catalogs",
+        "pg_failover_slots.primary_dsn": _REPLICATION,
+        "pg_failover_slots.standby_slot_names": _REPLICATION,
         "bonjour": _NETWORK,
         "bonjour_name": _NETWORK,
         "event_source": _LOGGING,
@@ -454,6 +458,13 @@ def _check_wal_sizes(settings: Mapping[str, str], configs: Mapping[str, str]) ->
         f"min_wal_size ({settings['min_wal_size']}) must be below max_wal_size ({settings['max_wal_size']}); "
         "set both, or leave both to the stack",
     )
+
+
+def _check_failover_slots(settings: Mapping[str, str]) -> None:
+    """pg_failover_slots only works with hot_standby_feedback on (CloudNativePG refuses it otherwise)."""
+    used = sorted(name for name in settings if name.startswith("pg_failover_slots."))
+    if used and not parse_bool(settings.get("hot_standby_feedback", "")):
+        raise ForbiddenSetting(used[0], "pg_failover_slots needs hot_standby_feedback = on; set both")
 
 
 def _check_connections(settings: Mapping[str, str], configs: Mapping[str, str]) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from howdah.control._setting_facts import UNITS
 from howdah.control.extensions import ExtensionCatalog, declared_catalog
+from howdah.control.settings_check import parse_integer
 from howdah.control.stacks import split_libraries
 from howdah.providers.base import InstanceStatus
 
@@ -233,6 +234,12 @@ OPERATOR_EXTENSION_SETTINGS = {
 }
 _BARE_NUMBER = re.compile(r"^\s*\+?(\d+(\.\d*)?|\.\d+)\s*$")
 _UNIT = re.compile(r"^(\d*)(\D+)$")
+# The operator reads these sizes itself (validateConfiguration, validateWalSizeConfiguration, validateResources):
+# a bare number as MB, otherwise only a number with a unit ending in B. Postgres also reads hexadecimal, octal and
+# exponents ('0x1000', '1e3'), so these three are rendered as a whole number of their unit whenever written
+# otherwise.
+OPERATOR_READ_SIZES = ("max_wal_size", "min_wal_size", "shared_buffers")
+_PLAIN_SIZE = re.compile(r"^\d+(kB|MB|GB|TB)$")
 
 
 # Client addresses: the operator's own rules (its replication and pooler users, local connections) come first in
@@ -268,13 +275,26 @@ def explicit_unit(value: str, unit: str | None) -> str:
     return (str(int(number)) if number.is_integer() else f"{number:g}") + suffix
 
 
+def operator_size(value: str, unit: str | None) -> str:
+    """``value`` of a size setting whose base unit is ``unit``, as a whole number with a unit the operator reads
+    (``0x1000`` of ``shared_buffers`` → ``32768kB``, ``1e3`` of ``max_wal_size`` → ``1000MB``); a value already so
+    written, or one Postgres would refuse (the API refuses it first), is returned as it is."""
+    unit_match = _UNIT.match(unit or "")
+    number = parse_integer(value, unit)
+    if _PLAIN_SIZE.match(value) or unit_match is None or number is None or number <= 0:
+        return value
+    return f"{number * int(unit_match[1] or 1)}{unit_match[2]}"
+
+
 def cluster_parameters(settings: Mapping[str, str], pg_version: int) -> dict[str, str]:
     """``postgresql.parameters`` of the Cluster: the rendered settings but ``shared_preload_libraries`` (a list of
     its own), sizes and durations with explicit units, and a setting for each extension the operator manages
     whose library is preloaded (:data:`OPERATOR_EXTENSION_SETTINGS`)."""
     units = UNITS.get(pg_version, {})
     parameters = {
-        key: explicit_unit(str(value), units.get(key.lower())) for key, value in settings.items() if key != PRELOAD
+        key: (operator_size if key in OPERATOR_READ_SIZES else explicit_unit)(str(value), units.get(key.lower()))
+        for key, value in settings.items()
+        if key != PRELOAD
     }
     preloaded = preload_libraries(settings.get(PRELOAD, ""))
     for library, (setting, default) in OPERATOR_EXTENSION_SETTINGS.items():
