@@ -4,8 +4,8 @@ The CRDs of the operator versions Howdah supports sit beside the project (``../s
 where ``HOWDAH_CNPG_CRDS`` points). :func:`problems` checks an object against its kind's OpenAPI v3 schema as an
 API server applying with ``fieldValidation=Strict`` would: types, required fields, enums, patterns, bounds,
 int-or-string, and every field unknown to the schema is an error (a real server would prune it silently without
-Strict). The CEL rules (``x-kubernetes-validations``) are not evaluated; the admission rules Howdah relies on are
-ported as pure functions in :mod:`howdah.control.stacks` and tested there.
+Strict). The CEL rules (``x-kubernetes-validations``) are not evaluated; the operator's admission webhook is
+mirrored by :mod:`howdah.providers._cnpg_admission` (tested in ``tests/unit/test_cnpg_admission.py``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Every change is a server-side apply (``PATCH`` with ``application/apply-patch+yaml``, field manager ``howdah``,
 ``force``, ``fieldValidation=Strict``) of whole objects rendered by :mod:`howdah.providers._cnpg`: a basic-auth
 ``Secret`` with the app role's password, the ``Cluster``, a ``Pooler`` when the connection pooler is on, and a
-``Database`` declaring the app database's extensions. Applying the same object twice changes nothing, so every
+``Database`` declaring the app database's extensions, each first checked against the operator's admission
+rules (:mod:`howdah.providers._cnpg_admission`). Applying the same object twice changes nothing, so every
 operation is idempotent.
 State is read back from the ``Cluster``'s ``.status`` (written by the operator) and objects are found again by
 their ``howdah.dev/instance-id`` label.
@@ -54,7 +55,7 @@ from kubernetes.client.exceptions import ApiException
 
 from howdah.control.capacity import Capacity
 from howdah.control.extensions import ExtensionCatalog
-from howdah.providers import _cnpg
+from howdah.providers import _cnpg, _cnpg_admission
 from howdah.providers._cnpg import ClusterShape, ClusterState, SpecLike
 from howdah.providers.base import (
     Backup,
@@ -367,7 +368,14 @@ class KubernetesProvider:
         return _matching(_as_dict(found).get("items") or [], selector)
 
     def _apply_custom(self, plural: str, body: dict[str, Any]) -> None:
+        """Server-side apply of ``body``, once it passes the operator's admission rules as far as Howdah knows
+        them (:mod:`howdah.providers._cnpg_admission`): a refusal is a permanent error naming the operator's rule,
+        not an object the webhook turns away halfway through an operation."""
         name = body["metadata"]["name"]
+        refused = _cnpg_admission.refusals(body)
+        if refused:
+            reasons = "; ".join(str(refusal) for refusal in refused)
+            raise ProviderError(f"CloudNativePG would refuse {plural}/{name}: {reasons}")
         self._call(
             f"applying {plural}/{name}",
             lambda: self._custom.patch_namespaced_custom_object(

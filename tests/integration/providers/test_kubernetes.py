@@ -30,7 +30,16 @@ import pytest
 from kubernetes import client
 
 from howdah.control.spec import ConnectionPooler, InstanceSpec
-from howdah.providers import Backup, Capability, Provider, ProviderError, TransientProviderError, Unsupported, _cnpg
+from howdah.providers import (
+    Backup,
+    Capability,
+    Provider,
+    ProviderError,
+    TransientProviderError,
+    Unsupported,
+    _cnpg,
+    _cnpg_admission,
+)
 from howdah.providers.kubernetes import KubernetesProvider
 from tests import cnpg_schema
 
@@ -78,10 +87,15 @@ class ApplyEmulator(kmock.KubernetesEmulator):
             found = cnpg_schema.problems(body, cnpg_schema.VERSIONS[-1])
             if found:
                 raise kmock.KubernetesError(status=422, reason="Invalid", message="; ".join(found))
+        key = (request.resource, request.namespace, request.name)
+        live = self.objects[key].raw if key in self.objects and not self.objects[key].deleted else None
+        refused = _cnpg_admission.refusals(body, live)  # the operator's webhook, as far as Howdah mirrors it
+        if refused:
+            denied = f'admission webhook "v{body["kind"].lower()}.cnpg.io" denied the request: '
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=denied + "; ".join(map(str, refused)))
         message = self.admission(body) if self.admission else None
         if message is not None:
             raise kmock.KubernetesError(status=422, reason="Invalid", message=message)
-        key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key in self.objects and not self.objects[key].deleted:
                 current = self.objects[key]
@@ -450,22 +464,47 @@ def test_what_it_cannot_do_is_declared_and_refused_by_name(provider: KubernetesP
 
 
 def test_a_rejected_object_is_a_permanent_error_with_the_api_message(api: Api, provider: KubernetesProvider) -> None:
+    """An admission webhook refusing what Howdah does not know to refuse (a rule of a newer operator, here one
+    on work_mem) is a permanent error carrying the API server's message, and nothing is left behind."""
     message = (
-        'admission webhook "vcluster.cnpg.io" denied the request: spec.postgresql.parameters.log_rotation_age: '
-        'Invalid value: "1d": Can\'t set fixed configuration parameter'
+        'admission webhook "vcluster.cnpg.io" denied the request: spec.postgresql.parameters.work_mem: '
+        'Invalid value: "64GB": too large for this cluster'
     )
 
     def webhook(body: dict[str, Any]) -> str | None:
         parameters = body.get("spec", {}).get("postgresql", {}).get("parameters", {})
-        return message if "log_rotation_age" in parameters else None
+        return message if parameters.get("work_mem") == "64GB" else None
 
     api.emulator.admission = webhook
     with pytest.raises(ProviderError) as caught:
-        provider.ensure_created(IID, "orders", {**SETTINGS, "log_rotation_age": "1d"})
+        provider.ensure_created(IID, "orders", {**SETTINGS, "work_mem": "64GB"})
     assert not isinstance(caught.value, TransientProviderError)
     assert message in str(caught.value)
     assert "422" in str(caught.value)
     assert api.live(CLUSTERS) == {}
+
+
+def test_what_the_operator_would_refuse_is_refused_before_it_is_applied(api: Api, provider: KubernetesProvider) -> None:
+    """Settings that reach the provider without the API's checks (an older stored spec, a direct caller) and that
+    the operator's webhook would refuse: a permanent error naming the parameter and the operator's rule, and no
+    Cluster applied."""
+    with pytest.raises(ProviderError) as caught:
+        provider.ensure_created(IID, "orders", {**SETTINGS, "log_rotation_age": "1d", "wal_level": "minimal"})
+    assert not isinstance(caught.value, TransientProviderError)
+    text = str(caught.value)
+    assert "spec.postgresql.parameters.log_rotation_age" in text and "validateConfiguration" in text
+    assert "spec.postgresql.parameters.wal_level" in text
+    assert api.live(CLUSTERS) == {}
+
+
+def test_the_emulated_webhook_refuses_a_shrinking_volume(api: Api, provider: KubernetesProvider) -> None:
+    """The emulator applies the operator's change rules against the live object: a Cluster applied with less
+    storage than it has is refused (validateStorageChange) and the live object keeps its size. (The API refuses
+    such a spec long before; this holds the emulator, and so the provider's tests, to the operator's rules.)"""
+    name = create(provider, InstanceSpec(name="orders", storage="20Gi"))
+    with pytest.raises(ProviderError, match="validateStorageChange"):
+        provider.apply_settings(IID, SETTINGS, spec=InstanceSpec(name="orders", storage="1Gi"))
+    assert api.live(CLUSTERS)[name]["spec"]["storage"] == {"size": "20Gi"}
 
 
 def test_forbidden_is_a_permanent_error(api: Api, provider: KubernetesProvider) -> None:
