@@ -27,6 +27,7 @@ from howdah.control._setting_facts import UNITS
 from howdah.control.extensions import ExtensionCatalog, declared_catalog
 from howdah.control.settings_check import parse_integer
 from howdah.control.stacks import split_libraries
+from howdah.providers._cnpg_backup import Recovery, recovery_of
 from howdah.providers.base import InstanceStatus
 
 GROUP = "postgresql.cnpg.io"
@@ -150,6 +151,9 @@ class ClusterState:
     org: str | None
     hibernated: bool
     restarted_at: str | None
+    #: ``spec.plugins`` (the WAL archiver's entry when backups are on) and the restore it was bootstrapped from
+    plugins: tuple[dict[str, Any], ...] = ()
+    recovery: Recovery | None = None
 
 
 # --- names and labels -----------------------------------------------------------------------------------------
@@ -314,6 +318,8 @@ def render_cluster(
     org: str | None = None,
     hibernated: bool = False,
     restarted_at: str | None = None,
+    plugins: Sequence[Mapping[str, Any]] = (),
+    recovery: Recovery | None = None,
 ) -> dict[str, Any]:
     """The CloudNativePG ``Cluster`` for one instance.
 
@@ -322,7 +328,10 @@ def render_cluster(
     same name. ``hibernated`` sets ``cnpg.io/hibernation`` (``on``: pods deleted, volumes kept; ``off``: running);
     ``restarted_at`` (an RFC 3339 time) sets ``kubectl.kubernetes.io/restartedAt``, which CloudNativePG answers
     with a rolling restart whenever its value changes. ``image`` defaults to CloudNativePG's image of the spec's
-    Postgres major version.
+    Postgres major version. ``plugins`` is ``spec.plugins`` (the WAL archiver of
+    :func:`~howdah.providers._cnpg_backup.archiver_plugin`); with ``recovery`` the cluster is bootstrapped from
+    another's archive (``bootstrap.recovery`` and its ``externalClusters`` source) instead of ``initdb``, the app
+    role getting the password of this instance's Secret.
     """
     cluster = cluster_name(instance_id, name)
     metadata = _metadata(cluster, namespace, instance_id, name, org)
@@ -333,6 +342,20 @@ def render_cluster(
         annotations[RESTARTED_AT] = restarted_at
     metadata["annotations"] = annotations
     resources = {"cpu": spec.cpu, "memory": spec.memory}
+    app = {"database": APP_DATABASE, "owner": APP_USER, "secret": {"name": secret_name(cluster)}}
+    if recovery is None:
+        # postInitApplicationSQL: run by the operator as superuser in the new app database, before the tenant
+        # can log in.
+        bootstrap: dict[str, Any] = {"initdb": {**app, "postInitApplicationSQL": list(EXTENSION_SCHEMA_SQL)}}
+    else:  # the source's app database, extension schema included, comes with its data
+        target = recovery.recovery_target()
+        bootstrap = {"recovery": {"source": recovery.external_cluster()["name"], **app,
+                                  **({"recoveryTarget": target} if target else {})}}  # fmt: skip
+    extra: dict[str, Any] = {}
+    if plugins:
+        extra["plugins"] = [dict(p) for p in plugins]
+    if recovery is not None:
+        extra["externalClusters"] = [recovery.external_cluster()]
     return {
         "apiVersion": API_VERSION,
         "kind": "Cluster",
@@ -348,28 +371,31 @@ def render_cluster(
                 "shared_preload_libraries": preload_libraries(settings.get(PRELOAD, "")),
                 **({"pg_hba": hba_rules(spec.ip_allow_list)} if spec.ip_allow_list else {}),
             },
-            "bootstrap": {
-                "initdb": {
-                    "database": APP_DATABASE,
-                    "owner": APP_USER,
-                    "secret": {"name": secret_name(cluster)},
-                    # Run by the operator as superuser in the new app database, before the tenant can log in.
-                    "postInitApplicationSQL": list(EXTENSION_SCHEMA_SQL),
-                }
-            },
+            "bootstrap": bootstrap,
+            **extra,
         },
     }
 
 
 def render_secret(
-    instance_id: str, name: str, password: str, *, namespace: str, org: str | None = None
+    instance_id: str,
+    name: str,
+    password: str,
+    *,
+    namespace: str,
+    org: str | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The basic-auth ``Secret`` CloudNativePG's ``initdb`` creates the app role from (user ``app``)."""
+    """The basic-auth ``Secret`` CloudNativePG's ``initdb`` (or ``recovery``) gives the app role's password
+    from (user ``app``)."""
     cluster = cluster_name(instance_id, name)
+    metadata = _metadata(secret_name(cluster), namespace, instance_id, name, org)
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(secret_name(cluster), namespace, instance_id, name, org),
+        "metadata": metadata,
         "type": "kubernetes.io/basic-auth",
         "data": {"username": _b64(APP_USER), "password": _b64(password)},
     }
@@ -532,6 +558,8 @@ def parse_cluster(cluster: Mapping[str, Any], pooler: Mapping[str, Any] | None =
         org=meta_labels.get(LABEL_ORG),
         hibernated=is_hibernated(cluster),
         restarted_at=annotations.get(RESTARTED_AT),
+        plugins=tuple(dict(p) for p in spec.get("plugins") or [] if isinstance(p, Mapping)),
+        recovery=recovery_of(spec.get("bootstrap") or {}, spec.get("externalClusters") or []),
     )
 
 
