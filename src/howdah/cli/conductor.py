@@ -16,14 +16,22 @@ from howdah.pg import howdah_home
 from howdah.providers import Provider
 
 
-def make_provider(kind: str, home: Path | None, namespace: str) -> Provider:
-    """The provider named ``kind`` (imported on demand: the kubernetes client is only needed for kubernetes)."""
+def make_provider(
+    kind: str, home: Path | None, namespace: str, object_store: dict[str, str | None] | None = None
+) -> Provider:
+    """The provider named ``kind`` (imported on demand: the kubernetes client is only needed for kubernetes);
+    ``object_store``: the Kubernetes data plane's (``ObjectStoreConfig``'s fields), None for none."""
     if kind == "local":
         local = importlib.import_module("howdah.providers.local")
         return cast(Provider, local.LocalProvider((home or howdah_home() / "dataplane").resolve()))
     if kind == "kubernetes":
         kubernetes = importlib.import_module("howdah.providers.kubernetes")
-        return cast(Provider, kubernetes.KubernetesProvider(namespace))
+        store = importlib.import_module("howdah.providers._cnpg_backup")
+        try:
+            config = store.ObjectStoreConfig(**{k: v for k, v in object_store.items() if v}) if object_store else None
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        return cast(Provider, kubernetes.KubernetesProvider(namespace, object_store=config))
     raise fail(f"unknown provider {kind!r}: use local or kubernetes")
 
 
@@ -35,11 +43,47 @@ def run_conductor(
         Path | None, typer.Option(help="Where the local provider keeps instances (default: under HOWDAH_HOME).")
     ] = None,
     namespace: str = typer.Option("howdah", help="Kubernetes namespace (kubernetes provider)."),
+    store_destination: str | None = typer.Option(
+        None,
+        "--object-store-destination",
+        envvar="HOWDAH_K8S_OBJECT_STORE_DESTINATION",
+        help="Backups of the kubernetes provider: bucket and prefix, e.g. s3://backups/howdah.",
+    ),
+    store_secret: str | None = typer.Option(
+        None,
+        "--object-store-secret",
+        envvar="HOWDAH_K8S_OBJECT_STORE_SECRET",
+        help="Name of the Secret (in the namespace) with the object store's access keys.",
+    ),
+    store_endpoint: str | None = typer.Option(
+        None,
+        "--object-store-endpoint",
+        envvar="HOWDAH_K8S_OBJECT_STORE_ENDPOINT",
+        help="S3-compatible endpoint URL (default: AWS S3).",
+    ),
+    store_key_id: str | None = typer.Option(
+        None,
+        "--object-store-key-id-key",
+        envvar="HOWDAH_K8S_OBJECT_STORE_KEY_ID_KEY",
+        help="The Secret's key holding the access key id (default ACCESS_KEY_ID).",
+    ),
+    store_secret_key: str | None = typer.Option(
+        None,
+        "--object-store-secret-key-key",
+        envvar="HOWDAH_K8S_OBJECT_STORE_SECRET_KEY_KEY",
+        help="The Secret's key holding the secret access key (default ACCESS_SECRET_KEY).",
+    ),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Register the data plane and carry out its CRUD events until Ctrl-C or SIGTERM."""
     url = resolve_url(database_url)
-    agent = Conductor(url, data_plane, make_provider(provider, home, namespace))
+    if (store_destination is None) != (store_secret is None):
+        raise fail("an object store needs both --object-store-destination and --object-store-secret")
+    store = {
+        "destination": store_destination, "secret": store_secret, "endpoint_url": store_endpoint,
+        "access_key_id_key": store_key_id, "secret_access_key_key": store_secret_key,
+    } if store_destination else None  # fmt: skip
+    agent = Conductor(url, data_plane, make_provider(provider, home, namespace, store))
 
     async def main() -> None:
         stop = asyncio.Event()

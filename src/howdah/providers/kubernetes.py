@@ -15,6 +15,13 @@ Settings that need a restart are restarted by the operator itself (``primaryUpda
 :meth:`KubernetesProvider.apply_settings` always returns False. Delete removes the objects; the operator then
 deletes the pods and their volumes.
 
+Backups and point-in-time restores (:mod:`howdah.providers._cnpg_backup`, through CloudNativePG's Barman Cloud
+Plugin) are offered once the data plane's operator gives an object store (``object_store``): an instance with
+``backup.enabled`` then gets an ``ObjectStore``, the WAL-archiver plugin entry and a ``ScheduledBackup``; on-demand
+backups are ``Backup`` objects, restores new ``Cluster``s bootstrapped from the source's archive. Deleting an
+instance keeps its ``ObjectStore`` (marked ``howdah.dev/deleted-at``), and the bucket keeps its data, so that it
+can still be restored.
+
 Pointing it at a real cluster
 -----------------------------
 1. Install the CloudNativePG operator (1.26 or later for extensions through the ``Database`` resource), e.g.
@@ -30,8 +37,11 @@ Pointing it at a real cluster
          resources: [secrets]
          verbs: [get, list, create, patch, delete]
        - apiGroups: [postgresql.cnpg.io]
-         resources: [clusters, poolers, databases]
+         resources: [clusters, poolers, databases, backups, scheduledbackups]
          verbs: [get, list, create, patch, delete]
+       - apiGroups: [barmancloud.cnpg.io]      # with an object store configured
+         resources: [objectstores]
+         verbs: [get, list, create, patch]
 
    (Server-side apply is a ``patch``; ``create`` is checked when it creates an object.)
 4. Apps inside the Kubernetes cluster connect to ``<cluster>-rw.<namespace>.svc:5432`` (or the pooler's
@@ -55,8 +65,12 @@ from kubernetes.client.exceptions import ApiException
 
 from howdah.control.capacity import Capacity
 from howdah.control.extensions import ExtensionCatalog
+from howdah.control.recovery import Window, outside, parse_lsn
+from howdah.control.spec import BackupPolicy, InstanceSpec
 from howdah.providers import _cnpg, _cnpg_admission
+from howdah.providers import _cnpg_backup as _bk
 from howdah.providers._cnpg import ClusterShape, ClusterState, SpecLike
+from howdah.providers._cnpg_backup import ObjectStoreConfig, Recovery
 from howdah.providers.base import (
     Backup,
     Capability,
@@ -74,6 +88,12 @@ APPLY_PATCH = "application/apply-patch+yaml"
 # the object Howdah rendered (an operator older than the fields Howdah writes, say).
 FIELD_VALIDATION = "Strict"
 _T = TypeVar("_T")
+_CNPG = (_cnpg.GROUP, _cnpg.VERSION)
+_STORES = (_bk.STORE_GROUP, _bk.STORE_VERSION)
+NO_OBJECT_STORE = (
+    "no object store is configured for this data plane (howdah conductor --object-store-destination and "
+    "--object-store-secret, or HOWDAH_K8S_OBJECT_STORE_DESTINATION / HOWDAH_K8S_OBJECT_STORE_SECRET)"
+)
 
 
 def default_api_client(context: str | None = None) -> client.ApiClient:
@@ -131,8 +151,9 @@ class KubernetesProvider:
     """
 
     name = "kubernetes"
-    #: Backups (CloudNativePG's barman object store) are not wired yet; replicas follow ``spec.replicas``.
+    #: Replicas follow ``spec.replicas``; backups and restores need an object store (see ``object_store``).
     capabilities: frozenset[Capability] = frozenset({Capability.POOLER, Capability.IP_ALLOW_LIST})
+    BACKUP_CAPABILITIES = frozenset({Capability.BACKUP, Capability.RESTORE, Capability.PITR})
 
     def __init__(
         self,
@@ -143,8 +164,12 @@ class KubernetesProvider:
         extensions: ExtensionCatalog | None = None,
         wait_timeout: float = 600.0,
         poll_interval: float = 2.0,
+        object_store: ObjectStoreConfig | None = None,
     ) -> None:
         self.namespace = namespace
+        self.object_store = object_store
+        if object_store is not None:
+            self.capabilities = type(self).capabilities | self.BACKUP_CAPABILITIES
         self.api_client = api_client if api_client is not None else default_api_client()
         self.image = image
         self.extensions = extensions if extensions is not None else _cnpg.standard_image_catalog(image)
@@ -162,19 +187,24 @@ class KubernetesProvider:
         name: str,
         settings: dict[str, str],
         *,
-        spec: SpecLike | None = None,
+        spec: InstanceSpec | None = None,
         org: str | None = None,
     ) -> None:
         """Apply the Secret, Cluster and Pooler. Without ``spec``, an existing cluster keeps its shape (a new
         one gets 1 cpu, 1Gi, 10Gi, one instance); its hibernation and restart annotations are kept."""
         current = self._state(instance_id)
         if current is None:
+            cluster = _cnpg.cluster_name(instance_id, name)
             state = ClusterState(
                 instance_id=instance_id, name=name, shape=_shape(spec) if spec else ClusterShape(),
                 settings=dict(settings), image=self.image, org=org, hibernated=False, restarted_at=None,
+                plugins=self._plugins(cluster, spec.backup if spec else None), recovery=self._pending(cluster),
             )  # fmt: skip
         else:
             state = _replace(current, settings=dict(settings), spec=spec, org=org)
+            if spec is not None:
+                state = replace(state, plugins=self._plugins(_cnpg.cluster_name(instance_id, state.name), spec.backup))
+        self._apply_backups(state, spec.backup if spec else None)
         self._apply(state)
 
     def ensure_running(self, instance_id: str) -> InstanceStatus:
@@ -197,11 +227,14 @@ class KubernetesProvider:
             password=password, dbname=_cnpg.APP_DATABASE,
         )  # fmt: skip
 
-    def apply_settings(self, instance_id: str, settings: dict[str, str], *, spec: SpecLike | None = None) -> bool:
+    def apply_settings(self, instance_id: str, settings: dict[str, str], *, spec: InstanceSpec | None = None) -> bool:
         """Re-apply the Cluster with ``settings`` (and ``spec``'s shape when given). Always False: the operator
         restarts the pods itself, replicas first, when a changed setting needs it."""
-        state = self._require(instance_id)
-        self._apply(_replace(state, settings=dict(settings), spec=spec))
+        state = _replace(self._require(instance_id), settings=dict(settings), spec=spec)
+        if spec is not None:
+            state = replace(state, plugins=self._plugins(_cnpg.cluster_name(instance_id, state.name), spec.backup))
+        self._apply_backups(state, spec.backup if spec else None)
+        self._apply(state)
         return False
 
     def ensure_extensions(self, instance_id: str, enabled: list[str], disabled: list[str]) -> None:
@@ -232,9 +265,16 @@ class KubernetesProvider:
             self._apply(_replace(state, hibernated=True))
 
     def delete(self, instance_id: str) -> None:
-        """Delete every object labelled with the instance id; the operator removes the pods and volumes."""
+        """Delete every object labelled with the instance id; the operator removes the pods and volumes. Its
+        ``ObjectStore`` and ``Backup`` objects are kept, the store marked with the time of deletion: the archive
+        stays restorable, its window readable (the bucket's data is never removed from here; once the Cluster is
+        gone no retention runs on it)."""
         selector = _cnpg.instance_selector(instance_id)
-        for plural in (_cnpg.POOLERS, _cnpg.DATABASES, _cnpg.CLUSTERS):
+        if self.object_store is not None:
+            for store in self._list_custom(_bk.OBJECT_STORES, selector, api=_STORES):
+                self._mark_deleted(store)
+        plurals = (_bk.SCHEDULED_BACKUPS, _cnpg.POOLERS, _cnpg.DATABASES, _cnpg.CLUSTERS)
+        for plural in plurals if self.object_store is not None else plurals[1:]:
             for obj in self._list_custom(plural, selector):
                 self._delete_custom(plural, obj["metadata"]["name"])
         for secret in self._list_secrets(selector):
@@ -242,7 +282,12 @@ class KubernetesProvider:
         self._names.pop(instance_id, None)
 
     def status(self, instance_id: str) -> InstanceStatus:
-        return _cnpg.instance_status(self._find_cluster(instance_id))
+        """The Cluster's status, and with an object store its archive's (see :func:`_cnpg_backup.archive_status`)."""
+        cluster = self._find_cluster(instance_id)
+        status = _cnpg.instance_status(cluster)
+        if cluster is None or self.object_store is None:
+            return status
+        return replace(status, archive=self._archive_status(cluster["metadata"]["name"], cluster))
 
     def capacity(self) -> Capacity | None:
         """Unknown: a cluster's allocatable resources change with its nodes and are not read here."""
@@ -259,16 +304,152 @@ class KubernetesProvider:
         return sorted(str(i) for i in ids if i)
 
     def backup(self, instance_id: str, backup_id: str | None = None) -> Backup:
-        raise Unsupported(f"the {self.name} provider does not take backups")
+        """A base backup of the instance to its object store: a ``Backup`` object (the same one again for the same
+        ``backup_id``), waited for until the operator reports it completed (``wait_timeout``: then transient)."""
+        store = self._store()
+        state = self._require(instance_id)
+        cluster = _cnpg.cluster_name(instance_id, state.name)
+        if not state.plugins:
+            raise ProviderError(f"instance {instance_id} has backups off (its spec's backup.enabled is false)")
+        backup_id = backup_id or datetime.now(UTC).strftime("%Y%m%dt%H%M%Sz-") + secrets.token_hex(3)
+        labels = _cnpg.labels(instance_id, state.name, state.org)
+        try:
+            body = _bk.render_backup(cluster, backup_id, namespace=self.namespace, labels=labels)
+        except ValueError as exc:
+            raise ProviderError(str(exc)) from None
+        name = body["metadata"]["name"]
+        if self._get_custom(_bk.BACKUPS, name) is None:
+            self._apply_custom(_bk.BACKUPS, body)
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            found = self._get_custom(_bk.BACKUPS, name)
+            taken = _bk.backup_state(found) if found is not None else None
+            if taken is not None and taken.phase == "completed" and taken.backup_id is not None:
+                return Backup(
+                    backup_id=backup_id, instance_id=instance_id,
+                    location=_bk.backup_location(store, cluster, taken.backup_id), size_bytes=0,
+                    created_at=taken.stopped_at or datetime.now(UTC),
+                )  # fmt: skip
+            if taken is not None and taken.phase == "failed":
+                raise ProviderError(f"backup {name} failed: {taken.error or 'no error reported'}")
+            if time.monotonic() >= deadline:
+                phase = taken.phase if taken is not None and taken.phase else "not started"
+                raise TransientProviderError(f"backup {name} is not done {self.wait_timeout:g}s on ({phase})")
+            time.sleep(self.poll_interval)
 
     def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
-        raise Unsupported(f"the {self.name} provider cannot restore backups")
+        """Prepare ``new_instance_id`` as of the end of ``backup``: :meth:`ensure_created` then makes its Cluster
+        bootstrapped from the backup's archive (its recovery stops once that backup is consistent)."""
+        store = self._store()
+        try:
+            server, barman_id = _bk.parse_location(store, backup.location)
+        except ValueError as exc:
+            raise ProviderError(str(exc)) from None
+        self._prepare_restore(new_instance_id, name, Recovery(server, _bk.store_name(server), backup_id=barman_id))
 
     def restore_to(self, source_instance_id: str, new_instance_id: str, name: str, target: RecoveryTarget) -> None:
-        raise Unsupported(f"the {self.name} provider cannot restore to a point in time yet")
+        """Prepare ``new_instance_id`` as ``source_instance_id`` (running, stopped or deleted: its ``ObjectStore``
+        outlives it) was at ``target``; :meth:`ensure_created` makes the Cluster. A target outside the window the
+        archive reports is refused with the window."""
+        self._store()
+        stores = self._list_custom(_bk.OBJECT_STORES, _cnpg.instance_selector(source_instance_id), api=_STORES)
+        if len(stores) != 1:
+            raise ProviderError(f"instance {source_instance_id} has no archive in namespace {self.namespace}")
+        server = stores[0]["metadata"]["name"].removesuffix("-store")
+        cluster = self._find_cluster(source_instance_id)
+        archive = self._archive_status(server, cluster, stores[0])
+        try:
+            lsn = parse_lsn(target.lsn) if target.lsn is not None else None
+            window = archive["recovery_window"]
+            why = outside(Window.from_dict(window) if window else None, target.time, lsn)
+        except ValueError as exc:
+            raise ProviderError(str(exc)) from None
+        if why is not None:
+            raise ProviderError(f"instance {source_instance_id} cannot be restored: {why}")
+        recovery = Recovery(server, stores[0]["metadata"]["name"], target.time, target.lsn)
+        self._prepare_restore(new_instance_id, name, recovery)
 
     def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
         raise Unsupported(f"the {self.name} provider makes replicas from the spec (its Cluster's instances)")
+
+    # --- backups ------------------------------------------------------------------------------------------------
+
+    def _store(self) -> ObjectStoreConfig:
+        if self.object_store is None:
+            raise Unsupported(f"the {self.name} provider takes no backups here: {NO_OBJECT_STORE}")
+        return self.object_store
+
+    def _plugins(self, cluster: str, policy: BackupPolicy | None) -> tuple[dict[str, Any], ...]:
+        """The Cluster's plugins: the WAL archiver when backups are on and an object store is configured."""
+        if self.object_store is None or policy is None or not policy.enabled:
+            return ()
+        return (_bk.archiver_plugin(cluster),)
+
+    def _apply_backups(self, state: ClusterState, policy: BackupPolicy | None) -> None:
+        """The ObjectStore and ScheduledBackup of ``policy`` (backups on), or no ScheduledBackup (off; the store
+        and its archive stay). Without ``policy`` (no spec given) they are left as they are."""
+        if self.object_store is None or policy is None:
+            return
+        cluster = _cnpg.cluster_name(state.instance_id, state.name)
+        labels = _cnpg.labels(state.instance_id, state.name, state.org)
+        if not policy.enabled:
+            self._delete_custom(_bk.SCHEDULED_BACKUPS, _bk.scheduled_backup_name(cluster))
+            return
+        try:
+            scheduled = _bk.render_scheduled_backup(cluster, policy.schedule, namespace=self.namespace, labels=labels)
+        except ValueError as exc:
+            raise ProviderError(f"backup.schedule: {exc}") from None
+        store = _bk.render_object_store(
+            cluster, self.object_store, policy.retention_days, namespace=self.namespace, labels=labels
+        )
+        self._apply_custom(_bk.OBJECT_STORES, store, api=_STORES)
+        self._apply_custom(_bk.SCHEDULED_BACKUPS, scheduled)
+
+    def _archive_status(
+        self, server: str, cluster: dict[str, Any] | None, store: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if store is None:
+            store = self._get_custom(_bk.OBJECT_STORES, _bk.store_name(server), api=_STORES)
+        backups = [_bk.backup_state(b) for b in self._list_custom(_bk.BACKUPS, "")]
+        return _bk.archive_status(server, store, backups, cluster, datetime.now(UTC))
+
+    def _mark_deleted(self, store: dict[str, Any]) -> None:
+        meta = store["metadata"]
+        annotations = {**(meta.get("annotations") or {}), _bk.DELETED_AT: _now()}
+        body = {
+            "apiVersion": store.get("apiVersion", f"{_bk.STORE_GROUP}/{_bk.STORE_VERSION}"), "kind": "ObjectStore",
+            "metadata": {"name": meta["name"], "namespace": self.namespace, "labels": meta.get("labels") or {},
+                         "annotations": annotations},
+            "spec": store.get("spec") or {},
+        }  # fmt: skip
+        self._apply_custom(_bk.OBJECT_STORES, body, api=_STORES)
+
+    def _pending(self, cluster: str) -> Recovery | None:
+        """The restore a new Cluster is to be bootstrapped from, as :meth:`_prepare_restore` left it."""
+        secret = self._get_secret(_cnpg.secret_name(cluster))
+        text = ((secret or {}).get("metadata") or {}).get("annotations", {}) or {}
+        recovery = text.get(_bk.RECOVERY)
+        if not recovery:
+            return None
+        try:
+            return Recovery.from_json(recovery)
+        except ValueError as exc:
+            raise ProviderError(f"the credentials Secret of {cluster}: {exc}") from None
+
+    def _prepare_restore(self, instance_id: str, name: str | None, recovery: Recovery) -> None:
+        """The new instance's credentials Secret, carrying where its data comes from until :meth:`ensure_created`
+        makes the Cluster (a step that survives a restart of the conductor). Nothing changes once it exists."""
+        if name is None:
+            raise ProviderError(f"restoring instance {instance_id} needs its name")
+        if self._find_cluster(instance_id) is not None:
+            return
+        cluster = _cnpg.cluster_name(instance_id, name)
+        secret = self._get_secret(_cnpg.secret_name(cluster))
+        password = (_cnpg.secret_password(secret) if secret else None) or secrets.token_urlsafe(24)
+        body = _cnpg.render_secret(
+            instance_id, name, password, namespace=self.namespace, annotations={_bk.RECOVERY: recovery.to_json()}
+        )
+        self._apply_secret(body)
 
     # --- reading and applying -----------------------------------------------------------------------------------
 
@@ -308,10 +489,12 @@ class KubernetesProvider:
         cluster = _cnpg.cluster_name(iid, name)
         secret = self._get_secret(_cnpg.secret_name(cluster))
         password = (_cnpg.secret_password(secret) if secret else None) or secrets.token_urlsafe(24)
-        self._apply_secret(_cnpg.render_secret(iid, name, password, namespace=ns, org=state.org))
+        pending = {_bk.RECOVERY: state.recovery.to_json()} if state.recovery else None
+        self._apply_secret(_cnpg.render_secret(iid, name, password, namespace=ns, org=state.org, annotations=pending))
         body = _cnpg.render_cluster(
             iid, name, state.shape, state.settings, namespace=ns, image=state.image, org=state.org,
-            hibernated=state.hibernated, restarted_at=state.restarted_at,
+            hibernated=state.hibernated, restarted_at=state.restarted_at, plugins=state.plugins,
+            recovery=state.recovery,
         )  # fmt: skip
         self._apply_custom(_cnpg.CLUSTERS, body)
         self._names[iid] = cluster
@@ -350,24 +533,22 @@ class KubernetesProvider:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _translate(exc, what) from exc
 
-    def _get_custom(self, plural: str, name: str) -> dict[str, Any] | None:
+    def _get_custom(self, plural: str, name: str, *, api: tuple[str, str] = _CNPG) -> dict[str, Any] | None:
         found = self._call(
             f"reading {plural}/{name}",
-            lambda: self._custom.get_namespaced_custom_object(_cnpg.GROUP, _cnpg.VERSION, self.namespace, plural, name),
+            lambda: self._custom.get_namespaced_custom_object(*api, self.namespace, plural, name),
             missing_ok=True,
         )
         return _as_dict(found) if found is not None else None
 
-    def _list_custom(self, plural: str, selector: str) -> list[dict[str, Any]]:
+    def _list_custom(self, plural: str, selector: str, *, api: tuple[str, str] = _CNPG) -> list[dict[str, Any]]:
         found = self._call(
             f"listing {plural}",
-            lambda: self._custom.list_namespaced_custom_object(
-                _cnpg.GROUP, _cnpg.VERSION, self.namespace, plural, label_selector=selector
-            ),
+            lambda: self._custom.list_namespaced_custom_object(*api, self.namespace, plural, label_selector=selector),
         )
         return _matching(_as_dict(found).get("items") or [], selector)
 
-    def _apply_custom(self, plural: str, body: dict[str, Any]) -> None:
+    def _apply_custom(self, plural: str, body: dict[str, Any], *, api: tuple[str, str] = _CNPG) -> None:
         """Server-side apply of ``body``, once it passes the operator's admission rules as far as Howdah knows
         them (:mod:`howdah.providers._cnpg_admission`): a refusal is a permanent error naming the operator's rule,
         not an object the webhook turns away halfway through an operation."""
@@ -379,7 +560,7 @@ class KubernetesProvider:
         self._call(
             f"applying {plural}/{name}",
             lambda: self._custom.patch_namespaced_custom_object(
-                _cnpg.GROUP, _cnpg.VERSION, self.namespace, plural, name, body,
+                *api, self.namespace, plural, name, body,
                 field_manager=FIELD_MANAGER, force=True, field_validation=FIELD_VALIDATION, _content_type=APPLY_PATCH,
             ),
         )  # fmt: skip
@@ -460,7 +641,7 @@ def _shape(spec: SpecLike) -> ClusterShape:
     )  # fmt: skip
 
 
-def _replace(state: ClusterState, *, spec: SpecLike | None = None, **changes: Any) -> ClusterState:
+def _replace(state: ClusterState, *, spec: InstanceSpec | None = None, **changes: Any) -> ClusterState:
     if spec is not None:
         changes["shape"] = _shape(spec)
     if changes.get("org", state.org) is None:

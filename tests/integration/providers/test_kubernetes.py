@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp.web
@@ -35,11 +35,14 @@ from howdah.providers import (
     Capability,
     Provider,
     ProviderError,
+    RecoveryTarget,
     TransientProviderError,
     Unsupported,
     _cnpg,
     _cnpg_admission,
 )
+from howdah.providers import _cnpg_backup as _bk
+from howdah.providers._cnpg_backup import ObjectStoreConfig
 from howdah.providers.kubernetes import KubernetesProvider
 from tests import cnpg_schema
 
@@ -50,6 +53,10 @@ CLUSTERS = f"{_cnpg.GROUP}/{_cnpg.VERSION}/clusters"
 POOLERS = f"{_cnpg.GROUP}/{_cnpg.VERSION}/poolers"
 DATABASES = f"{_cnpg.GROUP}/{_cnpg.VERSION}/databases"
 SECRETS = "v1/secrets"
+BACKUPS = f"{_cnpg.GROUP}/{_cnpg.VERSION}/backups"
+SCHEDULED = f"{_cnpg.GROUP}/{_cnpg.VERSION}/scheduledbackups"
+STORES = f"{_bk.STORE_GROUP}/{_bk.STORE_VERSION}/objectstores"
+STORE = ObjectStoreConfig(destination="s3://backups/howdah", secret="object-store", endpoint_url="http://minio:9000")
 SETTINGS = {"max_connections": "100", "shared_preload_libraries": "pg_stat_statements", "work_mem": "4MB"}
 HEALTHY = {
     "phase": "Cluster in healthy state",
@@ -173,12 +180,12 @@ class Api:
         assert len(objects) == 1, sorted(objects)
         return next(iter(objects.values()))
 
-    def set_status(self, name: str, status: dict[str, Any]) -> None:
-        """Write a Cluster's status as the operator would."""
+    def set_status(self, name: str, status: dict[str, Any], resource: str = CLUSTERS) -> None:
+        """Write an object's status (a Cluster's by default) as the operator or the plugin would."""
 
         async def write() -> None:
             async with self.emulator._lock:
-                self.emulator.objects[CLUSTERS, NS, name]["status"] = status
+                self.emulator.objects[resource, NS, name]["status"] = status
 
         self.run(write())
 
@@ -195,7 +202,7 @@ class Api:
 
 @pytest.fixture
 def api() -> Iterator[Api]:
-    emulated = Api([CLUSTERS, POOLERS, DATABASES, SECRETS])
+    emulated = Api([CLUSTERS, POOLERS, DATABASES, SECRETS, BACKUPS, SCHEDULED, STORES])
     yield emulated
     emulated.close()
 
@@ -452,8 +459,11 @@ def test_what_it_cannot_do_is_declared_and_refused_by_name(provider: KubernetesP
     assert Capability.BACKUP not in provider.capabilities and Capability.RESTORE not in provider.capabilities
     assert Capability.REPLICAS not in provider.capabilities  # replicas come from spec.replicas, in the Cluster
     backup = Backup("b1", IID, "s3://nowhere", 0, datetime.now(UTC))
-    for call, what in ((lambda: provider.backup(IID, "b1"), "does not take backups"),
-                       (lambda: provider.restore(backup, "copy"), "cannot restore"),
+    no_store = "no object store is configured"
+    assert Capability.PITR not in provider.capabilities
+    for call, what in ((lambda: provider.backup(IID, "b1"), no_store),
+                       (lambda: provider.restore(backup, "copy", "copy"), no_store),
+                       (lambda: provider.restore_to(IID, "copy", "copy", RecoveryTarget()), no_store),
                        (lambda: provider.ensure_replicas(IID, 2), "from the spec")):  # fmt: skip
         with pytest.raises(Unsupported, match=what) as caught:
             call()
@@ -547,3 +557,162 @@ def test_connection_refused_is_transient() -> None:
         provider.status(IID)
     with pytest.raises(TransientProviderError):
         provider.ensure_created(IID, "orders", SETTINGS)
+
+
+# --- backups and restores (an object store configured) ------------------------------------------------------------
+
+NEW = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+START = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def backed(api: Api) -> KubernetesProvider:
+    return api.provider(wait_timeout=0.0, poll_interval=0.01, object_store=STORE)
+
+
+def test_with_an_object_store_backups_are_offered(backed: KubernetesProvider, provider: KubernetesProvider) -> None:
+    assert {Capability.BACKUP, Capability.RESTORE, Capability.PITR} <= backed.capabilities
+    assert Capability.POOLER in backed.capabilities and Capability.PITR not in provider.capabilities
+
+
+def test_backups_on_apply_the_store_the_archiver_and_the_schedule(api: Api, backed: KubernetesProvider) -> None:
+    name = create(backed, InstanceSpec(name="orders", backup={"schedule": "15 1 * * *", "retention_days": 30}))
+    store = api.one(STORES)
+    assert store["metadata"]["name"] == f"{name}-store"
+    assert store["spec"]["configuration"]["destinationPath"] == f"s3://backups/howdah/{name}"
+    assert store["spec"]["configuration"]["s3Credentials"]["accessKeyId"] == {
+        "name": "object-store", "key": "ACCESS_KEY_ID",
+    }  # fmt: skip
+    assert store["spec"]["retentionPolicy"] == "30d"
+    assert api.one(CLUSTERS)["spec"]["plugins"][0]["parameters"] == {"barmanObjectName": f"{name}-store"}
+    scheduled = api.one(SCHEDULED)
+    assert scheduled["spec"]["schedule"] == "0 15 1 * * *" and scheduled["spec"]["method"] == "plugin"
+    assert scheduled["spec"]["cluster"] == {"name": name}
+
+    # Turned off: no archiver, no schedule; the store (and what it archived) stays.
+    backed.apply_settings(IID, dict(SETTINGS), spec=InstanceSpec(name="orders", backup={"enabled": False}))
+    assert "plugins" not in api.one(CLUSTERS)["spec"]
+    assert api.live(SCHEDULED) == {} and len(api.live(STORES)) == 1
+
+
+def test_backups_off_apply_nothing_of_them(api: Api, backed: KubernetesProvider) -> None:
+    create(backed, InstanceSpec(name="orders", backup={"enabled": False}))
+    assert api.live(STORES) == {} and api.live(SCHEDULED) == {}
+    assert "plugins" not in api.one(CLUSTERS)["spec"]
+    with pytest.raises(ProviderError, match="backups off"):
+        backed.backup(IID, "b1")
+
+
+def test_a_lifecycle_change_keeps_the_archiver(api: Api, backed: KubernetesProvider) -> None:
+    name = create(backed)
+    api.set_status(name, HEALTHY)
+    backed.stop(IID)
+    assert api.one(CLUSTERS)["spec"]["plugins"][0]["name"] == _bk.PLUGIN
+
+
+def completed_backup(api: Api, name: str, cluster: str, end_lsn: str, stopped: datetime) -> None:
+    api.set_status(name, {
+        "phase": "completed", "backupId": stopped.strftime("%Y%m%dT%H%M%S"), "beginLSN": "0/2000028",
+        "endLSN": end_lsn, "startedAt": stopped.isoformat(), "stoppedAt": stopped.isoformat(),
+    }, BACKUPS)  # fmt: skip
+
+
+def test_an_on_demand_backup_is_a_backup_object_waited_for(api: Api, backed: KubernetesProvider) -> None:
+    cluster = create(backed)
+    backup_id = "4e0d9f6a-0b1c-4d2e-8f3a-5b6c7d8e9f01"
+    with pytest.raises(TransientProviderError, match="not done"):  # the operator has not taken it yet
+        backed.backup(IID, backup_id)
+    obj = api.one(BACKUPS)
+    assert obj["metadata"]["name"] == f"{cluster}-{backup_id}"
+    assert obj["spec"] == {"cluster": {"name": cluster}, "method": "plugin",
+                           "pluginConfiguration": {"name": _bk.PLUGIN,
+                                                   "parameters": {"barmanObjectName": f"{cluster}-store"}}}  # fmt: skip
+    completed_backup(api, obj["metadata"]["name"], cluster, "0/3000100", START)
+    taken = backed.backup(IID, backup_id)  # the conductor's retry: the same object, now done
+    assert len(api.live(BACKUPS)) == 1
+    assert taken.backup_id == backup_id and taken.instance_id == IID and taken.created_at == START
+    assert taken.location == f"s3://backups/howdah/{cluster}/{cluster}/base/20260301T030000"
+
+    api.set_status(obj["metadata"]["name"], {"phase": "failed", "error": "no space"}, BACKUPS)
+    with pytest.raises(ProviderError, match="no space") as caught:
+        backed.backup(IID, backup_id)
+    assert not isinstance(caught.value, TransientProviderError)
+
+
+def archive_window(api: Api, cluster: str, first: datetime, last: datetime) -> None:
+    window = {"firstRecoverabilityPoint": first.isoformat(), "lastSuccessfulBackupTime": last.isoformat()}
+    api.set_status(f"{cluster}-store", {"serverRecoveryWindow": {cluster: window}}, STORES)
+    for n, (when, lsn) in enumerate(((first, "0/3000100"), (last, "0/9000100"))):
+        api.put(BACKUPS, {"apiVersion": _cnpg.API_VERSION, "kind": "Backup",
+                          "metadata": {"name": f"{cluster}-b{n}"}, "spec": {"cluster": {"name": cluster}}})  # fmt: skip
+        completed_backup(api, f"{cluster}-b{n}", cluster, lsn, when)
+
+
+def test_status_reports_the_window_of_the_store(api: Api, backed: KubernetesProvider) -> None:
+    cluster = create(backed)
+    api.set_status(cluster, HEALTHY)
+    assert backed.status(IID).archive["recovery_window"] is None  # no backup yet
+    archive_window(api, cluster, START, START + timedelta(hours=24))
+    archive = backed.status(IID).as_dict()
+    assert archive["accepting_connections"] is True
+    assert archive["recovery_window"] == {
+        "earliest": START.isoformat(), "latest": (START + timedelta(hours=24)).isoformat(),
+        "earliest_lsn": "0/3000100", "latest_lsn": "0/9000100",
+    }  # fmt: skip
+    assert archive["last_backup_at"] == (START + timedelta(hours=24)).isoformat()
+
+
+def test_restore_to_a_time_makes_a_cluster_recovering_from_the_source_store(
+    api: Api, backed: KubernetesProvider
+) -> None:
+    source = create(backed)
+    archive_window(api, source, START, START + timedelta(hours=24))
+    target = START + timedelta(hours=5, microseconds=123)
+    backed.restore_to(IID, NEW, "orders-copy", RecoveryTarget(time=target))
+    backed.restore_to(IID, NEW, "orders-copy", RecoveryTarget(time=target))  # a retried step
+    assert len(api.live(CLUSTERS)) == 1  # the Cluster waits for the spec, in ensure_created
+
+    copy_spec = InstanceSpec(name="orders-copy", storage="5Gi")
+    backed.ensure_created(NEW, "orders-copy", dict(SETTINGS), spec=copy_spec, org="acme")
+    copy = api.live(CLUSTERS)[_cnpg.cluster_name(NEW, "orders-copy")]
+    recovery = copy["spec"]["bootstrap"]["recovery"]
+    assert "initdb" not in copy["spec"]["bootstrap"]
+    assert recovery["recoveryTarget"] == {"targetTime": "2026-03-01T08:00:00.000123Z"}
+    assert copy["spec"]["externalClusters"][0]["plugin"]["parameters"] == {
+        "barmanObjectName": f"{source}-store", "serverName": source,
+    }  # fmt: skip
+    assert copy["spec"]["storage"] == {"size": "5Gi"}  # the spec's shape, not a default
+    # It archives to a store of its own, never into the source's.
+    assert copy["spec"]["plugins"][0]["parameters"]["barmanObjectName"] == f"{copy['metadata']['name']}-store"
+    # Re-applied (an update, a hibernation): still a restore, the same target.
+    backed.apply_settings(NEW, {"max_connections": "50"}, spec=copy_spec)
+    again = api.live(CLUSTERS)[copy["metadata"]["name"]]
+    assert again["spec"]["bootstrap"] == copy["spec"]["bootstrap"]
+
+    with pytest.raises(ProviderError, match="outside the recoverable window"):
+        backed.restore_to(IID, OTHER, "late", RecoveryTarget(time=START + timedelta(days=3)))
+
+
+def test_restore_of_a_backup_and_of_a_deleted_instance(api: Api, backed: KubernetesProvider) -> None:
+    source = create(backed)
+    archive_window(api, source, START, START + timedelta(hours=24))
+    backed.delete(IID)
+    assert api.live(CLUSTERS) == {} and api.live(SCHEDULED) == {}
+    assert len(api.live(BACKUPS)) == 2  # kept with the store: the window stays readable
+    store = api.one(STORES)  # kept: the archive stays restorable
+    assert _bk.DELETED_AT in store["metadata"]["annotations"]
+
+    backed.restore_to(IID, NEW, "copy", RecoveryTarget(lsn="0/5000000"))
+    backed.ensure_created(NEW, "copy", dict(SETTINGS), spec=InstanceSpec(name="copy"))
+    target = api.one(CLUSTERS)["spec"]["bootstrap"]["recovery"]["recoveryTarget"]
+    assert target == {"targetLSN": "0/5000000"}
+
+    location = f"s3://backups/howdah/{source}/{source}/base/20260301T030000"
+    backed.restore(Backup("b1", IID, location, 0, START), OTHER, "from-backup")
+    backed.ensure_created(OTHER, "from-backup", dict(SETTINGS), spec=InstanceSpec(name="from-backup"))
+    restored = api.live(CLUSTERS)[_cnpg.cluster_name(OTHER, "from-backup")]
+    assert restored["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {
+        "backupID": "20260301T030000", "targetImmediate": True,
+    }  # fmt: skip
+    with pytest.raises(ProviderError, match="not a backup in this data plane"):
+        backed.restore(Backup("b2", IID, "s3://someone-else/x/x/base/20260301T030000", 0, START), "z", "z")
