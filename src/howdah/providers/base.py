@@ -42,6 +42,9 @@ class Capability(StrEnum):
     RESTORE = "restore"  #: :meth:`Provider.restore` creates an instance from one
     #: continuous WAL archiving, and :meth:`Provider.restore_to` restores to any point of an instance's window
     PITR = "pitr"
+    #: the data plane takes the base backups of a spec's ``schedule`` itself (CloudNativePG's ScheduledBackup):
+    #: the control plane's reconciler does not ask for them
+    SCHEDULED_BACKUPS = "scheduled_backups"
     #: :meth:`Provider.ensure_replicas` runs read replicas as servers of their own; without it, a provider that
     #: has replicas makes them from ``spec.replicas`` in :meth:`Provider.ensure_created` / ``apply_settings``.
     REPLICAS = "replicas"

@@ -153,7 +153,10 @@ class KubernetesProvider:
     name = "kubernetes"
     #: Replicas follow ``spec.replicas``; backups and restores need an object store (see ``object_store``).
     capabilities: frozenset[Capability] = frozenset({Capability.POOLER, Capability.IP_ALLOW_LIST})
-    BACKUP_CAPABILITIES = frozenset({Capability.BACKUP, Capability.RESTORE, Capability.PITR})
+    #: with an object store; the operator takes the scheduled base backups (a ScheduledBackup per instance)
+    BACKUP_CAPABILITIES = frozenset(
+        {Capability.BACKUP, Capability.RESTORE, Capability.PITR, Capability.SCHEDULED_BACKUPS}
+    )
 
     def __init__(
         self,

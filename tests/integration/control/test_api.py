@@ -8,6 +8,7 @@ from typing import Any
 
 from howdah.control.events import STATE_QUEUE, data_plane_queue
 from howdah.control.reconciler import Reconciler
+from howdah.providers.base import Capability
 from howdah.queue import AsyncQueue
 from tests.waiting import async_wait_until
 
@@ -318,3 +319,20 @@ async def test_work_no_data_plane_answers_ends_in_error_after_the_resend_cap(api
     again = await api.call("PATCH", url, json={"postgres_configs": {"work_mem": "16MB"}})
     assert again.status_code == 202
     assert (await sweep_after_the_ack_timeout())["state"] == "Configuring"
+
+
+async def test_scheduled_backups_are_not_asked_of_a_data_plane_that_schedules_them(api: Api) -> None:
+    body = await create_up(api, backup={"schedule": "*/5 * * * *"})
+    async with api.pool.connection() as conn:  # as if made an hour ago: a tick has come since
+        await conn.execute(
+            "UPDATE control.instances SET created_at = created_at - interval '1 hour' WHERE id::text = %s",
+            (body["id"],),
+        )
+    schedules_itself = [Capability.BACKUP.value, Capability.SCHEDULED_BACKUPS.value]
+    await api.control.register_data_plane("local", "this machine", features=schedules_itself)
+    await api.reconciler.scheduled_backups()  # (other tests' instances may be due: only this one is looked at)
+    assert (await api.call("GET", "/api/v1/orgs/acme/backups", params={"instance_id": body["id"]})).json() == []
+    await api.control.register_data_plane("local", "this machine", features=[Capability.BACKUP.value])
+    await api.reconciler.scheduled_backups()
+    asked = (await api.call("GET", "/api/v1/orgs/acme/backups", params={"instance_id": body["id"]})).json()
+    assert [b["status"] for b in asked] == ["pending"]

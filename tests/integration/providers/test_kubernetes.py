@@ -571,7 +571,7 @@ def backed(api: Api) -> KubernetesProvider:
 
 
 def test_with_an_object_store_backups_are_offered(backed: KubernetesProvider, provider: KubernetesProvider) -> None:
-    assert {Capability.BACKUP, Capability.RESTORE, Capability.PITR} <= backed.capabilities
+    assert {Capability.BACKUP, Capability.RESTORE, Capability.PITR, Capability.SCHEDULED_BACKUPS} <= backed.capabilities
     assert Capability.POOLER in backed.capabilities and Capability.PITR not in provider.capabilities
 
 

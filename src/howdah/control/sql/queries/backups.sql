@@ -24,11 +24,14 @@ UPDATE control.backups
 
 -- name: scheduled_backup_candidates
 -- Instances whose base backups are scheduled (archiving not turned off), Up with no work in flight, with when
--- their last backup was asked for (failed ones too: one attempt per tick).
+-- their last backup was asked for (failed ones too: one attempt per tick). Not on a data plane that schedules
+-- them itself (its provider's capability 'scheduled_backups').
 SELECT i.id, i.org_id, i.created_at,
        coalesce(i.desired_spec->'backup'->>'schedule', '0 3 * * *') AS schedule,
        (SELECT max(b.created_at) FROM control.backups b
          WHERE b.org_id = i.org_id AND b.instance_id = i.id) AS last_backup_at
   FROM control.instances i
  WHERE i.state = 'Up' AND NOT i.has_active_work
-   AND coalesce(i.desired_spec->'backup'->>'enabled', 'true') <> 'false';
+   AND coalesce(i.desired_spec->'backup'->>'enabled', 'true') <> 'false'
+   AND NOT EXISTS (SELECT 1 FROM control.data_planes d
+                    WHERE d.name = i.data_plane AND 'scheduled_backups' = ANY (coalesce(d.features, '{}')));
