@@ -29,6 +29,29 @@ MAX_MEMORY = 1024 * 2**30
 MIN_STORAGE = 1 * 2**30
 MAX_STORAGE = 64 * 2**40
 SUPPORTED_PG_VERSIONS = (18,)
+_CRON_NAMES = frozenset((
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    "sun", "mon", "tue", "wed", "thu", "fri", "sat",
+))  # fmt: skip
+_CRON_ITEM = re.compile(r"^(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?$")
+
+
+def cron_problem(schedule: str) -> str | None:
+    """Why ``schedule`` is not a five-field cron every data plane reads alike (None: it is one): numbers, month
+    and weekday names, ``*``, ``,``, ``-`` and ``/`` only (CloudNativePG's parser knows no ``L``, ``W``, ``#`` or
+    ``?``), and weekday 7 (Sunday) only on its own, not in a range (0 is Sunday to every parser)."""
+    fields = schedule.split()
+    if len(fields) != 5 or not croniter.is_valid(schedule):
+        return f"{schedule!r} is not a five-field cron expression like '0 3 * * *'"
+    for position, field in enumerate(fields):
+        for item in field.lower().split(","):
+            if not _CRON_ITEM.match(item) or any(w not in _CRON_NAMES for w in re.findall(r"[a-z]+", item)):
+                return f"{schedule!r}: {item!r} is not a plain cron item (numbers, names, '*', '-', '/' only)"
+            if position == 4 and item != "7" and re.search(r"(?<![0-9])7(?![0-9])", item):
+                return f"{schedule!r}: weekday 7 only on its own; write Sunday as 0 in a range"
+    return None
+
+
 # What a spec may need of its data plane's provider beyond running Postgres (data planes report what they have).
 FEATURE_POOLER = "connection_pooler"
 FEATURE_ALLOW_LIST = "ip_allow_list"
@@ -94,8 +117,9 @@ class BackupPolicy(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a five-field cron expression like '0 3 * * *'")
+        problem = cron_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

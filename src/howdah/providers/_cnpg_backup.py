@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from howdah.control.recovery import Window, format_lsn, parse_lsn
+from howdah.control.spec import cron_problem
 
 PLUGIN = "barman-cloud.cloudnative-pg.io"
 STORE_GROUP = "barmancloud.cnpg.io"
@@ -53,7 +54,6 @@ ARCHIVE_TIMEOUT = timedelta(minutes=5)
 ARCHIVING_CONDITION = "ContinuousArchiving"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}$")  # barman's backup ids
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/-]+$")
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,13 @@ def backup_name(cluster: str, backup_id: str) -> str:
 def six_field_cron(schedule: str) -> str:
     """A five-field cron (minute hour day month weekday, as the instance spec has it) as the six-field one of
     CloudNativePG's ``ScheduledBackup`` (seconds first): ``0 3 * * *`` → ``0 0 3 * * *``. Weekday 7 (Sunday to
-    cron, not to the operator's parser) becomes 0. ValueError for anything but five plain cron fields."""
+    cron, not to the operator's parser) becomes 0. ValueError for what :func:`~howdah.control.spec.cron_problem`
+    refuses."""
+    problem = cron_problem(schedule)
+    if problem is not None:
+        raise ValueError(problem)
     fields = schedule.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ValueError(f"{schedule!r} is not a five-field cron expression like '0 3 * * *'")
-    weekday = re.sub(r"(?<![0-9])7(?![0-9])", "0", fields[4])
+    weekday = ",".join("0" if item == "7" else item for item in fields[4].split(","))
     return " ".join(["0", *fields[:4], weekday])
 
 
