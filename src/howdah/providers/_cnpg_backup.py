@@ -359,8 +359,8 @@ def archive_status(
     cluster: Mapping[str, Any] | None,
     now: datetime,
 ) -> dict[str, Any]:
-    """``InstanceStatus.archive`` of the cluster ``server``: whether it archives, its recoverable window, and
-    its newest base backup.
+    """``InstanceStatus.archive`` of the cluster ``server``: whether it archives (the ``ContinuousArchiving``
+    condition; None before the operator reports it), its recoverable window, and its newest base backup.
 
     The window starts at the store's ``firstRecoverabilityPoint`` for the server (the LSN: the end of the oldest
     completed ``Backup`` of the cluster). Its end is the newest completed backup's end, or, while the Cluster's
@@ -387,7 +387,7 @@ def archive_status(
         span = Window(first, latest, done[0].end_lsn, max(newest.end_lsn, done[0].end_lsn))
     newest_time = last_backup or (done[-1].stopped_at if done else None)
     return {
-        "archiving": bool(archiving) if store is not None else False,
+        "archiving": archiving if store is not None else False,  # None: the operator has not said yet
         "recovery_window": span.as_dict() if span else None,
         "last_backup_at": newest_time.isoformat() if newest_time else None,
         "last_archive_error": None if archiving is not False else "the operator reports WAL archiving failing",

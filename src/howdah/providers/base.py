@@ -82,7 +82,8 @@ class InstanceStatus:
     replicas: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
     #: continuous archiving: ``archiving``, ``recovery_window`` ({earliest, latest, earliest_lsn, latest_lsn} or
-    #: None), ``last_archived_wal``, ``last_archived_at``, ``last_archive_error`` (empty: the provider has none)
+    #: None), ``last_archived_wal``, ``last_archived_at``, ``last_archive_error``, ``last_backup_at`` (each where the
+    #: provider knows it; empty: the provider has none)
     archive: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -430,8 +430,8 @@ class KubernetesProvider:
     def _pending(self, cluster: str) -> Recovery | None:
         """The restore a new Cluster is to be bootstrapped from, as :meth:`_prepare_restore` left it."""
         secret = self._get_secret(_cnpg.secret_name(cluster))
-        text = ((secret or {}).get("metadata") or {}).get("annotations", {}) or {}
-        recovery = text.get(_bk.RECOVERY)
+        annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+        recovery = annotations.get(_bk.RECOVERY)
         if not recovery:
             return None
         try:
