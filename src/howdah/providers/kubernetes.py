@@ -346,9 +346,10 @@ class KubernetesProvider:
         store = self._store()
         try:
             server, barman_id = _bk.parse_location(store, backup.location)
+            recovery = Recovery(server, _bk.store_name(server), backup_id=barman_id)
         except ValueError as exc:
             raise ProviderError(str(exc)) from None
-        self._prepare_restore(new_instance_id, name, Recovery(server, _bk.store_name(server), backup_id=barman_id))
+        self._prepare_restore(new_instance_id, name, recovery)
 
     def restore_to(self, source_instance_id: str, new_instance_id: str, name: str, target: RecoveryTarget) -> None:
         """Prepare ``new_instance_id`` as ``source_instance_id`` (running, stopped or deleted: its ``ObjectStore``
@@ -358,18 +359,17 @@ class KubernetesProvider:
         stores = self._list_custom(_bk.OBJECT_STORES, _cnpg.instance_selector(source_instance_id), api=_STORES)
         if len(stores) != 1:
             raise ProviderError(f"instance {source_instance_id} has no archive in namespace {self.namespace}")
-        server = stores[0]["metadata"]["name"].removesuffix("-store")
-        cluster = self._find_cluster(source_instance_id)
-        archive = self._archive_status(server, cluster, stores[0])
-        try:
-            lsn = parse_lsn(target.lsn) if target.lsn is not None else None
-            window = archive["recovery_window"]
-            why = outside(Window.from_dict(window) if window else None, target.time, lsn)
+        store = stores[0]["metadata"]["name"]
+        server = store.removesuffix("-store")
+        try:  # a time without its zone, an LSN that is none: refused here, before any comparison
+            recovery = Recovery(server, store, target.time, target.lsn)
         except ValueError as exc:
-            raise ProviderError(str(exc)) from None
+            raise ProviderError(f"restoring instance {source_instance_id}: {exc}") from None
+        window = self._archive_status(server, self._find_cluster(source_instance_id), stores[0])["recovery_window"]
+        lsn = parse_lsn(recovery.target_lsn) if recovery.target_lsn is not None else None
+        why = outside(Window.from_dict(window) if window else None, target.time, lsn)
         if why is not None:
             raise ProviderError(f"instance {source_instance_id} cannot be restored: {why}")
-        recovery = Recovery(server, stores[0]["metadata"]["name"], target.time, target.lsn)
         self._prepare_restore(new_instance_id, name, recovery)
 
     def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:

@@ -595,6 +595,14 @@ def test_backups_on_apply_the_store_the_archiver_and_the_schedule(api: Api, back
     assert api.live(SCHEDULED) == {} and len(api.live(STORES)) == 1
 
 
+def test_instances_of_the_same_name_never_share_a_store_folder(api: Api, backed: KubernetesProvider) -> None:
+    create(backed)
+    backed.ensure_created(OTHER, "orders", dict(SETTINGS), spec=InstanceSpec(name="orders"), org="rival")
+    paths = sorted(s["spec"]["configuration"]["destinationPath"] for s in api.live(STORES).values())
+    assert len(set(paths)) == 2
+    assert all(p.startswith("s3://backups/howdah/orders-") for p in paths)
+
+
 def test_backups_off_apply_nothing_of_them(api: Api, backed: KubernetesProvider) -> None:
     create(backed, InstanceSpec(name="orders", backup={"enabled": False}))
     assert api.live(STORES) == {} and api.live(SCHEDULED) == {}
@@ -691,6 +699,11 @@ def test_restore_to_a_time_makes_a_cluster_recovering_from_the_source_store(
 
     with pytest.raises(ProviderError, match="outside the recoverable window"):
         backed.restore_to(IID, OTHER, "late", RecoveryTarget(time=START + timedelta(days=3)))
+    with pytest.raises(ProviderError, match="time zone"):
+        backed.restore_to(IID, OTHER, "naive", RecoveryTarget(time=datetime(2026, 3, 1, 8)))
+    with pytest.raises(ProviderError, match="not an LSN"):
+        backed.restore_to(IID, OTHER, "bad-lsn", RecoveryTarget(lsn="0/1'\n  targetTime: x"))
+    assert len(api.live(CLUSTERS)) == 2 and _cnpg.cluster_name(OTHER, "late") not in api.live(CLUSTERS)
 
 
 def test_restore_of_a_backup_and_of_a_deleted_instance(api: Api, backed: KubernetesProvider) -> None:
