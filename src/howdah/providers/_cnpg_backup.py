@@ -73,7 +73,9 @@ class ObjectStoreConfig:
 
     def __post_init__(self) -> None:
         if not re.match(r"^(s3|gs|https?)://[^\s/]+(/[^\s]*)?$", self.destination):
-            raise ValueError(f"object store destination {self.destination!r}: expected s3://bucket[/prefix]")
+            raise ValueError(
+                f"object store destination {self.destination!r}: expected s3://bucket or s3://bucket/prefix"
+            )
         if not _NAME.match(self.secret):
             raise ValueError(f"object store secret {self.secret!r} is not a Kubernetes object name")
         for key in (self.access_key_id_key, self.secret_access_key_key):
