@@ -258,6 +258,7 @@ def test_backup_names_and_locations() -> None:
     "fields",
     [
         {"destination": "/local/path", "secret": "s"},
+        {"destination": "gs://b/howdah", "secret": "s"},  # S3 credentials only, so far
         {"destination": "s3://b", "secret": "Not A Name"},
         {"destination": "s3://b", "secret": "s", "endpoint_url": "minio:9000"},
         {"destination": "s3://b", "secret": "s", "access_key_id_key": "a b"},

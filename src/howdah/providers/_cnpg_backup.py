@@ -60,7 +60,7 @@ _BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}$")  # barman's backup ids
 class ObjectStoreConfig:
     """The data plane's object store, given by its operator (never by an instance spec).
 
-    ``destination``: the bucket and prefix every instance's folder goes under (``s3://backups/howdah``);
+    ``destination``: the S3 bucket and prefix every instance's folder goes under (``s3://backups/howdah``);
     ``endpoint_url``: an S3-compatible endpoint (None: AWS S3); ``secret``: the name of a Secret in the
     namespace holding the access keys under ``access_key_id_key`` / ``secret_access_key_key``.
     """
@@ -72,7 +72,7 @@ class ObjectStoreConfig:
     secret_access_key_key: str = "ACCESS_SECRET_KEY"
 
     def __post_init__(self) -> None:
-        if not re.match(r"^(s3|gs|https?)://[^\s/]+(/[^\s]*)?$", self.destination):
+        if not re.match(r"^s3://[^\s/]+(/[^\s]*)?$", self.destination):
             raise ValueError(
                 f"object store destination {self.destination!r}: expected s3://bucket or s3://bucket/prefix"
             )
