@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from howdah.conductor.workflows import PROVIDER_RETRY, build_app
 from howdah.control.events import STATE_QUEUE, data_plane_queue
@@ -24,6 +24,7 @@ from howdah.control.failures import classify
 from howdah.control.sealing import Sealer
 from howdah.control.service import ControlPlane
 from howdah.durable import RetryPolicy, Worker
+from howdah.errors import HowdahError
 from howdah.providers import Provider, ProviderError
 from howdah.queue import DETACH, AsyncQueue, Consumer, Message
 
@@ -31,6 +32,7 @@ log = logging.getLogger("howdah.conductor")
 
 POISON_READS = 5  # a CRUD event read more often than this is archived and reported as Error
 THREAD_PREFIX = "howdah-provider"
+HEARTBEAT_INTERVAL = 5.0  # seconds between the conductor's heartbeats (registering is the first)
 _T = TypeVar("_T")
 
 
@@ -40,8 +42,10 @@ class Conductor:
     def __init__(
         self, dsn: str, data_plane: str, provider: Provider, *, status_interval: float = 5.0, lease: int = 30,
         concurrency: int = 8, provider_retry: RetryPolicy = PROVIDER_RETRY, sealer: Sealer | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
     ) -> None:  # fmt: skip
         self.dsn = dsn
+        self.heartbeat_interval = heartbeat_interval
         self.data_plane = data_plane
         self.provider = provider
         self.status_interval = status_interval
@@ -76,7 +80,12 @@ class Conductor:
             catalog = await self._provider(self.provider.extension_catalog)
             features = [capability.value for capability in self.provider.capabilities]
             await self.control.register_data_plane(
-                self.data_plane, f"{self.provider.name} provider", capacity, catalog, features
+                self.data_plane,
+                f"{self.provider.name} provider",
+                capacity,
+                catalog,
+                features,
+                heartbeat=self.heartbeat_interval,
             )
             queue = AsyncQueue(pool)
             queue.conninfo = self.dsn
@@ -84,6 +93,7 @@ class Conductor:
             tasks = [
                 asyncio.create_task(Worker(self.app, concurrency=self.concurrency).run(stop, handle_signals=False)),
                 asyncio.create_task(self._watch(stop)),
+                asyncio.create_task(self._heartbeat(stop)),
             ]
             self._intake = queue.consume(self.queue_name, vt=30, batch_size=10, max_reads=None, stop=stop)
             try:
@@ -138,6 +148,19 @@ class Conductor:
                 await queue.send(STATE_QUEUE, {"instance_id": event["instance_id"], "event": "Error",
                                                "generation": event.get("generation"), "data_plane": self.data_plane,
                                                "error": reason, "failure": "permanent"})  # fmt: skip
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Tell the control plane, every ``heartbeat_interval``, that this data plane's conductor is alive (its
+        /readyz counts a plane whose conductor went quiet for three intervals as gone)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_interval)
+            if stop.is_set():
+                return
+            try:
+                await self.control.data_plane_heartbeat(self.data_plane, self.heartbeat_interval)
+            except (psycopg.Error, PoolTimeout, HowdahError) as exc:
+                log.warning("heartbeat of data plane %r failed: %s", self.data_plane, exc)
 
     # ------------------------------------------------------------------------------------------ drift
     async def _watch(self, stop: asyncio.Event) -> None:

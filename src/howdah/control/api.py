@@ -198,6 +198,19 @@ class DataPlaneName(BaseModel):
     name: str
 
 
+class ReadinessCheck(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    """``status`` "ready" (200) or "not_ready" (503, with ``error`` saying which checks failed)."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, ReadinessCheck]
+    error: ErrorBody | None = None
+
+
 class AuditEntry(BaseModel):
     """One token change: which token, what happened, and who did it (``via`` "database": direct database
     access such as ``howdah up`` or ``howdah token create``, no token)."""
@@ -397,17 +410,19 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], response_model=None, responses={200: {"model": Readiness}})
     async def readyz(request: Request) -> JSONResponse:
-        try:
-            async with request.app.state.pool.connection() as conn:
-                await conn.execute(QUERIES["instances_reachable"])
-        except psycopg.Error as exc:
-            return _error(
-                503, "not_ready", f"database not ready: {str(exc).strip()[:200]}",
-                {"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )  # fmt: skip
-        return JSONResponse({"status": "ready"})
+        """Ready (200) when a create issued now would be accepted and acted on: the control database answers, a
+        reconciler ticks, and a data plane that is not draining has a live conductor that registered what a
+        create is checked against. Otherwise 503 with Retry-After, naming in words each check that failed."""
+        checks = await request.app.state.control.readiness()
+        body = {"status": "ready", "checks": {c.name: c.to_json() for c in checks}}
+        failed = [c.detail for c in checks if not c.ok]
+        if not failed:
+            return JSONResponse(body)
+        body["status"] = "not_ready"
+        body["error"] = {"code": "not_ready", "message": "not ready: " + "; ".join(failed)}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.get(
         "/metrics", tags=["health"], response_model=None,

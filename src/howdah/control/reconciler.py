@@ -20,6 +20,7 @@ from howdah.control.errors import Conflict, NotFound
 from howdah.control.events import STATE_QUEUE, StateEvent, retried_event
 from howdah.control.failures import after_error, unanswered
 from howdah.control.queries import QUERIES as Q
+from howdah.control.readiness import RECONCILER
 from howdah.control.recovery import backup_due
 from howdah.control.service import ControlPlane
 from howdah.durable import RetryPolicy
@@ -149,12 +150,17 @@ class Reconciler:
     async def _sweep_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
+                await self.heartbeat()
                 await self.sweep()
                 await self.scheduled_backups()
             except psycopg.Error as exc:
                 log.warning("reconciler sweep failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.sweep_interval)
+
+    async def heartbeat(self) -> None:
+        """Record that the reconciler ticks (every ``sweep_interval``): /readyz reads it."""
+        await ControlPlane(self.pool).component_heartbeat(RECONCILER, self.sweep_interval)
 
     async def scheduled_backups(self, now: datetime | None = None) -> int:
         """Ask for the base backups whose schedule ticked since the last one (see :func:`backup_due`); returns

@@ -14,10 +14,10 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
-from howdah.control import _metadata_cache, fsm, restart, stacks
+from howdah.control import _metadata_cache, fsm, readiness, restart, stacks
 from howdah.control.capacity import Capacity, check_capacity
 from howdah.control.errors import (
     RETRY_AFTER_SECONDS,
@@ -155,13 +155,16 @@ class ControlPlane:
         capacity: Capacity | None = None,
         extensions: ExtensionCatalog | None = None,
         features: Iterable[str] | None = None,
+        heartbeat: float | None = None,
     ) -> dict[str, Any]:
         """Create or refresh a data plane (a conductor registering itself at start: idempotent), with what it has
         in all, the extensions and the features it offers, as its provider reports them (None: unknown; instances
-        are then not checked against it)."""
+        are then not checked against it). It is seen now; ``heartbeat``: the seconds within which its conductor
+        promises to call :meth:`data_plane_heartbeat` again (None: it promises none)."""
         return await self._write_data_plane(
-            name, description, upsert=True, capacity=capacity, extensions=extensions, features=features
-        )
+            name, description, upsert=True, capacity=capacity, extensions=extensions, features=features,
+            heartbeat=heartbeat,
+        )  # fmt: skip
 
     async def create_data_plane(self, name: str, description: str = "") -> dict[str, Any]:
         """A new data plane and its CRUD-event queue; 409 when one of that name exists."""
@@ -170,6 +173,7 @@ class ControlPlane:
     async def _write_data_plane(
         self, name: str, description: str, *, upsert: bool, capacity: Capacity | None = None,
         extensions: ExtensionCatalog | None = None, features: Iterable[str] | None = None,
+        heartbeat: float | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         queue = data_plane_queue(name)
         has = capacity or Capacity()
@@ -181,6 +185,7 @@ class ControlPlane:
                     "name": name, "queue_name": queue, "description": description, "cpu": has.cpu,
                     "memory_bytes": has.memory_bytes, "storage_bytes": has.storage_bytes,
                     "extension_catalog": catalog, "features": None if features is None else sorted(set(features)),
+                    "heartbeat_seconds": heartbeat,
                 })  # fmt: skip
             except psycopg.errors.CheckViolation as exc:
                 raise Invalid(f"data plane name {name!r} must be lowercase letters, digits and '-' (≤ 31)") from exc
@@ -241,6 +246,14 @@ class ControlPlane:
             return [name for (name,) in await cur.fetchall()]
 
     # What a data plane's conductor asks of the control plane: it reads no control table itself.
+    async def data_plane_heartbeat(self, name: str, interval: float) -> None:
+        """The conductor of data plane ``name`` is alive now, and will say so again within ``interval`` seconds
+        (404 when the plane was removed meanwhile)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["data_plane_heartbeat"], {"name": name, "interval": interval})
+            if await cur.fetchone() is None:
+                raise NotFound(f"data plane {name!r} not found")
+
     async def supervised_instances(self, data_plane: str) -> list[tuple[str, int]]:
         """The instances of ``data_plane`` that should be Up with no work in flight, as (id, generation)."""
         async with self.pool.connection() as conn:
@@ -282,6 +295,25 @@ class ControlPlane:
         if wanted not in planes:
             raise Invalid(f"data plane {wanted!r} does not exist (known: {sorted(planes)})")
         return planes[wanted]
+
+    # -------------------------------------------------------------------------------------- readiness
+    async def component_heartbeat(self, component: str, interval: float) -> None:
+        """A control-plane loop (the reconciler) ticked now, and will again within ``interval`` seconds."""
+        async with self.pool.connection() as conn:
+            await conn.execute(Q["component_heartbeat"], {"component": component, "interval": interval})
+
+    async def readiness(self) -> list[readiness.Check]:
+        """Whether a create issued now would be accepted and acted on: see :mod:`howdah.control.readiness`.
+        A database that does not answer is a failed check, not an error."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(Q["readiness_components"])
+                components = [readiness.ComponentBeat(*row) for row in await cur.fetchall()]
+                cur = await conn.execute(Q["readiness_data_planes"])
+                planes = [readiness.PlaneBeat(*row) for row in await cur.fetchall()]
+        except (psycopg.Error, PoolTimeout) as exc:
+            return readiness.database_down(str(exc).strip()[:200] or type(exc).__name__)
+        return readiness.assess(components, planes)
 
     # -------------------------------------------------------------------------------------- instances
     async def create_instance(

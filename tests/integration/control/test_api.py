@@ -278,7 +278,18 @@ async def test_events_for_unknown_instances_are_archived(api: Api, db_url: str) 
 
 async def test_health_and_metrics(api: Api) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
-    assert (await api.client.get("/readyz")).status_code == 200
+    # the fixture's data plane was registered without a conductor's heartbeat, and no reconciler ticks here
+    async with api.pool.connection() as conn:
+        await conn.execute("DELETE FROM control.heartbeats")  # what reconcilers of earlier tests recorded
+    waiting = await api.client.get("/readyz")
+    assert waiting.status_code == 503 and waiting.headers["Retry-After"]
+    assert waiting.json()["checks"]["reconciler"] == {"ok": False, "detail": "no reconciler has ticked yet"}
+    assert "data plane 'local' has no conductor registered yet" in waiting.json()["checks"]["data_plane"]["detail"]
+    await api.reconciler.heartbeat()
+    await api.control.data_plane_heartbeat("local", 60)
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
     await create_up(api)
     assert (await api.client.get("/metrics")).status_code == 401  # every org's queues: not for anyone
     metrics = await api.call("GET", "/metrics", who="platform")

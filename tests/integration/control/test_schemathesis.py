@@ -41,7 +41,9 @@ from psycopg_pool import AsyncConnectionPool
 from schemathesis.config import SchemathesisConfig
 
 from howdah.control.api import create_app
+from howdah.control.readiness import RECONCILER
 from howdah.control.service import ControlPlane
+from howdah.providers.local import local_extension_catalog
 
 CHECKS = (
     "not_a_server_error",
@@ -148,7 +150,10 @@ async def _tokens(db_url: str) -> tuple[dict[str, str], list[str]]:
             token, row = await control.create_token(org, role, f"schemathesis {role}")
             tokens[role if org in ("acme", "default") else f"{org}-{role}"] = token
             ids.append(row["id"])
-        await control.register_data_plane("local", "this machine")
+        # a ready platform (/readyz answers 200 for the whole run): a conductor registered what a create is
+        # checked against and promised a heartbeat within an hour, and a reconciler ticked likewise
+        await control.register_data_plane("local", "this machine", extensions=local_extension_catalog(), heartbeat=3600)
+        await control.component_heartbeat(RECONCILER, 3600)
         return tokens, ids
     finally:
         await pool.close()

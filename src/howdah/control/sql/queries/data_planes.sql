@@ -10,15 +10,16 @@ RETURNING name, queue_name, description, draining, created_at, last_seen_at;
 
 -- name: upsert_data_plane
 -- A conductor registering at start: created, or its description, capacity, extension catalog and features refreshed
--- (idempotent).
+-- (idempotent); it is seen now, and promises a heartbeat every %(heartbeat_seconds)s (NULL: none).
 INSERT INTO control.data_planes (name, queue_name, description, cpu, memory_bytes, storage_bytes, extension_catalog,
-                                 features)
+                                 features, last_seen_at, heartbeat_seconds)
 VALUES (%(name)s, %(queue_name)s, %(description)s, %(cpu)s, %(memory_bytes)s, %(storage_bytes)s,
-        %(extension_catalog)s, %(features)s)
+        %(extension_catalog)s, %(features)s, clock_timestamp(), %(heartbeat_seconds)s)
 ON CONFLICT (name) DO UPDATE
    SET description = EXCLUDED.description, cpu = EXCLUDED.cpu, memory_bytes = EXCLUDED.memory_bytes,
        storage_bytes = EXCLUDED.storage_bytes, extension_catalog = EXCLUDED.extension_catalog,
-       features = EXCLUDED.features
+       features = EXCLUDED.features, last_seen_at = EXCLUDED.last_seen_at,
+       heartbeat_seconds = EXCLUDED.heartbeat_seconds
 RETURNING name, queue_name, description, draining, created_at, last_seen_at;
 
 -- name: update_data_plane

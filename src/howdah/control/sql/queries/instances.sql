@@ -49,10 +49,6 @@ UPDATE control.instances
  WHERE id = %(id)s
 RETURNING *;
 
--- name: instances_reachable
--- The readiness probe: the control schema answers.
-SELECT 1 FROM control.instances LIMIT 1;
-
 -- name: instances_by_state
 SELECT state, count(*) FROM control.instances GROUP BY state ORDER BY state;
 
