@@ -96,7 +96,7 @@ class Api:
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
-                raise fail(f"cannot reach the API at {self.settings.url}: {exc}") from None
+                raise fail(f"cannot reach the API at {self.settings.url}: {exc}", EXIT_NOT_READY) from None
             if response.status_code < 400:
                 return response.json() if response.content else None
             message, code = _message(response), exit_code(response.status_code)

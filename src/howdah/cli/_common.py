@@ -69,7 +69,7 @@ def friendly(fn: Callable[P, T]) -> Callable[P, T]:
                 message += "".join(f"\n  {candidate}" for candidate in exc.candidates)
             raise fail(message, error_exit(exc)) from None
         except psycopg.OperationalError as exc:
-            raise fail(f"cannot reach Postgres: {str(exc).strip()}") from None
+            raise fail(f"cannot reach Postgres: {str(exc).strip()}", EXIT_NOT_READY) from None
         except psycopg.Error as exc:
             raise fail(f"Postgres said: {(exc.diag.message_primary or str(exc)).strip()}") from None
 
