@@ -206,3 +206,14 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
     output = "".join(lines)
     assert "Howdah is up" in output and "stopped cleanly" in output
     assert not EmbeddedPostgres(fresh_home).status().running
+
+
+def test_db_status_for_scripts(tmp_path: Path) -> None:
+    """No embedded server initialised under HOWDAH_HOME: the record says so, and the exit code is 3."""
+    env = {"HOWDAH_HOME": str(tmp_path), "HOWDAH_DATABASE_URL": None}  # None: unset while the command runs
+    shown = runner.invoke(app, ["db", "status", "-o", "json"], env=env)
+    assert shown.exit_code == 3
+    assert json.loads(shown.stdout) == {"external_database_url": False, "initialised": False, "running": False,
+                                        "pid": None, "port": None, "data_dir": None, "log_file": None}  # fmt: skip
+    as_table = runner.invoke(app, ["db", "status"], env=env)
+    assert as_table.exit_code == 3 and "not initialised" in as_table.stdout
