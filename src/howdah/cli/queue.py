@@ -17,7 +17,6 @@ from howdah.cli._common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     DatabaseUrlOption,
-    console,
     err_console,
     fail,
     friendly,
@@ -65,7 +64,7 @@ def maintain(
     """Create partitions ahead and drop those past retention (partitioned queues)."""
     with _queue(database_url) as q:
         actions = q.maintain(queue)
-    console.print(f"partition maintenance done: {actions} action(s)")
+    err_console.print(f"partition maintenance done: {actions} action(s)")
 
 
 # ------------------------------------------------------------------------------------------------- queues
@@ -87,7 +86,7 @@ def create(
             q.create_partitioned(queue, partition_interval, retention_interval)
         else:
             q.create(queue, unlogged=unlogged)
-    console.print(f"queue {queue!r} ready")
+    err_console.print(f"queue {queue!r} ready")
 
 
 @app.command()
@@ -163,10 +162,10 @@ def delete(queue: str, msg_ids: list[int], database_url: str | None = DatabaseUr
 
 
 def _report(done: list[int], asked: list[int], verb: str) -> None:
-    console.print(f"{verb}: {', '.join(map(str, done)) or 'none'}")
+    err_console.print(f"{verb}: {', '.join(map(str, done)) or 'none'}")
     missing = sorted(set(asked) - set(done))
     if missing:
-        console.print(f"[yellow]not found:[/] {', '.join(map(str, missing))}")
+        err_console.print(f"[yellow]not found:[/] {', '.join(map(str, missing))}")
         raise typer.Exit(EXIT_NOT_FOUND)
 
 
@@ -175,7 +174,7 @@ def _report(done: list[int], asked: list[int], verb: str) -> None:
 def purge(queue: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Delete every message of a queue."""
     with _queue(database_url) as q:
-        console.print(f"purged {q.purge(queue)} message(s)")
+        err_console.print(f"purged {q.purge(queue)} message(s)")
 
 
 @app.command()
@@ -184,7 +183,7 @@ def drop(queue: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Drop a queue with its messages and archive."""
     with _queue(database_url) as q:
         q.drop(queue)
-    console.print(f"queue {queue!r} dropped")
+    err_console.print(f"queue {queue!r} dropped")
 
 
 @app.command("list")

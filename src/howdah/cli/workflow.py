@@ -17,7 +17,16 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from howdah.cli._common import EXIT_USAGE, DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
+from howdah.cli._common import (
+    EXIT_USAGE,
+    DatabaseUrlOption,
+    console,
+    err_console,
+    fail,
+    friendly,
+    parse_json,
+    resolve_url,
+)
 from howdah.cli._output import Column, Format, JsonFlag, OutputOption, chosen, emit, plain, records_table
 from howdah.cli._refs import human_age
 from howdah.df import EgressError, EgressPolicy
@@ -239,7 +248,7 @@ def timeline(info: WorkflowInfo, steps: list[StepInfo], width: int = 30) -> Tabl
 def cancel(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Cancel a workflow and its children."""
     touched = _with_app(database_url, lambda d: d.cancel(workflow_id))
-    console.print(f"cancelled {touched} workflow(s)" if touched else "nothing to cancel: it has finished")
+    err_console.print(f"cancelled {touched} workflow(s)" if touched else "nothing to cancel: it has finished")
 
 
 @app.command()
@@ -247,7 +256,7 @@ def cancel(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> No
 def retry(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Run a failed or cancelled workflow again from its last successful step."""
     _with_app(database_url, lambda d: d.retry(workflow_id))
-    console.print(f"workflow {workflow_id} queued again")
+    err_console.print(f"workflow {workflow_id} queued again")
 
 
 @app.command()
@@ -261,4 +270,4 @@ def signal(
     """Send a signal to a workflow."""
     body: Any = parse_json(payload, "payload")
     signal_id = _with_app(database_url, lambda d: d.signal(workflow_id, name, body))
-    console.print(f"signal {name!r} sent (id {signal_id})")
+    err_console.print(f"signal {name!r} sent (id {signal_id})")
