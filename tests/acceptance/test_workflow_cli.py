@@ -79,7 +79,24 @@ def test_sql_start_worker_runs_cli_shows(db_url: str, worker: subprocess.Popen[s
     late = runner.invoke(app, ["workflow", "signal", "wf-ada", "reply", '"hi"', "--database-url", db_url])
     assert late.exit_code == 4 and "has finished" in late.output  # 410 gone: the wrong state for a signal
     unknown = runner.invoke(app, ["workflow", "show", "no-such-workflow", "--database-url", db_url])
-    assert unknown.exit_code == 3 and "does not exist" in unknown.output
+    assert unknown.exit_code == 3 and "no workflow named 'no-such-workflow'" in unknown.output
+
+
+def test_workflow_ids_are_taken_by_unique_prefix(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:  # no worker: they stay pending
+        for workflow_id in ("batch-7f00-a", "batch-7f00-b", "nightly-report"):
+            conn.execute("SELECT howdah.start_workflow('greet', '{\"name\": \"x\"}', %s)", (workflow_id,))
+    shown = runner.invoke(app, ["workflow", "show", "nigh", "-o", "json", "--database-url", db_url])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["id"] == "nightly-report"
+    ambiguous = runner.invoke(app, ["workflow", "cancel", "batch-7f", "--database-url", db_url])
+    assert ambiguous.exit_code == 2 and "batch-7f00-a" in ambiguous.output and "batch-7f00-b" in ambiguous.output
+    assert scalar(db_url, "SELECT count(*) FROM howdah.workflows WHERE status = 'cancelled'") == 0
+    cancelled = runner.invoke(app, ["workflow", "cancel", "batch-7f00-b", "--database-url", db_url])
+    assert cancelled.exit_code == 0 and "cancelled 1" in cancelled.output
+    assert scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'batch-7f00-b'") == "cancelled"
+    too_short = runner.invoke(app, ["workflow", "show", "nig", "--database-url", db_url])
+    assert too_short.exit_code == 3 and "at least 4 characters" in too_short.output
 
 
 def test_signal_and_cancel_from_cli(db_url: str, worker: subprocess.Popen[str]) -> None:

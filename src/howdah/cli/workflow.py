@@ -28,10 +28,10 @@ from howdah.cli._common import (
     resolve_url,
 )
 from howdah.cli._output import Column, Format, JsonFlag, OutputOption, chosen, emit, plain, records_table
-from howdah.cli._refs import human_age
+from howdah.cli._refs import MIN_PREFIX, human_age, resolve
 from howdah.df import EgressError, EgressPolicy
 from howdah.df import install as install_df
-from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo
+from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo, WorkflowNotFound
 
 app = typer.Typer(help="Inspect and steer durable workflows.", no_args_is_help=True)
 T = TypeVar("T")
@@ -67,6 +67,16 @@ def _with_app(database_url: str | None, work: Callable[[DurableApp], Awaitable[T
             return await work(durable)
 
     return asyncio.run(main())
+
+
+async def _workflow_id(durable: DurableApp, ref: str) -> str:
+    """The workflow ``ref`` designates: its exact id, else the one id starting with it (at least MIN_PREFIX
+    characters); NoMatch or Ambiguous (listing the candidates) otherwise."""
+    try:
+        return (await durable.get(ref)).id
+    except WorkflowNotFound:
+        starting = await durable.ids_starting_with(ref, 10) if len(ref) >= MIN_PREFIX else []
+        return str(resolve(ref, [{"id": found} for found in starting], what="workflow")["id"])
 
 
 MoreDatabasesOption = typer.Option(
@@ -185,7 +195,8 @@ def show(
     """A workflow with its step timeline (with -o json or yaml: its fields and its ``steps``)."""
 
     async def load(durable: DurableApp) -> tuple[WorkflowInfo, list[StepInfo]]:
-        return await durable.get(workflow_id), await durable.steps(workflow_id)
+        found = await _workflow_id(durable, workflow_id)
+        return await durable.get(found), await durable.steps(found)
 
     info, steps = _with_app(database_url, load)
     output = chosen(output, as_json)
@@ -247,7 +258,11 @@ def timeline(info: WorkflowInfo, steps: list[StepInfo], width: int = 30) -> Tabl
 @friendly
 def cancel(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Cancel a workflow and its children."""
-    touched = _with_app(database_url, lambda d: d.cancel(workflow_id))
+
+    async def cancel_one(durable: DurableApp) -> int:
+        return await durable.cancel(await _workflow_id(durable, workflow_id))
+
+    touched = _with_app(database_url, cancel_one)
     err_console.print(f"cancelled {touched} workflow(s)" if touched else "nothing to cancel: it has finished")
 
 
@@ -255,8 +270,13 @@ def cancel(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> No
 @friendly
 def retry(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Run a failed or cancelled workflow again from its last successful step."""
-    _with_app(database_url, lambda d: d.retry(workflow_id))
-    err_console.print(f"workflow {workflow_id} queued again")
+
+    async def retry_one(durable: DurableApp) -> str:
+        found = await _workflow_id(durable, workflow_id)
+        await durable.retry(found)
+        return found
+
+    err_console.print(f"workflow {_with_app(database_url, retry_one)} queued again")
 
 
 @app.command()
@@ -269,5 +289,9 @@ def signal(
 ) -> None:
     """Send a signal to a workflow."""
     body: Any = parse_json(payload, "payload")
-    signal_id = _with_app(database_url, lambda d: d.signal(workflow_id, name, body))
+
+    async def send(durable: DurableApp) -> Any:
+        return await durable.signal(await _workflow_id(durable, workflow_id), name, body)
+
+    signal_id = _with_app(database_url, send)
     err_console.print(f"signal {name!r} sent (id {signal_id})")
