@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from howdah.cli import app
@@ -41,19 +42,28 @@ def test_queue_round_trip(db_url: str, queue_name: str) -> None:
     msg_id = int(sent.output.strip())
     read = run("queue", "read", queue_name, "--json", "--vt", "0", "--database-url", db_url)
     assert read.exit_code == 0
-    row = json.loads(read.output.strip().splitlines()[0])
+    [row] = json.loads(read.stdout)  # a JSON array of PGMQ's message records
     assert row["msg_id"] == msg_id and row["message"] == {"hello": "world"} and row["headers"] == {"k": 1}
+    assert {"read_ct", "enqueued_at", "vt", "last_read_at"} <= set(row)
+    as_yaml = run("queue", "read", queue_name, "-o", "yaml", "--vt", "0", "--database-url", db_url)
+    assert yaml.safe_load(as_yaml.stdout)[0]["message"] == {"hello": "world"}
     listed = run("queue", "list", "--database-url", db_url)
     assert queue_name in listed.output
+    queues = json.loads(run("queue", "list", "-o", "json", "--database-url", db_url).stdout)
+    assert next(q for q in queues if q["queue_name"] == queue_name)["is_partitioned"] is False
     metrics = run("queue", "metrics", queue_name, "--database-url", db_url)
     assert metrics.exit_code == 0 and queue_name in metrics.output
+    [counted] = json.loads(run("queue", "metrics", queue_name, "--json", "--database-url", db_url).stdout)
+    assert counted["queue_name"] == queue_name and counted["queue_length"] == 1 and counted["total_messages"] == 1
     archived = run("queue", "archive", queue_name, str(msg_id), "--database-url", db_url)
     assert archived.exit_code == 0 and f"archived: {msg_id}" in archived.output
     missing = run("queue", "delete", queue_name, str(msg_id), "--database-url", db_url)
-    assert missing.exit_code == 1 and "not found" in missing.output
+    assert missing.exit_code == 3 and "not found" in missing.output
     assert run("queue", "send", queue_name, "1", "--database-url", db_url).exit_code == 0
     popped = run("queue", "pop", queue_name, "--json", "--database-url", db_url)
-    assert json.loads(popped.output)["message"] == 1
+    assert [m["message"] for m in json.loads(popped.stdout)] == [1]
+    nothing = run("queue", "pop", queue_name, "-o", "json", "--database-url", db_url)
+    assert json.loads(nothing.stdout) == []
     assert "purged 0" in run("queue", "purge", queue_name, "--database-url", db_url).output
     assert run("queue", "drop", queue_name, "--database-url", db_url).exit_code == 0
 
@@ -86,12 +96,12 @@ def test_bad_input_is_one_clear_line(db_url: str, queue_name: str) -> None:
     bad_json = run("queue", "send", queue_name, "{not json", "--database-url", db_url)
     assert bad_json.exit_code != 0 and "not valid JSON" in bad_json.output
     missing = run("queue", "read", "no_such_queue_here", "--database-url", db_url)
-    assert missing.exit_code == 1
+    assert missing.exit_code == 3
     assert "does not exist" in missing.output and "Traceback" not in missing.output
     bad_name = run("queue", "create", "bad;name", "--database-url", db_url)
-    assert bad_name.exit_code == 1 and "forbidden" in bad_name.output
+    assert bad_name.exit_code == 2 and "forbidden" in bad_name.output  # invalid input: a usage error
     unreachable = run("queue", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/x?connect_timeout=2")
-    assert unreachable.exit_code == 1 and "Traceback" not in unreachable.output
+    assert unreachable.exit_code == 4 and "Traceback" not in unreachable.output  # unavailable: try again later
 
 
 def test_schema_commands(db_url: str, pg_cluster: Any) -> None:
@@ -169,7 +179,7 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
             timeout=60,
         )  # fmt: skip
         assert listed.returncode == 0, listed.stderr
-        assert "instances of default" in listed.stdout
+        assert listed.stdout.split()[:3] == ["ID", "NAME", "STATE"]  # the table, read with the saved token
         # the web console is served on the API's port, at the address `up` printed
         console_url = re.search(r"web console: (http://127\.0\.0\.1:\d+/)", "".join(lines))
         assert console_url, "".join(lines)
@@ -196,3 +206,14 @@ def test_howdah_up_runs_and_stops_cleanly(fresh_home: Path) -> None:
     output = "".join(lines)
     assert "Howdah is up" in output and "stopped cleanly" in output
     assert not EmbeddedPostgres(fresh_home).status().running
+
+
+def test_db_status_for_scripts(tmp_path: Path) -> None:
+    """No embedded server initialised under HOWDAH_HOME: the record says so, and the exit code is 3."""
+    env = {"HOWDAH_HOME": str(tmp_path), "HOWDAH_DATABASE_URL": None}  # None: unset while the command runs
+    shown = runner.invoke(app, ["db", "status", "-o", "json"], env=env)
+    assert shown.exit_code == 3
+    assert json.loads(shown.stdout) == {"external_database_url": False, "initialised": False, "running": False,
+                                        "pid": None, "port": None, "data_dir": None, "log_file": None}  # fmt: skip
+    as_table = runner.invoke(app, ["db", "status"], env=env)
+    assert as_table.exit_code == 3 and "not initialised" in as_table.stdout

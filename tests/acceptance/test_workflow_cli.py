@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from howdah.cli import app
@@ -65,11 +67,36 @@ def test_sql_start_worker_runs_cli_shows(db_url: str, worker: subprocess.Popen[s
     shown = runner.invoke(app, ["workflow", "show", "wf-ada", "--database-url", db_url], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "look up" in shown.output and "greet" in shown.output and "Hello, Ada!" in shown.output
+    scripted = runner.invoke(app, ["workflow", "list", "-o", "json", "--database-url", db_url])
+    ada = next(w for w in json.loads(scripted.stdout) if w["id"] == "wf-ada")
+    assert ada["status"] == "succeeded" and ada["result"] == "Hello, Ada!" and ada["finished_at"]
+    detailed = runner.invoke(app, ["workflow", "show", "wf-ada", "--json", "--database-url", db_url])
+    record = json.loads(detailed.stdout)
+    assert record["id"] == "wf-ada" and "look up" in [step["name"] for step in record["steps"]]
+    as_yaml = runner.invoke(app, ["workflow", "show", "wf-ada", "-o", "yaml", "--database-url", db_url])
+    assert yaml.safe_load(as_yaml.stdout) == record
 
     late = runner.invoke(app, ["workflow", "signal", "wf-ada", "reply", '"hi"', "--database-url", db_url])
-    assert late.exit_code == 1 and "has finished" in late.output
+    assert late.exit_code == 4 and "has finished" in late.output  # 410 gone: the wrong state for a signal
     unknown = runner.invoke(app, ["workflow", "show", "no-such-workflow", "--database-url", db_url])
-    assert unknown.exit_code == 1 and "does not exist" in unknown.output
+    assert unknown.exit_code == 3 and "no workflow named 'no-such-workflow'" in unknown.output
+
+
+def test_workflow_ids_are_taken_by_unique_prefix(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:  # no worker: they stay pending
+        for workflow_id in ("batch-7f00-a", "batch-7f00-b", "nightly-report"):
+            conn.execute("SELECT howdah.start_workflow('greet', '{\"name\": \"x\"}', %s)", (workflow_id,))
+    shown = runner.invoke(app, ["workflow", "show", "nigh", "-o", "json", "--database-url", db_url])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["id"] == "nightly-report"
+    ambiguous = runner.invoke(app, ["workflow", "cancel", "batch-7f", "--database-url", db_url])
+    assert ambiguous.exit_code == 2 and "batch-7f00-a" in ambiguous.output and "batch-7f00-b" in ambiguous.output
+    assert scalar(db_url, "SELECT count(*) FROM howdah.workflows WHERE status = 'cancelled'") == 0
+    cancelled = runner.invoke(app, ["workflow", "cancel", "batch-7f00-b", "--database-url", db_url])
+    assert cancelled.exit_code == 0 and "cancelled 1" in cancelled.output
+    assert scalar(db_url, "SELECT status FROM howdah.workflows WHERE id = 'batch-7f00-b'") == "cancelled"
+    too_short = runner.invoke(app, ["workflow", "show", "nig", "--database-url", db_url])
+    assert too_short.exit_code == 3 and "at least 4 characters" in too_short.output
 
 
 def test_signal_and_cancel_from_cli(db_url: str, worker: subprocess.Popen[str]) -> None:

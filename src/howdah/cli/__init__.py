@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import conductor, db, df, durable, instance, queue, serve, workflow
+from howdah.cli import conductor, dataplane, db, df, durable, instance, queue, serve, token, workflow
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -16,7 +16,8 @@ app.add_typer(df.app, name="df")
 app.add_typer(workflow.app, name="workflow")
 app.command()(workflow.worker)
 app.add_typer(instance.app, name="instance")
-app.add_typer(instance.token_app, name="token")
+app.add_typer(token.app, name="token")
+app.add_typer(dataplane.app, name="dataplane")
 app.command()(instance.apply)
 app.command("api")(serve.api)
 app.command("conductor")(conductor.run_conductor)

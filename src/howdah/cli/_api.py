@@ -15,7 +15,8 @@ import platformdirs
 from rich.live import Live
 from rich.spinner import Spinner
 
-from howdah.cli._common import console, err_console, fail
+from howdah.cli._common import EXIT_NOT_READY, err_console, exit_code, fail
+from howdah.cli._refs import resolve
 
 ENV_URL, ENV_TOKEN, ENV_ORG = "HOWDAH_API_URL", "HOWDAH_TOKEN", "HOWDAH_ORG"
 SETTLED = {"Up", "Stopped", "Deleted", "Error"}
@@ -95,44 +96,54 @@ class Api:
             try:
                 response = self.http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
-                raise fail(f"cannot reach the API at {self.settings.url}: {exc}") from None
+                raise fail(f"cannot reach the API at {self.settings.url}: {exc}", EXIT_NOT_READY) from None
             if response.status_code < 400:
                 return response.json() if response.content else None
-            message = _message(response)
+            message, code = _message(response), exit_code(response.status_code)
             delay = _retry_after(response)
             if delay is None or response.status_code not in RETRIED:
-                raise fail(f"{response.status_code}: {message}")
+                raise fail(f"{response.status_code}: {message}", code)
             if retry_for is None:
-                raise fail(f"{response.status_code}: {message} (retry in {delay:g}s, or pass --wait)")
+                raise fail(f"{response.status_code}: {message} (retry in {delay:g}s, or pass --wait)", code)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise fail(f"{response.status_code}: {message} (still so after waiting {retry_for:g}s)")
+                raise fail(f"{response.status_code}: {message} (still so after waiting {retry_for:g}s)", code)
             pause = min(max(delay, 0.1), left)
             err_console.print(f"{response.status_code}: {message}; retrying in {pause:.1f}s", highlight=False)
             time.sleep(pause)
 
-    def find(self, name_or_id: str) -> dict[str, Any]:
-        """An instance by id, or by name among the org's instances that are not deleted."""
-        found = self.find_or_none(name_or_id)
-        if found is None:
-            raise fail(f"no instance named {name_or_id!r} in org {self.settings.org!r}")
-        return found
-
-    def find_or_none(self, name_or_id: str) -> dict[str, Any] | None:
+    def list_instances(self, state: str | None = None) -> list[dict[str, Any]]:
+        """All the org's instances (every page), or those in ``state``."""
+        found: list[dict[str, Any]] = []
         offset: int | None = 0
         while offset is not None:
-            page = self.call("GET", self.instances, params={"limit": 200, "offset": offset})
-            for item in page["items"]:
-                if item["id"] == name_or_id or (item["name"] == name_or_id and item["state"] != "Deleted"):
-                    return item  # type: ignore[no-any-return]
+            params: dict[str, Any] = {"limit": 200, "offset": offset}
+            if state:
+                params["state"] = state
+            page = self.call("GET", self.instances, params=params)
+            found += page["items"]
             offset = page["next_offset"]
+        return found
+
+    def find(self, ref: str) -> dict[str, Any]:
+        """An instance by name among those not deleted, else by id or unique id prefix (a deleted one's too);
+        raises NoMatch or Ambiguous (howdah.cli._refs)."""
+        rows = self.list_instances()
+        live = [item for item in rows if item["state"] != "Deleted"]
+        return dict(resolve(ref, rows, what="instance", named=live))
+
+    def find_or_none(self, name_or_id: str) -> dict[str, Any] | None:
+        """An instance by its exact name among those not deleted, or its exact id (no prefix: a manifest names)."""
+        for item in self.list_instances():
+            if item["id"] == name_or_id or (item["name"] == name_or_id and item["state"] != "Deleted"):
+                return item
         return None
 
     def wait(self, instance_id: str, timeout: float = WAIT_SECONDS) -> dict[str, Any]:
         """Poll until the data plane has finished the instance's work; a Rich spinner shows the state."""
         deadline = time.monotonic() + timeout
         spinner = Spinner("dots", text="waiting…")
-        with Live(spinner, console=console, transient=True):
+        with Live(spinner, console=err_console, transient=True):
             while True:
                 left = max(deadline - time.monotonic(), 0.0)
                 item = self.call("GET", f"{self.instances}/{instance_id}", retry_for=left)
@@ -140,7 +151,7 @@ class Api:
                 if not item["has_active_work"] and item["state"] in SETTLED:
                     break
                 if time.monotonic() > deadline:
-                    raise fail(f"{item['name']} is still {item['state']} after {timeout:.0f}s")
+                    raise fail(f"{item['name']} is still {item['state']} after {timeout:.0f}s", EXIT_NOT_READY)
                 time.sleep(0.1)
         if item["state"] == "Error":
             raise fail(f"{item['name']} is in Error: {item.get('last_error') or 'no detail'}")

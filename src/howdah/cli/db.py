@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from howdah.cli._common import console, friendly
+from howdah.cli._common import EXIT_NOT_FOUND, console, friendly
+from howdah.cli._output import Format, JsonFlag, OutputOption, chosen, emit
 from howdah.pg import EmbeddedPostgres, external_database_url
 
 app = typer.Typer(help="Start, stop and inspect the embedded Postgres server.", no_args_is_help=True)
@@ -35,25 +36,33 @@ def stop(
 
 @app.command()
 @friendly
-def status() -> None:
-    """Show whether the embedded Postgres runs, where, and which URL is in use."""
+def status(output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
+    """Show whether the embedded Postgres runs, where, and which URL is in use (exit code 3 when it does not run)."""
     server = _server()
-    table = Table(show_header=False, box=None)
-    external = external_database_url()
-    if external:
-        table.add_row("database", "HOWDAH_DATABASE_URL is set: the embedded server is not used")
     state = server.status() if server.initialised else None
-    table.add_row(
-        "embedded server", "not initialised" if state is None else ("running" if state.running else "stopped")
+    record = {
+        "external_database_url": external_database_url() is not None,
+        "initialised": state is not None,
+        "running": bool(state and state.running),
+        "pid": state.pid if state else None,
+        "port": state.port if state else None,
+        "data_dir": str(state.data_dir) if state else None,
+        "log_file": str(state.log_file) if state else None,
+    }
+    rows = (
+        [("database", "HOWDAH_DATABASE_URL is set: the embedded server is not used")]
+        if record["external_database_url"]
+        else []
+    )
+    rows.append(
+        ("embedded server", "not initialised" if state is None else ("running" if state.running else "stopped"))
     )
     if state is not None:
-        table.add_row("pid", str(state.pid or "-"))
-        table.add_row("port", str(state.port))
-        table.add_row("data", str(state.data_dir))
-        table.add_row("log", str(state.log_file))
-    console.print(table)
-    if state is None or not state.running:
-        raise typer.Exit(3)
+        rows += [("pid", str(state.pid or "-")), ("port", str(state.port)), ("data", str(state.data_dir)),
+                 ("log", str(state.log_file))]  # fmt: skip
+    emit(record, chosen(output, as_json), lambda: _plain_fields(rows))
+    if not record["running"]:
+        raise typer.Exit(EXIT_NOT_FOUND)
 
 
 @app.command()
@@ -69,3 +78,10 @@ def url(
     server = _server()
     server.start()
     typer.echo(server.url(dbname))
+
+
+def _plain_fields(rows: list[tuple[str, str]]) -> Table:
+    table = Table(show_header=False, box=None)
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

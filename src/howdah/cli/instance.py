@@ -1,8 +1,7 @@
-"""``howdah instance``, ``howdah apply`` and ``howdah token``: managed Postgres from the command line."""
+"""``howdah instance`` and ``howdah apply``: managed Postgres from the command line."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -10,21 +9,21 @@ import subprocess
 import tempfile
 import time
 import tomllib
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from psycopg_pool import AsyncConnectionPool
 from rich.table import Table
 
-from howdah.cli._api import WAIT_SECONDS, Api, ApiSettings, write_config
-from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, resolve_url
-from howdah.control.service import ControlPlane
+from howdah.cli._api import WAIT_SECONDS, Api, ApiSettings
+from howdah.cli._common import EXIT_NOT_READY, EXIT_USAGE, console, err_console, fail, friendly
+from howdah.cli._output import Format, JsonFlag, OutputOption, chosen, emit
+from howdah.cli._refs import NoMatch, resolve
+from howdah.cli._tables import backups_table, fields_table, instances_table
 
 app = typer.Typer(help="Create and manage Postgres instances through the control-plane API.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens (written straight to the control-plane database).", no_args_is_help=True)
 
 Wait = Annotated[bool, typer.Option("--wait", help="Wait until the data plane has finished.")]
 Configs = Annotated[list[str] | None, typer.Option("--config", help="A Postgres setting, name=value; repeatable.")]
@@ -47,7 +46,7 @@ def _configs(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise fail(f"--config takes name=value, not {pair!r}")
+            raise fail(f"--config takes name=value, not {pair!r}", EXIT_USAGE)
         out[name.strip()] = value.strip()
     return out
 
@@ -60,8 +59,12 @@ def _extensions(names: list[str] | None) -> list[dict[str, Any]]:
     return out
 
 
-def _show(item: dict[str, Any]) -> None:
-    table = Table(show_header=False, title=f"instance {item['name']}")
+def _show(item: dict[str, Any], output: Format = Format.table) -> None:
+    """One instance: the API's record as JSON or YAML, or its facts as lines for people."""
+    emit(item, output, lambda: fields_table(_facts(item), f"instance {item['name']}"))
+
+
+def _facts(item: dict[str, Any]) -> list[tuple[str, str]]:
     spec = item["desired_spec"]
     rows = [
         ("id", item["id"]), ("state", item["state"]), ("data plane", item["data_plane"]),
@@ -92,9 +95,7 @@ def _show(item: dict[str, Any]) -> None:
         rows.append((str(replica.get("name", "replica")), ", ".join(p for p in parts if p)))
     if item.get("last_error"):
         rows.append(("last error", f"[red]{item['last_error']}[/]"))
-    for key, value in rows:
-        table.add_row(key, str(value))
-    console.print(table)
+    return [(key, str(value)) for key, value in rows]
 
 
 @app.command()
@@ -110,6 +111,7 @@ def create(
     extension: Extensions = None,
     data_plane: str | None = typer.Option(None, help="Where to place it (default: the only data plane)."),
     wait: Wait = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """Create an instance."""
     api = _api()
@@ -120,47 +122,31 @@ def create(
     if data_plane:
         body["data_plane"] = data_plane
     item = api.call("POST", api.instances, json=body, retry_for=_patience(wait))
-    console.print(f"instance {name} accepted ({item['state']})")
-    _show(api.wait(item["id"]) if wait else item)
+    err_console.print(f"instance {name} accepted ({item['state']})")
+    _show(api.wait(item["id"]) if wait else item, output)
 
 
 @app.command("list")
 @friendly
-def list_(state: str | None = typer.Option(None, help="Only instances in this state.")) -> None:
-    """The org's instances."""
-    api = _api()
-    table = Table(title=f"instances of {api.settings.org}")
-    for column in ("name", "state", "stack", "size", "data plane", "id"):
-        table.add_column(column)
-    offset: int | None = 0
-    while offset is not None:
-        params: dict[str, Any] = {"limit": 200, "offset": offset}
-        if state:
-            params["state"] = state
-        page = api.call("GET", api.instances, params=params)
-        for item in page["items"]:
-            spec = item["desired_spec"]
-            table.add_row(
-                item["name"],
-                item["state"],
-                spec["stack"],
-                f"{spec['cpu']}/{spec['memory']}/{spec['storage']}",
-                item["data_plane"],
-                item["id"],
-            )
-        offset = page["next_offset"]
-    console.print(table)
+def list_(
+    state: str | None = typer.Option(None, help="Only instances in this state."),
+    all_: bool = typer.Option(False, "--all", "-a", help="Deleted instances too."),
+    output: OutputOption = Format.table,
+    as_json: JsonFlag = False,
+) -> None:
+    """The org's instances (not the deleted ones, unless --all or --state Deleted); ids as their shortest unique
+    prefix, which every command taking an instance accepts."""
+    items = _api().list_instances(state)
+    if not all_ and state != "Deleted":
+        items = [item for item in items if item["state"] != "Deleted"]
+    emit(items, chosen(output, as_json), lambda: instances_table(items, datetime.now(UTC)))
 
 
 @app.command()
 @friendly
-def get(name: str, as_json: bool = typer.Option(False, "--json", help="Print the API's JSON.")) -> None:
-    """One instance."""
-    item = _api().find(name)
-    if as_json:
-        typer.echo(json.dumps(item, indent=2))
-    else:
-        _show(item)
+def get(name: str, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
+    """One instance, by name, id or unique id prefix."""
+    _show(_api().find(name), chosen(output, as_json))
 
 
 @app.command()
@@ -174,6 +160,7 @@ def update(
     config: Configs = None,
     extension: Extensions = None,
     wait: Wait = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """Change an instance (settings merge into the current ones)."""
     api = _api()
@@ -191,57 +178,61 @@ def update(
         current.update({e["name"]: e for e in _extensions(extension)})
         changes["extensions"] = list(current.values())
     if not changes:
-        raise fail("nothing to change: pass --cpu, --memory, --storage, --replicas, --config or --extension")
+        raise fail(
+            "nothing to change: pass --cpu, --memory, --storage, --replicas, --config or --extension", EXIT_USAGE
+        )
     updated = api.call("PATCH", f"{api.instances}/{item['id']}", json=changes, retry_for=_patience(wait))
-    console.print(f"update accepted: {updated['state']}")
-    if wait:
-        _show(api.wait(item["id"]))
+    err_console.print(f"update accepted: {updated['state']}")
+    _show(api.wait(item["id"]) if wait else updated, output)
 
 
-def _lifecycle(action: str, name: str, wait: bool) -> None:
+def _lifecycle(action: str, name: str, wait: bool, output: Format) -> None:
     api = _api()
     item = api.find(name)
     if action == "delete":
         done = api.call("DELETE", f"{api.instances}/{item['id']}", retry_for=_patience(wait))
     else:
         done = api.call("POST", f"{api.instances}/{item['id']}/{action}", retry_for=_patience(wait))
-    console.print(f"{action} accepted: {done['state']}")
+    err_console.print(f"{action} accepted: {done['state']}")
     if wait:
-        console.print(f"{name} is {api.wait(item['id'])['state']}")
+        done = api.wait(item["id"])
+        err_console.print(f"{done['name']} is {done['state']}")
+    if output is not Format.table:
+        emit(done, output, lambda: None)
 
 
 @app.command()
 @friendly
-def restart(name: str, wait: Wait = False) -> None:
+def restart(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Restart an instance."""
-    _lifecycle("restart", name, wait)
+    _lifecycle("restart", name, wait, output)
 
 
 @app.command()
 @friendly
-def stop(name: str, wait: Wait = False) -> None:
+def stop(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Stop an instance (its data is kept)."""
-    _lifecycle("stop", name, wait)
+    _lifecycle("stop", name, wait, output)
 
 
 @app.command()
 @friendly
-def start(name: str, wait: Wait = False) -> None:
+def start(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Start a stopped instance."""
-    _lifecycle("start", name, wait)
+    _lifecycle("start", name, wait, output)
 
 
 @app.command()
 @friendly
-def delete(name: str, wait: Wait = False) -> None:
+def delete(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Delete an instance and its data."""
-    _lifecycle("delete", name, wait)
+    _lifecycle("delete", name, wait, output)
 
 
 @app.command()
 @friendly
-def backup(name: str, wait: Wait = False) -> None:
-    """Take a base backup of a running instance (prints the backup id)."""
+def backup(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+    """Take a base backup of a running instance (prints the backup's full id, or its record with -o)."""
     api = _api()
     item = api.find(name)
     taken = api.call("POST", f"{api.instances}/{item['id']}/backups", retry_for=_patience(wait))
@@ -249,13 +240,16 @@ def backup(name: str, wait: Wait = False) -> None:
         deadline = time.monotonic() + 600
         while taken["status"] == "pending":
             if time.monotonic() > deadline:
-                raise fail(f"backup {taken['id']} is still pending after 600s")
+                raise fail(f"backup {taken['id']} is still pending after 600s", EXIT_NOT_READY)
             time.sleep(0.5)
             found = [b for b in api.call("GET", f"{api.instances}/{item['id']}/backups") if b["id"] == taken["id"]]
             taken = found[0] if found else taken
         if taken["status"] == "failed":
             raise fail(f"backup {taken['id']} failed: {taken['error']}")
-    typer.echo(taken["id"])
+    if output is Format.table:
+        typer.echo(taken["id"])  # whole, for scripts and for restore
+    else:
+        emit(taken, output, lambda: None)
 
 
 RestoreNames = Annotated[
@@ -268,36 +262,32 @@ ToLsn = Annotated[str | None, typer.Option("--to-lsn", help="An LSN: '0/3000060'
 Latest = Annotated[bool, typer.Option("--latest", help="The latest point archived.")]
 
 
-def _source(api: Api, name_or_id: str) -> dict[str, Any]:
-    """An instance by id or name, a deleted one too (the newest of that name) when no live one has the name."""
-    live = api.find_or_none(name_or_id)
-    if live is not None:
-        return live
-    gone: list[dict[str, Any]] = []
-    offset: int | None = 0
-    while offset is not None:
-        page = api.call("GET", api.instances, params={"limit": 200, "offset": offset, "state": "Deleted"})
-        gone += [item for item in page["items"] if item["name"] == name_or_id]
-        offset = page["next_offset"]
-    if not gone:
-        raise fail(f"no instance named {name_or_id!r} in org {api.settings.org!r}, not even a deleted one")
-    return max(gone, key=lambda item: item["created_at"] or "")
+def _source(api: Api, ref: str) -> dict[str, Any]:
+    """An instance by name, id or unique id prefix; by the name of a deleted one too (the newest of that name)
+    when no live one has the name."""
+    try:
+        return api.find(ref)
+    except NoMatch:
+        gone = [item for item in api.list_instances("Deleted") if item["name"] == ref]
+        if not gone:
+            raise NoMatch(f"no instance named {ref!r} in org {api.settings.org!r}, not even a deleted one") from None
+        return max(gone, key=lambda item: item["created_at"] or "")
 
 
 @app.command()
 @friendly
-def backups(
-    name: str, as_json: bool = typer.Option(False, "--json", help="Print the window and backups as JSON.")
-) -> None:
-    """An instance's recoverable window and base backups, with their full ids (a deleted instance's too)."""
+def backups(name: str, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
+    """An instance's recoverable window and base backups (a deleted instance's too); ids as their shortest unique
+    prefix, which ``restore`` accepts."""
     api = _api()
     item = _source(api, name)
     status = item.get("status") or {}
     listed = api.call("GET", f"/api/v1/orgs/{api.settings.org}/backups", params={"instance_id": item["id"]})
     facts = {key: status.get(key) for key in ("recovery_window", "archiving", "last_archived_wal",
                                               "last_archived_at", "last_archive_error")}  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps({"instance_id": item["id"], "name": item["name"], **facts, "backups": listed}, indent=2))
+    output = chosen(output, as_json)
+    if output is not Format.table:
+        emit({"instance_id": item["id"], "name": item["name"], **facts, "backups": listed}, output, lambda: None)
         return
     span = facts["recovery_window"]
     if span:
@@ -311,12 +301,8 @@ def backups(
         console.print(f"last archived WAL {facts['last_archived_wal']} at {facts['last_archived_at']}")
     if facts["last_archive_error"]:
         console.print(f"[red]archiving fails: {facts['last_archive_error']}[/]")
-    table = Table(title=f"backups of {item['name']} ({item['id']})")
-    for column in ("id", "status", "size", "created", "error"):
-        table.add_column(column, no_wrap=column == "id")
-    for b in listed:
-        table.add_row(b["id"], b["status"], str(b["size_bytes"] or "-"), b["created_at"] or "", b["error"] or "")
-    console.print(table)
+    console.print(f"backups of {item['name']} ({item['id']}):", highlight=False)
+    console.print(backups_table(listed, datetime.now(UTC)))
 
 
 @app.command()
@@ -328,32 +314,35 @@ def restore(
     to_lsn: ToLsn = None,
     latest: Latest = False,
     wait: Wait = False,
+    output: OutputOption = Format.table,
 ) -> None:
     """Create a new instance from a completed backup (BACKUP_ID NEW_NAME), or as another instance was at a point in
     time (--from SRC with --to-time, --to-lsn or --latest, and NEW_NAME)."""
     api = _api()
     if source is None:
         if len(names) != 2 or to_time or to_lsn or latest:
-            raise fail("give BACKUP_ID NEW_NAME, or --from SRC with --to-time, --to-lsn or --latest and NEW_NAME")
-        body: dict[str, Any] = {"backup_id": names[0], "name": names[1]}
+            raise fail(
+                "give BACKUP_ID NEW_NAME, or --from SRC with --to-time, --to-lsn or --latest and NEW_NAME", EXIT_USAGE
+            )
+        taken = api.call("GET", f"/api/v1/orgs/{api.settings.org}/backups")
+        body: dict[str, Any] = {"backup_id": resolve(names[0], taken, what="backup")["id"], "name": names[1]}
     else:
         if len(names) != 1 or [bool(to_time), bool(to_lsn), latest].count(True) != 1:
-            raise fail("with --from give NEW_NAME and exactly one of --to-time, --to-lsn or --latest")
+            raise fail("with --from give NEW_NAME and exactly one of --to-time, --to-lsn or --latest", EXIT_USAGE)
         body = {"source_instance_id": _source(api, source)["id"], "name": names[0]}
         if to_time:
             try:
                 at = datetime.fromisoformat(to_time.strip())
             except ValueError:
-                raise fail(f"--to-time {to_time!r} is not a time like '2026-12-05 10:00:00+00'") from None
+                raise fail(f"--to-time {to_time!r} is not a time like '2026-12-05 10:00:00+00'", EXIT_USAGE) from None
             if at.tzinfo is None:
-                raise fail(f"--to-time {to_time!r} has no time zone: add one, e.g. '+00'")
+                raise fail(f"--to-time {to_time!r} has no time zone: add one, e.g. '+00'", EXIT_USAGE)
             body["target_time"] = at.isoformat()
         if to_lsn:
             body["target_lsn"] = to_lsn.strip()
     item = api.call("POST", f"/api/v1/orgs/{api.settings.org}/restore", json=body, retry_for=_patience(wait))
-    console.print(f"restore into {body['name']} accepted ({item['state']})")
-    if wait:
-        _show(api.wait(item["id"]))
+    err_console.print(f"restore into {body['name']} accepted ({item['state']})")
+    _show(api.wait(item["id"]) if wait else item, output)
 
 
 @app.command()
@@ -471,35 +460,3 @@ def apply(
         for instance_id in touched:
             done = api.wait(instance_id)
             console.print(f"{done['name']}: {done['state']}")
-
-
-# ------------------------------------------------------------------------------------------------- tokens
-@token_app.command("create")
-@friendly
-def token_create(
-    org: str = typer.Option(..., help="The org (created if missing)."),
-    role: str = typer.Option(
-        "member", help="admin, member or viewer; platform (data planes, every org) or metrics (/metrics only)."
-    ),
-    name: str = typer.Option("", help="A label for the token."),
-    save: bool = typer.Option(False, help="Also save it (with --api-url) as the CLI's default credentials."),
-    api_url: str | None = typer.Option(None, help="The API URL to save with --save."),
-    database_url: str | None = DatabaseUrlOption,
-) -> None:
-    """Create an API token (needs database access; recorded in the org's audit trail as made "via database");
-    it is printed once and only its hash is stored."""
-
-    async def main() -> str:
-        async with AsyncConnectionPool(
-            resolve_url(database_url), min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
-        ) as pool:
-            token, _ = await ControlPlane(pool).create_token(org, role, name)
-            return token
-
-    token = asyncio.run(main())
-    typer.echo(token)
-    if save:
-        values = {"token": token, "org": org}
-        if api_url:
-            values["api_url"] = api_url
-        console.print(f"saved to {write_config(values)}", style="dim")

@@ -13,7 +13,17 @@ import typer
 from psycopg import sql
 from rich.table import Table
 
-from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
+from howdah.cli._common import (
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    DatabaseUrlOption,
+    err_console,
+    fail,
+    friendly,
+    parse_json,
+    resolve_url,
+)
+from howdah.cli._output import Column, Format, JsonFlag, OutputOption, chosen, emit, plain, records_table
 from howdah.cli._schema import add_schema_commands
 from howdah.queue import COMPONENT, Message, Queue
 
@@ -26,16 +36,19 @@ def _queue(database_url: str | None) -> Iterator[Queue]:
         yield q
 
 
-def _messages_table(messages: list[Message], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("msg_id", "read_ct", "enqueued_at", "vt", "message", "headers"):
-        table.add_column(column, overflow="fold")
-    for m in messages:
-        table.add_row(
-            str(m.msg_id), str(m.read_ct), m.enqueued_at.isoformat(timespec="seconds"),
-            m.vt.isoformat(timespec="seconds"), json.dumps(m.message), json.dumps(m.headers) if m.headers else "",
-        )  # fmt: skip
-    return table
+def _seconds(text: str | None) -> str:
+    return text[:19].replace("T", " ") if text else "-"
+
+
+def _messages_table(messages: list[dict[str, Any]]) -> Table:
+    return records_table(messages, [
+        Column("MSG_ID", lambda m: str(m["msg_id"])),
+        Column("READ_CT", lambda m: str(m["read_ct"])),
+        Column("ENQUEUED_AT", lambda m: _seconds(m["enqueued_at"])),
+        Column("VT", lambda m: _seconds(m["vt"])),
+        Column("MESSAGE", lambda m: json.dumps(m["message"]), fold=True),
+        Column("HEADERS", lambda m: json.dumps(m["headers"]) if m["headers"] else "", fold=True),
+    ])  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- schema
@@ -51,7 +64,7 @@ def maintain(
     """Create partitions ahead and drop those past retention (partitioned queues)."""
     with _queue(database_url) as q:
         actions = q.maintain(queue)
-    console.print(f"partition maintenance done: {actions} action(s)")
+    err_console.print(f"partition maintenance done: {actions} action(s)")
 
 
 # ------------------------------------------------------------------------------------------------- queues
@@ -67,13 +80,13 @@ def create(
 ) -> None:
     """Create a queue (idempotent)."""
     if unlogged and partitioned:
-        raise fail("a queue cannot be both --unlogged and --partitioned")
+        raise fail("a queue cannot be both --unlogged and --partitioned", EXIT_USAGE)
     with _queue(database_url) as q:
         if partitioned:
             q.create_partitioned(queue, partition_interval, retention_interval)
         else:
             q.create(queue, unlogged=unlogged)
-    console.print(f"queue {queue!r} ready")
+    err_console.print(f"queue {queue!r} ready")
 
 
 @app.command()
@@ -98,12 +111,13 @@ def read(
     queue: str,
     qty: int = typer.Option(1, min=1, help="How many messages."),
     vt: int = typer.Option(30, min=0, help="Visibility timeout in seconds."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    output: OutputOption = Format.table,
+    as_json: JsonFlag = False,
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Read messages (they stay invisible for --vt seconds)."""
     with _queue(database_url) as q:
-        _show(q.read(queue, vt=vt, qty=qty), f"read from {queue}", as_json)
+        _show(q.read(queue, vt=vt, qty=qty), chosen(output, as_json))
 
 
 @app.command()
@@ -111,32 +125,22 @@ def read(
 def pop(
     queue: str,
     qty: int = typer.Option(1, min=1, help="How many messages."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    output: OutputOption = Format.table,
+    as_json: JsonFlag = False,
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Read and delete messages in one step."""
     with _queue(database_url) as q:
-        _show(q.pop(queue, qty), f"popped from {queue}", as_json)
+        _show(q.pop(queue, qty), chosen(output, as_json))
 
 
-def _show(messages: list[Message], title: str, as_json: bool) -> None:
-    if as_json:
-        for m in messages:
-            typer.echo(
-                json.dumps(
-                    {
-                        "msg_id": m.msg_id,
-                        "read_ct": m.read_ct,
-                        "message": m.message,
-                        "headers": m.headers,
-                        "enqueued_at": m.enqueued_at.isoformat(),
-                    }
-                )
-            )
-    elif messages:
-        console.print(_messages_table(messages, title))
-    else:
-        console.print("(no message)")
+def _show(messages: list[Message], output: Format) -> None:
+    """The messages (PGMQ's fields) as a list for scripts, or a table; none is an empty list, or a note on stderr."""
+    records = plain(messages)
+    if output is Format.table and not records:
+        err_console.print("(no message)")
+        return
+    emit(records, output, lambda: _messages_table(records))
 
 
 @app.command()
@@ -158,11 +162,11 @@ def delete(queue: str, msg_ids: list[int], database_url: str | None = DatabaseUr
 
 
 def _report(done: list[int], asked: list[int], verb: str) -> None:
-    console.print(f"{verb}: {', '.join(map(str, done)) or 'none'}")
+    err_console.print(f"{verb}: {', '.join(map(str, done)) or 'none'}")
     missing = sorted(set(asked) - set(done))
     if missing:
-        console.print(f"[yellow]not found:[/] {', '.join(map(str, missing))}")
-        raise typer.Exit(1)
+        err_console.print(f"[yellow]not found:[/] {', '.join(map(str, missing))}")
+        raise typer.Exit(EXIT_NOT_FOUND)
 
 
 @app.command()
@@ -170,7 +174,7 @@ def _report(done: list[int], asked: list[int], verb: str) -> None:
 def purge(queue: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Delete every message of a queue."""
     with _queue(database_url) as q:
-        console.print(f"purged {q.purge(queue)} message(s)")
+        err_console.print(f"purged {q.purge(queue)} message(s)")
 
 
 @app.command()
@@ -179,50 +183,47 @@ def drop(queue: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Drop a queue with its messages and archive."""
     with _queue(database_url) as q:
         q.drop(queue)
-    console.print(f"queue {queue!r} dropped")
+    err_console.print(f"queue {queue!r} dropped")
 
 
 @app.command("list")
 @friendly
-def list_(database_url: str | None = DatabaseUrlOption) -> None:
-    """List queues."""
+def list_(output: OutputOption = Format.table, as_json: JsonFlag = False,
+          database_url: str | None = DatabaseUrlOption) -> None:  # fmt: skip
+    """List queues (PGMQ's fields with -o json or yaml)."""
     with _queue(database_url) as q:
-        queues = q.list_queues()
-    table = Table(title="queues")
-    for column in ("name", "partitioned", "unlogged", "created_at"):
-        table.add_column(column)
-    for info in queues:
-        table.add_row(
-            info.queue_name,
-            str(info.is_partitioned),
-            str(info.is_unlogged),
-            info.created_at.isoformat(timespec="seconds"),
-        )
-    console.print(table)
+        queues = plain(q.list_queues())
+    emit(queues, chosen(output, as_json), lambda: records_table(queues, [
+        Column("QUEUE_NAME", lambda r: str(r["queue_name"])),
+        Column("PARTITIONED", lambda r: "yes" if r["is_partitioned"] else "no"),
+        Column("UNLOGGED", lambda r: "yes" if r["is_unlogged"] else "no"),
+        Column("CREATED_AT", lambda r: _seconds(r["created_at"])),
+    ]))  # fmt: skip
 
 
 @app.command()
 @friendly
 def metrics(
     queue: str | None = typer.Argument(None, help="One queue (default: all)."),
+    output: OutputOption = Format.table,
+    as_json: JsonFlag = False,
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """Queue lengths, ages and totals."""
+    """Queue lengths, ages and totals (PGMQ's fields with -o json or yaml)."""
     with _queue(database_url) as q:
-        rows = [q.metrics(queue)] if queue else q.metrics_all()
-    table = Table(title="metrics")
-    for column in ("queue", "length", "visible", "total sent", "oldest (s)", "newest (s)"):
-        table.add_column(column, justify="right")
-    for m in rows:
-        table.add_row(
-            m.queue_name,
-            str(m.queue_length),
-            str(m.queue_visible_length),
-            str(m.total_messages),
-            str(m.oldest_msg_age_sec if m.oldest_msg_age_sec is not None else "-"),
-            str(m.newest_msg_age_sec if m.newest_msg_age_sec is not None else "-"),
-        )
-    console.print(table)
+        rows = plain([q.metrics(queue)] if queue else q.metrics_all())
+
+    def seconds(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    emit(rows, chosen(output, as_json), lambda: records_table(rows, [
+        Column("QUEUE", lambda m: str(m["queue_name"])),
+        Column("LENGTH", lambda m: str(m["queue_length"])),
+        Column("VISIBLE", lambda m: str(m["queue_visible_length"])),
+        Column("TOTAL SENT", lambda m: str(m["total_messages"])),
+        Column("OLDEST (S)", lambda m: seconds(m["oldest_msg_age_sec"])),
+        Column("NEWEST (S)", lambda m: seconds(m["newest_msg_age_sec"])),
+    ]))  # fmt: skip
 
 
 @app.command()

@@ -10,16 +10,28 @@ import os
 import signal as signals
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, parse_json, resolve_url
+from howdah.cli._common import (
+    EXIT_USAGE,
+    DatabaseUrlOption,
+    console,
+    err_console,
+    fail,
+    friendly,
+    parse_json,
+    resolve_url,
+)
+from howdah.cli._output import Column, Format, JsonFlag, OutputOption, chosen, emit, plain, records_table
+from howdah.cli._refs import MIN_PREFIX, human_age, resolve
 from howdah.df import EgressError, EgressPolicy
 from howdah.df import install as install_df
-from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo
+from howdah.durable import DurableApp, StepInfo, Worker, WorkflowInfo, WorkflowNotFound
 
 app = typer.Typer(help="Inspect and steer durable workflows.", no_args_is_help=True)
 T = TypeVar("T")
@@ -55,6 +67,16 @@ def _with_app(database_url: str | None, work: Callable[[DurableApp], Awaitable[T
             return await work(durable)
 
     return asyncio.run(main())
+
+
+async def _workflow_id(durable: DurableApp, ref: str) -> str:
+    """The workflow ``ref`` designates: its exact id, else the one id starting with it (at least MIN_PREFIX
+    characters); NoMatch or Ambiguous (listing the candidates) otherwise."""
+    try:
+        return (await durable.get(ref)).id
+    except WorkflowNotFound:
+        starting = await durable.ids_starting_with(ref, 10) if len(ref) >= MIN_PREFIX else []
+        return str(resolve(ref, [{"id": found} for found in starting], what="workflow")["id"])
 
 
 MoreDatabasesOption = typer.Option(
@@ -138,26 +160,24 @@ def worker(
 def list_(
     status: str | None = typer.Option(None, help="Only workflows in this status."),
     limit: int = typer.Option(50, min=1, max=10_000),
+    output: OutputOption = Format.table,
+    as_json: JsonFlag = False,
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
-    """The most recently started workflows."""
+    """The most recently started workflows (every field, times exact, with -o json or yaml)."""
     if status is not None and status not in STATUS_STYLE:
-        raise fail(f"unknown status {status!r}; one of {', '.join(STATUS_STYLE)}")
-    rows = _with_app(database_url, lambda d: d.list_workflows(status, limit))
-    table = Table(title="workflows")
-    for column in ("id", "name", "status", "attempts", "key", "created", "finished"):
-        table.add_column(column, overflow="fold")
-    for wf in rows:
-        table.add_row(
-            wf.id,
-            wf.name,
-            _status(wf.status),
-            str(wf.attempts),
-            wf.key or "",
-            wf.created_at.isoformat(timespec="seconds"),
-            wf.finished_at.isoformat(timespec="seconds") if wf.finished_at else "",
-        )
-    console.print(table)
+        raise fail(f"unknown status {status!r}; one of {', '.join(STATUS_STYLE)}", EXIT_USAGE)
+    rows = plain(_with_app(database_url, lambda d: d.list_workflows(status, limit)))
+    now = datetime.now(UTC)
+    emit(rows, chosen(output, as_json), lambda: records_table(rows, [
+        Column("ID", lambda w: str(w["id"])),
+        Column("NAME", lambda w: str(w["name"]), fold=True),
+        Column("STATUS", lambda w: _status(w["status"])),
+        Column("ATTEMPTS", lambda w: str(w["attempts"])),
+        Column("KEY", lambda w: str(w["key"] or ""), fold=True),
+        Column("CREATED", lambda w: human_age(w["created_at"], now)),
+        Column("FINISHED", lambda w: human_age(w["finished_at"], now) if w["finished_at"] else ""),
+    ]))  # fmt: skip
 
 
 def _status(status: str) -> str:
@@ -166,13 +186,23 @@ def _status(status: str) -> str:
 
 @app.command()
 @friendly
-def show(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
-    """A workflow with its step timeline."""
+def show(
+    workflow_id: str,
+    output: OutputOption = Format.table,
+    as_json: JsonFlag = False,
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """A workflow with its step timeline (with -o json or yaml: its fields and its ``steps``)."""
 
     async def load(durable: DurableApp) -> tuple[WorkflowInfo, list[StepInfo]]:
-        return await durable.get(workflow_id), await durable.steps(workflow_id)
+        found = await _workflow_id(durable, workflow_id)
+        return await durable.get(found), await durable.steps(found)
 
     info, steps = _with_app(database_url, load)
+    output = chosen(output, as_json)
+    if output is not Format.table:
+        emit({**plain(info), "steps": plain(steps)}, output, lambda: None)
+        return
     console.print(Panel(_summary(info), title=f"workflow {info.id}", expand=False))
     console.print(timeline(info, steps))
 
@@ -228,16 +258,25 @@ def timeline(info: WorkflowInfo, steps: list[StepInfo], width: int = 30) -> Tabl
 @friendly
 def cancel(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Cancel a workflow and its children."""
-    touched = _with_app(database_url, lambda d: d.cancel(workflow_id))
-    console.print(f"cancelled {touched} workflow(s)" if touched else "nothing to cancel: it has finished")
+
+    async def cancel_one(durable: DurableApp) -> int:
+        return await durable.cancel(await _workflow_id(durable, workflow_id))
+
+    touched = _with_app(database_url, cancel_one)
+    err_console.print(f"cancelled {touched} workflow(s)" if touched else "nothing to cancel: it has finished")
 
 
 @app.command()
 @friendly
 def retry(workflow_id: str, database_url: str | None = DatabaseUrlOption) -> None:
     """Run a failed or cancelled workflow again from its last successful step."""
-    _with_app(database_url, lambda d: d.retry(workflow_id))
-    console.print(f"workflow {workflow_id} queued again")
+
+    async def retry_one(durable: DurableApp) -> str:
+        found = await _workflow_id(durable, workflow_id)
+        await durable.retry(found)
+        return found
+
+    err_console.print(f"workflow {_with_app(database_url, retry_one)} queued again")
 
 
 @app.command()
@@ -250,5 +289,9 @@ def signal(
 ) -> None:
     """Send a signal to a workflow."""
     body: Any = parse_json(payload, "payload")
-    signal_id = _with_app(database_url, lambda d: d.signal(workflow_id, name, body))
-    console.print(f"signal {name!r} sent (id {signal_id})")
+
+    async def send(durable: DurableApp) -> Any:
+        return await durable.signal(await _workflow_id(durable, workflow_id), name, body)
+
+    signal_id = _with_app(database_url, send)
+    err_console.print(f"signal {name!r} sent (id {signal_id})")

@@ -129,6 +129,8 @@ class TokenInfo(BaseModel):
     role: str
     name: str
     prefix: str
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 class BackupInfo(BaseModel):
@@ -213,7 +215,7 @@ class Readiness(BaseModel):
 
 class AuditEntry(BaseModel):
     """One token change: which token, what happened, and who did it (``via`` "database": direct database
-    access such as ``howdah up`` or ``howdah token create``, no token)."""
+    access such as ``howdah up`` or ``howdah token create --via-database``, no token)."""
 
     id: int
     token_id: str

@@ -317,6 +317,11 @@ class DurableApp:
         await self.open()
         return await self.store.steps(workflow_id)
 
+    async def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` workflow ids that start with ``prefix``, in order (a scan: for looking one up by hand)."""
+        await self.open()
+        return await self.store.ids_starting_with(prefix, limit)
+
     async def list_workflows(self, status: str | None = None, limit: int = 50) -> list[WorkflowInfo]:
         await self.open()
         return await self.store.list_workflows(status, limit)

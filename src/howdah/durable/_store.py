@@ -221,6 +221,12 @@ class Store:
             raise WorkflowNotFound(f"workflow {workflow_id!r} does not exist")
         return WorkflowInfo(*rows[0])
 
+    async def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        rows = await self.rows(
+            "SELECT id FROM howdah.workflows WHERE starts_with(id, %s) ORDER BY id LIMIT %s", (prefix, limit)
+        )
+        return [str(row[0]) for row in rows]
+
     async def list_workflows(self, status: str | None = None, limit: int = 50) -> list[WorkflowInfo]:
         rows = await self.rows(
             f"SELECT {_WORKFLOW_COLUMNS} FROM howdah.workflows WHERE (%s::text IS NULL OR status = %s) "

@@ -1,0 +1,97 @@
+"""What the CLI's acceptance tests share: the CLI run as a program against a real `howdah api` and a real Postgres,
+and a stand-in data plane that answers the control plane's events."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from howdah.control.events import STATE_QUEUE, data_plane_queue
+from howdah.pg.processes import free_port
+from tests.waiting import wait_until
+
+
+class Cli:
+    """``howdah`` run as a program; ``url`` is the API's, ``platform`` a platform admin's token (org default)."""
+
+    def __init__(self, env: dict[str, str], url: str = "", platform: str = "") -> None:
+        self.env, self.url, self.platform = env, url, platform
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "howdah.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if check:
+            assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+        return done
+
+
+@pytest.fixture
+def cli(db_url: str, tmp_path: Path) -> Iterator[Cli]:
+    port = free_port()
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
+           "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "howdah.cli", "api", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_until(lambda: _healthy(port), what="the API to answer")
+    run = Cli(env)
+    platform = run("token", "create", "--via-database", "--org", "default", "--role", "platform").stdout.strip()
+    added = httpx.post(
+        f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
+        headers={"Authorization": f"Bearer {platform}"},
+    )  # fmt: skip
+    assert added.status_code in (201, 409), added.text  # 409: an earlier test of this module added it
+    run.url, run.platform = f"http://127.0.0.1:{port}", platform
+    run("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
+        "--api-url", f"http://127.0.0.1:{port}")  # fmt: skip
+    yield run
+    server.send_signal(signal.SIGTERM)
+    out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, out
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class FakeDataPlane:
+    """Answers every CRUD event of the 'local' data plane with the matching state event."""
+
+    ANSWERS = {"Create": "Created", "Update": "Updated", "Restart": "Restarted", "Stop": "Stopped",
+               "Start": "Started", "Delete": "Deleted"}  # fmt: skip
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.stop = threading.Event()
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            while not self.stop.is_set():
+                rows = conn.execute("SELECT msg_id, message FROM pgmq.read(%s, 30, 10)", (data_plane_queue("local"),))
+                for msg_id, event in rows.fetchall():
+                    self.seen.append(event["kind"])
+                    answer = {"instance_id": event["instance_id"], "event": self.ANSWERS[event["kind"]],
+                              "generation": event["generation"], "data_plane": "local",
+                              "actual_spec": event["spec"],
+                              "connection": {"host": "127.0.0.1", "port": 6000, "user": "app",
+                                             "password": "pw", "dbname": "app"}}  # fmt: skip
+                    conn.execute("SELECT pgmq.send(%s, %s::jsonb)", (STATE_QUEUE, json.dumps(answer)))
+                    conn.execute("SELECT pgmq.delete(%s, %s::bigint)", (data_plane_queue("local"), msg_id))
+                self.stop.wait(0.05)
