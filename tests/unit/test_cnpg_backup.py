@@ -10,7 +10,6 @@ the forbidden ``serverName``, credentials by Secret reference only).
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from croniter import croniter
 from pydantic import ValidationError
 
@@ -28,9 +26,9 @@ from howdah.providers import _cnpg
 from howdah.providers import _cnpg_backup as bk
 from howdah.providers._cnpg_backup import ObjectStoreConfig, Recovery
 from tests import cnpg_schema
+from tests.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "cnpg_backup"
-UPDATE = os.environ.get("HOWDAH_UPDATE_GOLDEN") == "1"
 IID = "6f1c2a9e-8d4b-4c1e-9a7f-2b3c4d5e6f70"
 NEW = "0c4d2e1f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
 NS = "tenants"
@@ -59,22 +57,12 @@ def restore_cluster(recovery: Recovery) -> dict[str, Any]:
     return _cnpg.render_cluster(NEW, "orders-copy", SPEC, SETTINGS, namespace=NS, org="acme", recovery=recovery)
 
 
-def check_golden(name: str, objects: list[dict[str, Any]]) -> None:
-    text = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
-    path = GOLDEN / f"{name}.yaml"
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path.name} is missing; run with HOWDAH_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{path.name} differs; if intended, regenerate with HOWDAH_UPDATE_GOLDEN=1"
-
-
 def test_golden_backups() -> None:
-    check_golden("backups_on", backup_objects())
+    check_golden(GOLDEN, "backups_on", backup_objects())
 
 
 def test_golden_restore_to_a_time() -> None:
-    check_golden("restore_to_time", [restore_cluster(Recovery(CLUSTER, bk.store_name(CLUSTER), target_time=T))])
+    check_golden(GOLDEN, "restore_to_time", [restore_cluster(Recovery(CLUSTER, bk.store_name(CLUSTER), target_time=T))])
 
 
 # --- CRD schemas ---------------------------------------------------------------------------------------------

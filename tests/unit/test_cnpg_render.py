@@ -6,7 +6,6 @@ The golden files under ``golden/cnpg/`` are compared exactly; after an intended 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ from howdah.control.spec import ConnectionPooler, InstanceSpec, Stack
 from howdah.control.stacks import render_settings
 from howdah.providers import _cnpg
 from howdah.providers._cnpg import ClusterShape, PoolerShape
+from tests.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "cnpg"
-UPDATE = os.environ.get("HOWDAH_UPDATE_GOLDEN") == "1"
 IID = "6f1c2a9e-8d4b-4c1e-9a7f-2b3c4d5e6f70"
 NS = "tenants"
 PASSWORD = "s3cret-For-Tests"
@@ -66,16 +65,6 @@ def manifests(spec: InstanceSpec, settings: dict[str, str], **cluster_options: A
     return objects if pooler is None else [*objects, pooler]
 
 
-def check_golden(name: str, objects: list[dict[str, Any]]) -> None:
-    text = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
-    path = GOLDEN / f"{name}.yaml"
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path.name} is missing; run with HOWDAH_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{path.name} differs; if intended, regenerate with HOWDAH_UPDATE_GOLDEN=1"
-
-
 @pytest.mark.parametrize(
     ("golden", "spec", "settings", "options"),
     [
@@ -86,7 +75,7 @@ def check_golden(name: str, objects: list[dict[str, Any]]) -> None:
     ],
 )
 def test_golden(golden: str, spec: InstanceSpec, settings: dict[str, str], options: dict[str, Any]) -> None:
-    check_golden(golden, manifests(spec, settings, **options))
+    check_golden(GOLDEN, golden, manifests(spec, settings, **options))
 
 
 def test_golden_files_parse_back_to_what_was_rendered() -> None:
