@@ -185,13 +185,11 @@ def test_names_taken_by_other_objects_are_refused(conn: Conn, queue_name: str) -
 @pytest.mark.parametrize(
     ("query", "params", "sqlstate", "parameter"),
     [
-        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb)", (), NULL_NOT_ALLOWED, "msg"),
         ("SELECT * FROM pgmq.send(%s::text, %s::jsonb, NULL::integer)", (Jsonb({}),), NULL_NOT_ALLOWED, "delay"),
         ("SELECT * FROM pgmq.send(%s::text, %s::jsonb, -1)", (Jsonb({}),), INVALID_PARAMETER, "delay"),
         ("SELECT * FROM pgmq.send(%s::text, %s::jsonb, NULL::timestamptz)", (Jsonb({}),), NULL_NOT_ALLOWED, "delay"),
         ("SELECT * FROM pgmq.send_batch(%s::text, NULL::jsonb[])", (), RAISE, "msgs"),
         ("SELECT * FROM pgmq.send_batch(%s::text, '{}'::jsonb[])", (), RAISE, "msgs"),
-        ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY['{}', NULL]::jsonb[])", (), NULL_NOT_ALLOWED, "msgs"),
         ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY[['{}']]::jsonb[])", (), INVALID_PARAMETER, "msgs"),
         (
             "SELECT * FROM pgmq.send_batch(%s::text, ARRAY['{}','{}']::jsonb[], ARRAY['{}']::jsonb[])",

@@ -265,6 +265,32 @@ def test_message_life_cycle_matches(conn: Conn, oracle: Conn, queue_name: str) -
     same(h, o, "SELECT pgmq.drop_queue(%s, %s)", (q, False))
 
 
+def test_null_messages_are_stored_and_read_back_as_pgmq_does(conn: Conn, oracle: Conn, queue_name: str) -> None:
+    """PGMQ's own regression suite sends a NULL message and reads it back; send_topic alone refuses one."""
+    h, o, q = conn, oracle, queue_name
+    same(h, o, "SELECT pgmq.create(%s)", (q,))
+    later = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    for query, params in [
+        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb)", (q,)),
+        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb, %s::jsonb)", (q, Jsonb({"h": 1}))),
+        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb, 0)", (q,)),
+        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb, %s::timestamptz)", (q, later)),
+        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb, NULL::jsonb, 0)", (q,)),
+        ("SELECT * FROM pgmq.send(%s::text, NULL::jsonb, NULL::jsonb, %s::timestamptz)", (q, later)),
+        ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY[NULL, '{\"m\": 1}', NULL]::jsonb[])", (q,)),
+        ("SELECT * FROM pgmq.send_batch(%s::text, ARRAY[NULL]::jsonb[], ARRAY[NULL]::jsonb[])", (q,)),
+    ]:
+        same(h, o, query, params)
+    same(h, o, "SELECT msg_id, read_ct, message, headers FROM pgmq.read(%s, 30, 20)", (q,))
+    same(h, o, "SELECT msg_id, message FROM pgmq.pop(%s)", (q,))
+    same(h, o, "SELECT pgmq.archive(%s, 2::bigint)", (q,))
+    same(h, o, "SELECT msg_id, message, headers FROM pgmq.a_" + q + " ORDER BY msg_id")
+    same(h, o, "SELECT * FROM pgmq.bind_topic(%s, %s)", (f"{q}.*", q))
+    both_fail(h, o, "SELECT pgmq.send_topic(%s::text, NULL::jsonb)", (f"{q}.x",))
+    same(h, o, "SELECT * FROM pgmq.send_batch_topic(%s::text, ARRAY[NULL]::jsonb[])", (f"{q}.x",))
+    same(h, o, "SELECT msg_id, message FROM pgmq.q_" + q + " ORDER BY msg_id")
+
+
 def test_errors_match(conn: Conn, oracle: Conn, queue_name: str) -> None:
     h, o = conn, oracle
     missing = f"missing_{queue_name}"

@@ -115,11 +115,9 @@ KINDS = {
 # What Howdah refuses although PGMQ accepts it (or lets a raw error through), with the SQLSTATE Howdah raises.
 # (kind, label) of a bad input, or (function, kind, label) where it holds for some functions only.
 HOWDAH_REFUSES: dict[tuple[str, ...], str] = {
-    ("msg", "NULL"): "22004",
     ("delay", "NULL"): "22004",
     ("delay", "negative"): "22023",
     ("delay_at", "NULL"): "22004",
-    ("msgs", "a NULL element"): "22004",
     ("msgs", "2-D"): "22023",
     ("vt", "NULL"): "22004",
     ("vt", "negative"): "22023",
