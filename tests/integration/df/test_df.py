@@ -480,3 +480,34 @@ async def test_hostile_and_oversized_input_is_refused_or_kept_as_data(app: Durab
     assert json.loads(await one(conn, "SELECT df.result(%s)", (waiting,)))["data"] == {"ok": True}
     assert await one(conn, f"SELECT count(*) FROM {table}") == 0  # still there
     assert status == "failed" and "$" in await one(conn, "SELECT error FROM df.instances WHERE id = %s", (unbound,))
+
+
+async def test_a_role_cannot_steer_another_roles_workflow_through_dfs_helpers(
+    app: DurableApp, conn: Conn, db_url: str
+) -> None:
+    """The attack: df.grant_usage gives EXECUTE on the SECURITY DEFINER helpers that df.cancel and df.signal call
+    (they run with the installer's rights), so a role called them with another role's instance id and cancelled or
+    signalled it. They now refuse an instance whose submitter the session's role is not a member of."""
+    alice, mallory = f"alice_{uuid.uuid4().hex[:6]}", f"mallory_{uuid.uuid4().hex[:6]}"
+    for role in (alice, mallory):
+        await conn.execute(f"CREATE ROLE {role}")
+        await conn.execute("SELECT df.grant_usage(%s)", (role,))
+    async with running(app):
+        await conn.execute(f"SET ROLE {alice}")
+        waiting = await one(conn, "SELECT df.start(df.wait_for_signal('go') ~> 'SELECT 1 AS done')")
+        await conn.execute("RESET ROLE")
+        parked = "SELECT status = 'waiting' FROM howdah.workflows WHERE id = %s"
+        await async_wait_until(lambda: one(conn, parked, (f"df:{waiting}",)), what="the instance waiting")
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as other:
+            # a session of mallory's own: SET SESSION AUTHORIZATION makes mallory its session_user
+            await other.execute(f"SET SESSION AUTHORIZATION {mallory}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await other.execute("SELECT df._cancel_workflow(%s)", (waiting,))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await other.execute("SELECT df._signal_workflow(%s, 'go', '{}')", (waiting,))
+        assert await one(conn, "SELECT status FROM howdah.workflows WHERE id = %s", (f"df:{waiting}",)) == "waiting"
+        assert await one(conn, "SELECT count(*) FROM howdah.signals WHERE workflow_id = %s", (f"df:{waiting}",)) == 0
+        await conn.execute(f"SET ROLE {alice}")
+        await one(conn, "SELECT df.signal(%s, 'go')", (waiting,))  # the owner still can
+        assert await one(conn, "SELECT df.await_instance(%s, 20)", (waiting,)) == "completed"
+        await conn.execute("RESET ROLE")
