@@ -207,8 +207,10 @@ async def test_listing_pages_by_cursor_and_counts(app: DurableApp, conn: Conn) -
     assert len(paged.description or []) == 9 and (await paged.fetchone())[4] == 1  # type: ignore[index]
     info = await (await conn.execute("SELECT label, status, output FROM df.instance_info(%s)", (ids[0],))).fetchone()
     assert info is not None and info[:2] == (label, "completed") and json.loads(info[2])["row_count"] == 1
-    total, running_now, completed, failed = await (await conn.execute("SELECT * FROM df.metrics()")).fetchone()  # type: ignore[misc]
+    metrics = await (await conn.execute("SELECT * FROM df.metrics()")).fetchone()
+    total, running_now, completed, failed, executions, events = metrics  # type: ignore[misc]
     assert completed >= 5 and total >= completed + failed + running_now
+    assert executions >= completed and events >= completed  # pg_durable's six columns
     with pytest.raises(psycopg.Error, match="limit_count must be between 1 and 1000"):
         await conn.execute("SELECT * FROM df.list_instances(NULL, 0)")
 

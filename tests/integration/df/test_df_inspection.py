@@ -1,5 +1,6 @@
-"""df.instance_executions and df.instance_nodes with pg_durable 0.2.5's result shapes (columns, types and order as
-its extension declares them), what Howdah puts in each column, and row-level security between two roles."""
+"""df.instance_executions, df.instance_nodes, df.instance_info, df.list_instances and df.metrics with pg_durable
+0.2.5's result shapes (columns, types and order as its extension declares them), what Howdah puts in each column,
+and row-level security between two roles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from howdah.df._schema import COMPONENT as DF
 from howdah.durable import DurableApp
+from howdah.durable._schema import COMPONENT as DURABLE
+from howdah.pg import migrations
+from howdah.queue._schema import COMPONENT as QUEUE
 from tests.waiting import async_wait_until
 
 from ..durable._helpers import running
@@ -36,6 +41,29 @@ EXECUTION_COLUMNS = [
     ("event_count", "bigint"),
     ("duration_ms", "bigint"),
     ("output", "text"),
+]
+
+INFO_COLUMNS = [
+    ("instance_id", "text"),
+    ("label", "text"),
+    ("function_name", "text"),
+    ("function_version", "text"),
+    ("current_execution_id", "bigint"),
+    ("status", "text"),
+    ("output", "text"),
+]
+LIST_COLUMNS = [
+    ("instance_id", "text"),
+    ("label", "text"),
+    ("function_name", "text"),
+    ("status", "text"),
+    ("execution_count", "bigint"),
+    ("output", "text"),
+]
+PAGE_COLUMNS = [
+    ("created_at", "timestamp with time zone"),
+    ("completed_at", "timestamp with time zone"),
+    ("next_cursor", "text"),
 ]
 
 
@@ -64,13 +92,19 @@ async def rows(conn: Conn, query: str, params: Any = None) -> list[dict[str, Any
 # ------------------------------------------------------------------------------------------------ shapes
 async def test_the_functions_have_pg_durable_0_2_5s_result_shapes(conn: Conn) -> None:
     """As pg_durable 0.2.5 declares them (its upgrade script sql/pg_durable--0.2.3--0.2.4.sql holds the
-    generated DDL of both instance_nodes forms; 0.2.5 changed neither, nor instance_executions)."""
+    generated DDL of both instance_nodes forms, src/monitoring.rs the others; 0.2.5 changed none of them)."""
     nodes, arguments, strict = await signature(conn, "df.instance_nodes(text)")
     assert (nodes, arguments, strict) == (NODE_COLUMNS, "instance_id_param text", True)
     compat, arguments, strict = await signature(conn, "df.instance_nodes(text, integer)")
     assert compat == [("execution_id", "bigint")] + [c for c in NODE_COLUMNS if c[0] not in {
         "status_details", "inferred_status", "inferred_status_from_ancestor_id"}]  # fmt: skip
     assert (arguments, strict) == ("instance_id_param text, _last_n_executions integer", True)
+    info, arguments, _ = await signature(conn, "df.instance_info(text)")
+    assert (info, arguments) == (INFO_COLUMNS, "instance_id text")
+    listed, _, _ = await signature(conn, "df.list_instances(text, integer)")
+    assert listed == LIST_COLUMNS
+    paged, _, _ = await signature(conn, "df.list_instances(text, integer, text, text)")
+    assert paged == [*LIST_COLUMNS, *PAGE_COLUMNS]
     executions, arguments, strict = await signature(conn, "df.instance_executions(text, integer)")
     assert (executions, arguments, strict) == (
         EXECUTION_COLUMNS,
@@ -85,6 +119,10 @@ async def test_instance_executions_shows_the_one_execution_of_a_started_instance
     status; limit_count below 1 is an error rather than an empty answer."""
     pending = await one(conn, "SELECT df.start('SELECT 1')")  # no worker yet: not started
     assert await rows(conn, "SELECT * FROM df.instance_executions(%s)", (pending,)) == []
+    info = "SELECT function_name, function_version, current_execution_id, status FROM df.instance_info(%s)"
+    assert await rows(conn, info, (pending,)) == [
+        {"function_name": "df", "function_version": "1.0.0", "current_execution_id": 0, "status": "pending"}
+    ]
     async with running(app):
         done, status, _ = await finish(conn, "'SELECT 42 AS answer' ~> 'SELECT 43 AS next'")
         failed, failed_status, _ = await finish(conn, "'SELECT 1' ~> 'SELECT 1 / 0'")
@@ -97,6 +135,9 @@ async def test_instance_executions_shows_the_one_execution_of_a_started_instance
     assert (status, failed_status) == ("completed", "failed")
     [execution] = await rows(conn, "SELECT * FROM df.instance_executions(%s)", (done,))
     assert execution["execution_id"] == 1 and execution["status"] == "Completed"
+    [started] = await rows(conn, "SELECT current_execution_id, status, output FROM df.instance_info(%s)", (done,))
+    assert (started["current_execution_id"], started["status"]) == (1, "completed")
+    assert started["output"] == execution["output"]
     assert execution["event_count"] == 3  # two SQL nodes and their sequence ran
     assert execution["duration_ms"] >= 0
     assert json.loads(execution["output"]) == {"rows": [{"next": 43}], "row_count": 1}
@@ -111,8 +152,8 @@ async def test_instance_executions_shows_the_one_execution_of_a_started_instance
 
 
 async def test_each_role_sees_only_its_own_executions_and_nodes(app: DurableApp, conn: Conn) -> None:
-    """Row-level security, as for df.status and df.instance_info: another role's instance has no executions and
-    no nodes (an empty answer, as in pg_durable, not an error that would tell it exists)."""
+    """Row-level security, as for df.status: another role's instance has no executions, no nodes and no info (an
+    empty answer, as in pg_durable, not an error that would tell it exists)."""
     alice, bob = f"alice_{uuid.uuid4().hex[:6]}", f"bob_{uuid.uuid4().hex[:6]}"
     for role in (alice, bob):
         await conn.execute(f"CREATE ROLE {role}")
@@ -128,6 +169,7 @@ async def test_each_role_sees_only_its_own_executions_and_nodes(app: DurableApp,
         assert await rows(conn, "SELECT * FROM df.instance_executions(%s)", (mine,)) == []
         assert await rows(conn, "SELECT * FROM df.instance_nodes(%s)", (mine,)) == []
         assert await rows(conn, "SELECT * FROM df.instance_nodes(%s, 5)", (mine,)) == []
+        assert await rows(conn, "SELECT * FROM df.instance_info(%s)", (mine,)) == []
         theirs, _, _ = await finish(conn, "'SELECT 3'")
         await conn.execute(f"SET ROLE {alice}")
         assert await rows(conn, "SELECT * FROM df.instance_executions(%s)", (theirs,)) == []
@@ -203,3 +245,20 @@ async def test_inferred_status_marks_the_nodes_that_will_not_run(app: DurableApp
     assert states["SELECT 2"] == ("pending", "skipped", sequence)
     no = next(r for r in while_running if r["query"] == "SELECT 'no'")
     assert (no["status"], no["inferred_status"]) == ("pending", "skipped")  # decided while the instance runs
+
+
+def test_upgrading_df_metrics_keeps_who_may_call_it(empty_db: str) -> None:
+    """Migration 0014 replaces df.metrics() (two more columns, so it is dropped and created again, which drops its
+    grants): a role given it before the upgrade (df.grant_usage with with_grant) still has it after, PUBLIC not."""
+    admin = f"admin_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(empty_db, autocommit=True) as sync:
+        migrations.upgrade(sync, QUEUE)
+        migrations.upgrade(sync, DURABLE)
+        migrations.upgrade(sync, DF, target=13)
+        sync.execute(f"CREATE ROLE {admin}")
+        sync.execute("SELECT df.grant_usage(%s, with_grant => true)", (admin,))
+        assert [m.version for m in migrations.upgrade(sync, DF)] == [14]
+        may = "SELECT has_function_privilege(%s, 'df.metrics()', 'EXECUTE')"
+        assert sync.execute(may, (admin,)).fetchone() == (True,)
+        assert sync.execute(may, ("public",)).fetchone() == (False,)
+        assert len(sync.execute("SELECT * FROM df.metrics()").fetchone() or ()) == 6
