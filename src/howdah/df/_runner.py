@@ -343,27 +343,29 @@ class _Graph:
         return await self._fail(nid, f"{scope}{nid}:failed", f"node {nid} (WORKFLOW) failed: {problem}")
 
     async def _loop(self, node: dict[str, Any], scope: str) -> Any:
-        """The body until a BREAK, a false condition or the iteration limit. With on_failure => 'continue', a node
-        that failed (its attempts spent) abandons the rest of its iteration; the next one starts at once (the
+        """The body until a BREAK, a false condition or the iteration limit. The condition is asked after each
+        body, as pg_durable's do-while loop asks it: the body runs at least once. With on_failure => 'continue', a
+        node that failed (its attempts spent) abandons the rest of its iteration; the next one starts at once (the
         condition is not asked), and the failed node is recorded as failed."""
-        nid, result, failed = str(node["node_id"]), None, False
+        nid, result = str(node["node_id"]), None
+        condition = node.get("condition_node")
         for i in range(MAX_ITERATIONS):
             inner = f"{scope}{nid}#{i}/"
-            condition = node.get("condition_node")
-            if condition is not None and not failed and not truthy(await self.node(condition, inner + "c/")):
-                return result
             try:
-                result, failed = await self.node(node["left_node"], inner), False
+                result = await self.node(node["left_node"], inner)
             except _Break as stop:
                 return stop.value
             except StepFailed as exc:
                 if self.options.on_failure != "continue":
                     raise
                 error, where = str(exc.error.get("message") or exc), self.failed_node
-                self.failed_node, failed = None, True
+                self.failed_node = None
                 await self.ctx.transaction(
                     f"{inner}failed", mark_failed, self.instance_id, where, error, retry=NO_RETRY
                 )
+                continue
+            if condition is not None and not truthy(await self.node(condition, inner + "c/")):
+                return result
         message = (
             f"node {nid} (LOOP) failed: Loop exceeded maximum iteration count of {MAX_ITERATIONS}. Use df.break() "
             "to exit the loop or restructure the workflow."

@@ -207,8 +207,10 @@ async def test_listing_pages_by_cursor_and_counts(app: DurableApp, conn: Conn) -
     assert len(paged.description or []) == 9 and (await paged.fetchone())[4] == 1  # type: ignore[index]
     info = await (await conn.execute("SELECT label, status, output FROM df.instance_info(%s)", (ids[0],))).fetchone()
     assert info is not None and info[:2] == (label, "completed") and json.loads(info[2])["row_count"] == 1
-    total, running_now, completed, failed = await (await conn.execute("SELECT * FROM df.metrics()")).fetchone()  # type: ignore[misc]
+    metrics = await (await conn.execute("SELECT * FROM df.metrics()")).fetchone()
+    total, running_now, completed, failed, executions, events = metrics  # type: ignore[misc]
     assert completed >= 5 and total >= completed + failed + running_now
+    assert executions >= completed and events >= completed  # pg_durable's six columns
     with pytest.raises(psycopg.Error, match="limit_count must be between 1 and 1000"):
         await conn.execute("SELECT * FROM df.list_instances(NULL, 0)")
 
@@ -480,3 +482,34 @@ async def test_hostile_and_oversized_input_is_refused_or_kept_as_data(app: Durab
     assert json.loads(await one(conn, "SELECT df.result(%s)", (waiting,)))["data"] == {"ok": True}
     assert await one(conn, f"SELECT count(*) FROM {table}") == 0  # still there
     assert status == "failed" and "$" in await one(conn, "SELECT error FROM df.instances WHERE id = %s", (unbound,))
+
+
+async def test_a_role_cannot_steer_another_roles_workflow_through_dfs_helpers(
+    app: DurableApp, conn: Conn, db_url: str
+) -> None:
+    """The attack: df.grant_usage gives EXECUTE on the SECURITY DEFINER helpers that df.cancel and df.signal call
+    (they run with the installer's rights), so a role called them with another role's instance id and cancelled or
+    signalled it. They now refuse an instance whose submitter the session's role is not a member of."""
+    alice, mallory = f"alice_{uuid.uuid4().hex[:6]}", f"mallory_{uuid.uuid4().hex[:6]}"
+    for role in (alice, mallory):
+        await conn.execute(f"CREATE ROLE {role}")
+        await conn.execute("SELECT df.grant_usage(%s)", (role,))
+    async with running(app):
+        await conn.execute(f"SET ROLE {alice}")
+        waiting = await one(conn, "SELECT df.start(df.wait_for_signal('go') ~> 'SELECT 1 AS done')")
+        await conn.execute("RESET ROLE")
+        parked = "SELECT status = 'waiting' FROM howdah.workflows WHERE id = %s"
+        await async_wait_until(lambda: one(conn, parked, (f"df:{waiting}",)), what="the instance waiting")
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as other:
+            # a session of mallory's own: SET SESSION AUTHORIZATION makes mallory its session_user
+            await other.execute(f"SET SESSION AUTHORIZATION {mallory}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await other.execute("SELECT df._cancel_workflow(%s)", (waiting,))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await other.execute("SELECT df._signal_workflow(%s, 'go', '{}')", (waiting,))
+        assert await one(conn, "SELECT status FROM howdah.workflows WHERE id = %s", (f"df:{waiting}",)) == "waiting"
+        assert await one(conn, "SELECT count(*) FROM howdah.signals WHERE workflow_id = %s", (f"df:{waiting}",)) == 0
+        await conn.execute(f"SET ROLE {alice}")
+        await one(conn, "SELECT df.signal(%s, 'go')", (waiting,))  # the owner still can
+        assert await one(conn, "SELECT df.await_instance(%s, 20)", (waiting,)) == "completed"
+        await conn.execute("RESET ROLE")
