@@ -15,6 +15,7 @@ from howdah.console._forms import (
     settings_text,
 )
 from howdah.console._session import csrf_token, csrf_valid, same_origin
+from howdah.console._web import wants_page
 from howdah.control.api import InstanceCreate
 
 SECRET = b"k" * 32
@@ -102,3 +103,13 @@ def test_states_are_counted_most_first() -> None:
     rows = [{"state": s} for s in ("Up", "Submitted", "Up", "Error", "Submitted", "Up")]
     assert by_state(rows) == [("Up", 3), ("Submitted", 2), ("Error", 1)]
     assert by_state([]) == []
+
+
+def test_only_a_browser_on_a_console_path_gets_an_error_page() -> None:
+    browser = "text/html,application/xhtml+xml,*/*;q=0.8"
+    assert wants_page("/no-such-page", browser) and wants_page("/instances/x/y", browser)
+    assert not wants_page("/no-such-page", "application/json") and not wants_page("/no-such-page", "")
+    for path in ("/api/v1/x", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs-assets/x.js",
+                 "/console-assets/nope.js"):  # fmt: skip
+        assert not wants_page(path, browser), path
+    assert wants_page("/apis", browser) and wants_page("/docsy", browser)  # prefixes are whole path segments

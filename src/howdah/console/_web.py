@@ -3,6 +3,7 @@ and HTML error pages (the API's JSON error handlers stay as they are for JSON cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.console._session import COOKIE, CSRF_FIELD, CSRF_HEADER, csrf_valid, same_origin
 from howdah.console._session import csrf_token as make_csrf_token
@@ -160,13 +162,61 @@ def page(
     return templates.TemplateResponse(request, template, values, status_code=status_code)
 
 
+TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
+          422: "Invalid input", 503: "Unavailable"}  # fmt: skip
+
+
+def error_hint(status: int, who: Principal | None) -> str:
+    """What an error page adds to the error's own words: why such a thing happens."""
+    if status == 404:
+        return "What this address names does not exist, or belongs to another org."
+    if status == 403 and who is not None:
+        return f"Your token (role {who.role} in org {who.org_id}) does not allow this."
+    if status == 405:
+        return "This address is a page of the console, but not for this kind of request."
+    return ""
+
+
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     """What went wrong, in words, with the navigation when the caller is signed in."""
-    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Invalid input",
-              503: "Unavailable"}  # fmt: skip
-    title = titles.get(status, "Error" if status >= 500 else "Request refused")
-    session = getattr(request.state, "console_session", None)
-    return page(request, "error.html", session, status_code=status, title=title, message=message)
+    title = TITLES.get(status, "Error" if status >= 500 else "Request refused")
+    session: Session | None = getattr(request.state, "console_session", None)
+    hint = error_hint(status, session.who if session else None)
+    return page(request, "error.html", session, status_code=status, title=title, message=message, hint=hint)
+
+
+# Paths of the JSON API and of what machines read: their errors stay the API's JSON, whoever asks.
+NOT_PAGES = ("/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs-assets", ASSETS)
+
+
+def wants_page(path: str, accept: str) -> bool:
+    """Whether an error answers as an HTML page: a console path (none of :data:`NOT_PAGES`) asked for by a
+    browser (its ``Accept`` names text/html); everything else keeps the API's JSON error."""
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in NOT_PAGES):
+        return False
+    return "text/html" in accept.lower()
+
+
+def secured(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+async def http_error_page(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    """The page for a path no console route takes (404) or a method it does not (405), signed in or not."""
+    with contextlib.suppress(SignInNeeded, HowdahError, psycopg.Error):
+        await session_of(request)  # the navigation, when the browser is signed in
+    if exc.status_code == 404:
+        message = f"There is no page at {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not a request this page takes."
+    else:
+        message = str(exc.detail)
+    response = error_page(request, exc.status_code, message)
+    response.headers.update(exc.headers or {})
+    secured(response)
+    return response
 
 
 class ConsoleRoute(APIRoute):
@@ -202,9 +252,7 @@ class ConsoleRoute(APIRoute):
             except Exception:  # a page like every other error, never a stack trace
                 log.exception("console page %s failed", request.url.path)
                 response = error_page(request, 500, "internal error; the server log has the details")
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            return response
+            return secured(response)
 
         return handle
 
