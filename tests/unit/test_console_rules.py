@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
+from howdah.console._charts import DepthLine, depth_line
 from howdah.console._forms import (
     by_state,
     extension_list,
@@ -113,3 +116,14 @@ def test_only_a_browser_on_a_console_path_gets_an_error_page() -> None:
                  "/console-assets/nope.js"):  # fmt: skip
         assert not wants_page(path, browser), path
     assert wants_page("/apis", browser) and wants_page("/docsy", browser)  # prefixes are whole path segments
+
+
+def test_the_depth_line_places_samples_by_age_and_scales_to_the_peak() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    samples = [(now - timedelta(minutes=90), 50), (now, 5), (now - timedelta(minutes=30), 10),
+               (now - timedelta(hours=1), 0)]  # fmt: skip
+    line = depth_line(samples, now, 360, 80)
+    assert line == DepthLine("0.0,80.0 180.0,0.0 360.0,40.0", peak=10, latest=5, samples=3)
+    assert depth_line([(now - timedelta(hours=2), 3)], now, 360, 80) is None
+    flat = depth_line([(now, 0)], now, 360, 80)
+    assert flat is not None and flat.points == "360.0,80.0" and flat.peak == 0

@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
+from howdah.console._charts import DepthLine, depth_line
 from howdah.console._forms import (
     by_state,
     extension_list,
@@ -43,13 +44,26 @@ async def _rows(session: Session, deleted: bool) -> list[dict[str, Any]]:
         return await cur.fetchall()
 
 
+CHART_WIDTH, CHART_HEIGHT = 360, 80
+
+
+async def _queue_depths(session: Session) -> DepthLine | None:
+    """The platform's queue depth over the last hour (one query), for the platform admin: queues serve every
+    org, so no org role sees them."""
+    if not session.who.platform:
+        return None
+    async with session.ctl.pool.connection() as conn:
+        rows = await (await conn.execute(QUERIES["queue_depth_history"])).fetchall()
+    return depth_line([(at, depth) for at, depth, _ in rows], rows[-1][2], CHART_WIDTH, CHART_HEIGHT) if rows else None
+
+
 @router.get("/instances")
 async def instances(request: Request, deleted: Annotated[bool, Query()] = False) -> Response:
     session = await session_of(request)
     require(session.who, session.org, "viewer")
     rows = await _rows(session, deleted)
     return page(request, "instances.html", session, rows=rows, by_state=by_state(rows), deleted=deleted,
-                limit=TABLE_LIMIT)  # fmt: skip
+                limit=TABLE_LIMIT, depths=await _queue_depths(session), chart=(CHART_WIDTH, CHART_HEIGHT))  # fmt: skip
 
 
 @router.get("/instances/rows")

@@ -35,3 +35,26 @@ async def test_each_queue_shows_its_dead_letter_queues_depth(console: Console) -
     assert "<td>1</td>" in _row(page.text, source)  # the source keeps the one not dead-lettered
     assert f"dead-letter queue of {source}" in _row(page.text, dlq)
     assert _row(page.text, lonely).endswith("<td>—</td></tr>")
+
+
+async def test_the_home_page_charts_queue_depth_over_the_last_hour_for_the_platform_admin(console: Console) -> None:
+    async with console.pool.connection() as conn:
+        await conn.execute("DELETE FROM control.queue_depth_samples")
+    platform = await console.browser("platform")
+    empty = await platform.get("/instances")
+    assert "Queue depth, last hour" in empty.text and "No sample yet" in empty.text
+    async with console.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO control.queue_depth_samples VALUES "
+            "(date_trunc('minute', now()) - interval '2 hours', 'qa', 100), "  # older than the chart
+            "(date_trunc('minute', now()) - interval '30 minutes', 'qa', 8), "
+            "(date_trunc('minute', now()) - interval '30 minutes', 'qb', 2), "
+            "(date_trunc('minute', now()), 'qa', 3), (date_trunc('minute', now()), 'qb', 4)"
+        )
+    home = await platform.get("/instances")
+    assert "Messages queued over the last hour: 7 now, at most 10 (2 samples, one a minute)" in home.text
+    points = re.search(r'<polyline points="([^"]+)" class="depth-line">', home.text)
+    assert points and len(points.group(1).split()) == 2
+    for who in ("acme-admin", "acme-member"):  # queues serve every org: no org role sees them
+        page = await (await console.browser(who)).get("/instances")
+        assert page.status_code == 200 and "Queue depth" not in page.text and "depth-line" not in page.text

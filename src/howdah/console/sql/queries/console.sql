@@ -52,3 +52,12 @@ SELECT at, state, generation, change, event_id, error
  WHERE instance_id = %(id)s::uuid
  ORDER BY id DESC
  LIMIT %(limit)s;
+
+-- name: queue_depth_history
+-- Messages queued on the whole platform, per minute of the last hour that the reconciler sampled (control 0011:
+-- about 61 rows a queue, pruned as it samples).
+SELECT at, sum(queue_length)::bigint AS depth, now() AS now
+  FROM control.queue_depth_samples
+ WHERE at >= now() - interval '1 hour'
+ GROUP BY at
+ ORDER BY at;
