@@ -17,7 +17,7 @@ from howdah.console._forms import (
     parse_settings,
     settings_text,
 )
-from howdah.console._session import csrf_token, csrf_valid, same_origin
+from howdah.console._session import csrf_token, csrf_valid, org_viewed, same_origin
 from howdah.console._web import wants_page
 from howdah.control.api import InstanceCreate
 
@@ -127,3 +127,10 @@ def test_the_depth_line_places_samples_by_age_and_scales_to_the_peak() -> None:
     assert depth_line([(now - timedelta(hours=2), 3)], now, 360, 80) is None
     flat = depth_line([(now, 0)], now, 360, 80)
     assert flat is not None and flat.points == "360.0,80.0" and flat.peak == 0
+
+
+def test_only_a_platform_admin_views_the_org_it_chose() -> None:
+    assert org_viewed("default", True, "acme") == "acme"
+    assert org_viewed("default", True, None) == "default" and org_viewed("default", True, "") == "default"
+    assert org_viewed("default", True, "<script>") == "default" and org_viewed("default", True, "Acme") == "default"
+    assert org_viewed("acme", False, "other") == "acme"  # any other role's cookie is ignored

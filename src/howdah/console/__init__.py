@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from howdah.console import _auth_pages, _instances, _platform, _queues, _tokens
+from howdah.console import _auth_pages, _instances, _orgs, _platform, _queues, _tokens
 from howdah.console._web import ASSETS, console_secret, http_error_page, wants_page
 
 __all__ = ["mount_console"]
@@ -24,7 +24,7 @@ def mount_console(app: FastAPI) -> None:
     """Serve the console at ``/`` of ``app`` (made by :func:`howdah.control.api.create_app`)."""
     app.state.console_secret = console_secret()
     app.mount(ASSETS, StaticFiles(packages=[("howdah.console", "static")]), name="console-assets")
-    for module in (_auth_pages, _instances, _tokens, _platform, _queues):
+    for module in (_auth_pages, _instances, _tokens, _orgs, _platform, _queues):
         app.include_router(module.router)
     api_error = app.exception_handlers[StarletteHTTPException]
 

@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from howdah.console._session import COOKIE, CSRF_FIELD, CSRF_HEADER, csrf_valid, same_origin
+from howdah.console._session import COOKIE, CSRF_FIELD, CSRF_HEADER, ORG_COOKIE, csrf_valid, org_viewed, same_origin
 from howdah.console._session import csrf_token as make_csrf_token
 from howdah.control.api import MAX_BODY_BYTES, control_of
 from howdah.control.errors import Forbidden, Invalid, Unauthorized, http_error, message_of
@@ -96,10 +96,12 @@ class Session:
     token: str
     csrf: str
     ctl: ControlPlane
+    org: str  # the org the pages show: the token's, or the one a platform admin chose (see _orgs.py)
 
     @property
-    def org(self) -> str:
-        return self.who.org_id
+    def elsewhere(self) -> bool:
+        """A platform admin viewing an org other than its token's."""
+        return self.org != self.who.org_id
 
 
 async def session_of(request: Request) -> Session:
@@ -112,7 +114,8 @@ async def session_of(request: Request) -> Session:
         who = await ctl.authenticate(token)
     except Unauthorized as exc:
         raise SignInNeeded(SIGN_IN_REASONS["revoked"], "revoked") from exc
-    session = Session(who, token, make_csrf_token(request.app.state.console_secret, token), ctl)
+    org = org_viewed(who.org_id, who.platform, request.cookies.get(ORG_COOKIE))
+    session = Session(who, token, make_csrf_token(request.app.state.console_secret, token), ctl, org)
     request.state.console_session = session  # error pages keep the navigation
     return session
 

@@ -61,3 +61,10 @@ SELECT at, sum(queue_length)::bigint AS depth, now() AS now
  WHERE at >= now() - interval '1 hour'
  GROUP BY at
  ORDER BY at;
+
+-- name: orgs
+-- The orgs a platform admin may choose to view (the primary key's order).
+SELECT id, name, created_at FROM control.orgs ORDER BY id LIMIT %(limit)s;
+
+-- name: org_exists
+SELECT EXISTS (SELECT FROM control.orgs WHERE id = %(id)s) AS found;
