@@ -13,6 +13,7 @@ from howdah.console._forms import (
     extension_list,
     field_errors,
     instance_fields,
+    int_bounds,
     message_field,
     parse_settings,
     settings_text,
@@ -20,6 +21,7 @@ from howdah.console._forms import (
 from howdah.console._session import csrf_token, csrf_valid, org_viewed, same_origin
 from howdah.console._web import wants_page
 from howdah.control.api import InstanceCreate
+from howdah.control.spec import ConnectionPooler
 
 SECRET = b"k" * 32
 
@@ -134,3 +136,8 @@ def test_only_a_platform_admin_views_the_org_it_chose() -> None:
     assert org_viewed("default", True, None) == "default" and org_viewed("default", True, "") == "default"
     assert org_viewed("default", True, "<script>") == "default" and org_viewed("default", True, "Acme") == "default"
     assert org_viewed("acme", False, "other") == "acme"  # any other role's cookie is ignored
+
+
+def test_number_inputs_take_their_bounds_from_the_apis_model() -> None:
+    assert int_bounds(ConnectionPooler, "default_pool_size") == (1, 1000)
+    assert int_bounds(ConnectionPooler, "max_client_connections") == (10, 100_000)

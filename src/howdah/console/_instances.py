@@ -15,6 +15,7 @@ from howdah.console._forms import (
     extension_list,
     field_errors,
     instance_fields,
+    int_bounds,
     message_field,
     names,
     parse_settings,
@@ -27,7 +28,7 @@ from howdah.control.api import InstanceCreate, InstancePatch
 from howdah.control.backups import list_backups, request_backup, restore_backup
 from howdah.control.errors import Conflict, Invalid, NotFound, Unavailable, http_error
 from howdah.control.service import instance_view, require
-from howdah.control.spec import InstanceSpec
+from howdah.control.spec import ConnectionPooler, InstanceSpec
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -161,6 +162,7 @@ async def _instance_page(
     events = await _events(session, instance_id)
     spec = view["desired_spec"]
     extensions = spec.get("extensions") or []
+    pooler = ConnectionPooler.model_validate(spec.get("connection_pooler") or {})  # the API's defaults filled in
     values = {
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
@@ -169,6 +171,8 @@ async def _instance_page(
         "allow": ", ".join(spec.get("ip_allow_list") or []),
         "pooler": "on" if (spec.get("connection_pooler") or {}).get("enabled") else "",
         "pool_mode": (spec.get("connection_pooler") or {}).get("pool_mode", "transaction"), "restore_name": "",
+        "pool_clients": str(pooler.max_client_connections), "pool_size": str(pooler.default_pool_size),
+        "pool_bounds": {f: int_bounds(ConnectionPooler, f) for f in ("max_client_connections", "default_pool_size")},
         **context,
     }  # fmt: skip
     return page(
@@ -209,7 +213,7 @@ async def configure(request: Request, instance_id: str) -> Response:
     require(session.who, session.org, "member")
     current = (await session.ctl.get_instance(session.org, instance_id))["desired_spec"]
     typed = {name: form.get(name, "") for name in ("settings", "enabled", "disabled", "replicas", "allow", "pooler",
-                                                   "pool_mode")}  # fmt: skip
+                                                   "pool_mode", "pool_clients", "pool_size")}  # fmt: skip
     errors: dict[str, str] = {}
     wanted: dict[str, Any] = {}
     try:
@@ -225,6 +229,13 @@ async def configure(request: Request, instance_id: str) -> Response:
         **(current.get("connection_pooler") or {}), "enabled": typed["pooler"] == "on",
         "pool_mode": typed["pool_mode"] or (current.get("connection_pooler") or {}).get("pool_mode", "transaction"),
     }  # fmt: skip
+    for field, key, words in (("pool_clients", "max_client_connections", "max client connections"),
+                              ("pool_size", "default_pool_size", "default pool size")):  # fmt: skip
+        if typed[field].strip():
+            try:
+                wanted["connection_pooler"][key] = int(typed[field])
+            except ValueError:
+                errors["connection_pooler"] = f"{words}: a whole number"
     if typed["replicas"].strip():
         try:
             wanted["replicas"] = int(typed["replicas"])
