@@ -125,7 +125,7 @@ def test_the_depth_line_places_samples_by_age_and_scales_to_the_peak() -> None:
     samples = [(now - timedelta(minutes=90), 50), (now, 5), (now - timedelta(minutes=30), 10),
                (now - timedelta(hours=1), 0)]  # fmt: skip
     line = depth_line(samples, now, 360, 80)
-    assert line == DepthLine("0.0,80.0 180.0,0.0 360.0,40.0", peak=10, latest=5, samples=3)
+    assert line == DepthLine("0.0,80.0 180.0,0.0 360.0,40.0", (360.0, 40.0), peak=10, latest=5, samples=3)
     assert depth_line([(now - timedelta(hours=2), 3)], now, 360, 80) is None
     flat = depth_line([(now, 0)], now, 360, 80)
     assert flat is not None and flat.points == "360.0,80.0" and flat.peak == 0

@@ -14,6 +14,7 @@ HOUR = timedelta(hours=1)
 @dataclass(frozen=True)
 class DepthLine:
     points: str  # an SVG polyline's points, x from an hour ago (0) to now (width), y down from the top
+    last: tuple[float, float]  # the newest point (marked: a line of one sample draws nothing)
     peak: int  # the deepest sample, the top of the chart
     latest: int  # the newest sample
     samples: int
@@ -26,9 +27,8 @@ def depth_line(samples: Sequence[tuple[datetime, int]], now: datetime, width: in
     if not recent:
         return None
     peak = max(depth for _, depth in recent)
-    points = []
-    for at, depth in recent:
-        x = width * (1 - (now - at) / HOUR)
-        y = height - (depth / peak * height if peak else 0)
-        points.append(f"{x:.1f},{y:.1f}")
-    return DepthLine(" ".join(points), peak, recent[-1][1], len(recent))
+    points = [
+        (round(width * (1 - (now - at) / HOUR), 1), round(height - (depth / peak * height if peak else 0), 1))
+        for at, depth in recent
+    ]
+    return DepthLine(" ".join(f"{x:.1f},{y:.1f}" for x, y in points), points[-1], peak, recent[-1][1], len(recent))

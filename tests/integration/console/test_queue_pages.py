@@ -52,7 +52,9 @@ async def test_the_home_page_charts_queue_depth_over_the_last_hour_for_the_platf
             "(date_trunc('minute', now()), 'qa', 3), (date_trunc('minute', now()), 'qb', 4)"
         )
     home = await platform.get("/instances")
-    assert "Messages queued over the last hour: 7 now, at most 10 (2 samples, one a minute)" in home.text
+    assert (
+        "Messages queued over the last hour: 7 in the latest sample, at most 10 (2 samples, one a minute)" in home.text
+    )
     points = re.search(r'<polyline points="([^"]+)" class="depth-line">', home.text)
     assert points and len(points.group(1).split()) == 2
     for who in ("acme-admin", "acme-member"):  # queues serve every org: no org role sees them
