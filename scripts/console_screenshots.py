@@ -103,8 +103,12 @@ async def main(out: Path) -> None:
             await control.register_data_plane("local", "this machine")
             token, _ = await control.create_token("default", "platform", "screenshots")
             async with pool.connection() as conn:
-                await AsyncQueue(conn).create("orders")
+                for name in ("orders", "orders_dlq"):
+                    await AsyncQueue(conn).create(name)
                 await AsyncQueue(conn).send("orders", {"order": 1042, "total": "18.50"})
+                poisoned = await AsyncQueue(conn).send("orders", {"order": 1043, "total": "not a number"})
+                await conn.execute("SELECT pgmq.howdah_dead_letter('orders', %s, 'orders_dlq', 'read 6 times')",
+                                   ([poisoned],))  # fmt: skip
         await capture(f"http://127.0.0.1:{port}", token, out)
     finally:
         stop.set()

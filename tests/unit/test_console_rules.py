@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
+from howdah.console._charts import DepthLine, depth_line
 from howdah.console._forms import (
     by_state,
     extension_list,
     field_errors,
     instance_fields,
+    int_bounds,
     message_field,
     parse_settings,
     settings_text,
 )
-from howdah.console._session import csrf_token, csrf_valid, same_origin
+from howdah.console._session import csrf_token, csrf_valid, org_viewed, same_origin
+from howdah.console._web import wants_page
 from howdah.control.api import InstanceCreate
+from howdah.control.spec import ConnectionPooler
 
 SECRET = b"k" * 32
 
@@ -102,3 +108,36 @@ def test_states_are_counted_most_first() -> None:
     rows = [{"state": s} for s in ("Up", "Submitted", "Up", "Error", "Submitted", "Up")]
     assert by_state(rows) == [("Up", 3), ("Submitted", 2), ("Error", 1)]
     assert by_state([]) == []
+
+
+def test_only_a_browser_on_a_console_path_gets_an_error_page() -> None:
+    browser = "text/html,application/xhtml+xml,*/*;q=0.8"
+    assert wants_page("/no-such-page", browser) and wants_page("/instances/x/y", browser)
+    assert not wants_page("/no-such-page", "application/json") and not wants_page("/no-such-page", "")
+    for path in ("/api/v1/x", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs-assets/x.js",
+                 "/console-assets/nope.js"):  # fmt: skip
+        assert not wants_page(path, browser), path
+    assert wants_page("/apis", browser) and wants_page("/docsy", browser)  # prefixes are whole path segments
+
+
+def test_the_depth_line_places_samples_by_age_and_scales_to_the_peak() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    samples = [(now - timedelta(minutes=90), 50), (now, 5), (now - timedelta(minutes=30), 10),
+               (now - timedelta(hours=1), 0)]  # fmt: skip
+    line = depth_line(samples, now, 360, 80)
+    assert line == DepthLine("0.0,80.0 180.0,0.0 360.0,40.0", (360.0, 40.0), peak=10, latest=5, samples=3)
+    assert depth_line([(now - timedelta(hours=2), 3)], now, 360, 80) is None
+    flat = depth_line([(now, 0)], now, 360, 80)
+    assert flat is not None and flat.points == "360.0,80.0" and flat.peak == 0
+
+
+def test_only_a_platform_admin_views_the_org_it_chose() -> None:
+    assert org_viewed("default", True, "acme") == "acme"
+    assert org_viewed("default", True, None) == "default" and org_viewed("default", True, "") == "default"
+    assert org_viewed("default", True, "<script>") == "default" and org_viewed("default", True, "Acme") == "default"
+    assert org_viewed("acme", False, "other") == "acme"  # any other role's cookie is ignored
+
+
+def test_number_inputs_take_their_bounds_from_the_apis_model() -> None:
+    assert int_bounds(ConnectionPooler, "default_pool_size") == (1, 1000)
+    assert int_bounds(ConnectionPooler, "max_client_connections") == (10, 100_000)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from howdah.console._session import COOKIE
+from howdah.console._session import COOKIE, ORG_COOKIE
 from howdah.console._web import ConsoleRoute, changing, check_origin, page, read_form, reason_text, session_of
 from howdah.control.api import control_of
 from howdah.control.errors import Unauthorized
@@ -48,5 +48,6 @@ async def sign_out(request: Request) -> Response:
     session = await session_of(request)
     await changing(request, session)
     response = RedirectResponse("/sign-in", status_code=303)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    for cookie in (COOKIE, ORG_COOKIE):
+        response.delete_cookie(cookie, path="/", httponly=True, samesite="strict")
     return response

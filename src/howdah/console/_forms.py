@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import ValidationError
+import annotated_types
+from pydantic import BaseModel, ValidationError
 
 __all__ = [
-    "FIELDS", "by_state", "extension_list", "field_errors", "instance_fields", "message_field", "names",
+    "FIELDS", "by_state", "extension_list", "field_errors", "instance_fields", "int_bounds", "message_field", "names",
     "parse_settings", "settings_text",
 ]  # fmt: skip
 
@@ -41,6 +42,8 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if field == "extensions" and len(location) > 1:
             message = f"extension {int(location[1]) + 1}: {message}"
+        elif field == "connection_pooler" and len(location) > 1:
+            message = f"{location[1]}: {message}"  # which of the pooler's fields
         errors.setdefault(field, []).append(message)
     return {field: "; ".join(messages) for field, messages in errors.items()}
 
@@ -96,6 +99,15 @@ def extension_list(enabled: str, disabled: str) -> list[dict[str, Any]]:
     if both:
         raise ValueError(f"listed both as enabled and disabled: {', '.join(both)}")
     return [{"name": name} for name in on] + [{"name": name, "enabled": False} for name in off]
+
+
+def int_bounds(model: type[BaseModel], field: str) -> tuple[int, int]:
+    """The least and greatest whole number ``model`` takes in ``field`` (its ``ge`` and ``le``): a number input's
+    min and max, so that the form and the API say the same."""
+    metadata = model.model_fields[field].metadata
+    low = next(int(m.ge) for m in metadata if isinstance(m, annotated_types.Ge))
+    high = next(int(m.le) for m in metadata if isinstance(m, annotated_types.Le))
+    return low, high
 
 
 def by_state(rows: list[dict[str, Any]]) -> list[tuple[str, int]]:

@@ -9,11 +9,13 @@ from fastapi.responses import RedirectResponse
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
+from howdah.console._charts import DepthLine, depth_line
 from howdah.console._forms import (
     by_state,
     extension_list,
     field_errors,
     instance_fields,
+    int_bounds,
     message_field,
     names,
     parse_settings,
@@ -26,7 +28,7 @@ from howdah.control.api import InstanceCreate, InstancePatch
 from howdah.control.backups import list_backups, request_backup, restore_backup
 from howdah.control.errors import Conflict, Invalid, NotFound, Unavailable, http_error
 from howdah.control.service import instance_view, require
-from howdah.control.spec import InstanceSpec
+from howdah.control.spec import ConnectionPooler, InstanceSpec
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -43,13 +45,26 @@ async def _rows(session: Session, deleted: bool) -> list[dict[str, Any]]:
         return await cur.fetchall()
 
 
+CHART_WIDTH, CHART_HEIGHT = 360, 80
+
+
+async def _queue_depths(session: Session) -> DepthLine | None:
+    """The platform's queue depth over the last hour (one query), for the platform admin: queues serve every
+    org, so no org role sees them."""
+    if not session.who.platform:
+        return None
+    async with session.ctl.pool.connection() as conn:
+        rows = await (await conn.execute(QUERIES["queue_depth_history"])).fetchall()
+    return depth_line([(at, depth) for at, depth, _ in rows], rows[-1][2], CHART_WIDTH, CHART_HEIGHT) if rows else None
+
+
 @router.get("/instances")
 async def instances(request: Request, deleted: Annotated[bool, Query()] = False) -> Response:
     session = await session_of(request)
     require(session.who, session.org, "viewer")
     rows = await _rows(session, deleted)
     return page(request, "instances.html", session, rows=rows, by_state=by_state(rows), deleted=deleted,
-                limit=TABLE_LIMIT)  # fmt: skip
+                limit=TABLE_LIMIT, depths=await _queue_depths(session), chart=(CHART_WIDTH, CHART_HEIGHT))  # fmt: skip
 
 
 @router.get("/instances/rows")
@@ -147,6 +162,7 @@ async def _instance_page(
     events = await _events(session, instance_id)
     spec = view["desired_spec"]
     extensions = spec.get("extensions") or []
+    pooler = ConnectionPooler.model_validate(spec.get("connection_pooler") or {})  # the API's defaults filled in
     values = {
         "settings": settings_text(spec.get("postgres_configs") or {}),
         "enabled": ", ".join(e["name"] for e in extensions if e.get("enabled", True)),
@@ -155,6 +171,8 @@ async def _instance_page(
         "allow": ", ".join(spec.get("ip_allow_list") or []),
         "pooler": "on" if (spec.get("connection_pooler") or {}).get("enabled") else "",
         "pool_mode": (spec.get("connection_pooler") or {}).get("pool_mode", "transaction"), "restore_name": "",
+        "pool_clients": str(pooler.max_client_connections), "pool_size": str(pooler.default_pool_size),
+        "pool_bounds": {f: int_bounds(ConnectionPooler, f) for f in ("max_client_connections", "default_pool_size")},
         **context,
     }  # fmt: skip
     return page(
@@ -195,7 +213,7 @@ async def configure(request: Request, instance_id: str) -> Response:
     require(session.who, session.org, "member")
     current = (await session.ctl.get_instance(session.org, instance_id))["desired_spec"]
     typed = {name: form.get(name, "") for name in ("settings", "enabled", "disabled", "replicas", "allow", "pooler",
-                                                   "pool_mode")}  # fmt: skip
+                                                   "pool_mode", "pool_clients", "pool_size")}  # fmt: skip
     errors: dict[str, str] = {}
     wanted: dict[str, Any] = {}
     try:
@@ -211,6 +229,13 @@ async def configure(request: Request, instance_id: str) -> Response:
         **(current.get("connection_pooler") or {}), "enabled": typed["pooler"] == "on",
         "pool_mode": typed["pool_mode"] or (current.get("connection_pooler") or {}).get("pool_mode", "transaction"),
     }  # fmt: skip
+    for field, key, words in (("pool_clients", "max_client_connections", "max client connections"),
+                              ("pool_size", "default_pool_size", "default pool size")):  # fmt: skip
+        if typed[field].strip():
+            try:
+                wanted["connection_pooler"][key] = int(typed[field])
+            except ValueError:
+                errors["connection_pooler"] = f"{words}: a whole number"
     if typed["replicas"].strip():
         try:
             wanted["replicas"] = int(typed["replicas"])

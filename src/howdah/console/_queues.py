@@ -1,5 +1,6 @@
-"""The Queues pages (platform admins): every queue's depth, a queue's messages peeked at (never consumed), and
-for dead-lettered messages Replay (back to the queue they came from, in one transaction) and Purge."""
+"""The Queues pages (platform admins): every queue's depth beside its dead-letter queue's, a queue's messages
+peeked at (never consumed), and for dead-lettered messages Replay (back to the queue they came from, in one
+transaction) and Purge."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from howdah.console._queries import QUERIES
 from howdah.console._web import ConsoleRoute, Session, changing, page, session_of
 from howdah.control.errors import Conflict, Invalid, NotFound
 from howdah.control.service import require_platform
-from howdah.queue import AsyncQueue, Message, QueueNotFound
+from howdah.queue import DLQ_SUFFIX, AsyncQueue, Message, QueueNotFound
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -39,7 +40,7 @@ async def queues(request: Request) -> Response:
     session = await _platform(request)
     async with session.ctl.pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(QUERIES["queues"])
+        await cur.execute(QUERIES["queues"], {"dlq_suffix": DLQ_SUFFIX})  # one query for the whole page
         rows = await cur.fetchall()
     return page(request, "queues.html", session, rows=rows)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from urllib.parse import urlsplit
 
-__all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "csrf_token", "csrf_valid", "same_origin"]
+__all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "ORG_COOKIE", "csrf_token", "csrf_valid", "org_viewed", "same_origin"]
 
 COOKIE = "howdah_session"
+ORG_COOKIE = "howdah_org"  # the org a platform admin chose to view; ignored for every other role
+ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # control.orgs' check
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
@@ -37,3 +40,11 @@ def same_origin(origin: str | None, referer: str | None, scheme: str, host: str 
         return False
     parts = urlsplit(source)
     return parts.scheme == scheme and parts.netloc.lower() == host.lower()
+
+
+def org_viewed(token_org: str, platform: bool, chosen: str | None) -> str:
+    """The org a session's pages show: the token's own, or for a platform admin the one it chose (a well-formed
+    org id); what any other caller's cookie says is ignored."""
+    if platform and chosen and ORG_ID.fullmatch(chosen):
+        return chosen
+    return token_org

@@ -3,6 +3,7 @@ and HTML error pages (the API's JSON error handlers stay as they are for JSON cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -19,8 +20,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from howdah.console._session import COOKIE, CSRF_FIELD, CSRF_HEADER, csrf_valid, same_origin
+from howdah.console._session import COOKIE, CSRF_FIELD, CSRF_HEADER, ORG_COOKIE, csrf_valid, org_viewed, same_origin
 from howdah.console._session import csrf_token as make_csrf_token
 from howdah.control.api import MAX_BODY_BYTES, control_of
 from howdah.control.errors import Forbidden, Invalid, Unauthorized, http_error, message_of
@@ -94,10 +96,12 @@ class Session:
     token: str
     csrf: str
     ctl: ControlPlane
+    org: str  # the org the pages show: the token's, or the one a platform admin chose (see _orgs.py)
 
     @property
-    def org(self) -> str:
-        return self.who.org_id
+    def elsewhere(self) -> bool:
+        """A platform admin viewing an org other than its token's."""
+        return self.org != self.who.org_id
 
 
 async def session_of(request: Request) -> Session:
@@ -110,7 +114,8 @@ async def session_of(request: Request) -> Session:
         who = await ctl.authenticate(token)
     except Unauthorized as exc:
         raise SignInNeeded(SIGN_IN_REASONS["revoked"], "revoked") from exc
-    session = Session(who, token, make_csrf_token(request.app.state.console_secret, token), ctl)
+    org = org_viewed(who.org_id, who.platform, request.cookies.get(ORG_COOKIE))
+    session = Session(who, token, make_csrf_token(request.app.state.console_secret, token), ctl, org)
     request.state.console_session = session  # error pages keep the navigation
     return session
 
@@ -160,13 +165,61 @@ def page(
     return templates.TemplateResponse(request, template, values, status_code=status_code)
 
 
+TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 405: "Method not allowed", 409: "Conflict",
+          422: "Invalid input", 503: "Unavailable"}  # fmt: skip
+
+
+def error_hint(status: int, who: Principal | None) -> str:
+    """What an error page adds to the error's own words: why such a thing happens."""
+    if status == 404:
+        return "What this address names does not exist, or belongs to another org."
+    if status == 403 and who is not None:
+        return f"Your token (role {who.role} in org {who.org_id}) does not allow this."
+    if status == 405:
+        return "This address is a page of the console, but not for this kind of request."
+    return ""
+
+
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     """What went wrong, in words, with the navigation when the caller is signed in."""
-    titles = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 422: "Invalid input",
-              503: "Unavailable"}  # fmt: skip
-    title = titles.get(status, "Error" if status >= 500 else "Request refused")
-    session = getattr(request.state, "console_session", None)
-    return page(request, "error.html", session, status_code=status, title=title, message=message)
+    title = TITLES.get(status, "Error" if status >= 500 else "Request refused")
+    session: Session | None = getattr(request.state, "console_session", None)
+    hint = error_hint(status, session.who if session else None)
+    return page(request, "error.html", session, status_code=status, title=title, message=message, hint=hint)
+
+
+# Paths of the JSON API and of what machines read: their errors stay the API's JSON, whoever asks.
+NOT_PAGES = ("/api", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs-assets", ASSETS)
+
+
+def wants_page(path: str, accept: str) -> bool:
+    """Whether an error answers as an HTML page: a console path (none of :data:`NOT_PAGES`) asked for by a
+    browser (its ``Accept`` names text/html); everything else keeps the API's JSON error."""
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in NOT_PAGES):
+        return False
+    return "text/html" in accept.lower()
+
+
+def secured(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+async def http_error_page(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    """The page for a path no console route takes (404) or a method it does not (405), signed in or not."""
+    with contextlib.suppress(SignInNeeded, HowdahError, psycopg.Error):
+        await session_of(request)  # the navigation, when the browser is signed in
+    if exc.status_code == 404:
+        message = f"There is no page at {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not a request this page takes."
+    else:
+        message = str(exc.detail)
+    response = error_page(request, exc.status_code, message)
+    response.headers.update(exc.headers or {})
+    secured(response)
+    return response
 
 
 class ConsoleRoute(APIRoute):
@@ -202,9 +255,7 @@ class ConsoleRoute(APIRoute):
             except Exception:  # a page like every other error, never a stack trace
                 log.exception("console page %s failed", request.url.path)
                 response = error_page(request, 500, "internal error; the server log has the details")
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            return response
+            return secured(response)
 
         return handle
 

@@ -155,12 +155,25 @@ class Reconciler:
                 await self.scheduled_backups()
             except psycopg.Error as exc:
                 log.warning("reconciler sweep failed: %s", exc)
+            await self.sample_queue_depths()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.sweep_interval)
 
     async def heartbeat(self) -> None:
         """Record that the reconciler ticks (every ``sweep_interval``): /readyz reads it."""
         await ControlPlane(self.pool).component_heartbeat(RECONCILER, self.sweep_interval)
+
+    async def sample_queue_depths(self) -> int:
+        """Record every queue's depth once a minute for the last hour (the console's chart); a sweep in a minute
+        already sampled reads no queue. Returns how many queues were sampled. A failure (say a queue dropped
+        while it was read) costs the sample, never the sweep."""
+        try:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(Q["sample_queue_depths"])).fetchone()
+        except psycopg.Error as exc:
+            log.warning("queue depth not sampled: %s", exc)
+            return 0
+        return int(row[0]) if row else 0
 
     async def scheduled_backups(self, now: datetime | None = None) -> int:
         """Ask for the base backups whose schedule ticked since the last one (see :func:`backup_due`); returns

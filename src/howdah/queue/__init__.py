@@ -15,13 +15,14 @@ from howdah.queue._errors import (
     QueueNotFound,
 )
 from howdah.queue._names import MAX_QUEUE_NAME, validate_queue_name
-from howdah.queue._options import ConsumeOptions, notify_channel
+from howdah.queue._options import DLQ_SUFFIX, ConsumeOptions, notify_channel
 from howdah.queue._schema import COMPONENT
 from howdah.queue._types import Message, QueueInfo, QueueMetrics, TopicBinding
 
 __all__ = [
     "COMPONENT",
     "DETACH",
+    "DLQ_SUFFIX",
     "MAX_QUEUE_NAME",
     "AsyncQueue",
     "ConsumeOptions",

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from howdah.queue._errors import InvalidArgument, QueueError
 from howdah.queue._names import validate_queue_name
 
-DLQ_SUFFIX = "_dlq"
+DLQ_SUFFIX = "_dlq"  # a consumer's dead-letter queue is its queue's name and this, unless it names another
 CONCURRENCY = 32
 """How many messages ``work()`` handles at once unless told otherwise (``concurrency=1``: one at a time, in the
 order read)."""

@@ -69,7 +69,7 @@ async def test_every_control_of_every_page_is_labelled(console: Console) -> None
         await AsyncQueue(conn).create("labels_q")
     platform = await console.browser("platform")
     pages = ["/instances", "/instances/new", f"/instances/{instance['id']}", "/tokens", "/workflows",
-             "/workflows/labels-wf", "/queues", "/queues/labels_q"]  # fmt: skip
+             "/workflows/labels-wf", "/queues", "/queues/labels_q", "/orgs"]  # fmt: skip
     checked = 0
     for path in pages:
         answer = await platform.get(path)

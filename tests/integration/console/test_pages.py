@@ -536,3 +536,31 @@ async def test_the_allow_list_and_the_pooler_follow_the_apis_rules(console: Cons
     assert row["desired_spec"]["connection_pooler"]["enabled"] is False
     shown = await member.get(f"/instances/{instance['id']}")
     assert 'value="10.0.0.0/8, 2001:db8::/32"' in shown.text
+
+
+async def test_the_poolers_sizes_follow_the_apis_rules(console: Console) -> None:
+    instance = await _create(console, "acme")
+    await _sql(console, "UPDATE control.instances SET state = 'Up', has_active_work = false, "
+               "actual_spec = desired_spec WHERE id = %s", (instance["id"],))  # fmt: skip
+    member = await console.browser("acme-member")
+    page = await member.get(f"/instances/{instance['id']}")
+    assert '<label for="pool_clients">Max client connections</label>' in page.text
+    assert '<label for="pool_size">Default pool size</label>' in page.text
+    assert 'name="pool_clients" type="number" min="10" max="100000" value="1000"' in page.text
+    assert 'name="pool_size" type="number" min="1" max="1000" value="20"' in page.text
+    form = {"csrf_token": csrf_of(page.text), "replicas": "1", "pooler": "on", "pool_mode": "transaction"}
+    url = f"/instances/{instance['id']}/configure"
+    too_big = await member.post(url, data={**form, "pool_clients": "1000", "pool_size": "5000"})
+    assert too_big.status_code == 422
+    assert "default_pool_size" in _field_error(too_big.text, "connection_pooler")
+    assert 'value="5000"' in too_big.text  # what was typed stays in the form
+    not_number = await member.post(url, data={**form, "pool_clients": "lots", "pool_size": "20"})
+    assert not_number.status_code == 422
+    assert "max client connections: a whole number" in _field_error(not_number.text, "connection_pooler")
+    row = await console.control.get_instance("acme", str(instance["id"]))
+    assert row["desired_spec"]["connection_pooler"]["enabled"] is False  # refused forms changed nothing
+    sized = await member.post(url, data={**form, "pool_clients": "200", "pool_size": "50"})
+    assert sized.status_code == 303
+    row = await console.control.get_instance("acme", str(instance["id"]))
+    pooler = row["desired_spec"]["connection_pooler"]
+    assert (pooler["enabled"], pooler["max_client_connections"], pooler["default_pool_size"]) == (True, 200, 50)

@@ -33,10 +33,16 @@ SELECT id, name, status, attempts, created_at, updated_at, finished_at, wake_at,
 SELECT id, name, status FROM howdah.workflows WHERE parent_id = %(id)s ORDER BY created_at, id LIMIT 200;
 
 -- name: queues
--- Every queue's depth and age, as PGMQ's metrics report them.
-SELECT queue_name, queue_length, queue_visible_length, oldest_msg_age_sec, total_messages
-  FROM pgmq.metrics_all()
- ORDER BY queue_name;
+-- Every queue's depth and age, as PGMQ's metrics report them (read once: the CTE is used twice), each beside the
+-- depth of its dead-letter queue: the queue named after it with the consumer's suffix (%(dlq_suffix)s, "_dlq"),
+-- when one exists; a dead-letter queue names the queue it serves (source_queue).
+WITH m AS MATERIALIZED (SELECT * FROM pgmq.metrics_all())
+SELECT m.queue_name, m.queue_length, m.queue_visible_length, m.oldest_msg_age_sec, m.total_messages,
+       dlq.queue_name AS dlq_name, dlq.queue_length AS dlq_length, src.queue_name AS source_queue
+  FROM m
+  LEFT JOIN m AS dlq ON lower(dlq.queue_name) = lower(m.queue_name || %(dlq_suffix)s)
+  LEFT JOIN m AS src ON lower(m.queue_name) = lower(src.queue_name || %(dlq_suffix)s)
+ ORDER BY m.queue_name;
 
 -- name: instance_events
 -- An instance's latest recorded states, newest first (the index instance_events_of_instance); the caller has
@@ -46,3 +52,19 @@ SELECT at, state, generation, change, event_id, error
  WHERE instance_id = %(id)s::uuid
  ORDER BY id DESC
  LIMIT %(limit)s;
+
+-- name: queue_depth_history
+-- Messages queued on the whole platform, per minute of the last hour that the reconciler sampled (control 0011:
+-- about 61 rows a queue, pruned as it samples).
+SELECT at, sum(queue_length)::bigint AS depth, now() AS now
+  FROM control.queue_depth_samples
+ WHERE at >= now() - interval '1 hour'
+ GROUP BY at
+ ORDER BY at;
+
+-- name: orgs
+-- The orgs a platform admin may choose to view (the primary key's order).
+SELECT id, name, created_at FROM control.orgs ORDER BY id LIMIT %(limit)s;
+
+-- name: org_exists
+SELECT EXISTS (SELECT FROM control.orgs WHERE id = %(id)s) AS found;

@@ -54,3 +54,20 @@ UPDATE control.instances
    SET state = %(state)s, has_active_work = true, generation = generation + 1, pending_event = %(event)s,
        work_sent_at = clock_timestamp(), next_retry_at = NULL, updated_at = clock_timestamp()
  WHERE id = %(id)s;
+
+-- name: sample_queue_depths
+-- One row per queue for the current minute, unless this minute is sampled already (then the uncorrelated
+-- NOT EXISTS is a one-time filter and pgmq.metrics_all() is not called); rows older than an hour are dropped in
+-- the same statement. Returns how many queues were sampled (0: the minute had its sample).
+WITH pruned AS (
+    DELETE FROM control.queue_depth_samples WHERE at < date_trunc('minute', now()) - interval '1 hour'
+), sampled AS (
+    INSERT INTO control.queue_depth_samples (at, queue_name, queue_length)
+    SELECT date_trunc('minute', now()), queue_name, queue_length
+      FROM pgmq.metrics_all()
+     WHERE NOT EXISTS (SELECT FROM control.queue_depth_samples
+                        WHERE at = date_trunc('minute', now()))
+    ON CONFLICT (at, queue_name) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) AS sampled FROM sampled;
