@@ -305,6 +305,20 @@ def backups(name: str, output: OutputOption = Format.table, as_json: JsonFlag = 
     console.print(backups_table(listed, datetime.now(UTC)))
 
 
+@app.command("delete-backup")
+@friendly
+def delete_backup(backup_id: str, output: OutputOption = Format.table) -> None:
+    """Delete a base backup (id or unique id prefix) and the archived WAL no other backup needs; refused, saying
+    why, when that would lose a point of the window its instance's retention keeps."""
+    api = _api()
+    taken = api.call("GET", f"/api/v1/orgs/{api.settings.org}/backups")
+    found = resolve(backup_id, taken, what="backup")
+    gone = api.call("DELETE", f"/api/v1/orgs/{api.settings.org}/backups/{quote(found['id'], safe='')}")
+    err_console.print(f"backup {gone['id']} deleted", highlight=False)
+    if output is not Format.table:
+        emit(gone, output, lambda: None)
+
+
 @app.command()
 @friendly
 def restore(

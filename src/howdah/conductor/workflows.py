@@ -115,6 +115,8 @@ class InstanceWorkflows:
         kind = event["kind"]
         if kind == "Backup":
             return await self.take_backup(ctx, event)
+        if kind == "DeleteBackup":
+            return await self.delete_backup(ctx, event)
         if kind in ("Create", "Update"):
             return await self.answer(ctx, event, self.converge(ctx, event))
         if kind in ("Restart", "Stop", "Start", "Delete"):
@@ -214,6 +216,16 @@ class InstanceWorkflows:
             return "BackupFailed"
         await self.report(ctx, event, "BackupCompleted", backup=done)
         return "BackupCompleted"
+
+    async def delete_backup(self, ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        """Remove a base backup the control plane has already let go of (its record is gone): nothing to report
+        but the workflow's own outcome."""
+        iid, backup_id = event["instance_id"], str(event["backup_id"])
+        try:
+            await self.call(ctx, "delete backup", lambda: self.provider.delete_backup(iid, backup_id))
+        except StepFailed as exc:
+            return f"Error: {exc.error.get('message', str(exc))}"
+        return "BackupDeleted"
 
 
 def build_app(

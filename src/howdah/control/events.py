@@ -17,7 +17,7 @@ from howdah.control.failures import Failure
 
 STATE_QUEUE = "control_state_events"
 
-CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup"]
+CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup", "DeleteBackup"]
 StateKind = Literal["Created", "Updated", "Restarted", "Stopped", "Started", "Deleted", "Error", "Recovered"]
 BackupKind = Literal["BackupCompleted", "BackupFailed"]  # not state-machine events: they only fill control.backups
 
@@ -38,7 +38,7 @@ class CrudEvent(BaseModel):
     spec: dict[str, Any]
     settings: dict[str, str] = Field(default_factory=dict)
     extensions: list[str] = Field(default_factory=list)
-    backup_id: str | None = None  # Backup: the backup to take
+    backup_id: str | None = None  # Backup: the backup to take; DeleteBackup: the one to remove
     # Create: a backup to start from (backup_id, location, instance_id), or a point in time of another instance
     # (source_instance_id, target_time, target_lsn: both None for the latest point archived)
     restore_from: dict[str, Any] | None = None

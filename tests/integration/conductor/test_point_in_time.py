@@ -235,3 +235,30 @@ async def test_a_base_backup_is_taken_when_its_schedule_ticks(platform: Platform
 async def _window_of(platform: Platform, instance_id: str) -> dict[str, Any] | None:
     span: dict[str, Any] | None = (await platform.instance(instance_id))["status"].get("recovery_window")
     return span
+
+
+async def test_a_deleted_backup_leaves_the_data_plane(platform: Platform) -> None:
+    created = await platform.call("POST", f"{BASE}/instances", json={"name": "pruned", "data_plane": PLANE})
+    assert created.status_code == 202, created.text
+    source_id = created.json()["id"]
+    await platform.settled(source_id)
+    taken = []
+    for _ in range(2):
+        asked = await platform.call("POST", f"{BASE}/instances/{source_id}/backups")
+        assert asked.status_code == 202, asked.text
+        taken.append(asked.json()["id"])
+
+        async def completed(backup_id: str = taken[-1]) -> bool:
+            listed = (await platform.call("GET", f"{BASE}/backups", params={"instance_id": source_id})).json()
+            return any(b["id"] == backup_id and b["status"] == "completed" for b in listed)
+
+        await async_wait_until(completed, timeout=120, what="a base backup")
+    folder = platform.dataplane / "backups" / source_id
+    assert (folder / taken[1]).is_dir()
+
+    deleted = await platform.call("DELETE", f"{BASE}/backups/{taken[1]}")
+    assert deleted.status_code == 202, deleted.text
+    await async_wait_until(lambda: not (folder / taken[1]).exists(), timeout=60, what="the backup's files removed")
+    assert (folder / taken[0]).is_dir()
+    listed = (await platform.call("GET", f"{BASE}/backups", params={"instance_id": source_id})).json()
+    assert [b["id"] for b in listed] == [taken[0]]

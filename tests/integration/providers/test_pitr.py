@@ -196,3 +196,26 @@ def test_a_kill_9_loses_no_archived_commit(provider: LocalProvider, home: Path) 
     provider.restore_to("crashy", "after-crash", "after-crash", RecoveryTarget())
     provider.ensure_running("after-crash")
     assert rows(provider.ensure_app_database("after-crash")) == [1, 2]
+
+
+def test_deleting_a_backup_removes_its_files_and_the_wal_only_it_needed(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "pruned")
+    provider.backup("pruned", "first")
+    first_segments = [switch_and_archive(home, "pruned", info) for _ in range(2)]
+    provider.backup("pruned", "second")
+    later = switch_and_archive(home, "pruned", info)
+    wal = home / "backups" / "pruned" / "wal"
+    before = {p.name for p in wal.iterdir()}
+    assert set(first_segments) <= before
+
+    provider.delete_backup("pruned", "first")
+    assert [b.backup_id for b in provider.list_backups("pruned")] == ["second"]
+    assert not (home / "backups" / "pruned" / "first").exists()
+    after = {p.name for p in wal.iterdir()}
+    assert not set(first_segments) & after and later in after  # what the second backup replays stays
+    window = provider.recovery_window("pruned")
+    assert window is not None and window.earliest == provider.list_backups("pruned")[0].created_at
+    provider.delete_backup("pruned", "first")  # gone already: nothing to do
+
+    provider.delete_backup("pruned", "second")  # the last one: the archived WAL is all there is, and stays
+    assert provider.list_backups("pruned") == [] and {p.name for p in wal.iterdir()} == after
