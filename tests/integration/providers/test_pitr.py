@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+import shutil
 import signal
 import stat
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -219,3 +223,33 @@ def test_deleting_a_backup_removes_its_files_and_the_wal_only_it_needed(provider
 
     provider.delete_backup("pruned", "second")  # the last one: the archived WAL is all there is, and stays
     assert provider.list_backups("pruned") == [] and {p.name for p in wal.iterdir()} == after
+
+
+def test_base_backups_are_compressed_and_plain_ones_still_restore(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "packed")
+    with connect(info) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g AS n FROM generate_series(1, 3) AS g")
+    taken = provider.backup("packed", "packed-1")
+    data = home / "backups" / "packed" / "packed-1" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["backup_manifest", "base.tar.gz", "pg_wal.tar.gz"]
+    with gzip.open(data / "base.tar.gz") as packed:
+        assert packed.read(262)[257:262] == b"ustar"  # a gzip-compressed tar
+    assert taken.size_bytes == sum(p.stat().st_size for p in data.iterdir())
+    provider.restore(taken, "unpacked", "unpacked")
+    provider.ensure_running("unpacked")
+    assert rows(provider.ensure_app_database("unpacked")) == [1, 2, 3]
+
+    # a backup taken before backups were compressed: the cluster's plain files (its WAL in pg_wal/)
+    old = home / "backups" / "packed" / "plain-1"
+    shutil.copytree(data.parent, old)
+    for name, into in (("base.tar.gz", old / "data"), ("pg_wal.tar.gz", old / "data" / "pg_wal")):
+        with tarfile.open(old / "data" / name) as tar:
+            tar.extractall(into, filter="data")
+        (old / "data" / name).unlink()
+    meta = json.loads((old / "backup.json").read_text())
+    del meta["format"]
+    (old / "backup.json").write_text(json.dumps({**meta, "backup_id": "plain-1"}))
+    plain = next(b for b in provider.list_backups("packed") if b.backup_id == "plain-1")
+    provider.restore(plain, "from-plain", "from-plain")
+    provider.ensure_running("from-plain")
+    assert rows(provider.ensure_app_database("from-plain")) == [1, 2, 3]
