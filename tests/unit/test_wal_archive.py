@@ -27,6 +27,7 @@ from howdah.control.recovery import (
     window,
 )
 from howdah.providers import _wal_archive
+from howdah.providers._local_archive import archiver_status, push_failure
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -184,3 +185,24 @@ def test_a_deleted_instances_backups_expire_after_its_retention() -> None:
     assert not expired_after_delete(deleted, 7, deleted + timedelta(days=6, hours=23))
     assert expired_after_delete(deleted, 7, deleted + timedelta(days=7))
     assert expired_after_delete(deleted, 1, deleted + timedelta(days=30))
+
+
+def test_an_archive_error_says_why_without_the_data_planes_paths() -> None:
+    wal = Path("/srv/howdah/backups/abc/wal")
+    log = (
+        "2026-12-06 20:00:00 UTC LOG:  checkpoint complete\n"
+        "howdah WAL push: [Errno 28] No space left on device\n"
+        f"howdah WAL push: [Errno 13] Permission denied: '{wal}/.000000010000000000000003.1a2b.tmp'\n"
+        "2026-12-06 20:00:01 UTC LOG:  archive command failed with exit code 1\n"
+    )
+    assert push_failure(log, wal) == "[Errno 13] Permission denied: '.000000010000000000000003.1a2b.tmp'"
+    assert push_failure("LOG:  nothing of the archive\n", wal) is None
+    failed = datetime(2026, 12, 6, 20, 0, 1, tzinfo=UTC)
+    status = archiver_status(("00000001000000000000000A", T0, "000000010000000000000003", failed, 4), wal, True,
+                             lambda: log)  # fmt: skip
+    assert status["last_archive_error"] == (
+        "archiving 000000010000000000000003 failed at 2026-12-06T20:00:01+00:00 (4 failures in all): "
+        "[Errno 13] Permission denied: '.000000010000000000000003.1a2b.tmp'"
+    )
+    archived_later = archiver_status(("00000001000000000000000A", failed, "x", T0, 4), wal, True, lambda: log)
+    assert archived_later["last_archive_error"] is None

@@ -51,6 +51,7 @@ from howdah.providers._local_files import (
     ensure_secret,
     instance_os_user_name,
     log_messages,
+    log_tail,
     pick_port,
     recorded_ports,
 )
@@ -363,7 +364,8 @@ class LocalProvider(LocalBase):
     def _archive_status(self, record: InstanceRecord, archiver: tuple[Any, ...] | None) -> dict[str, Any]:
         """Archiving as ``status`` reports it: the archiver's last success or failure, the recoverable window."""
         wal = self._wal_dir(record.instance_id)
-        found = _archive.archiver_status(archiver, wal, record.archive)
+        log_file = self._paths(record.instance_id).log_file
+        found = _archive.archiver_status(archiver, wal, record.archive, lambda: log_tail(log_file))
         try:
             span = _archive.recoverable(self.home, wal, self._backup_points(record.instance_id))
         except (OSError, ProviderError, subprocess.SubprocessError) as exc:

@@ -253,3 +253,49 @@ def test_base_backups_are_compressed_and_plain_ones_still_restore(provider: Loca
     provider.restore(plain, "from-plain", "from-plain")
     provider.ensure_running("from-plain")
     assert rows(provider.ensure_app_database("from-plain")) == [1, 2, 3]
+
+
+def test_an_unwritable_store_stops_the_window_and_archiving_resumes(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "blocked")
+    with connect(info) as conn:
+        conn.execute("CREATE TABLE t (n int)")
+    provider.backup("blocked", "base")
+    with connect(info) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    switch_and_archive(home, "blocked", info)
+    before = provider.status("blocked").as_dict()
+    assert before["last_archive_error"] is None and before["recovery_window"] is not None
+
+    wal = home / "backups" / "blocked" / "wal"
+    wal.chmod(0o500)  # the store refuses writes (its owner, the instance's OS user, included)
+    try:
+        with connect(info) as conn:
+            conn.execute("INSERT INTO t VALUES (2)")
+            during = one(conn, "SELECT clock_timestamp()")
+        with superuser(home, "blocked", info) as conn:
+            stuck = str(one(conn, "SELECT pg_walfile_name(pg_switch_wal())"))
+            wait_until(
+                lambda: one(conn, "SELECT last_failed_wal FROM pg_stat_archiver") == stuck,
+                timeout=30,
+                what="the archiver failing on the unwritable store",
+            )
+            kept = one(conn, "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') AS f WHERE f LIKE '%.ready'")
+        status = provider.status("blocked").as_dict()
+        assert status["running"] and status["accepting_connections"]  # the instance keeps running
+        error = status["last_archive_error"]
+        assert error is not None and stuck in error and "Permission denied" in error, error  # why, too
+        assert str(home) not in error  # the data plane's layout stays its own
+        assert status["recovery_window"] == before["recovery_window"]  # the window stops advancing
+        assert status["last_archived_wal"] == before["last_archived_wal"] and kept >= 1  # Postgres keeps the WAL
+        with connect(info) as conn:
+            conn.execute("INSERT INTO t VALUES (3)")  # writes go on
+    finally:
+        wal.chmod(0o700)
+
+    switch_and_archive(home, "blocked", info)  # the store is back: the kept segments are archived, then new ones
+    after = provider.status("blocked").as_dict()
+    assert after["last_archive_error"] is None
+    assert datetime.fromisoformat(after["recovery_window"]["latest"]) > during
+    provider.restore_to("blocked", "unblocked", "unblocked", RecoveryTarget())
+    provider.ensure_running("unblocked")
+    assert rows(provider.ensure_app_database("unblocked")) == [1, 2, 3]
