@@ -124,6 +124,8 @@ def test_ids_are_taken_by_prefix_and_an_ambiguous_prefix_is_refused(
     kept = cli("instance", "delete-backup", "bbbb", check=False)  # now unique: depot's only completed backup
     assert kept.returncode == 4 and "only base backup of the last 7 days" in kept.stderr, kept.stderr
     assert [b["id"] for b in _json(cli, "instance", "backups", "depot", "-o", "json")["backups"]] == [TAKEN[0]]
+    unverifiable = cli("instance", "verify-backup", "depot", check=False)  # its data plane reported no window
+    assert unverifiable.returncode == 4 and "no backup to verify yet" in unverifiable.stderr, unverifiable.stderr
 
 
 def test_tokens_through_the_api(cli: Cli) -> None:

@@ -26,7 +26,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, St
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import _metadata_cache, stacks
-from howdah.control.backups import delete_backup, list_backups, request_backup, restore_backup, restore_point_in_time
+from howdah.control.backups import (
+    delete_backup,
+    list_backups,
+    request_backup,
+    request_verification,
+    restore_backup,
+    restore_point_in_time,
+)
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
 from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
@@ -568,6 +575,14 @@ def create_app(
     async def backup(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> BackupInfo:
         require(who, org_id, "member")
         return BackupInfo(**await request_backup(ctl, org_id, instance_id))
+
+    @app.post(base + "/{instance_id}/verify-backup", tags=["backups"], status_code=202)
+    async def verify_backup(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
+        """Verify the instance's latest backup: its data plane restores it (with the archived WAL) into a scratch
+        instance, checks that it starts and answers a query, and deletes it; the outcome shows in the status as
+        ``last_verified_restore`` ({at, ok, seconds, error})."""
+        require(who, org_id, "member")
+        return Instance(**instance_view(await request_verification(ctl, org_id, instance_id), who, sealer))
 
     @app.get(base + "/{instance_id}/backups", tags=["backups"])
     async def backups(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> list[BackupInfo]:

@@ -18,7 +18,7 @@ from howdah.control import fsm
 from howdah.control.errors import Conflict, Invalid, NotFound
 from howdah.control.queries import QUERIES as Q
 from howdah.control.recovery import Window, deletion_refused, outside, parse_lsn
-from howdah.control.service import ControlPlane, _iso, validation_message
+from howdah.control.service import ControlPlane, _checked_change, _iso, validation_message
 from howdah.control.spec import InstanceSpec
 
 PITR = "pitr"  # the data-plane feature (its provider's capability) a point-in-time restore needs
@@ -91,6 +91,23 @@ async def delete_backup(
                                 backup_id=str(backup["id"]))  # fmt: skip
         await conn.execute(Q["delete_backup"], {"id": backup["id"]})
     return _backup_view(backup)
+
+
+async def request_verification(control: ControlPlane, org_id: str, instance_id: str) -> dict[str, Any]:
+    """Ask the instance's data plane to verify its latest backup (a VerifyBackup event): restored with its
+    archived WAL into a scratch instance, started, queried and deleted; the outcome becomes the instance's
+    ``last_verified_restore``. The instance may be running, stopped or deleted; it needs a recoverable window
+    (409 otherwise) on a data plane that restores to a point in time (422 otherwise)."""
+    async with control.pool.connection() as conn, conn.transaction():
+        row = await control._locked(conn, org_id, instance_id)
+        features = row.get("dp_features")
+        if features is not None and PITR not in features:
+            raise Invalid(f"data plane {row['data_plane']!r} cannot verify backups (its provider archives no WAL)")
+        if not (row["status"] or {}).get("recovery_window"):
+            raise Conflict(f"instance {row['name']!r} has no backup to verify yet: take one first")
+        spec, settings, extensions, _ = _checked_change(row, "Start", None)
+        await control._send(conn, row, row["dp_queue"], "VerifyBackup", spec, settings, extensions, track=False)
+    return row
 
 
 async def restore_backup(

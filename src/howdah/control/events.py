@@ -17,9 +17,10 @@ from howdah.control.failures import Failure
 
 STATE_QUEUE = "control_state_events"
 
-CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup", "DeleteBackup"]
+CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup", "DeleteBackup", "VerifyBackup"]
 StateKind = Literal["Created", "Updated", "Restarted", "Stopped", "Started", "Deleted", "Error", "Recovered"]
-BackupKind = Literal["BackupCompleted", "BackupFailed"]  # not state-machine events: they only fill control.backups
+# not state-machine events: they only fill control.backups, or an instance's last_verified_restore
+BackupKind = Literal["BackupCompleted", "BackupFailed", "RestoreVerified"]
 
 
 def data_plane_queue(data_plane: str) -> str:
@@ -65,3 +66,4 @@ class StateEvent(BaseModel):
     error: str | None = None
     failure: Failure | None = None  # Error: permanent or transient (see howdah.control.failures)
     backup: dict[str, Any] | None = None  # BackupCompleted / BackupFailed: backup_id, location, size_bytes
+    verification: dict[str, Any] | None = None  # RestoreVerified: at, ok, seconds, error

@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import tarfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -124,5 +125,5 @@ def _extract(archive: Path, into: Path) -> None:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(into, filter="data")
-    except (OSError, tarfile.TarError) as exc:
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # a truncated gzip stream is an EOFError
         raise ProviderError(f"the base backup {archive} cannot be unpacked: {exc}") from exc

@@ -262,3 +262,44 @@ async def test_a_deleted_backup_leaves_the_data_plane(platform: Platform) -> Non
     assert (folder / taken[0]).is_dir()
     listed = (await platform.call("GET", f"{BASE}/backups", params={"instance_id": source_id})).json()
     assert [b["id"] for b in listed] == [taken[0]]
+
+
+async def test_verify_backup_restores_into_a_scratch_instance_and_records_the_outcome(platform: Platform) -> None:
+    created = await platform.call("POST", f"{BASE}/instances", json={"name": "checked", "data_plane": PLANE})
+    assert created.status_code == 202, created.text
+    iid = created.json()["id"]
+    await platform.settled(iid)
+    url = f"{BASE}/instances/{iid}/verify-backup"
+    nothing = await platform.call("POST", url)
+    assert nothing.status_code == 409 and "no backup to verify" in nothing.json()["error"]["message"]
+    backup = (await platform.call("POST", f"{BASE}/instances/{iid}/backups")).json()
+
+    async def windowed() -> bool:
+        return bool((await platform.instance(iid))["status"].get("recovery_window"))
+
+    await async_wait_until(windowed, timeout=120, what="the instance's window")
+    assert (await platform.instance(iid))["status"]["last_verified_restore"] is None
+    assert (await platform.call("POST", url, who="viewer")).status_code == 403
+    assert (
+        await platform.call("POST", f"/api/v1/orgs/{OTHER}/instances/{iid}/verify-backup", who="rival")
+    ).status_code == 404
+
+    async def verified(since: str | None = None) -> dict[str, Any] | None:
+        found = (await platform.instance(iid))["status"]["last_verified_restore"]
+        return found if found and found["at"] != since else None
+
+    asked = await platform.call("POST", url)
+    assert asked.status_code == 202, asked.text
+    outcome = await async_wait_until(verified, timeout=180, what="the verification's outcome")
+    assert outcome["ok"] is True and outcome["error"] is None and outcome["seconds"] >= 0
+    home = platform.dataplane
+    assert not [p for p in (home / "instances").iterdir() if p.name.startswith("verify-")]  # the scratch is gone
+    assert not [p for p in (home / "backups").iterdir() if p.name.startswith("verify-")]  # and archived nothing
+
+    # a backup that no longer unpacks: the verification says so, and still leaves nothing behind
+    packed = home / "backups" / iid / backup["id"] / "data" / "base.tar.gz"
+    packed.write_bytes(packed.read_bytes()[:4096])
+    assert (await platform.call("POST", url)).status_code == 202
+    failed = await async_wait_until(lambda: verified(outcome["at"]), timeout=180, what="the second outcome")
+    assert failed["ok"] is False and "cannot be unpacked" in failed["error"], failed
+    assert not [p for p in (home / "instances").iterdir() if p.name.startswith("verify-")]

@@ -48,3 +48,8 @@ SELECT id, coalesce(completed_at, created_at) AS ended_at FROM control.backups
 
 -- name: delete_backup
 DELETE FROM control.backups WHERE id = %(id)s;
+
+-- name: record_verified_restore
+-- A restore verification's outcome, as reported by the data plane that runs the instance (no row otherwise).
+UPDATE control.instances SET last_verified_restore = %(outcome)s
+ WHERE id::text = %(instance_id)s AND data_plane = %(data_plane)s;
