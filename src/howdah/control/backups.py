@@ -76,7 +76,7 @@ async def delete_backup(
         if backup["status"] == "pending":
             raise Conflict(f"backup {backup_id!r} is still being taken: delete it once it completed or failed")
         if backup["status"] == "completed":
-            # the instance's row is locked first: two deletes of its backups are decided one after the other
+            # the instance's row locked too: two deletes of its backups are decided one after the other
             row = await control._locked(conn, org_id, str(backup["instance_id"]))
             features = row.get("dp_features")
             if features is not None and DELETE_BACKUP not in features:
