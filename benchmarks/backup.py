@@ -174,9 +174,9 @@ def run(provider: LocalProvider, report: Report, rounds: int, seconds: float, no
                 if time.monotonic() > deadline:
                     raise
     elapsed = time.perf_counter() - began
+    how = "latest point; the base backup unpacked (tar, gzip), every archived segment replayed"
     restore = ResultTable("Point-in-time restore", ["WAL replayed after the base backup", "restore to promotion",
-                                                    "replay, MB/s"],
-                          settings="latest point; the base backup copied, every archived segment replayed")  # fmt: skip
+                                                    "replay, MB/s"], settings=how)  # fmt: skip
     restore.add_row(f"{replayed / 2**20:,.0f} MB", f"{elapsed:.1f} s", fmt_rate(replayed / 2**20 / elapsed))
     restore.notes.append("not yet compared with pg_basebackup + restore_command driven by hand")
     report.add(restore)

@@ -117,6 +117,16 @@ def test_ids_are_taken_by_prefix_and_an_ambiguous_prefix_is_refused(
     unknown = cli("instance", "restore", "bbbb9", "copy", check=False)
     assert unknown.returncode == 3 and "no backup named 'bbbb9'" in unknown.stderr
 
+    ambiguous_backup = cli("instance", "delete-backup", "bbbb", check=False)
+    assert ambiguous_backup.returncode == 2 and TAKEN[0] in ambiguous_backup.stderr
+    deleted = cli("instance", "delete-backup", "bbbb0002")  # the failed one, by prefix
+    assert deleted.stdout == "" and f"backup {TAKEN[1]} deleted" in deleted.stderr
+    kept = cli("instance", "delete-backup", "bbbb", check=False)  # now unique: depot's only completed backup
+    assert kept.returncode == 4 and "only base backup of the last 7 days" in kept.stderr, kept.stderr
+    assert [b["id"] for b in _json(cli, "instance", "backups", "depot", "-o", "json")["backups"]] == [TAKEN[0]]
+    unverifiable = cli("instance", "verify-backup", "depot", check=False)  # its data plane reported no window
+    assert unverifiable.returncode == 4 and "no backup to verify yet" in unverifiable.stderr, unverifiable.stderr
+
 
 def test_tokens_through_the_api(cli: Cli) -> None:
     made = _json(cli, "token", "create", "--role", "viewer", "--name", "ci", "-o", "json")

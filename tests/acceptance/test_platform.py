@@ -182,6 +182,11 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
     refused = p.cli("instance", "restore", "--from", "shop", "--to-time", "2001-01-01 00:00:00+00", "x", check=False)
     assert refused.returncode != 0 and "outside the recoverable window" in refused.stdout + refused.stderr
     p.cli("instance", "delete", "shop-pit", "--wait")
+    # the latest backup verified: restored into a scratch instance, queried, deleted; the outcome in the status
+    verified = json.loads(p.cli("instance", "verify-backup", "shop", "--wait", "-o", "json").stdout)
+    assert verified["ok"] is True and verified["error"] is None and verified["seconds"] >= 0
+    assert p.instance("shop")["status"]["last_verified_restore"] == verified
+    assert "verified restore" in p.cli("instance", "get", "shop").stdout
     with p.connect("shop") as conn:
         conn.execute("DELETE FROM orders WHERE id IN (3, 4)")
 

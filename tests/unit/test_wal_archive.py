@@ -13,8 +13,10 @@ import pytest
 from howdah.control.recovery import (
     SEGMENT_SIZE,
     BackupPoint,
+    after_deletion,
     backup_due,
     choose_backup,
+    deletion_refused,
     expired_after_delete,
     format_lsn,
     outside,
@@ -25,6 +27,7 @@ from howdah.control.recovery import (
     window,
 )
 from howdah.providers import _wal_archive
+from howdah.providers._local_archive import archiver_status, push_failure
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -94,6 +97,38 @@ def test_retention_keeps_every_point_of_the_window_and_the_wal_kept_backups_need
     assert retention(backups, wal, now=T0 + timedelta(days=3), retention_days=7).delete_backups == ()
 
 
+def test_deleting_a_backup_never_loses_a_point_retention_keeps() -> None:
+    ends = {b.backup_id: b.end_time for b in [point("b1", 1, 10), point("b2", 2, 20), point("b3", 9, 30),
+                                              point("b4", 10, 40)]}  # fmt: skip
+    now = T0 + timedelta(days=11)  # retention from day 4: b2 anchors the window, b1 is retention's to remove
+    assert deletion_refused(ends, "b1", now, 7) is None
+    anchor = deletion_refused(ends, "b2", now, 7)  # the window would start at b3 (day 9), losing days 4 to 9
+    assert anchor is not None and "would then start at 2026-12-10T00:00:00+00:00 instead of 2026-12-05" in anchor
+    assert deletion_refused(ends, "b3", now, 7) is None  # b2 replays the archived WAL across it
+    assert deletion_refused(ends, "b4", now, 7) is None  # b3 is still a base backup of the last 7 days
+    # the last one of the retention period cannot go, nor can the only one
+    alone = deletion_refused({"b2": ends["b2"], "b3": ends["b3"]}, "b3", now, 7)
+    assert alone is not None and "only base backup of the last 7 days" in alone
+    only = deletion_refused({"b4": ends["b4"]}, "b4", now, 7)
+    assert only is not None and "no base backup inside its recovery window" in only
+    # a young instance: its oldest backup is the window's start, the points after it are all kept
+    young = deletion_refused(ends, "b1", T0 + timedelta(days=3), 7)
+    assert young is not None and "instead of 2026-12-02" in young
+    assert deletion_refused(ends, "b2", T0 + timedelta(days=3), 7) is None
+    # two backups that ended together: either may go
+    assert deletion_refused({"x": ends["b3"], "y": ends["b3"]}, "x", now, 7) is None
+
+
+def test_deleting_a_backup_removes_the_wal_only_it_needed() -> None:
+    backups = [point("b1", 1, 10), point("b2", 2, 20), point("b3", 9, 30)]
+    wal = [segment_name(1, n * SEGMENT_SIZE) for n in range(10, 35)] + ["00000002.history"]
+    oldest = after_deletion(backups, wal, "b1")
+    assert oldest.delete_backups == ("b1",)
+    assert oldest.delete_wal == tuple(segment_name(1, n * SEGMENT_SIZE) for n in range(10, 20))
+    assert after_deletion(backups, wal, "b2").delete_wal == ()  # b1 still replays from segment 10 on
+    assert after_deletion(backups[:1], wal, "b1").delete_wal == ()  # no backup left: the WAL is all there is
+
+
 def test_push_is_durable_idempotent_and_never_overwrites(tmp_path: Path) -> None:
     archive, name = tmp_path / "archive", "000000010000000000000003"
     archive.mkdir()
@@ -150,3 +185,24 @@ def test_a_deleted_instances_backups_expire_after_its_retention() -> None:
     assert not expired_after_delete(deleted, 7, deleted + timedelta(days=6, hours=23))
     assert expired_after_delete(deleted, 7, deleted + timedelta(days=7))
     assert expired_after_delete(deleted, 1, deleted + timedelta(days=30))
+
+
+def test_an_archive_error_says_why_without_the_data_planes_paths() -> None:
+    wal = Path("/srv/howdah/backups/abc/wal")
+    log = (
+        "2026-12-06 20:00:00 UTC LOG:  checkpoint complete\n"
+        "howdah WAL push: [Errno 28] No space left on device\n"
+        f"howdah WAL push: [Errno 13] Permission denied: '{wal}/.000000010000000000000003.1a2b.tmp'\n"
+        "2026-12-06 20:00:01 UTC LOG:  archive command failed with exit code 1\n"
+    )
+    assert push_failure(log, wal) == "[Errno 13] Permission denied: '.000000010000000000000003.1a2b.tmp'"
+    assert push_failure("LOG:  nothing of the archive\n", wal) is None
+    failed = datetime(2026, 12, 6, 20, 0, 1, tzinfo=UTC)
+    status = archiver_status(("00000001000000000000000A", T0, "000000010000000000000003", failed, 4), wal, True,
+                             lambda: log)  # fmt: skip
+    assert status["last_archive_error"] == (
+        "archiving 000000010000000000000003 failed at 2026-12-06T20:00:01+00:00 (4 failures in all): "
+        "[Errno 13] Permission denied: '.000000010000000000000003.1a2b.tmp'"
+    )
+    archived_later = archiver_status(("00000001000000000000000A", failed, "x", T0, 4), wal, True, lambda: log)
+    assert archived_later["last_archive_error"] is None

@@ -82,6 +82,9 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, str]]:
         if status.get("last_archive_error"):
             archived += f"; [red]{status['last_archive_error']}[/]"
         rows.append(("backups", archived))
+    verified = status.get("last_verified_restore")
+    if verified:
+        rows.append(("verified restore", _verification(verified)))
     if item.get("connection"):
         c = item["connection"]
         rows.append(("connection", f"{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}"))
@@ -303,6 +306,51 @@ def backups(name: str, output: OutputOption = Format.table, as_json: JsonFlag = 
         console.print(f"[red]archiving fails: {facts['last_archive_error']}[/]")
     console.print(f"backups of {item['name']} ({item['id']}):", highlight=False)
     console.print(backups_table(listed, datetime.now(UTC)))
+
+
+@app.command("delete-backup")
+@friendly
+def delete_backup(backup_id: str, output: OutputOption = Format.table) -> None:
+    """Delete a base backup (id or unique id prefix) and the archived WAL no other backup needs; refused, saying
+    why, when that would lose a point of the window its instance's retention keeps."""
+    api = _api()
+    taken = api.call("GET", f"/api/v1/orgs/{api.settings.org}/backups")
+    found = resolve(backup_id, taken, what="backup")
+    gone = api.call("DELETE", f"/api/v1/orgs/{api.settings.org}/backups/{quote(found['id'], safe='')}")
+    err_console.print(f"backup {gone['id']} deleted", highlight=False)
+    if output is not Format.table:
+        emit(gone, output, lambda: None)
+
+
+def _verification(outcome: dict[str, Any]) -> str:
+    if outcome.get("ok"):
+        return f"ok at {outcome.get('at')} ({outcome.get('seconds')}s)"
+    return f"[red]failed at {outcome.get('at')} ({outcome.get('seconds')}s): {outcome.get('error')}[/]"
+
+
+@app.command("verify-backup")
+@friendly
+def verify_backup(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+    """Restore the instance's latest backup (with its archived WAL) into a scratch instance, check that it starts
+    and answers a query, and delete it; with --wait, print the outcome (exit code 1 when the restore failed)."""
+    api = _api()
+    item = _source(api, name)
+    before = (item.get("status") or {}).get("last_verified_restore")
+    api.call("POST", f"{api.instances}/{item['id']}/verify-backup", retry_for=_patience(wait))
+    err_console.print(f"verifying the latest backup of {item['name']}", highlight=False)
+    if not wait:
+        return
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        outcome = (api.call("GET", f"{api.instances}/{item['id']}").get("status") or {}).get("last_verified_restore")
+        if outcome and outcome != before:
+            break
+        if time.monotonic() > deadline:
+            raise fail(f"no verification outcome after {WAIT_SECONDS:g}s", EXIT_NOT_READY)
+        time.sleep(1)
+    emit(outcome, output, lambda: fields_table([("verified restore", _verification(outcome))], item["name"]))
+    if not outcome.get("ok"):
+        raise typer.Exit(1)
 
 
 @app.command()

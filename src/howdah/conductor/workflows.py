@@ -115,6 +115,10 @@ class InstanceWorkflows:
         kind = event["kind"]
         if kind == "Backup":
             return await self.take_backup(ctx, event)
+        if kind == "DeleteBackup":
+            return await self.delete_backup(ctx, event)
+        if kind == "VerifyBackup":
+            return await self.verify_backup(ctx, event)
         if kind in ("Create", "Update"):
             return await self.answer(ctx, event, self.converge(ctx, event))
         if kind in ("Restart", "Stop", "Start", "Delete"):
@@ -214,6 +218,64 @@ class InstanceWorkflows:
             return "BackupFailed"
         await self.report(ctx, event, "BackupCompleted", backup=done)
         return "BackupCompleted"
+
+    async def delete_backup(self, ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        """Remove a base backup the control plane has already let go of (its record is gone): nothing to report
+        but the workflow's own outcome."""
+        iid, backup_id = event["instance_id"], str(event["backup_id"])
+        try:
+            await self.call(ctx, "delete backup", lambda: self.provider.delete_backup(iid, backup_id))
+        except StepFailed as exc:
+            return f"Error: {exc.error.get('message', str(exc))}"
+        return "BackupDeleted"
+
+    async def verify_backup(self, ctx: WorkflowContext, event: dict[str, Any]) -> str:
+        """Restore the instance's latest backup and archived WAL into a scratch instance (archiving off), check
+        that it starts and answers a query, delete it, and report the outcome (RestoreVerified: at, ok, seconds,
+        error). The scratch instance is deleted whatever happened."""
+        provider, sealer, iid = self.provider, self.sealer, event["instance_id"]
+        scratch, name = f"verify-{event['event_id']}", f"verify-{event['name']}"[:63]
+        spec = InstanceSpec.model_validate({**event["spec"], "name": name, "backup": {"enabled": False}})
+        started = await ctx.step("verification started", _now)
+        error = None
+        try:
+            await self.call(ctx, "restore scratch", lambda: provider.restore_to(iid, scratch, name, RecoveryTarget()))
+            settings: dict[str, str] = event.get("settings", {})
+            await self.call(ctx, "create scratch", lambda: provider.ensure_created(scratch, name, settings, spec=spec))
+            await self.call(ctx, "start scratch", lambda: provider.ensure_running(scratch).as_dict())
+            sealed = await self.call(
+                ctx, "scratch app database",
+                lambda: seal_connection(provider.ensure_app_database(scratch).as_dict(), sealer, scratch),
+            )  # fmt: skip
+            await self.call(ctx, "query scratch", lambda: answers(open_connection(sealed, sealer, scratch)))
+        except StepFailed as exc:
+            error = exc.error.get("message", str(exc))
+        try:
+            await self.call(ctx, "delete scratch", lambda: provider.delete(scratch))
+        except StepFailed as exc:
+            error = error or f"the scratch instance {scratch} could not be deleted: {exc.error.get('message', exc)}"
+        ended = await ctx.step("verification ended", _now)
+        seconds = round((datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds(), 1)
+        outcome = {"at": ended, "ok": error is None, "seconds": seconds, "error": error}
+        await self.report(ctx, event, "RestoreVerified", verification=outcome)
+        return "RestoreVerified" if error is None else f"RestoreVerified: {error}"
+
+
+async def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def answers(connection: dict[str, Any]) -> int:
+    """Connect to a restored instance as its app role (search_path pinned) and count its relations: it answers
+    queries."""
+    with psycopg.connect(
+        host=connection["host"], port=connection["port"], user=connection["user"], password=connection["password"],
+        dbname=connection["dbname"], autocommit=True, connect_timeout=10, options="-c search_path=pg_catalog",
+    ) as conn:  # fmt: skip
+        row = conn.execute("SELECT count(*) FROM pg_catalog.pg_class").fetchone()
+    if row is None or int(row[0]) <= 0:
+        raise ProviderError("the restored instance answered, but lists no relations")
+    return int(row[0])
 
 
 def build_app(

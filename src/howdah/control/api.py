@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Depends, FastAPI, Query, Request, Response, Security
+from fastapi import Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -26,7 +26,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, St
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from howdah.control import _metadata_cache, stacks
-from howdah.control.backups import list_backups, request_backup, restore_backup, restore_point_in_time
+from howdah.control.backups import (
+    delete_backup,
+    list_backups,
+    request_backup,
+    request_verification,
+    restore_backup,
+    restore_point_in_time,
+)
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
 from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
@@ -569,6 +576,14 @@ def create_app(
         require(who, org_id, "member")
         return BackupInfo(**await request_backup(ctl, org_id, instance_id))
 
+    @app.post(base + "/{instance_id}/verify-backup", tags=["backups"], status_code=202)
+    async def verify_backup(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
+        """Verify the instance's latest backup: its data plane restores it (with the archived WAL) into a scratch
+        instance, checks that it starts and answers a query, and deletes it; the outcome shows in the status as
+        ``last_verified_restore`` ({at, ok, seconds, error})."""
+        require(who, org_id, "member")
+        return Instance(**instance_view(await request_verification(ctl, org_id, instance_id), who, sealer))
+
     @app.get(base + "/{instance_id}/backups", tags=["backups"])
     async def backups(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> list[BackupInfo]:
         require(who, org_id, "viewer")
@@ -582,6 +597,16 @@ def create_app(
         """The org's backups, of one instance with ``instance_id`` (also after that instance was deleted)."""
         require(who, org_id, "viewer")
         return [BackupInfo(**b) for b in await list_backups(ctl, org_id, instance_id)]
+
+    @app.delete("/api/v1/orgs/{org_id}/backups/{backup_id}", tags=["backups"], status_code=202)
+    async def drop_backup(
+        org_id: str, backup_id: Annotated[str, Path(max_length=64)], who: Auth, ctl: Ctl
+    ) -> BackupInfo:
+        """Delete a backup (the one returned, as it was): unlisted at once, its files and the archived WAL no
+        other backup needs removed by its data plane. 409 saying why when it would lose a point of the window its
+        instance's retention keeps, or while it is being taken."""
+        require(who, org_id, "member")
+        return BackupInfo(**await delete_backup(ctl, org_id, backup_id))
 
     @app.post("/api/v1/orgs/{org_id}/restore", tags=["backups"], status_code=202)
     async def restore(org_id: str, body: RestoreRequest, who: Auth, ctl: Ctl) -> Instance:

@@ -7,7 +7,7 @@ path as any create, with the Create event naming where its data comes from.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from howdah.control import fsm
 from howdah.control.errors import Conflict, Invalid, NotFound
 from howdah.control.queries import QUERIES as Q
-from howdah.control.recovery import Window, outside, parse_lsn
-from howdah.control.service import ControlPlane, _iso, validation_message
+from howdah.control.recovery import Window, deletion_refused, outside, parse_lsn
+from howdah.control.service import ControlPlane, _checked_change, _iso, validation_message
 from howdah.control.spec import InstanceSpec
 
 PITR = "pitr"  # the data-plane feature (its provider's capability) a point-in-time restore needs
+DELETE_BACKUP = "delete_backup"  # the data-plane feature deleting a base backup needs
 
 
 def _backup_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +58,56 @@ async def list_backups(control: ControlPlane, org_id: str, instance_id: str | No
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(Q["backups_of_org"], {"org_id": org_id, "instance_id": instance_id})
         return [_backup_view(row) for row in await cur.fetchall()]
+
+
+async def delete_backup(
+    control: ControlPlane, org_id: str, backup_id: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Delete a backup of this org: a failed one at once; a completed one unless that would lose a point its
+    instance's retention keeps recoverable (409 saying why, see :func:`deletion_refused`). The record goes and the
+    DeleteBackup event to its data plane (which removes the files and the WAL no other backup needs) is sent in
+    one transaction. Returns the backup as it was."""
+    async with control.pool.connection() as conn, conn.transaction():
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(Q["backup_of_org_for_update"], {"org_id": org_id, "id": backup_id})
+        backup = await cur.fetchone()
+        if backup is None:
+            raise NotFound(f"backup {backup_id!r} not found")
+        if backup["status"] == "pending":
+            raise Conflict(f"backup {backup_id!r} is still being taken: delete it once it completed or failed")
+        if backup["status"] == "completed":
+            # the instance's row locked too: two deletes of its backups are decided one after the other
+            row = await control._locked(conn, org_id, str(backup["instance_id"]))
+            features = row.get("dp_features")
+            if features is not None and DELETE_BACKUP not in features:
+                raise Invalid(f"data plane {row['data_plane']!r} does not delete backups (its provider cannot)")
+            await cur.execute(Q["completed_backups_of_instance"], {"org_id": org_id, "instance_id": row["id"]})
+            ends = {str(b["id"]): b["ended_at"] for b in await cur.fetchall()}
+            spec = InstanceSpec.model_validate(row["desired_spec"])
+            why = deletion_refused(ends, str(backup["id"]), now or datetime.now(UTC), spec.backup.retention_days)
+            if why is not None:
+                raise Conflict(f"backup {backup_id!r} of instance {row['name']!r} cannot be deleted: {why}")
+            await control._send(conn, row, row["dp_queue"], "DeleteBackup", spec, {}, [], track=False,
+                                backup_id=str(backup["id"]))  # fmt: skip
+        await conn.execute(Q["delete_backup"], {"id": backup["id"]})
+    return _backup_view(backup)
+
+
+async def request_verification(control: ControlPlane, org_id: str, instance_id: str) -> dict[str, Any]:
+    """Ask the instance's data plane to verify its latest backup (a VerifyBackup event): restored with its
+    archived WAL into a scratch instance, started, queried and deleted; the outcome becomes the instance's
+    ``last_verified_restore``. The instance may be running, stopped or deleted; it needs a recoverable window
+    (409 otherwise) on a data plane that restores to a point in time (422 otherwise)."""
+    async with control.pool.connection() as conn, conn.transaction():
+        row = await control._locked(conn, org_id, instance_id)
+        features = row.get("dp_features")
+        if features is not None and PITR not in features:
+            raise Invalid(f"data plane {row['data_plane']!r} cannot verify backups (its provider archives no WAL)")
+        if not (row["status"] or {}).get("recovery_window"):
+            raise Conflict(f"instance {row['name']!r} has no backup to verify yet: take one first")
+        spec, settings, extensions, _ = _checked_change(row, "Start", None)
+        await control._send(conn, row, row["dp_queue"], "VerifyBackup", spec, settings, extensions, track=False)
+    return row
 
 
 async def restore_backup(

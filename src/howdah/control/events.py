@@ -17,9 +17,10 @@ from howdah.control.failures import Failure
 
 STATE_QUEUE = "control_state_events"
 
-CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup"]
+CrudKind = Literal["Create", "Update", "Restart", "Stop", "Start", "Delete", "Backup", "DeleteBackup", "VerifyBackup"]
 StateKind = Literal["Created", "Updated", "Restarted", "Stopped", "Started", "Deleted", "Error", "Recovered"]
-BackupKind = Literal["BackupCompleted", "BackupFailed"]  # not state-machine events: they only fill control.backups
+# not state-machine events: they only fill control.backups, or an instance's last_verified_restore
+BackupKind = Literal["BackupCompleted", "BackupFailed", "RestoreVerified"]
 
 
 def data_plane_queue(data_plane: str) -> str:
@@ -38,7 +39,7 @@ class CrudEvent(BaseModel):
     spec: dict[str, Any]
     settings: dict[str, str] = Field(default_factory=dict)
     extensions: list[str] = Field(default_factory=list)
-    backup_id: str | None = None  # Backup: the backup to take
+    backup_id: str | None = None  # Backup: the backup to take; DeleteBackup: the one to remove
     # Create: a backup to start from (backup_id, location, instance_id), or a point in time of another instance
     # (source_instance_id, target_time, target_lsn: both None for the latest point archived)
     restore_from: dict[str, Any] | None = None
@@ -65,3 +66,4 @@ class StateEvent(BaseModel):
     error: str | None = None
     failure: Failure | None = None  # Error: permanent or transient (see howdah.control.failures)
     backup: dict[str, Any] | None = None  # BackupCompleted / BackupFailed: backup_id, location, size_bytes
+    verification: dict[str, Any] | None = None  # RestoreVerified: at, ok, seconds, error

@@ -80,6 +80,9 @@ class Reconciler:
         if event.event in ("BackupCompleted", "BackupFailed"):
             await self._record_backup(event)
             return
+        if event.event == "RestoreVerified":
+            await self._record_verification(event)
+            return
         async with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(Q["instance_for_update"], {"id": event.instance_id})
@@ -116,6 +119,18 @@ class Reconciler:
             if cur.rowcount == 0:
                 log.warning("archiving %s from data plane %r for unknown, settled or another plane's backup %s",
                             event.event, event.data_plane, info.get("backup_id"))  # fmt: skip
+
+    async def _record_verification(self, event: StateEvent) -> None:
+        outcome = event.verification or {}
+        kept = {"at": outcome.get("at"), "ok": bool(outcome.get("ok")), "seconds": outcome.get("seconds"),
+                "error": outcome.get("error")}  # fmt: skip
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(Q["record_verified_restore"], {
+                "outcome": Jsonb(kept), "instance_id": event.instance_id, "data_plane": event.data_plane,
+            })  # fmt: skip
+            if cur.rowcount == 0:
+                log.warning("archiving RestoreVerified from data plane %r for unknown or another plane's instance %s",
+                            event.data_plane, event.instance_id)  # fmt: skip
 
     async def _record(
         self, conn: psycopg.AsyncConnection[Any], row: dict[str, Any], event: StateEvent, state: fsm.State

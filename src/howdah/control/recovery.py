@@ -129,6 +129,24 @@ class Retention:
     delete_wal: tuple[str, ...]
 
 
+def _kept_by_retention(ends: dict[str, datetime], cutoff: datetime) -> set[str]:
+    """The backups (id → end time) retention keeps: those that ended at ``cutoff`` or later, and the newest of
+    those that ended before it (a point just inside the window replays from it)."""
+    older = sorted((end, backup_id) for backup_id, end in ends.items() if end < cutoff)
+    return {backup_id for backup_id, end in ends.items() if end >= cutoff} | {b for _, b in older[-1:]}
+
+
+def _unneeded_wal(kept: list[BackupPoint], wal_files: Iterable[str]) -> tuple[str, ...]:
+    """The WAL segments older than the start of every ``kept`` backup (none without a kept backup: then the WAL
+    is all there is). History files are never among them."""
+    if not kept:
+        return ()
+    oldest_needed = min(b.start_segment for b in kept)
+    return tuple(
+        sorted(name for name in wal_files if (number := segment_number(name)) is not None and number < oldest_needed)
+    )
+
+
 def retention(
     backups: Iterable[BackupPoint], wal_files: Iterable[str], now: datetime, retention_days: int
 ) -> Retention:
@@ -137,17 +155,47 @@ def retention(
     segments older than the start of every kept backup. History files are always kept; with no backup nothing is
     removed (the WAL is all there is)."""
     points = sorted(backups, key=lambda b: b.end_lsn)
+    kept_ids = _kept_by_retention({b.backup_id: b.end_time for b in points}, now - timedelta(days=retention_days))
+    kept = [b for b in points if b.backup_id in kept_ids]
+    return Retention(tuple(b.backup_id for b in points if b.backup_id not in kept_ids), _unneeded_wal(kept, wal_files))
+
+
+def deletion_refused(ends: dict[str, datetime], backup_id: str, now: datetime, retention_days: int) -> str | None:
+    """Why base backup ``backup_id`` may not be deleted, or None when it may. ``ends``: the instance's completed
+    base backups (id → the time each is consistent from), ``backup_id`` among them.
+
+    Deleting is refused when it would lose a point that retention promises to keep recoverable: when no backup
+    that ended in the last ``retention_days`` would remain (the instance would have no base backup inside its
+    window), or when it is the oldest of the backups retention keeps and the next kept one ended inside the
+    retention period (the window would then start at that later backup: the points before it could no longer be
+    recovered). A backup between two kept ones may go: the one before it replays the archived WAL across it.
+    Backups retention would remove anyway (older than the newest one before the retention period) always may."""
     cutoff = now - timedelta(days=retention_days)
-    older = [b for b in points if b.end_time < cutoff]
-    kept = [b for b in points if b.end_time >= cutoff] + older[-1:]
-    if not kept:
-        return Retention((), ())
-    oldest_needed = min(b.start_segment for b in kept)
-    kept_ids = {b.backup_id for b in kept}
-    wal = tuple(
-        sorted(name for name in wal_files if (number := segment_number(name)) is not None and number < oldest_needed)
-    )
-    return Retention(tuple(b.backup_id for b in points if b.backup_id not in kept_ids), wal)
+    kept = _kept_by_retention(ends, cutoff)
+    if backup_id not in kept:
+        return None
+    end = ends[backup_id]
+    others = sorted(ends[b] for b in kept if b != backup_id)
+    if not any(other >= cutoff for other in others):
+        return (
+            f"it is the only base backup of the last {retention_days} days: the instance would be left with no base "
+            "backup inside its recovery window (take another backup first)"
+        )
+    if all(other > end for other in others) and others[0] > cutoff:
+        start = max(end, cutoff)
+        return (
+            f"the kept backups' recovery window would then start at {others[0].isoformat()} instead of "
+            f"{start.isoformat()}: the points between, inside the {retention_days}-day retention, could no longer "
+            "be recovered"
+        )
+    return None
+
+
+def after_deletion(backups: Iterable[BackupPoint], wal_files: Iterable[str], backup_id: str) -> Retention:
+    """What deleting base backup ``backup_id`` removes: it, and the WAL segments no kept backup needs any more
+    (those older than the start of every other backup; none when no other backup is left)."""
+    kept = [b for b in backups if b.backup_id != backup_id]
+    return Retention((backup_id,), _unneeded_wal(kept, wal_files))
 
 
 def expired_after_delete(deleted_at: datetime, retention_days: int, now: datetime) -> bool:

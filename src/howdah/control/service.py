@@ -521,7 +521,7 @@ def instance_view(row: dict[str, Any], principal: Principal, sealer: Sealer) -> 
         "generation": row["generation"],
         "desired_spec": row["desired_spec"],
         "actual_spec": row["actual_spec"],
-        "status": row["status"] or {},
+        "status": {**(row["status"] or {}), "last_verified_restore": row.get("last_verified_restore")},
         "connection": connection,
         "last_error": row["last_error"],
         "created_at": _iso(row["created_at"]),

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -217,9 +218,13 @@ def recoverable(home: Path, wal: Path, points: list[BackupPoint]) -> Window | No
     return window(points, *last_records(home, wal, points))
 
 
-def archiver_status(row: tuple[Any, ...] | None, wal: Path, enabled: bool) -> dict[str, Any]:
+def archiver_status(
+    row: tuple[Any, ...] | None, wal: Path, enabled: bool, log_tail: Callable[[], str] = str
+) -> dict[str, Any]:
     """``last_archived_wal``/``_at`` and ``last_archive_error`` from ``pg_stat_archiver`` (``row``: last archived
-    wal and time, last failed wal and time, failures), or from the archive folder when the server does not run."""
+    wal and time, last failed wal and time, failures), or from the archive folder when the server does not run.
+    The error says why the last push failed when the end of the server's log (``log_tail()``, read only then)
+    does."""
     if row is None:
         names = [name for name in archived(wal) if len(name) == 24]
         at = datetime.fromtimestamp((wal / names[-1]).stat().st_mtime, UTC).isoformat() if names else None
@@ -229,8 +234,23 @@ def archiver_status(row: tuple[Any, ...] | None, wal: Path, enabled: bool) -> di
     error = None
     if failed_time is not None and (wal_time is None or failed_time > wal_time):
         error = f"archiving {failed_name} failed at {failed_time.isoformat()} ({failures} failures in all)"
+        reason = push_failure(log_tail(), wal)
+        if reason:
+            error += f": {reason}"
     return {"archiving": enabled, "last_archived_wal": wal_name,
             "last_archived_at": wal_time.isoformat() if wal_time else None, "last_archive_error": error}  # fmt: skip
+
+
+_PUSH_FAILED = "howdah WAL push: "
+
+
+def push_failure(log_tail: str, wal: Path) -> str | None:
+    """Why the last push failed, from the end of the server's log (what the archive command printed), with the
+    archive folder's path left out (the data plane's layout is none of the tenant's business)."""
+    found = [line.split(_PUSH_FAILED, 1)[1].strip() for line in log_tail.splitlines() if _PUSH_FAILED in line]
+    if not found:
+        return None
+    return found[-1].replace(f"{wal}/", "").replace(str(wal), "the archive folder")
 
 
 _DELETED = "deleted.json"

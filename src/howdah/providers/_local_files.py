@@ -253,6 +253,16 @@ def log_size(path: Path) -> int:
         return 0
 
 
+def log_tail(path: Path, size: int = 64 * 1024) -> str:
+    """The last ``size`` bytes of the log at ``path`` ('' when there is none)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, log_size(path) - size))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def log_messages(path: Path, offset: int = 0, *, limit: int = 12) -> list[str]:
     """The server's own messages written to ``path`` after ``offset`` (``LEVEL:  text``, noise left out)."""
     try:

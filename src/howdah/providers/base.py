@@ -45,6 +45,8 @@ class Capability(StrEnum):
     #: the data plane takes the base backups of a spec's ``schedule`` itself (CloudNativePG's ScheduledBackup):
     #: the control plane's reconciler does not ask for them
     SCHEDULED_BACKUPS = "scheduled_backups"
+    #: :meth:`Provider.delete_backup` removes a base backup and the archived WAL only it needed
+    DELETE_BACKUP = "delete_backup"
     #: :meth:`Provider.ensure_replicas` runs read replicas as servers of their own; without it, a provider that
     #: has replicas makes them from ``spec.replicas`` in :meth:`Provider.ensure_created` / ``apply_settings``.
     REPLICAS = "replicas"
@@ -168,6 +170,11 @@ class Provider(Protocol):
 
     def backup(self, instance_id: str, backup_id: str | None = None) -> Backup:
         """A backup of the running instance; the id of one already taken returns it (:attr:`Capability.BACKUP`)."""
+
+    def delete_backup(self, instance_id: str, backup_id: str) -> None:
+        """Remove base backup ``backup_id`` of ``instance_id`` (running, stopped or deleted) and the archived WAL
+        no other backup of it needs; no-op when it is gone (:attr:`Capability.DELETE_BACKUP`). Whether it may go is
+        the control plane's decision (:func:`howdah.control.recovery.deletion_refused`)."""
 
     def restore(self, backup: Backup, new_instance_id: str, name: str | None = None) -> None:
         """Create ``new_instance_id`` from ``backup``, left for :meth:`ensure_running` (:attr:`Capability.RESTORE`)."""

@@ -372,6 +372,11 @@ class KubernetesProvider:
             raise ProviderError(f"instance {source_instance_id} cannot be restored: {why}")
         self._prepare_restore(new_instance_id, name, recovery)
 
+    def delete_backup(self, instance_id: str, backup_id: str) -> None:
+        raise Unsupported(
+            f"the {self.name} provider leaves its object store's backups to the Barman Cloud plugin's retention policy"
+        )
+
     def ensure_replicas(self, instance_id: str, replicas: int) -> list[dict[str, Any]]:
         raise Unsupported(f"the {self.name} provider makes replicas from the spec (its Cluster's instances)")
 

@@ -51,6 +51,7 @@ from howdah.providers._local_files import (
     ensure_secret,
     instance_os_user_name,
     log_messages,
+    log_tail,
     pick_port,
     recorded_ports,
 )
@@ -87,7 +88,9 @@ class LocalProvider(LocalBase):
     """
 
     name = "local"
-    capabilities = frozenset({Capability.BACKUP, Capability.RESTORE, Capability.PITR, Capability.REPLICAS})
+    capabilities = frozenset(
+        {Capability.BACKUP, Capability.RESTORE, Capability.PITR, Capability.REPLICAS, Capability.DELETE_BACKUP}
+    )
 
     def __init__(
         self,
@@ -361,7 +364,8 @@ class LocalProvider(LocalBase):
     def _archive_status(self, record: InstanceRecord, archiver: tuple[Any, ...] | None) -> dict[str, Any]:
         """Archiving as ``status`` reports it: the archiver's last success or failure, the recoverable window."""
         wal = self._wal_dir(record.instance_id)
-        found = _archive.archiver_status(archiver, wal, record.archive)
+        log_file = self._paths(record.instance_id).log_file
+        found = _archive.archiver_status(archiver, wal, record.archive, lambda: log_tail(log_file))
         try:
             span = _archive.recoverable(self.home, wal, self._backup_points(record.instance_id))
         except (OSError, ProviderError, subprocess.SubprocessError) as exc:
@@ -429,6 +433,19 @@ class LocalProvider(LocalBase):
         )  # fmt: skip
         _archive.remove(self._backups, instance_id, decided)
         return decided
+
+    def delete_backup(self, instance_id: str, backup_id: str) -> None:
+        """Remove base backup ``backup_id`` and the archived WAL no other backup of the instance needs (no-op when
+        it is gone): the backup stops being listed before its files go."""
+        check_instance_id(instance_id)
+        check_instance_id(backup_id)
+        with self._locked(instance_id):  # not while a restore copies from it or a backup's retention runs
+            if not (self._backups / instance_id / backup_id).exists():
+                return
+            decided = _plan.after_deletion(
+                self._backup_points(instance_id), _archive.archived(self._wal_dir(instance_id)), backup_id
+            )
+            _archive.remove(self._backups, instance_id, decided)
 
     def list_backups(self, instance_id: str) -> list[Backup]:
         """The complete backups of ``instance_id`` (also after the instance was deleted), oldest first."""

@@ -235,3 +235,71 @@ async def test_a_base_backup_is_taken_when_its_schedule_ticks(platform: Platform
 async def _window_of(platform: Platform, instance_id: str) -> dict[str, Any] | None:
     span: dict[str, Any] | None = (await platform.instance(instance_id))["status"].get("recovery_window")
     return span
+
+
+async def test_a_deleted_backup_leaves_the_data_plane(platform: Platform) -> None:
+    created = await platform.call("POST", f"{BASE}/instances", json={"name": "pruned", "data_plane": PLANE})
+    assert created.status_code == 202, created.text
+    source_id = created.json()["id"]
+    await platform.settled(source_id)
+    taken = []
+    for _ in range(2):
+        asked = await platform.call("POST", f"{BASE}/instances/{source_id}/backups")
+        assert asked.status_code == 202, asked.text
+        taken.append(asked.json()["id"])
+
+        async def completed(backup_id: str = taken[-1]) -> bool:
+            listed = (await platform.call("GET", f"{BASE}/backups", params={"instance_id": source_id})).json()
+            return any(b["id"] == backup_id and b["status"] == "completed" for b in listed)
+
+        await async_wait_until(completed, timeout=120, what="a base backup")
+    folder = platform.dataplane / "backups" / source_id
+    assert (folder / taken[1]).is_dir()
+
+    deleted = await platform.call("DELETE", f"{BASE}/backups/{taken[1]}")
+    assert deleted.status_code == 202, deleted.text
+    await async_wait_until(lambda: not (folder / taken[1]).exists(), timeout=60, what="the backup's files removed")
+    assert (folder / taken[0]).is_dir()
+    listed = (await platform.call("GET", f"{BASE}/backups", params={"instance_id": source_id})).json()
+    assert [b["id"] for b in listed] == [taken[0]]
+
+
+async def test_verify_backup_restores_into_a_scratch_instance_and_records_the_outcome(platform: Platform) -> None:
+    created = await platform.call("POST", f"{BASE}/instances", json={"name": "checked", "data_plane": PLANE})
+    assert created.status_code == 202, created.text
+    iid = created.json()["id"]
+    await platform.settled(iid)
+    url = f"{BASE}/instances/{iid}/verify-backup"
+    nothing = await platform.call("POST", url)
+    assert nothing.status_code == 409 and "no backup to verify" in nothing.json()["error"]["message"]
+    backup = (await platform.call("POST", f"{BASE}/instances/{iid}/backups")).json()
+
+    async def windowed() -> bool:
+        return bool((await platform.instance(iid))["status"].get("recovery_window"))
+
+    await async_wait_until(windowed, timeout=120, what="the instance's window")
+    assert (await platform.instance(iid))["status"]["last_verified_restore"] is None
+    assert (await platform.call("POST", url, who="viewer")).status_code == 403
+    assert (
+        await platform.call("POST", f"/api/v1/orgs/{OTHER}/instances/{iid}/verify-backup", who="rival")
+    ).status_code == 404
+
+    async def verified(since: str | None = None) -> dict[str, Any] | None:
+        found = (await platform.instance(iid))["status"]["last_verified_restore"]
+        return found if found and found["at"] != since else None
+
+    asked = await platform.call("POST", url)
+    assert asked.status_code == 202, asked.text
+    outcome = await async_wait_until(verified, timeout=180, what="the verification's outcome")
+    assert outcome["ok"] is True and outcome["error"] is None and outcome["seconds"] >= 0
+    home = platform.dataplane
+    assert not [p for p in (home / "instances").iterdir() if p.name.startswith("verify-")]  # the scratch is gone
+    assert not [p for p in (home / "backups").iterdir() if p.name.startswith("verify-")]  # and archived nothing
+
+    # a backup that no longer unpacks: the verification says so, and still leaves nothing behind
+    packed = home / "backups" / iid / backup["id"] / "data" / "base.tar.gz"
+    packed.write_bytes(packed.read_bytes()[:4096])
+    assert (await platform.call("POST", url)).status_code == 202
+    failed = await async_wait_until(lambda: verified(outcome["at"]), timeout=180, what="the second outcome")
+    assert failed["ok"] is False and "cannot be unpacked" in failed["error"], failed
+    assert not [p for p in (home / "instances").iterdir() if p.name.startswith("verify-")]

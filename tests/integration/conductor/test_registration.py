@@ -46,7 +46,9 @@ async def test_a_local_conductor_records_the_hosts_memory_cpu_and_disk(db_url: s
         assert storage == disk.used + disk.free
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
             cur = await conn.execute("SELECT features FROM control.data_planes WHERE name = %s", (PLANE,))
-            assert await cur.fetchone() == (["backup", "pitr", "replicas", "restore"],)  # no pooler, no allow list
+            assert await cur.fetchone() == (
+                ["backup", "delete_backup", "pitr", "replicas", "restore"],
+            )  # no pooler, no allow list
 
         if memory >= MAX_MEMORY:
             pytest.skip("this host has more memory than an instance may ask for")

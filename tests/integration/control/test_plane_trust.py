@@ -69,3 +69,18 @@ async def test_another_planes_conductor_cannot_answer_for_an_instance(api: Api) 
     await deliver(api, {"instance_id": iid, "event": "BackupCompleted", "data_plane": "local",
                         "backup": {"backup_id": backup_id, "location": "/backups/1", "size_bytes": 1}})  # fmt: skip
     assert await backup_status(api, backup_id) == "completed"
+
+
+async def test_only_the_instances_plane_reports_its_verified_restore(api: Api) -> None:
+    await api.control.register_data_plane("plane-b", "another data plane")
+    created = await api.call("POST", BASE, json={"name": f"db-{uuid.uuid4().hex[:8]}", "data_plane": "local"})
+    iid = created.json()["id"]
+    outcome = {"at": "2026-12-06T20:00:00+00:00", "ok": True, "seconds": 4.2, "error": None}
+    await deliver(api, {"instance_id": iid, "event": "RestoreVerified", "data_plane": "plane-b",
+                        "verification": outcome})  # fmt: skip
+    assert (await api.call("GET", f"{BASE}/{iid}")).json()["status"]["last_verified_restore"] is None
+    await deliver(api, {"instance_id": iid, "event": "RestoreVerified", "data_plane": "local",
+                        "verification": {**outcome, "password": "not kept"}})  # fmt: skip
+    assert (await api.call("GET", f"{BASE}/{iid}", who="acme-viewer")).json()["status"][
+        "last_verified_restore"
+    ] == outcome

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+import shutil
 import signal
 import stat
+import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -196,3 +200,102 @@ def test_a_kill_9_loses_no_archived_commit(provider: LocalProvider, home: Path) 
     provider.restore_to("crashy", "after-crash", "after-crash", RecoveryTarget())
     provider.ensure_running("after-crash")
     assert rows(provider.ensure_app_database("after-crash")) == [1, 2]
+
+
+def test_deleting_a_backup_removes_its_files_and_the_wal_only_it_needed(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "pruned")
+    provider.backup("pruned", "first")
+    first_segments = [switch_and_archive(home, "pruned", info) for _ in range(2)]
+    provider.backup("pruned", "second")
+    later = switch_and_archive(home, "pruned", info)
+    wal = home / "backups" / "pruned" / "wal"
+    before = {p.name for p in wal.iterdir()}
+    assert set(first_segments) <= before
+
+    provider.delete_backup("pruned", "first")
+    assert [b.backup_id for b in provider.list_backups("pruned")] == ["second"]
+    assert not (home / "backups" / "pruned" / "first").exists()
+    after = {p.name for p in wal.iterdir()}
+    assert not set(first_segments) & after and later in after  # what the second backup replays stays
+    window = provider.recovery_window("pruned")
+    assert window is not None and window.earliest == provider.list_backups("pruned")[0].created_at
+    provider.delete_backup("pruned", "first")  # gone already: nothing to do
+
+    provider.delete_backup("pruned", "second")  # the last one: the archived WAL is all there is, and stays
+    assert provider.list_backups("pruned") == [] and {p.name for p in wal.iterdir()} == after
+
+
+def test_base_backups_are_compressed_and_plain_ones_still_restore(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "packed")
+    with connect(info) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g AS n FROM generate_series(1, 3) AS g")
+    taken = provider.backup("packed", "packed-1")
+    data = home / "backups" / "packed" / "packed-1" / "data"
+    assert sorted(p.name for p in data.iterdir()) == ["backup_manifest", "base.tar.gz", "pg_wal.tar.gz"]
+    with gzip.open(data / "base.tar.gz") as packed:
+        assert packed.read(262)[257:262] == b"ustar"  # a gzip-compressed tar
+    assert taken.size_bytes == sum(p.stat().st_size for p in data.iterdir())
+    provider.restore(taken, "unpacked", "unpacked")
+    provider.ensure_running("unpacked")
+    assert rows(provider.ensure_app_database("unpacked")) == [1, 2, 3]
+
+    # a backup taken before backups were compressed: the cluster's plain files (its WAL in pg_wal/)
+    old = home / "backups" / "packed" / "plain-1"
+    shutil.copytree(data.parent, old)
+    for name, into in (("base.tar.gz", old / "data"), ("pg_wal.tar.gz", old / "data" / "pg_wal")):
+        with tarfile.open(old / "data" / name) as tar:
+            tar.extractall(into, filter="data")
+        (old / "data" / name).unlink()
+    meta = json.loads((old / "backup.json").read_text())
+    del meta["format"]
+    (old / "backup.json").write_text(json.dumps({**meta, "backup_id": "plain-1"}))
+    plain = next(b for b in provider.list_backups("packed") if b.backup_id == "plain-1")
+    provider.restore(plain, "from-plain", "from-plain")
+    provider.ensure_running("from-plain")
+    assert rows(provider.ensure_app_database("from-plain")) == [1, 2, 3]
+
+
+def test_an_unwritable_store_stops_the_window_and_archiving_resumes(provider: LocalProvider, home: Path) -> None:
+    info = up(provider, "blocked")
+    with connect(info) as conn:
+        conn.execute("CREATE TABLE t (n int)")
+    provider.backup("blocked", "base")
+    with connect(info) as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    switch_and_archive(home, "blocked", info)
+    before = provider.status("blocked").as_dict()
+    assert before["last_archive_error"] is None and before["recovery_window"] is not None
+
+    wal = home / "backups" / "blocked" / "wal"
+    wal.chmod(0o500)  # the store refuses writes (its owner, the instance's OS user, included)
+    try:
+        with connect(info) as conn:
+            conn.execute("INSERT INTO t VALUES (2)")
+            during = one(conn, "SELECT clock_timestamp()")
+        with superuser(home, "blocked", info) as conn:
+            stuck = str(one(conn, "SELECT pg_walfile_name(pg_switch_wal())"))
+            wait_until(
+                lambda: one(conn, "SELECT last_failed_wal FROM pg_stat_archiver") == stuck,
+                timeout=30,
+                what="the archiver failing on the unwritable store",
+            )
+            kept = one(conn, "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') AS f WHERE f LIKE '%.ready'")
+        status = provider.status("blocked").as_dict()
+        assert status["running"] and status["accepting_connections"]  # the instance keeps running
+        error = status["last_archive_error"]
+        assert error is not None and stuck in error and "Permission denied" in error, error  # why, too
+        assert str(home) not in error  # the data plane's layout stays its own
+        assert status["recovery_window"] == before["recovery_window"]  # the window stops advancing
+        assert status["last_archived_wal"] == before["last_archived_wal"] and kept >= 1  # Postgres keeps the WAL
+        with connect(info) as conn:
+            conn.execute("INSERT INTO t VALUES (3)")  # writes go on
+    finally:
+        wal.chmod(0o700)
+
+    switch_and_archive(home, "blocked", info)  # the store is back: the kept segments are archived, then new ones
+    after = provider.status("blocked").as_dict()
+    assert after["last_archive_error"] is None
+    assert datetime.fromisoformat(after["recovery_window"]["latest"]) > during
+    provider.restore_to("blocked", "unblocked", "unblocked", RecoveryTarget())
+    provider.ensure_running("unblocked")
+    assert rows(provider.ensure_app_database("unblocked")) == [1, 2, 3]

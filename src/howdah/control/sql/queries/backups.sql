@@ -35,3 +35,21 @@ SELECT i.id, i.org_id, i.created_at,
    AND coalesce(i.desired_spec->'backup'->>'enabled', 'true') <> 'false'
    AND NOT EXISTS (SELECT 1 FROM control.data_planes d
                     WHERE d.name = i.data_plane AND 'scheduled_backups' = ANY (coalesce(d.features, '{}')));
+
+-- name: backup_of_org_for_update
+SELECT * FROM control.backups WHERE org_id = %(org_id)s AND id::text = %(id)s FOR UPDATE;
+
+-- name: completed_backups_of_instance
+-- The base backups of an instance that can be restored from, with their end as the control plane heard of it
+-- (when it was asked for, for a record that has no completion time).
+SELECT id, coalesce(completed_at, created_at) AS ended_at FROM control.backups
+ WHERE org_id = %(org_id)s AND instance_id = %(instance_id)s AND status = 'completed'
+ ORDER BY ended_at, id;
+
+-- name: delete_backup
+DELETE FROM control.backups WHERE id = %(id)s;
+
+-- name: record_verified_restore
+-- A restore verification's outcome, as reported by the data plane that runs the instance (no row otherwise).
+UPDATE control.instances SET last_verified_restore = %(outcome)s
+ WHERE id::text = %(instance_id)s AND data_plane = %(data_plane)s;
