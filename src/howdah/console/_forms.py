@@ -105,8 +105,8 @@ def int_bounds(model: type[BaseModel], field: str) -> tuple[int, int]:
     """The least and greatest whole number ``model`` takes in ``field`` (its ``ge`` and ``le``): a number input's
     min and max, so that the form and the API say the same."""
     metadata = model.model_fields[field].metadata
-    low = next(int(m.ge) for m in metadata if isinstance(m, annotated_types.Ge))
-    high = next(int(m.le) for m in metadata if isinstance(m, annotated_types.Le))
+    low = next(m.ge for m in metadata if isinstance(m, annotated_types.Ge) and isinstance(m.ge, int))
+    high = next(m.le for m in metadata if isinstance(m, annotated_types.Le) and isinstance(m.le, int))
     return low, high
 
 
