@@ -369,6 +369,18 @@ class LocalProvider(LocalBase):
             span = None
         return {**found, "recovery_window": span.as_dict() if span else None}
 
+    def running_instances(self) -> dict[str, str]:
+        """The instances with a Postgres server running here (their primary or a replica), id → name, read from
+        their files."""
+        running = {}
+        for instance_id in self.list_instances():
+            paths = self._paths(instance_id)
+            data_dirs = [paths.data_dir, *paths.root.glob("replica-*/pgdata")]
+            if any(postmaster_pid(data_dir) is not None for data_dir in data_dirs):
+                record = InstanceRecord.load(paths.record)
+                running[instance_id] = record.name if record is not None else instance_id
+        return running
+
     def list_instances(self) -> list[str]:
         if not self._instances.is_dir():
             return []
