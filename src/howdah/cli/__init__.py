@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import conductor, dataplane, db, df, durable, instance, queue, serve, token, workflow
+from howdah.cli import conductor, dataplane, db, df, durable, instance, local_platform, queue, serve, token, workflow
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,6 +22,8 @@ app.command()(instance.apply)
 app.command("api")(serve.api)
 app.command("conductor")(conductor.run_conductor)
 app.command()(up)
+app.command()(local_platform.status)
+app.command()(local_platform.down)
 
 
 @app.command()
