@@ -41,3 +41,11 @@ def test_instance_status_for_scripts_and_for_people(cli: Cli, plane: FakeDataPla
 
     missing = cli("instance", "status", "nothing-here", check=False)
     assert missing.returncode == 3 and "nothing-here" in missing.stderr
+
+
+def test_a_setting_larger_than_memory_is_accepted_with_a_warning(cli: Cli, plane: FakeDataPlane) -> None:
+    cli("instance", "create", "roomy", "--memory", "2Gi", "--wait")
+    updated = cli("instance", "update", "roomy", "--config", "work_mem=64GB", "-o", "json")
+    assert "warning: work_mem = 64GB is more than the instance's memory (2Gi)" in updated.stderr
+    record = json.loads(updated.stdout)  # stdout is still only the record
+    assert record["desired_spec"]["postgres_configs"] == {"work_mem": "64GB"} and len(record["warnings"]) == 1

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from howdah.control import _metadata_cache, stacks
 from howdah.control.backups import list_backups, request_backup, restore_backup, restore_point_in_time
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
+from howdah.control.memory_warnings import memory_warnings
 from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
 from howdah.control.service import (
@@ -98,6 +99,11 @@ class Instance(BaseModel):
     last_error: str | None
     created_at: str | None
     updated_at: str | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="In the answer to a create or change: what was accepted but looks unwise (a memory setting "
+        "larger than the instance's memory).",
+    )
 
 
 class InstancePage(BaseModel):
@@ -531,7 +537,8 @@ def create_app(
     async def create(org_id: str, body: InstanceCreate, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
         spec = InstanceSpec.model_validate(body.model_dump(exclude={"data_plane"}))
-        return Instance(**instance_view(await ctl.create_instance(org_id, spec, body.data_plane), who, sealer))
+        view = instance_view(await ctl.create_instance(org_id, spec, body.data_plane), who, sealer)
+        return Instance(**view, warnings=memory_warnings(view["desired_spec"]))
 
     @app.get(base, tags=["instances"])
     async def list_instances(
@@ -557,7 +564,8 @@ def create_app(
         changes = body.model_dump(mode="json", exclude_unset=True)
         if not changes:
             raise Invalid("nothing to change: send at least one field")
-        return Instance(**instance_view(await ctl.change(org_id, instance_id, "Update", changes), who, sealer))
+        view = instance_view(await ctl.change(org_id, instance_id, "Update", changes), who, sealer)
+        return Instance(**view, warnings=memory_warnings(view["desired_spec"]))
 
     @app.delete(base + "/{instance_id}", tags=["instances"], status_code=202)
     async def delete(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
