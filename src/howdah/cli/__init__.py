@@ -12,6 +12,7 @@ from howdah.cli import (
     df,
     durable,
     instance,
+    instance_logs,
     instance_status,
     local_platform,
     queue,
@@ -29,6 +30,7 @@ app.add_typer(df.app, name="df")
 app.add_typer(workflow.app, name="workflow")
 app.command()(workflow.worker)
 instance.app.command("status")(instance_status.status)
+instance.app.command("logs")(instance_logs.logs)
 app.add_typer(instance.app, name="instance")
 app.add_typer(token.app, name="token")
 app.add_typer(dataplane.app, name="dataplane")

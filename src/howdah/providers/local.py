@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -51,6 +51,7 @@ from howdah.providers._local_files import (
     ensure_secret,
     instance_os_user_name,
     log_messages,
+    new_log_lines,
     pick_port,
     recorded_ports,
 )
@@ -380,6 +381,18 @@ class LocalProvider(LocalBase):
                 record = InstanceRecord.load(paths.record)
                 running[instance_id] = record.name if record is not None else instance_id
         return running
+
+    def log_lines(self, instance_id: str, offsets: Mapping[str, int], max_bytes: int) -> list[tuple[str, str, int]]:
+        """The new lines of the server logs of the instance's primary (``primary``) and replicas (by name)."""
+        paths = self._paths(instance_id)
+        record = InstanceRecord.load(paths.record)
+        servers = {"primary": paths.log_file}
+        servers.update({name: paths.replica(name).log_file for name in (record.replicas if record else {})})
+        return [
+            (server, line, end)
+            for server, path in servers.items()
+            for line, end in new_log_lines(path, offsets.get(server, 0), max_bytes)
+        ]
 
     def list_instances(self) -> list[str]:
         if not self._instances.is_dir():
