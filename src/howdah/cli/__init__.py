@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 
 from howdah import __version__
-from howdah.cli import conductor, dataplane, db, df, durable, instance, queue, serve, token, workflow
+from howdah.cli import (
+    conductor,
+    dataplane,
+    db,
+    df,
+    durable,
+    instance,
+    instance_logs,
+    instance_status,
+    local_platform,
+    queue,
+    serve,
+    token,
+    workflow,
+)
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -15,6 +29,8 @@ app.add_typer(durable.app, name="durable")
 app.add_typer(df.app, name="df")
 app.add_typer(workflow.app, name="workflow")
 app.command()(workflow.worker)
+instance.app.command("status")(instance_status.status)
+instance.app.command("logs")(instance_logs.logs)
 app.add_typer(instance.app, name="instance")
 app.add_typer(token.app, name="token")
 app.add_typer(dataplane.app, name="dataplane")
@@ -22,6 +38,8 @@ app.command()(instance.apply)
 app.command("api")(serve.api)
 app.command("conductor")(conductor.run_conductor)
 app.command()(up)
+app.command()(local_platform.status)
+app.command()(local_platform.down)
 
 
 @app.command()

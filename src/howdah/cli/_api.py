@@ -98,7 +98,11 @@ class Api:
             except httpx.HTTPError as exc:
                 raise fail(f"cannot reach the API at {self.settings.url}: {exc}", EXIT_NOT_READY) from None
             if response.status_code < 400:
-                return response.json() if response.content else None
+                answer = response.json() if response.content else None
+                warnings = answer.get("warnings") if isinstance(answer, dict) else None
+                for warning in warnings or []:  # accepted, but unwise: said on stderr, the record stays on stdout
+                    err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+                return answer
             message, code = _message(response), exit_code(response.status_code)
             delay = _retry_after(response)
             if delay is None or response.status_code not in RETRIED:

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from howdah.conductor.workflows import PROVIDER_RETRY, build_app
 from howdah.control.events import STATE_QUEUE, data_plane_queue
 from howdah.control.failures import classify
+from howdah.control.logs import append_logs, log_offsets
 from howdah.control.sealing import Sealer
 from howdah.control.service import ControlPlane
 from howdah.durable import RetryPolicy, Worker
@@ -33,6 +34,7 @@ log = logging.getLogger("howdah.conductor")
 POISON_READS = 5  # a CRUD event read more often than this is archived and reported as Error
 THREAD_PREFIX = "howdah-provider"
 HEARTBEAT_INTERVAL = 5.0  # seconds between the conductor's heartbeats (registering is the first)
+LOG_BYTES_PER_TICK = 256 * 1024  # of each server's log, per status interval: a flood is shipped over several
 _T = TypeVar("_T")
 
 
@@ -57,6 +59,7 @@ class Conductor:
         self._intake: Consumer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._last_status: dict[str, dict[str, Any]] = {}
+        self._log_offsets: dict[str, dict[str, int]] = {}  # instance → server → byte offset shipped up to
 
     async def run(self, stop: asyncio.Event) -> None:
         # Provider calls block, so they run in threads: a pool of the conductor's own, sized to the workflows run
@@ -169,8 +172,31 @@ class Conductor:
                 await self.check_drift()
             except (psycopg.Error, ProviderError) as exc:
                 log.warning("status check failed: %s", exc)
+            try:
+                await self.ship_logs()
+            except (psycopg.Error, PoolTimeout, ProviderError, OSError) as exc:
+                log.warning("shipping instance logs failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.status_interval)
+
+    async def ship_logs(self) -> int:
+        """Send the control plane the server-log lines of this plane's instances written since the last time
+        (resuming after a restart where the stored lines end); returns how many lines were stored."""
+        shipped = 0
+        held = await self._provider(self.provider.list_instances)
+        for gone in set(self._log_offsets) - set(held):
+            del self._log_offsets[gone]
+        for iid in held:
+            if iid not in self._log_offsets:
+                self._log_offsets[iid] = await log_offsets(self.control, self.data_plane, iid)
+            offsets = self._log_offsets[iid]
+            lines = await self._provider(self.provider.log_lines, iid, offsets, LOG_BYTES_PER_TICK)
+            if not lines:
+                continue
+            shipped += await append_logs(self.control, self.data_plane, iid, lines)
+            for server, _, end in lines:
+                offsets[server] = end
+        return shipped
 
     async def check_drift(self) -> list[str]:
         """Observe every instance that should be Up (no work in flight), each of its servers.

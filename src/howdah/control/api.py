@@ -35,6 +35,8 @@ from howdah.control.backups import (
     restore_point_in_time,
 )
 from howdah.control.errors import HTTP_STATUS, RETRY_AFTER_SECONDS, Forbidden, Invalid, NotFound, http_error, message_of
+from howdah.control.logs import MAX_READ, read_logs
+from howdah.control.memory_warnings import memory_warnings
 from howdah.control.queries import QUERIES
 from howdah.control.sealing import Sealer, default_sealer
 from howdah.control.service import (
@@ -105,6 +107,24 @@ class Instance(BaseModel):
     last_error: str | None
     created_at: str | None
     updated_at: str | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="In the answer to a create or change: what was accepted but looks unwise (a memory setting "
+        "larger than the instance's memory).",
+    )
+
+
+class LogLine(BaseModel):
+    seq: int
+    at: str | None = Field(description="When the control plane received it from the data plane.")
+    server: str = Field(description="primary, or the replica's name")
+    line: str
+
+
+class InstanceLogs(BaseModel):
+    instance_id: str
+    lines: list[LogLine]
+    next_after: int = Field(description="Pass as ``after`` to read on from here (``-f``).")
 
 
 class InstancePage(BaseModel):
@@ -538,7 +558,8 @@ def create_app(
     async def create(org_id: str, body: InstanceCreate, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
         spec = InstanceSpec.model_validate(body.model_dump(exclude={"data_plane"}))
-        return Instance(**instance_view(await ctl.create_instance(org_id, spec, body.data_plane), who, sealer))
+        view = instance_view(await ctl.create_instance(org_id, spec, body.data_plane), who, sealer)
+        return Instance(**view, warnings=memory_warnings(view["desired_spec"]))
 
     @app.get(base, tags=["instances"])
     async def list_instances(
@@ -564,12 +585,25 @@ def create_app(
         changes = body.model_dump(mode="json", exclude_unset=True)
         if not changes:
             raise Invalid("nothing to change: send at least one field")
-        return Instance(**instance_view(await ctl.change(org_id, instance_id, "Update", changes), who, sealer))
+        view = instance_view(await ctl.change(org_id, instance_id, "Update", changes), who, sealer)
+        return Instance(**view, warnings=memory_warnings(view["desired_spec"]))
 
     @app.delete(base + "/{instance_id}", tags=["instances"], status_code=202)
     async def delete(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> Instance:
         require(who, org_id, "member")
         return Instance(**instance_view(await ctl.change(org_id, instance_id, "Delete"), who, sealer))
+
+    @app.get(base + "/{instance_id}/logs", tags=["instances"])
+    async def logs(
+        org_id: str, instance_id: str, who: Auth, ctl: Ctl,
+        after: Annotated[int, Query(ge=0)] = 0,
+        since: Annotated[AwareDatetime | None, Query(description="e.g. 2026-12-05T10:00:00Z")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_READ)] = MAX_READ,
+    ) -> InstanceLogs:  # fmt: skip
+        """The instance's Postgres log lines as its data plane shipped them (the newest few thousand kept), oldest
+        first: those after ``after`` (a ``seq``), received since ``since``."""
+        require(who, org_id, "viewer")
+        return InstanceLogs(**await read_logs(ctl, org_id, instance_id, after, since, limit))
 
     @app.post(base + "/{instance_id}/backups", tags=["backups"], status_code=202)
     async def backup(org_id: str, instance_id: str, who: Auth, ctl: Ctl) -> BackupInfo:

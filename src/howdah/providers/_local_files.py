@@ -263,6 +263,36 @@ def log_tail(path: Path, size: int = 64 * 1024) -> str:
         return ""
 
 
+#: The longest log line shipped whole; a longer one is cut (and marked so).
+MAX_LOG_LINE = 8192
+
+
+def new_log_lines(path: Path, offset: int, max_bytes: int) -> list[tuple[str, int]]:
+    """The complete lines of the log file ``path`` after byte ``offset`` (from its start when the file is now
+    shorter: it was replaced), at most about ``max_bytes`` of them, each with the offset where it ends."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            start = offset if offset <= size else 0
+            handle.seek(start)
+            chunk = handle.read(max_bytes)
+    except OSError:
+        return []
+    end = chunk.rfind(b"\n")
+    if end < 0:
+        if len(chunk) < max_bytes:
+            return []  # a line still being written
+        end = len(chunk) - 1  # one line longer than max_bytes: shipped cut
+    lines, position = [], start
+    for raw in chunk[: end + 1].splitlines(keepends=True):
+        position += len(raw)
+        text = raw.rstrip(b"\r\n").replace(b"\0", b"").decode("utf-8", errors="replace")  # text holds no NUL
+        if len(text) > MAX_LOG_LINE:
+            text = text[:MAX_LOG_LINE] + " [cut]"
+        lines.append((text, position))
+    return lines
+
+
 def log_messages(path: Path, offset: int = 0, *, limit: int = 12) -> list[str]:
     """The server's own messages written to ``path`` after ``offset`` (``LEVEL:  text``, noise left out)."""
     try:

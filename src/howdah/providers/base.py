@@ -12,6 +12,7 @@ What a provider may lack is declared in :attr:`Provider.capabilities`; a method 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -163,6 +164,10 @@ class Provider(Protocol):
 
     def list_instances(self) -> list[str]:
         """Ids of every instance this provider holds (running or not)."""
+
+    def log_lines(self, instance_id: str, offsets: Mapping[str, int], max_bytes: int) -> list[tuple[str, str, int]]:
+        """The instance's server log lines written after ``offsets`` (server → byte offset; 0 when absent), as
+        (server, line, end offset), about ``max_bytes`` at most per server; [] when the provider ships none."""
 
     def capacity(self) -> Capacity | None:
         """What the whole data plane has (cpu, memory, storage), reported when its conductor registers; None (or

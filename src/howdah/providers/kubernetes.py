@@ -300,6 +300,10 @@ class KubernetesProvider:
         """The extensions of the image the clusters run, as declared (the image's files are not read from here)."""
         return self.extensions
 
+    def log_lines(self, instance_id: str, offsets: Mapping[str, int], max_bytes: int) -> list[tuple[str, str, int]]:
+        """None shipped: the pods' logs are Kubernetes's (``kubectl logs``)."""
+        return []
+
     def list_instances(self) -> list[str]:
         """Every Howdah-managed Cluster's instance id: give each data plane a namespace of its own."""
         clusters = self._list_custom(_cnpg.CLUSTERS, _cnpg.MANAGED_SELECTOR)

@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -52,6 +52,7 @@ from howdah.providers._local_files import (
     instance_os_user_name,
     log_messages,
     log_tail,
+    new_log_lines,
     pick_port,
     recorded_ports,
 )
@@ -372,6 +373,30 @@ class LocalProvider(LocalBase):
             log.warning("instance %s: its recoverable window could not be read: %s", record.instance_id, exc)
             span = None
         return {**found, "recovery_window": span.as_dict() if span else None}
+
+    def running_instances(self) -> dict[str, str]:
+        """The instances with a Postgres server running here (their primary or a replica), id → name, read from
+        their files."""
+        running = {}
+        for instance_id in self.list_instances():
+            paths = self._paths(instance_id)
+            data_dirs = [paths.data_dir, *paths.root.glob("replica-*/pgdata")]
+            if any(postmaster_pid(data_dir) is not None for data_dir in data_dirs):
+                record = InstanceRecord.load(paths.record)
+                running[instance_id] = record.name if record is not None else instance_id
+        return running
+
+    def log_lines(self, instance_id: str, offsets: Mapping[str, int], max_bytes: int) -> list[tuple[str, str, int]]:
+        """The new lines of the server logs of the instance's primary (``primary``) and replicas (by name)."""
+        paths = self._paths(instance_id)
+        record = InstanceRecord.load(paths.record)
+        servers = {"primary": paths.log_file}
+        servers.update({name: paths.replica(name).log_file for name in (record.replicas if record else {})})
+        return [
+            (server, line, end)
+            for server, path in servers.items()
+            for line, end in new_log_lines(path, offsets.get(server, 0), max_bytes)
+        ]
 
     def list_instances(self) -> list[str]:
         if not self._instances.is_dir():

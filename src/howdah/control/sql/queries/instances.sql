@@ -64,3 +64,10 @@ SELECT EXISTS (
     SELECT FROM control.instances
      WHERE id::text = %(id)s AND data_plane = %(data_plane)s AND has_active_work AND generation = %(generation)s
 );
+
+-- name: instances_on_data_plane
+-- Every org's instances on one data plane that are not deleted (for `howdah up` and `howdah down` on its host).
+SELECT org_id, id::text AS id, name, state
+  FROM control.instances
+ WHERE data_plane = %(data_plane)s AND state <> 'Deleted'
+ ORDER BY org_id, name;
