@@ -14,8 +14,12 @@ ratio archiving on ÷ off of that round (target: at least 0.9x):
 - ``bulk inserts``: one client, each transaction inserting 20,000 rows of 200 bytes (MB of WAL per second, as
   ``pg_current_wal_lsn`` counts it).
 
-Then the archiving instance is restored to its latest point (base backup taken before the load, every segment
-since replayed), and the WAL it replayed per second of the restore is reported, with the time to promotion.
+Then both instances are stopped and the archiving one is restored from its base backup (taken before the load)
+to two points: the LSN a quarter of the way through the WAL archived since, and its latest point (every segment
+replayed). Each restore runs twice, in an order that alternates: through Howdah (``restore_to`` +
+``ensure_running``) and by hand with the same binaries, the floor (see :mod:`benchmarks._backup_floor`: ``tar``,
+``restore_command = cp``, ``pg_ctl start``). It reports the seconds to promotion, the MB of WAL replayed per
+second of the restore, and Howdah ÷ by hand.
 
 It prints tables as it goes and Markdown at the end; it does not pass or fail. Everything is removed at the end.
 """
@@ -35,10 +39,17 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from benchmarks._backup_floor import FloorRestore, Timing
 from benchmarks._harness import Rate, Report, ResultTable, bench_parser, fmt_rate, fmt_ratio, run_for, step
 from benchmarks._harness import server_settings as settings_of
+from benchmarks._provision_floor import stop_all_under
+from howdah.control.recovery import format_lsn, parse_lsn
 from howdah.control.spec import InstanceSpec
-from howdah.providers import ConnectionInfo, RecoveryTarget, TransientProviderError
+from howdah.pg._binaries import os_user
+from howdah.providers import Backup, ConnectionInfo, RecoveryTarget, TransientProviderError
+from howdah.providers import _local_backup as _backup
+from howdah.providers._local_archive import wal_dir
+from howdah.providers._local_files import instance_os_user_name
 from howdah.providers.local import LocalProvider
 
 TARGET = 0.9  # archiving on ÷ off
@@ -98,8 +109,9 @@ def main() -> None:
     provider = LocalProvider(root / "dataplane", durable=True)
     report = Report("Continuous archiving and point-in-time restore (local provider)")
     try:
-        run(provider, report, rounds, seconds, args.no_sync_commit)
+        run(provider, report, rounds, seconds, args.no_sync_commit, root)
     finally:
+        stop_all_under(provider.home, root / "by-hand")
         for instance_id in provider.list_instances():
             with contextlib.suppress(Exception):
                 provider.delete(instance_id)
@@ -107,7 +119,7 @@ def main() -> None:
     report.finish(args.markdown)
 
 
-def run(provider: LocalProvider, report: Report, rounds: int, seconds: float, no_sync_commit: bool) -> None:
+def run(provider: LocalProvider, report: Report, rounds: int, seconds: float, no_sync_commit: bool, root: Path) -> None:
     settings = {"synchronous_commit": "off"} if no_sync_commit else {}
     urls: dict[str, str] = {}
     with step("two instances, alike but for archiving"):
@@ -118,7 +130,7 @@ def run(provider: LocalProvider, report: Report, rounds: int, seconds: float, no
             urls[side] = _url(provider.ensure_app_database(instance_id))
             _prepare(urls[side])
     with step("a base backup of the archiving instance"):
-        provider.backup("on", "before-load")
+        base = provider.backup("on", "before-load")
     report.settings = settings_of(urls["archiving on"])
     report.set_facts([
         ("load", f"one client, autocommit; {ACCOUNTS:,} accounts; bulk transactions of {BULK_ROWS:,} rows of 200 B"),
@@ -160,26 +172,77 @@ def run(provider: LocalProvider, report: Report, rounds: int, seconds: float, no
                 if done and done[0] and last and done[0] >= last[0]:
                     break
                 time.sleep(0.2)
+    with step("stopping both instances: the restores run alone"):
+        for instance_id in SIDES.values():
+            provider.stop(instance_id)
+    restore_table(provider, report, base, root)
+
+
+def restore_table(provider: LocalProvider, report: Report, base: Backup, root: Path) -> None:
+    """Restore the archiving instance from ``base`` to a quarter of the WAL archived since and to its latest
+    point, each through Howdah and by hand (in an order that alternates), and add the table."""
+    meta = _backup.load(Path(base.location))
     window = provider.recovery_window("on")
-    replayed = window.latest_lsn - window.earliest_lsn if window else 0
+    if meta is None or window is None:
+        raise RuntimeError("the archiving instance has no recoverable window")
+    start, password = parse_lsn(str(meta[1]["start_lsn"])), str(meta[1]["superuser_password"])
+    quarter = start + (window.latest_lsn - start) // 4
+    targets = [(f"LSN {format_lsn(quarter)}", quarter, format_lsn(quarter)), ("latest", window.latest_lsn, None)]
+    archive = wal_dir(provider.home / "backups", "on")
+    owner = os_user(instance_os_user_name(provider.home, "on"))  # the archive's owner (the current user unless root)
+    table = ResultTable(
+        "Point-in-time restore: Howdah vs by hand",
+        ["restore to", "WAL replayed", "Howdah, s", "by hand, s", "Howdah ÷ by hand", "Howdah, MB/s",
+         "by hand, MB/s", "before pg_ctl start, Howdah / by hand, s"],
+        settings=(
+            "the same base backup (pg_basebackup -F tar, client-gzip:1, taken before the load) and archive; "
+            "seconds from the start of the restore to promotion (pg_is_in_recovery() false, polled every 50 ms); "
+            "MB/s = WAL from the backup's start to the target ÷ those seconds; Howdah: restore_to + ensure_running "
+            "(tarfile unpacking, the WAL copied for the new instance and fetched by its script, archiving on); "
+            "by hand: tar -xzf, restore_command = cp from the archive, recovery.signal, pg_ctl start -w, "
+            "archive_mode=off; both fsync=on with the source's settings, one restore per side and target, "
+            "order alternating"
+        ),
+    )  # fmt: skip
+    for n, (label, stop_at, lsn) in enumerate(targets):
+        replayed = (stop_at - start) / 2**20
+        timings: dict[str, Timing] = {}
+        for side in ("Howdah", "by hand") if n % 2 == 0 else ("by hand", "Howdah"):
+            with step(f"restore to {label}, {side}"):
+                if side == "Howdah":
+                    timings[side] = _howdah_restore(provider, f"restored-{n}", RecoveryTarget(lsn=lsn))
+                else:
+                    floor = FloorRestore(root / "by-hand" / str(n), provider.home, owner)
+                    try:
+                        timings[side] = floor.run(Path(base.location) / "data", archive, password, lsn, timeout=1800)
+                    finally:
+                        floor.destroy()
+        howdah, by_hand = timings["Howdah"], timings["by hand"]
+        table.add_row(
+            label, f"{replayed:,.0f} MB", f"{howdah.total:.1f}", f"{by_hand.total:.1f}",
+            fmt_ratio(howdah.total / by_hand.total), fmt_rate(replayed / howdah.total),
+            fmt_rate(replayed / by_hand.total), f"{howdah.prepare:.1f} / {by_hand.prepare:.1f}",
+        )  # fmt: skip
+    report.add(table)
+
+
+def _howdah_restore(provider: LocalProvider, new_id: str, target: RecoveryTarget) -> Timing:
+    """A point-in-time restore of instance ``on`` into ``new_id`` through the provider, timed to its promotion
+    (then deleted)."""
     began = time.perf_counter()
-    with step("restore to the latest point"):
-        provider.restore_to("on", "restored", "restored", RecoveryTarget())
-        deadline = time.monotonic() + 1800
-        while True:  # each call waits up to the provider's start timeout for the promotion
-            try:
-                provider.ensure_running("restored")
-                break
-            except TransientProviderError:
-                if time.monotonic() > deadline:
-                    raise
-    elapsed = time.perf_counter() - began
-    how = "latest point; the base backup unpacked (tar, gzip), every archived segment replayed"
-    restore = ResultTable("Point-in-time restore", ["WAL replayed after the base backup", "restore to promotion",
-                                                    "replay, MB/s"], settings=how)  # fmt: skip
-    restore.add_row(f"{replayed / 2**20:,.0f} MB", f"{elapsed:.1f} s", fmt_rate(replayed / 2**20 / elapsed))
-    restore.notes.append("not yet compared with pg_basebackup + restore_command driven by hand")
-    report.add(restore)
+    provider.restore_to("on", new_id, new_id, target)
+    prepared = time.perf_counter() - began
+    deadline = time.monotonic() + 1800
+    while True:  # each call waits up to the provider's start timeout for the promotion
+        try:
+            provider.ensure_running(new_id)
+            break
+        except TransientProviderError:
+            if time.monotonic() > deadline:
+                raise
+    total = time.perf_counter() - began
+    provider.delete(new_id)
+    return Timing(prepared, total)
 
 
 if __name__ == "__main__":
