@@ -62,6 +62,16 @@ def cli(db_url: str, tmp_path: Path) -> Iterator[Cli]:
     assert server.returncode == 0, out
 
 
+@pytest.fixture
+def plane(db_url: str) -> Iterator[FakeDataPlane]:
+    """A stand-in data plane answering the control plane's events for the test's duration."""
+    answering = FakeDataPlane(db_url)
+    answering.thread.start()
+    yield answering
+    answering.stop.set()
+    answering.thread.join(timeout=10)
+
+
 def _healthy(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -12,15 +11,6 @@ import yaml
 from tests.acceptance.conftest import Cli, FakeDataPlane
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def plane(db_url: str) -> Iterator[FakeDataPlane]:
-    answering = FakeDataPlane(db_url)
-    answering.thread.start()
-    yield answering
-    answering.stop.set()
-    answering.thread.join(timeout=10)
 
 
 def test_instance_status_for_scripts_and_for_people(cli: Cli, plane: FakeDataPlane) -> None:

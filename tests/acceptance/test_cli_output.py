@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.slow
 
 GONE = ["abcd0001-0000-4000-8000-000000000001", "abcd0002-0000-4000-8000-000000000002"]
 TAKEN = ["bbbb0001-0000-4000-8000-000000000001", "bbbb0002-0000-4000-8000-000000000002"]
-
-
-@pytest.fixture
-def plane(db_url: str) -> Iterator[FakeDataPlane]:
-    answering = FakeDataPlane(db_url)
-    answering.thread.start()
-    yield answering
-    answering.stop.set()
-    answering.thread.join(timeout=10)
 
 
 def _json(cli: Cli, *args: str) -> Any:
