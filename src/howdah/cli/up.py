@@ -19,8 +19,9 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from howdah.cli._api import config_path, read_config, write_config
 from howdah.cli._common import EXIT_NOT_READY, console, err_console, fail, friendly
+from howdah.cli._config import LEGACY_PROFILE, LOCAL_PROFILE, Profile, config_path, save
+from howdah.cli._config import load as load_config
 from howdah.cli._local import log_to_file, remove_pid_file, running_up, write_pid_file
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
@@ -102,7 +103,7 @@ def up(
         api_url = f"http://127.0.0.1:{port}"
         token, org, created = _admin_credentials(url, api_url)
         token_lines = [f"platform admin token (org [bold]{org}[/]), shown once: {token}"] if created else []
-        token_lines += [f"platform admin token saved in {config_path()} (mode 0600)",
+        token_lines += [f"platform admin token saved as the active profile {LOCAL_PROFILE!r} in {config_path()}",
                         f"web console: {api_url}/ (sign in with an API token)", f"logs: {logfile}"]  # fmt: skip
         shown = Shown(server, applied, versions, app_specs, token_lines)
         console.print(f"starting; waiting until {api_url}/readyz says ready (logs: {logfile})", highlight=False)
@@ -153,25 +154,30 @@ def local_provider() -> LocalProvider:
 
 
 def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str, bool]:
-    """(token, org, created now): the saved platform-admin token when it is valid for this database, else a new
-    one (org "default"), saved in the config file (mode 0600)."""
-    saved = read_config()
+    """(token, org, created now): the platform-admin token saved in profile ``local`` (or, from a config file
+    written before profiles, the one it held) when valid for this database, else a new one (org "default");
+    saved as profile ``local``, made the active one."""
+    config = load_config()
+    saved = [config.profiles[name].token for name in (LOCAL_PROFILE, LEGACY_PROFILE) if name in config.profiles]
 
     async def check_or_create() -> tuple[str, str, bool]:
         async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False) as pool:
             control = ControlPlane(pool)
-            if saved.get("token"):
+            for token in filter(None, saved):
                 try:
-                    who = await control.authenticate(saved["token"])
+                    who = await control.authenticate(token)
                     if who.platform:
-                        return saved["token"], who.org_id, False
+                        return token, who.org_id, False
                 except Unauthorized as exc:  # revoked, or saved for another database: a new token replaces it
                     err_console.print(f"[yellow]the saved platform admin token is refused ({exc}); making a new one[/]")
             token, row = await control.create_token(DEFAULT_ORG, "platform", "howdah up")
             return token, row["org_id"], True
 
     token, org, created = asyncio.run(check_or_create())
-    write_config({"api_url": api_url, "token": token, "org": org})
+    legacy = config.profiles.get(LEGACY_PROFILE)
+    if legacy is not None and legacy.token == token:  # the pre-profile file held this platform's token: now `local`
+        config = config.without(LEGACY_PROFILE)
+    save(config.with_profile(LOCAL_PROFILE, Profile(api_url, token, org), activate=True))
     return token, org, created
 
 
