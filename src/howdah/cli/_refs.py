@@ -127,3 +127,19 @@ def human_age(value: str | datetime | None, now: datetime) -> str:
             amount = f"{seconds // span}{unit}"
             return f"in {amount}" if ahead else f"{amount} ago"
     raise AssertionError("unreachable")
+
+
+def completions(incomplete: str, instances: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """What a shell offers for an instance argument that starts with ``incomplete``: the names of instances not
+    deleted, then (once something is typed) the ids starting with it, as their shortest unique prefix when that
+    is at least as long as what is typed, each with a hint (state; name and state)."""
+    offered = [(str(i["name"]), str(i["state"])) for i in instances
+               if i["state"] != "Deleted" and str(i["name"]).startswith(incomplete)]  # fmt: skip
+    if incomplete:
+        short = short_ids([str(i["id"]) for i in instances])
+        for item in instances:
+            full = str(item["id"])
+            if full.startswith(incomplete):
+                shown = short[full] if len(short[full]) >= len(incomplete) else full
+                offered.append((shown, f"{item['name']} ({item['state']})"))
+    return offered

@@ -13,6 +13,7 @@ import typer
 
 from howdah.cli._api import Api, ApiSettings
 from howdah.cli._common import EXIT_USAGE, fail, friendly
+from howdah.cli._completion import InstanceName
 from howdah.cli._output import Format, OutputOption, emit
 
 FOLLOW_EVERY = 1.0  # seconds between reads with -f (the data plane ships every few seconds)
@@ -46,7 +47,7 @@ def printable(line: Any) -> str:
 
 @friendly
 def logs(
-    name: str,
+    name: InstanceName,
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines until Ctrl-C."),
     since: str | None = typer.Option(None, "--since", help="Only lines from then on: 10m, 2h, 1d, or a time."),
     output: OutputOption = Format.table,
