@@ -3,12 +3,15 @@ id or id prefix resolved among candidates (as git and docker accept them), sizes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from howdah.errors import HowdahError
 
+# Control characters a tenant's text might carry (terminal escapes): shown as \xNN, never sent raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SHORT_ID = 8  # a listed id is never shorter than this
 MIN_PREFIX = 4  # an id prefix typed by hand must have at least this many characters
 
@@ -25,6 +28,11 @@ class Ambiguous(RefError):
     def __init__(self, message: str, candidates: Sequence[str]) -> None:
         super().__init__(message)
         self.candidates = list(candidates)
+
+
+def escape_controls(text: str) -> str:
+    """``text`` safe for a terminal: control characters (but tab and newline) as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _common(a: str, b: str) -> int:
