@@ -74,9 +74,12 @@ def test_profiles_are_chosen_by_option_or_environment_and_the_environment_overri
     assert json.loads(by_env("whoami", "--profile", "dev", "-o", "json").stdout)["role"] == "member"
     overridden = Cli({**run.env, "HOWDAH_TOKEN": cli.platform}, cli.url, cli.platform)
     assert _whoami(overridden)["role"] == "platform"  # the profile dev's address, the environment's token
+    run("login", "--url", cli.url, input=cli.platform)  # no --profile: the profile default, not the active one
+    assert _whoami(run)["profile"] == "default" and _whoami(run, "--profile", "dev")["role"] == "member"
     missing = run("--profile", "nowhere", "whoami", check=False)
     assert missing.returncode == 1 and "no profile 'nowhere'" in missing.stderr
 
+    run("logout")  # the active one: default
     run("logout", "--profile", "dev")
     assert run("whoami", check=False).returncode == 1  # no active profile left
     assert _whoami(run, "--profile", "ops")["role"] == "platform"

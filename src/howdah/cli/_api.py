@@ -35,13 +35,17 @@ def choose_profile(name: str | None) -> None:
     _chosen[:] = [check_name(name)] if name else []
 
 
-def profile_name(explicit: str | None = None, config: Config | None = None) -> str | None:
-    """The profile a command uses: its own ``--profile``, else ``howdah --profile``, else ``$HOWDAH_PROFILE``,
-    else the active one (None: there is none)."""
+def named_profile(explicit: str | None = None) -> str | None:
+    """The profile named for a command: its own ``--profile``, else ``howdah --profile``, else
+    ``$HOWDAH_PROFILE`` (None: none is named)."""
     named = explicit or (_chosen[0] if _chosen else None) or os.environ.get(ENV_PROFILE)
-    if named:
-        return check_name(named)
-    return (config or load_config()).active
+    return check_name(named) if named else None
+
+
+def profile_name(explicit: str | None = None, config: Config | None = None) -> str | None:
+    """The profile a command uses: the one named (:func:`named_profile`), else the active one (None: there is
+    none)."""
+    return named_profile(explicit) or (config or load_config()).active
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class ApiSettings:
         config = load_config()
         name = profile_name(profile, config)
         stored = config.profiles.get(name) if name else None
-        if name and stored is None and (profile or _chosen or os.environ.get(ENV_PROFILE)):
+        if name and stored is None and named_profile(profile):
             raise NotConfigured(f"no profile {name!r} in {config_path()}: `howdah login --url URL --profile {name}` "
                                 "adds it")  # fmt: skip
         stored = stored or Profile()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from howdah.cli._api import Api, ApiSettings, profile_name
+from howdah.cli._api import Api, ApiSettings, named_profile, profile_name
 from howdah.cli._common import EXIT_NOT_FOUND, err_console, fail, friendly
 from howdah.cli._config import LEGACY_PROFILE, Profile, ProfileError, config_path, save, save_profile
 from howdah.cli._config import load as load_config
@@ -38,10 +38,10 @@ def login(
     url: Annotated[str, typer.Option("--url", help="The API's address, for example https://howdah.example.com.")],
     profile: ProfileOption = None,
 ) -> None:
-    """Check an API token against the API at --url and save both as a profile (made the active one). The token
-    is read from a hidden prompt, or from stdin: `howdah login --url URL < token.txt`."""
+    """Check an API token against the API at --url and save both as a profile (--profile, else 'default'), made
+    the active one. The token is read from a hidden prompt, or from stdin: `howdah login --url URL < token.txt`."""
     try:
-        name = profile_name(profile) or LEGACY_PROFILE
+        name = named_profile(profile) or LEGACY_PROFILE  # never the active one unless named: it may be `local`
     except ProfileError as exc:
         raise typer.BadParameter(str(exc), param_hint="--profile") from None
     if not url.startswith(("http://", "https://")):
