@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from howdah.cli._config import Config, Profile, ProfileError, config_path, load, parse, render, save, save_profile
+from howdah.cli.auth import unencrypted_elsewhere
 
 
 @pytest.fixture(autouse=True)
@@ -62,3 +63,30 @@ def test_an_unreadable_file_is_a_clear_error() -> None:
     config_path().write_text("token = ")
     with pytest.raises(ProfileError, match="not a valid config file"):
         load()
+
+
+def test_a_readable_file_left_by_someone_else_is_replaced_by_a_private_one() -> None:
+    config_path().parent.mkdir(parents=True)
+    config_path().write_text('active = "x"\n')
+    config_path().chmod(0o644)
+    save_profile("x", Profile("https://h.example", "hwd_secret", "acme"))
+    assert stat.S_IMODE(config_path().stat().st_mode) == 0o600
+
+
+def test_a_symlink_in_place_of_the_file_is_replaced_and_its_target_left_alone(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text("# not yours\n")
+    config_path().parent.mkdir(parents=True)
+    config_path().symlink_to(elsewhere)
+    save_profile("x", Profile("https://h.example", "hwd_secret", "acme"))
+    assert elsewhere.read_text() == "# not yours\n" and not config_path().is_symlink()
+    assert load().profiles["x"].token == "hwd_secret"
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [("http://127.0.0.1:8080", False), ("http://localhost:8080", False), ("http://[::1]:8080", False),
+     ("https://howdah.example.com", False), ("http://howdah.example.com", True), ("http://10.0.0.5:8080", True)],
+)  # fmt: skip
+def test_login_warns_of_a_token_sent_in_clear_over_a_network(url: str, warned: bool) -> None:
+    assert unencrypted_elsewhere(url) is warned

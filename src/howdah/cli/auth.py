@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
+import httpx
 import typer
 
 from howdah.cli._api import Api, ApiSettings, named_profile, profile_name
@@ -18,6 +19,15 @@ ProfileOption = Annotated[
     str | None,
     typer.Option("--profile", help="The profile (default: howdah --profile, $HOWDAH_PROFILE, else the active one)."),
 ]
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def unencrypted_elsewhere(url: str) -> bool:
+    """Whether ``url`` would carry the token in clear over a network (plain http to another machine)."""
+    parsed = httpx.URL(url)
+    return parsed.scheme == "http" and parsed.host not in LOOPBACK
 
 
 def _token_from_terminal_or_stdin() -> str:
@@ -46,6 +56,9 @@ def login(
         raise typer.BadParameter(str(exc), param_hint="--profile") from None
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter("must start with http:// or https://", param_hint="--url")
+    if unencrypted_elsewhere(url):
+        err_console.print(f"[yellow]warning:[/] {url} is plain http: the token crosses the network unencrypted "
+                          "(use https://)", highlight=False)  # fmt: skip
     token = _token_from_terminal_or_stdin()
     who = Api(ApiSettings(url.rstrip("/"), token, "")).whoami()  # 401: refused, nothing saved
     path = save_profile(name, Profile(url.rstrip("/"), token, who["org_id"]))
