@@ -46,7 +46,14 @@ def _token_from_terminal_or_stdin() -> str:
 @friendly
 def login(
     url: Annotated[str, typer.Option("--url", help="The API's address, for example https://howdah.example.com.")],
-    profile: ProfileOption = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="The profile to save (default: howdah --profile, $HOWDAH_PROFILE, else "
+            "'default'; never the active one unless named).",
+        ),
+    ] = None,
 ) -> None:
     """Check an API token against the API at --url and save both as a profile (--profile, else 'default'), made
     the active one. The token is read from a hidden prompt, or from stdin: `howdah login --url URL < token.txt`."""
@@ -54,11 +61,15 @@ def login(
         name = named_profile(profile) or LEGACY_PROFILE  # never the active one unless named: it may be `local`
     except ProfileError as exc:
         raise typer.BadParameter(str(exc), param_hint="--profile") from None
-    if not url.startswith(("http://", "https://")):
-        raise typer.BadParameter("must start with http:// or https://", param_hint="--url")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise typer.BadParameter(f"not a URL: {exc}", param_hint="--url") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise typer.BadParameter("must be http:// or https:// and a host", param_hint="--url")
     if unencrypted_elsewhere(url):
         err_console.print(f"[yellow]warning:[/] {url} is plain http: the token crosses the network unencrypted "
-                          "(use https://)", highlight=False)  # fmt: skip
+                          "(use https://)", highlight=False, soft_wrap=True)  # fmt: skip
     token = _token_from_terminal_or_stdin()
     who = Api(ApiSettings(url.rstrip("/"), token, "")).whoami()  # 401: refused, nothing saved
     path = save_profile(name, Profile(url.rstrip("/"), token, who["org_id"]))
