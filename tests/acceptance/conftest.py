@@ -27,10 +27,11 @@ class Cli:
     def __init__(self, env: dict[str, str], url: str = "", platform: str = "") -> None:
         self.env, self.url, self.platform = env, url, platform
 
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "howdah.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
-        )
+            [sys.executable, "-m", "howdah.cli", *args], env=self.env, capture_output=True, text=True, timeout=120,
+            input=input,
+        )  # fmt: skip
         if check:
             assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
         return done

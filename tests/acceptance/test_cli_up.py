@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class Up:
 
     def config(self) -> dict[str, str]:
         text = (self.home / "config" / "howdah" / "config.toml").read_text()
-        return {k.strip(): json.loads(v) for k, v in (line.split("=", 1) for line in text.splitlines())}
+        return dict(tomllib.loads(text)["profiles"]["local"])  # `howdah up` writes the profile `local`
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         config = self.config()

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import psycopg
@@ -163,7 +164,7 @@ def test_up_prints_its_platform_token_once(db_url: str, tmp_path: Path) -> None:
            "HOWDAH_HOME": str(tmp_path / "home")}  # fmt: skip
     first = _run_up(env)
     config = tmp_path / "config" / "howdah" / "config.toml"
-    saved = {k.strip(): json.loads(v) for k, v in (line.split("=", 1) for line in config.read_text().splitlines())}
+    saved = tomllib.loads(config.read_text())["profiles"]["local"]
     assert saved["token"] in first and str(config) in first.replace("\n", "")
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     second = _run_up(env)

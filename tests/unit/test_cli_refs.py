@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from howdah.cli._common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_NOT_READY, EXIT_OK, EXIT_USAGE, exit_code
-from howdah.cli._refs import Ambiguous, NoMatch, human_age, human_size, resolve, short_ids
+from howdah.cli._refs import Ambiguous, NoMatch, completions, human_age, human_size, resolve, short_ids
 
 A = "0f3a1c2e-1111-4aaa-8bbb-000000000001"
 B = "0f3a1c2e-2222-4aaa-8bbb-000000000002"
@@ -93,3 +93,14 @@ def test_http_statuses_become_the_documented_exit_codes() -> None:
         EXIT_FAILED, EXIT_FAILED, EXIT_FAILED,
     ]  # fmt: skip
     assert (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_NOT_READY) == (0, 1, 2, 3, 4)
+
+
+def test_completions_offer_live_names_then_ids_once_something_is_typed() -> None:
+    rows = [{"id": "abcd1111-0000", "name": "shop", "state": "Up"},
+            {"id": "abcd2222-0000", "name": "shop", "state": "Deleted"},
+            {"id": "ef001111-0000", "name": "depot", "state": "Stopped"}]  # fmt: skip
+    assert completions("", rows) == [("shop", "Up"), ("depot", "Stopped")]  # no ids before anything is typed
+    assert completions("sh", rows) == [("shop", "Up")]  # the deleted one's name is not offered
+    assert completions("abcd", rows) == [("abcd1111", "shop (Up)"), ("abcd2222", "shop (Deleted)")]
+    assert completions("abcd1111-0", rows) == [("abcd1111-0000", "shop (Up)")]  # longer than its short form
+    assert completions("zz", rows) == []

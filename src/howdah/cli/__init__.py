@@ -6,6 +6,7 @@ import typer
 
 from howdah import __version__
 from howdah.cli import (
+    auth,
     conductor,
     dataplane,
     db,
@@ -20,9 +21,28 @@ from howdah.cli import (
     token,
     workflow,
 )
+from howdah.cli._api import ENV_PROFILE, choose_profile
+from howdah.cli._config import ProfileError
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def root(
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        envvar=ENV_PROFILE,
+        help="The profile to use (`howdah login` adds them; default: the active one).",
+    ),
+) -> None:
+    try:
+        choose_profile(profile)
+    except ProfileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--profile") from None
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(queue.app, name="queue")
 app.add_typer(durable.app, name="durable")
@@ -40,6 +60,9 @@ app.command("conductor")(conductor.run_conductor)
 app.command()(up)
 app.command()(local_platform.status)
 app.command()(local_platform.down)
+app.command()(auth.login)
+app.command()(auth.logout)
+app.command()(auth.whoami)
 
 
 @app.command()

@@ -2,53 +2,50 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
-import platformdirs
 from rich.live import Live
 from rich.spinner import Spinner
 
 from howdah.cli._common import EXIT_NOT_READY, err_console, exit_code, fail
+from howdah.cli._config import Config, Profile, check_name, config_path
+from howdah.cli._config import load as load_config
 from howdah.cli._refs import resolve
+from howdah.errors import ConfigurationError
 
-ENV_URL, ENV_TOKEN, ENV_ORG = "HOWDAH_API_URL", "HOWDAH_TOKEN", "HOWDAH_ORG"
+ENV_URL, ENV_TOKEN, ENV_ORG, ENV_PROFILE = "HOWDAH_API_URL", "HOWDAH_TOKEN", "HOWDAH_ORG", "HOWDAH_PROFILE"
+WHOAMI = "/api/v1/whoami"
 SETTLED = {"Up", "Stopped", "Deleted", "Error"}
 WAIT_SECONDS = 600.0  # how long --wait waits, for a busy instance and then for the data plane
 RETRIED = {409, 503}  # with Retry-After: busy (work in flight) or unavailable (database, data plane)
 
 
-def config_path() -> Path:
-    return Path(platformdirs.user_config_dir("howdah", appauthor=False)) / "config.toml"
+class NotConfigured(ConfigurationError):
+    """No API address, token or org is configured, or the profile named does not exist."""
 
 
-def read_config() -> dict[str, str]:
-    path = config_path()
-    if not path.exists():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise fail(f"{path} is not valid TOML: {exc}") from None
-    return {k: str(v) for k, v in data.items() if isinstance(v, str | int)}
+_chosen: list[str] = []  # the profile `howdah --profile NAME` chose (the root command's callback sets it)
 
 
-def write_config(values: dict[str, str]) -> Path:
-    """Merge ``values`` into the config file (mode 0600: it holds a token)."""
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    merged = {**read_config(), **values}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write("".join(f"{key} = {json.dumps(value)}\n" for key, value in sorted(merged.items())))
-    return path
+def choose_profile(name: str | None) -> None:
+    _chosen[:] = [check_name(name)] if name else []
+
+
+def named_profile(explicit: str | None = None) -> str | None:
+    """The profile named for a command: its own ``--profile``, else ``howdah --profile``, else
+    ``$HOWDAH_PROFILE`` (None: none is named)."""
+    named = explicit or (_chosen[0] if _chosen else None) or os.environ.get(ENV_PROFILE)
+    return check_name(named) if named else None
+
+
+def profile_name(explicit: str | None = None, config: Config | None = None) -> str | None:
+    """The profile a command uses: the one named (:func:`named_profile`), else the active one (None: there is
+    none)."""
+    return named_profile(explicit) or (config or load_config()).active
 
 
 @dataclass(frozen=True)
@@ -56,21 +53,45 @@ class ApiSettings:
     url: str
     token: str
     org: str
+    profile: str | None = None
 
     @classmethod
-    def load(cls, url: str | None = None, token: str | None = None, org: str | None = None) -> ApiSettings:
-        stored = read_config()
-        url = url or os.environ.get(ENV_URL) or stored.get("api_url")
-        token = token or os.environ.get(ENV_TOKEN) or stored.get("token")
-        org = org or os.environ.get(ENV_ORG) or stored.get("org")
-        missing = [name for name, value in (("API URL", url), ("token", token), ("org", org)) if not value]
+    def load(
+        cls, url: str | None = None, token: str | None = None, org: str | None = None, *,
+        profile: str | None = None, need_org: bool = True,
+    ) -> ApiSettings:  # fmt: skip
+        """:meth:`resolve`, or one clear error saying what is missing and how to set it."""
+        try:
+            return cls.resolve(url, token, org, profile=profile, need_org=need_org)
+        except NotConfigured as exc:
+            raise fail(str(exc)) from None
+
+    @classmethod
+    def resolve(
+        cls, url: str | None = None, token: str | None = None, org: str | None = None, *,
+        profile: str | None = None, need_org: bool = True,
+    ) -> ApiSettings:  # fmt: skip
+        """The API to call: each of ``url``, ``token``, ``org`` from the argument, else its environment variable,
+        else the profile (see :func:`profile_name`). Raises NotConfigured (or ProfileError) and prints nothing."""
+        config = load_config()
+        name = profile_name(profile, config)
+        stored = config.profiles.get(name) if name else None
+        if name and stored is None and named_profile(profile):
+            raise NotConfigured(f"no profile {name!r} in {config_path()}: `howdah login --url URL --profile {name}` "
+                                "adds it")  # fmt: skip
+        stored = stored or Profile()
+        url = url or os.environ.get(ENV_URL) or stored.api_url
+        token = token or os.environ.get(ENV_TOKEN) or stored.token
+        org = org or os.environ.get(ENV_ORG) or stored.org
+        wanted = (("API URL", url), ("token", token)) + ((("org", org),) if need_org else ())
+        missing = [what for what, value in wanted if not value]
         if missing:
-            raise fail(
-                f"no {', '.join(missing)} configured: run `howdah up` (it writes {config_path()}), or set "
-                f"{ENV_URL}, {ENV_TOKEN} and {ENV_ORG}"
+            raise NotConfigured(
+                f"no {', '.join(missing)} configured: run `howdah login --url URL` or `howdah up` (they write "
+                f"{config_path()}), or set {ENV_URL}, {ENV_TOKEN} and {ENV_ORG}"
             )
-        assert url and token and org
-        return cls(url.rstrip("/"), token, org)
+        assert url and token
+        return cls(url.rstrip("/"), token, org or "", name if name in config.profiles else None)
 
 
 class Api:
@@ -82,6 +103,10 @@ class Api:
             base_url=settings.url, headers={"Authorization": f"Bearer {settings.token}"}, timeout=30.0,
             transport=transport,
         )  # fmt: skip
+
+    def whoami(self) -> dict[str, Any]:
+        """The token's org, role and id, as the API knows them (401: the token is refused)."""
+        return dict(self.call("GET", WHOAMI))
 
     @property
     def instances(self) -> str:

@@ -3,12 +3,15 @@ id or id prefix resolved among candidates (as git and docker accept them), sizes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from howdah.errors import HowdahError
 
+# Control characters a tenant's text might carry (terminal escapes): shown as \xNN, never sent raw.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 SHORT_ID = 8  # a listed id is never shorter than this
 MIN_PREFIX = 4  # an id prefix typed by hand must have at least this many characters
 
@@ -25,6 +28,11 @@ class Ambiguous(RefError):
     def __init__(self, message: str, candidates: Sequence[str]) -> None:
         super().__init__(message)
         self.candidates = list(candidates)
+
+
+def escape_controls(text: str) -> str:
+    """``text`` safe for a terminal: control characters (but tab and newline) as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _common(a: str, b: str) -> int:
@@ -127,3 +135,19 @@ def human_age(value: str | datetime | None, now: datetime) -> str:
             amount = f"{seconds // span}{unit}"
             return f"in {amount}" if ahead else f"{amount} ago"
     raise AssertionError("unreachable")
+
+
+def completions(incomplete: str, instances: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """What a shell offers for an instance argument that starts with ``incomplete``: the names of instances not
+    deleted, then (once something is typed) the ids starting with it, as their shortest unique prefix when that
+    is at least as long as what is typed, each with a hint (state; name and state)."""
+    offered = [(str(i["name"]), str(i["state"])) for i in instances
+               if i["state"] != "Deleted" and str(i["name"]).startswith(incomplete)]  # fmt: skip
+    if incomplete:
+        short = short_ids([str(i["id"]) for i in instances])
+        for item in instances:
+            full = str(item["id"])
+            if full.startswith(incomplete):
+                shown = short[full] if len(short[full]) >= len(incomplete) else full
+                offered.append((shown, f"{item['name']} ({item['state']})"))
+    return offered

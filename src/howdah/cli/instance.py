@@ -19,6 +19,7 @@ from rich.table import Table
 
 from howdah.cli._api import WAIT_SECONDS, Api, ApiSettings
 from howdah.cli._common import EXIT_NOT_READY, EXIT_USAGE, console, err_console, fail, friendly
+from howdah.cli._completion import InstanceName, complete_instance
 from howdah.cli._output import Format, JsonFlag, OutputOption, chosen, emit
 from howdah.cli._refs import NoMatch, resolve
 from howdah.cli._tables import backups_table, fields_table, instances_table
@@ -147,7 +148,7 @@ def list_(
 
 @app.command()
 @friendly
-def get(name: str, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
+def get(name: InstanceName, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
     """One instance, by name, id or unique id prefix."""
     _show(_api().find(name), chosen(output, as_json))
 
@@ -155,7 +156,7 @@ def get(name: str, output: OutputOption = Format.table, as_json: JsonFlag = Fals
 @app.command()
 @friendly
 def update(
-    name: str,
+    name: InstanceName,
     cpu: str | None = typer.Option(None),
     memory: str | None = typer.Option(None),
     storage: str | None = typer.Option(None),
@@ -206,35 +207,35 @@ def _lifecycle(action: str, name: str, wait: bool, output: Format) -> None:
 
 @app.command()
 @friendly
-def restart(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+def restart(name: InstanceName, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Restart an instance."""
     _lifecycle("restart", name, wait, output)
 
 
 @app.command()
 @friendly
-def stop(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+def stop(name: InstanceName, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Stop an instance (its data is kept)."""
     _lifecycle("stop", name, wait, output)
 
 
 @app.command()
 @friendly
-def start(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+def start(name: InstanceName, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Start a stopped instance."""
     _lifecycle("start", name, wait, output)
 
 
 @app.command()
 @friendly
-def delete(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+def delete(name: InstanceName, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Delete an instance and its data."""
     _lifecycle("delete", name, wait, output)
 
 
 @app.command()
 @friendly
-def backup(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+def backup(name: InstanceName, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Take a base backup of a running instance (prints the backup's full id, or its record with -o)."""
     api = _api()
     item = api.find(name)
@@ -259,7 +260,10 @@ RestoreNames = Annotated[
     list[str],
     typer.Argument(metavar="[BACKUP_ID] NEW_NAME", help="A backup id and the new name, or with --from the new name."),
 ]
-FromOption = Annotated[str | None, typer.Option("--from", help="The instance to restore (name or id; deleted too).")]
+FromOption = Annotated[
+    str | None,
+    typer.Option("--from", help="The instance to restore (name or id; deleted too).", autocompletion=complete_instance),
+]
 ToTime = Annotated[str | None, typer.Option("--to-time", help="A time with its zone: '2026-12-05 10:00:00+00'.")]
 ToLsn = Annotated[str | None, typer.Option("--to-lsn", help="An LSN: '0/3000060'.")]
 Latest = Annotated[bool, typer.Option("--latest", help="The latest point archived.")]
@@ -279,7 +283,7 @@ def _source(api: Api, ref: str) -> dict[str, Any]:
 
 @app.command()
 @friendly
-def backups(name: str, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
+def backups(name: InstanceName, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
     """An instance's recoverable window and base backups (a deleted instance's too); ids as their shortest unique
     prefix, which ``restore`` accepts."""
     api = _api()
@@ -330,7 +334,7 @@ def _verification(outcome: dict[str, Any]) -> str:
 
 @app.command("verify-backup")
 @friendly
-def verify_backup(name: str, wait: Wait = False, output: OutputOption = Format.table) -> None:
+def verify_backup(name: InstanceName, wait: Wait = False, output: OutputOption = Format.table) -> None:
     """Restore the instance's latest backup (with its archived WAL) into a scratch instance, check that it starts
     and answers a query, and delete it; with --wait, print the outcome (exit code 1 when the restore failed)."""
     api = _api()
@@ -395,7 +399,9 @@ def restore(
 
 @app.command()
 @friendly
-def connect(name: str, print_uri: bool = typer.Option(False, "--print", help="Print the URI instead.")) -> None:
+def connect(
+    name: InstanceName, print_uri: bool = typer.Option(False, "--print", help="Print the URI instead.")
+) -> None:
     """Open psql on the instance (or print its connection URI)."""
     item = _api().find(name)
     c = item.get("connection")

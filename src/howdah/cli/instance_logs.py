@@ -13,13 +13,13 @@ import typer
 
 from howdah.cli._api import Api, ApiSettings
 from howdah.cli._common import EXIT_USAGE, fail, friendly
+from howdah.cli._completion import InstanceName
 from howdah.cli._output import Format, OutputOption, emit
+from howdah.cli._refs import escape_controls
 
 FOLLOW_EVERY = 1.0  # seconds between reads with -f (the data plane ships every few seconds)
 _SPAN = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-# Control characters a tenant's log line might carry (terminal escapes): shown as \xNN, never sent raw.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -40,13 +40,13 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 def printable(line: Any) -> str:
     """One log line for a terminal: the server's name before a replica's, control characters escaped."""
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(line["line"]))
+    text = escape_controls(str(line["line"]))
     return text if line["server"] == "primary" else f"[{line['server']}] {text}"
 
 
 @friendly
 def logs(
-    name: str,
+    name: InstanceName,
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines until Ctrl-C."),
     since: str | None = typer.Option(None, "--since", help="Only lines from then on: 10m, 2h, 1d, or a time."),
     output: OutputOption = Format.table,

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 from howdah.cli._api import Api, ApiSettings
 from howdah.cli._common import friendly
+from howdah.cli._completion import InstanceName
 from howdah.cli._output import Format, JsonFlag, OutputOption, chosen, emit
 from howdah.cli._status_view import status_record, status_view
 
 
 @friendly
-def status(name: str, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
+def status(name: InstanceName, output: OutputOption = Format.table, as_json: JsonFlag = False) -> None:
     """An instance's condition (by name, id or unique id prefix): state and why, primary and replicas with lag,
     pending restart, settings changed from the stack's defaults, extensions, disk use, backups."""
     api = Api(ApiSettings.load())

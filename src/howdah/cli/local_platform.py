@@ -11,8 +11,10 @@ import httpx
 import psycopg
 import typer
 
-from howdah.cli._api import ENV_URL, Api, ApiSettings, read_config
+from howdah.cli._api import ENV_URL, Api, ApiSettings, profile_name
 from howdah.cli._common import EXIT_FAILED, EXIT_NOT_READY, err_console, fail, friendly
+from howdah.cli._config import LOCAL_PROFILE
+from howdah.cli._config import load as load_config
 from howdah.cli._local import alive, pid_path, running_up
 from howdah.cli._output import Format, OutputOption, emit
 from howdah.cli._tables import fields_table
@@ -25,13 +27,16 @@ POLL_SECONDS = 0.2
 
 def platform_url(explicit: str | None = None) -> str | None:
     """Where the platform's API is: ``--url``, else ``$HOWDAH_API_URL``, else the address the running ``howdah up``
-    of this ``$HOWDAH_HOME`` recorded in its pid file, else the one saved in the CLI's config file."""
+    of this ``$HOWDAH_HOME`` recorded in its pid file, else the one of the CLI's profile (see ``howdah login``)."""
     if explicit or os.environ.get(ENV_URL):
         return (explicit or os.environ[ENV_URL]).rstrip("/")
     running = running_up()
     if running is not None:
         return running.api_url
-    return read_config().get("api_url")
+    config = load_config()
+    name = profile_name(config=config)
+    found = config.profiles.get(name) if name else None
+    return found.api_url if found and found.api_url else None
 
 
 def readiness(url: str | None) -> dict[str, Any]:
@@ -115,7 +120,7 @@ def down(
 def _stop_through_api(api_url: str, timeout: float) -> None:
     """Stop each local instance that is not stopped yet through the API (every org's: the platform token may act
     in any), then wait until each is settled."""
-    api = Api(ApiSettings.load(url=api_url))
+    api = Api(ApiSettings.load(url=api_url, profile=LOCAL_PROFILE))  # `howdah up` saved its token there
     targets = [row for row in _local_instances() if row[3] != "Stopped"]
     asked = []
     for org, instance_id, name, _ in targets:

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import typer
 from psycopg_pool import AsyncConnectionPool
 
-from howdah.cli._api import Api, ApiSettings, write_config
+from howdah.cli._api import Api, ApiSettings, profile_name
 from howdah.cli._common import DatabaseUrlOption, err_console, friendly, resolve_url
+from howdah.cli._config import LEGACY_PROFILE, update_profile
 from howdah.cli._output import Format, JsonFlag, OutputOption, chosen, emit
 from howdah.cli._refs import resolve
 from howdah.cli._tables import tokens_table
@@ -41,7 +42,11 @@ def create(
         "member", help="admin, member or viewer; platform (data planes, every org) or metrics (/metrics only)."
     ),
     name: str = typer.Option("", help="A label for the token."),
-    save: bool = typer.Option(False, help="Also save it (with its org, and --api-url) as the CLI's credentials."),
+    save: bool = typer.Option(
+        False,
+        help="Also save it (with its org, and --api-url) in the CLI's profile (howdah --profile, else the "
+        "active one, else 'default').",
+    ),
     api_url: str | None = typer.Option(None, help="The API URL to save with --save."),
     via_database: bool = typer.Option(
         False,
@@ -71,7 +76,8 @@ def create(
         values = {"token": created["token"], "org": org}
         if api_url:
             values["api_url"] = api_url
-        err_console.print(f"saved to {write_config(values)}", style="dim")
+        name = profile_name() or LEGACY_PROFILE
+        err_console.print(f"saved as profile {name!r} in {update_profile(name, **values)}", style="dim")
 
 
 async def _create_in_database(url: str, org: str, role: str, name: str) -> dict[str, str]:

@@ -9,18 +9,22 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import httpx
 import psycopg
 import typer
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from howdah.cli._api import config_path, read_config, write_config
 from howdah.cli._common import EXIT_NOT_READY, console, err_console, fail, friendly
+from howdah.cli._config import LEGACY_PROFILE, LOCAL_PROFILE, Profile, config_path, save
+from howdah.cli._config import load as load_config
+from howdah.cli._live_view import EVENTS, ROWS, LiveData, live_data, live_view
 from howdah.cli._local import log_to_file, remove_pid_file, running_up, write_pid_file
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
@@ -102,7 +106,7 @@ def up(
         api_url = f"http://127.0.0.1:{port}"
         token, org, created = _admin_credentials(url, api_url)
         token_lines = [f"platform admin token (org [bold]{org}[/]), shown once: {token}"] if created else []
-        token_lines += [f"platform admin token saved in {config_path()} (mode 0600)",
+        token_lines += [f"platform admin token saved as the active profile {LOCAL_PROFILE!r} in {config_path()}",
                         f"web console: {api_url}/ (sign in with an API token)", f"logs: {logfile}"]  # fmt: skip
         shown = Shown(server, applied, versions, app_specs, token_lines)
         console.print(f"starting; waiting until {api_url}/readyz says ready (logs: {logfile})", highlight=False)
@@ -153,25 +157,30 @@ def local_provider() -> LocalProvider:
 
 
 def _admin_credentials(dsn: str, api_url: str) -> tuple[str, str, bool]:
-    """(token, org, created now): the saved platform-admin token when it is valid for this database, else a new
-    one (org "default"), saved in the config file (mode 0600)."""
-    saved = read_config()
+    """(token, org, created now): the platform-admin token saved in profile ``local`` (or, from a config file
+    written before profiles, the one it held) when valid for this database, else a new one (org "default");
+    saved as profile ``local``, made the active one."""
+    config = load_config()
+    saved = [config.profiles[name].token for name in (LOCAL_PROFILE, LEGACY_PROFILE) if name in config.profiles]
 
     async def check_or_create() -> tuple[str, str, bool]:
         async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False) as pool:
             control = ControlPlane(pool)
-            if saved.get("token"):
+            for token in filter(None, saved):
                 try:
-                    who = await control.authenticate(saved["token"])
+                    who = await control.authenticate(token)
                     if who.platform:
-                        return saved["token"], who.org_id, False
+                        return token, who.org_id, False
                 except Unauthorized as exc:  # revoked, or saved for another database: a new token replaces it
                     err_console.print(f"[yellow]the saved platform admin token is refused ({exc}); making a new one[/]")
             token, row = await control.create_token(DEFAULT_ORG, "platform", "howdah up")
             return token, row["org_id"], True
 
     token, org, created = asyncio.run(check_or_create())
-    write_config({"api_url": api_url, "token": token, "org": org})
+    legacy = config.profiles.get(LEGACY_PROFILE)
+    if legacy is not None and legacy.token == token:  # the pre-profile file held this platform's token: now `local`
+        config = config.without(LEGACY_PROFILE)
+    save(config.with_profile(LOCAL_PROFILE, Profile(api_url, token, org), activate=True))
     return token, org, created
 
 
@@ -251,33 +260,28 @@ async def _await_ready(api_url: str, stop: asyncio.Event, timeout: float, *, nee
 
 
 async def _live_status(url: str, stop: asyncio.Event, every: float = 2.0) -> None:
-    """A Rich live panel of what the platform is doing: instances by state, workflows by status, queues."""
+    """A Rich live panel of what the platform is doing (each instance's progress, the last events, workflows and
+    queues), from one query of the control database per refresh; server logs go to the log file, never here."""
     async with AsyncConnectionPool(
         url, min_size=1, max_size=1, kwargs={"autocommit": True}, open=False, check=AsyncConnectionPool.check_connection
     ) as pool:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
             while not stop.is_set():
                 with contextlib.suppress(psycopg.Error):  # best effort: the services log their own errors
-                    live.update(await _status_table(pool))
+                    live.update(
+                        Panel(live_view(await _live_data(pool), datetime.now(UTC), DEFAULT_ORG), title="live status")
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), every)
 
 
-async def _status_table(pool: AsyncConnectionPool) -> Table:
-    table = Table(title="live status", box=None)
-    for column in ("what", "counts"):
-        table.add_column(column)
+async def _live_data(pool: AsyncConnectionPool) -> LiveData:
     async with pool.connection() as conn:
-        queries = (
-            ("instances", QUERIES["instances_by_state"]),
-            ("workflows", "SELECT status, count(*) FROM howdah.workflows GROUP BY 1 ORDER BY 1"),
-            ("queue depth", "SELECT queue_name, queue_length FROM pgmq.metrics_all() WHERE queue_length > 0"),
-        )
-        for label, query in queries:
-            cur = await conn.execute(query)
-            rows = await cur.fetchall()
-            table.add_row(label, ", ".join(f"{key}: {value}" for key, value in rows) or "-")
-    return table
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(QUERIES["live_panel"], {"rows": ROWS, "events": EVENTS})
+        row = await cur.fetchone()
+    assert row is not None
+    return live_data(row)
 
 
 def _banner(shown: Shown, settings: Settings, api_url: str, waited: Readiness) -> None:

@@ -160,6 +160,12 @@ class TokenInfo(BaseModel):
     last_used_at: datetime | None = None
 
 
+class WhoAmI(BaseModel):
+    org_id: str
+    role: str
+    token_id: str
+
+
 class BackupInfo(BaseModel):
     id: str
     instance_id: str
@@ -528,6 +534,12 @@ def create_app(
         return {"data_plane": name, "reported": True, **catalog.to_json()}
 
     # ---------------------------------------------------------------------------------------- tokens
+    @app.get("/api/v1/whoami", tags=["tokens"])
+    async def whoami(who: Auth) -> WhoAmI:
+        """The calling token's org, role and id (any valid token; 401 otherwise): what a client checks a token
+        against before saving it."""
+        return WhoAmI(org_id=who.org_id, role=who.role, token_id=who.token_id)
+
     @app.post("/api/v1/orgs/{org_id}/tokens", tags=["tokens"], status_code=201)
     async def new_token(org_id: str, body: TokenCreate, who: Auth, ctl: Ctl) -> TokenCreated:
         may_issue(who, org_id, body.role)

@@ -18,10 +18,14 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s")
 
 
 def names_in_code() -> set[str]:
+    """The names looked up by the control plane's modules and by any other module that imports its queries (the
+    CLI's ``howdah up``, ``howdah down``)."""
     names: set[str] = set()
-    for path in (SOURCE / "control").rglob("*.py"):
-        for lookup in _LOOKUP.findall(path.read_text(encoding="utf-8")):
-            names.update(_NAME.findall(lookup))
+    for path in SOURCE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if (SOURCE / "control") in path.parents or "from howdah.control.queries import QUERIES" in text:
+            for lookup in _LOOKUP.findall(text):
+                names.update(_NAME.findall(lookup))
     return names
 
 

@@ -71,3 +71,36 @@ SELECT org_id, id::text AS id, name, state
   FROM control.instances
  WHERE data_plane = %(data_plane)s AND state <> 'Deleted'
  ORDER BY org_id, name;
+
+-- name: live_panel
+-- What `howdah up`'s live panel shows, in one statement: how many instances are in each state (not deleted), the
+-- `rows` instances not deleted whose state began last (org, name, state, the change in flight, the last error,
+-- and since when the instance is in its state: the first of its latest run of events in that state), the `events`
+-- newest events of any instance (each with the change that led to it), the workflows not finished by status, and the queues holding messages at the
+-- last minute's depth sample (the panel counts no queue itself).
+WITH live AS (
+    SELECT i.id, i.org_id, i.name, i.state, CASE WHEN i.has_active_work THEN i.pending_event ->> 'kind' END AS change,
+           i.last_error AS error,
+           (SELECT min(e.at) FROM control.instance_events e
+             WHERE e.instance_id = i.id
+               AND e.id > coalesce((SELECT max(p.id) FROM control.instance_events p
+                                     WHERE p.instance_id = i.id AND p.state <> i.state), 0)) AS since
+      FROM control.instances i
+     WHERE i.state <> 'Deleted'
+), recent AS (
+    SELECT e.id, e.at, i.org_id, i.name, e.state, e.change, e.error
+      FROM (SELECT * FROM control.instance_events ORDER BY id DESC LIMIT %(events)s) e
+      JOIN control.instances i ON i.id = e.instance_id
+)
+SELECT
+    (SELECT coalesce(jsonb_object_agg(state, n), '{}'::jsonb)
+       FROM (SELECT state, count(*) AS n FROM live GROUP BY state) c) AS counts,
+    (SELECT coalesce(jsonb_agg(to_jsonb(l) - 'id' ORDER BY l.since DESC NULLS LAST, l.org_id, l.name), '[]'::jsonb)
+       FROM (SELECT * FROM live ORDER BY since DESC NULLS LAST, org_id, name LIMIT %(rows)s) l) AS instances,
+    (SELECT coalesce(jsonb_agg(to_jsonb(r) - 'id' ORDER BY r.id DESC), '[]'::jsonb) FROM recent r) AS events,
+    (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb)
+       FROM (SELECT status, count(*) AS n FROM howdah.workflows
+              WHERE status IN ('pending', 'running', 'sleeping', 'waiting') GROUP BY status) w) AS workflows,
+    (SELECT coalesce(jsonb_object_agg(queue_name, queue_length), '{}'::jsonb)
+       FROM control.queue_depth_samples
+      WHERE at = (SELECT max(at) FROM control.queue_depth_samples) AND queue_length > 0) AS queues;
