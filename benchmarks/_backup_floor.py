@@ -4,8 +4,8 @@ From the same base backup (pg_basebackup's gzip-compressed tar files) and the sa
 restore, it runs what a restore by hand needs and nothing more: ``tar -xzf`` of ``base.tar.gz`` into a fresh data
 folder and of ``pg_wal.tar.gz`` into its ``pg_wal`` (then ``chown -R`` to the server's OS user when run as root,
 as the provider does), the recovery settings appended to ``postgresql.auto.conf`` with a plain
-``cp ARCHIVE/%f %p`` as ``restore_command`` reading the archive itself (Howdah first copies the WAL for the new
-instance and fetches it with its own script), ``recovery.signal``, ``pg_ctl start -w``, and a
+``cp ARCHIVE/%f %p`` as ``restore_command`` reading the archive itself (Howdah first copies the WAL it replays
+for the new instance, which reads that copy with ``cp``), ``recovery.signal``, ``pg_ctl start -w``, and a
 password-authenticated connection polled every 50 ms until ``pg_is_in_recovery()`` is false (as the provider
 waits for the promotion). The server runs as the archive's owner (the source instance's OS user when root), so
 that ``cp`` may read the archive.

@@ -198,7 +198,7 @@ def restore_table(provider: LocalProvider, report: Report, base: Backup, root: P
             "the same base backup (pg_basebackup -F tar, client-gzip:1, taken before the load) and archive; "
             "seconds from the start of the restore to promotion (pg_is_in_recovery() false, polled every 50 ms); "
             "MB/s = WAL from the backup's start to the target ÷ those seconds; Howdah: restore_to + ensure_running "
-            "(tarfile unpacking, the WAL copied for the new instance and fetched by its script, archiving on); "
+            "(tarfile unpacking, the WAL it replays copied for the new instance and read with cp, archiving on); "
             "by hand: tar -xzf, restore_command = cp from the archive, recovery.signal, pg_ctl start -w, "
             "archive_mode=off; both fsync=on with the source's settings, one restore per side and target, "
             "order alternating"

@@ -1,4 +1,5 @@
-"""The WAL archive's pure decisions (window, backup choice, retention) and its push/fetch commands."""
+"""The WAL archive's pure decisions (window, backup choice, what a restore replays, retention) and its push
+command."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from howdah.control.recovery import (
     format_lsn,
     outside,
     parse_lsn,
+    replay_files,
     retention,
     segment_name,
     segment_number,
@@ -159,14 +161,12 @@ def test_the_commands_as_postgres_runs_them(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-I", script, *args], capture_output=True, text=True, cwd=tmp_path)
 
     assert run("push", str(archive), f"pg_wal/{name}", name).returncode == 0
-    assert run("fetch", str(archive), name, "RECOVERYXLOG").returncode == 0
-    assert (tmp_path / "RECOVERYXLOG").read_bytes() == b"wal"
-    missing = run("fetch", str(archive), "000000010000000000000005", "RECOVERYXLOG")
-    assert missing.returncode == 1  # not archived: the end of the archive for Postgres, never a crash
+    assert (archive / name).read_bytes() == b"wal"
     (tmp_path / "pg_wal" / name).write_bytes(b"other")
     refused = run("push", str(archive), f"pg_wal/{name}", name)
     assert refused.returncode == 1 and "refusing to overwrite" in refused.stderr
     assert run("bogus").returncode == 2
+    assert run("fetch", str(archive), name, "RECOVERYXLOG").returncode == 2  # restores use cp
 
 
 def test_a_scheduled_backup_is_due_once_per_tick() -> None:
@@ -206,3 +206,16 @@ def test_an_archive_error_says_why_without_the_data_planes_paths() -> None:
     )
     archived_later = archiver_status(("00000001000000000000000A", failed, "x", T0, 4), wal, True, lambda: log)
     assert archived_later["last_archive_error"] is None
+
+
+def test_a_restore_stages_only_the_wal_it_replays() -> None:
+    start = BackupPoint("b", T0, 3 * SEGMENT_SIZE + 40, 3 * SEGMENT_SIZE + 400, 1)
+    segments = [segment_name(1, n * SEGMENT_SIZE) for n in range(1, 10)]  # segments 1..9
+    others = ["00000002.history", segments[-1] + ".partial", segments[2] + ".00000028.backup"]
+    kept = ["00000002.history", segments[2] + ".00000028.backup"]
+    assert replay_files(segments + others, start, None) == segments[2:] + kept  # the backup's segment on, no .partial
+    # to an LSN in segment 5: up to segment 6, where replay finds the end of the target's record
+    assert replay_files(segments + others, start, 5 * SEGMENT_SIZE + 10) == segments[2:6] + kept
+    # a target at the very end of a segment still gets the next one; one at a segment's start, the one after
+    assert replay_files(segments, start, 6 * SEGMENT_SIZE - 1) == segments[2:6]
+    assert replay_files(segments, start, 6 * SEGMENT_SIZE) == segments[2:7]

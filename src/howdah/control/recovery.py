@@ -112,6 +112,22 @@ def outside(span: Window | None, target_time: datetime | None, target_lsn: int |
     return None
 
 
+def replay_files(names: Iterable[str], start: BackupPoint, stop_lsn: int | None) -> list[str]:
+    """The archived files a restore from ``start`` replays: every history file and the segments from the backup's
+    start on; when it stops at ``stop_lsn``, none past the segment after the target's (replay reads on past its
+    target to find where the target's record ends). Partial segments are never replayed."""
+    last = None if stop_lsn is None else stop_lsn // SEGMENT_SIZE + 1
+    return [
+        name
+        for name in names
+        if not name.endswith(".partial")
+        and (
+            (number := segment_number(name)) is None
+            or (number >= start.start_segment and (last is None or number <= last))
+        )
+    ]
+
+
 def choose_backup(
     backups: Iterable[BackupPoint], target_time: datetime | None = None, target_lsn: int | None = None
 ) -> BackupPoint | None:

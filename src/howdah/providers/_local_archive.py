@@ -34,6 +34,7 @@ from howdah.control.recovery import (
     Window,
     expired_after_delete,
     parse_lsn,
+    replay_files,
     segment_number,
     window,
 )
@@ -126,10 +127,14 @@ def archive_conf(tool: WalTool, wal: Path) -> dict[str, str]:
     return {"archive_mode": "on", "archive_command": command, "archive_timeout": ARCHIVE_TIMEOUT}
 
 
-def recovery_conf(tool: WalTool, staging: Path, target_time: datetime | None, target_lsn: str | None) -> dict[str, str]:
+def recovery_conf(staging: Path, target_time: datetime | None, target_lsn: str | None) -> dict[str, str]:
     """Settings of a restore that replays the WAL in ``staging`` up to the target (the end when None), then
     promotes."""
-    conf = {"restore_command": tool.command("fetch", str(staging)) + " %f %p", "recovery_target_timeline": "latest"}
+    # The staged copies belong to the new instance: a plain cp is all a restore needs (an absolute path, so the
+    # server's environment cannot choose which program runs).
+    cp = shlex.quote(shutil.which("cp") or "/bin/cp")
+    conf = {"restore_command": f"{cp} {shlex.quote(str(staging).replace('%', '%%'))}/%f %p",
+            "recovery_target_timeline": "latest"}  # fmt: skip
     if target_time is not None:
         conf["recovery_target_time"] = target_time.astimezone(UTC).isoformat(sep=" ")
     if target_lsn is not None:
@@ -305,16 +310,13 @@ def adopt(backups: Path, instance_id: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ restore
-def stage(wal: Path, staging: Path, start: BackupPoint, user: OsUser) -> int:
-    """Copy what a restore from ``start`` replays (segments from its start on, every history file) into
-    ``staging``, owned by the new instance's ``user``; returns how many files."""
+def stage(wal: Path, staging: Path, start: BackupPoint, stop_lsn: int | None, user: OsUser) -> int:
+    """Copy what a restore from ``start`` (to ``stop_lsn``, or the end when None) replays into ``staging``, owned
+    by the new instance's ``user`` (see :func:`recovery.replay_files`); returns how many files."""
     staging.mkdir(mode=0o700, exist_ok=True)
     user.chown(staging)
-    count = 0
-    for name in archived(wal):
-        number = segment_number(name)
-        if name.endswith(".partial") or (number is not None and number < start.start_segment):
-            continue
+    names = replay_files(archived(wal), start, stop_lsn)
+    for name in names:
         copy = staging / name
         if not copy.exists():
             partial = staging / f".{name}.tmp"
@@ -322,8 +324,7 @@ def stage(wal: Path, staging: Path, start: BackupPoint, user: OsUser) -> int:
             partial.chmod(0o600)
             user.chown(partial)
             partial.rename(copy)
-        count += 1
-    return count
+    return len(names)
 
 
 # ---------------------------------------------------------------------------------------------- retention

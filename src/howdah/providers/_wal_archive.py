@@ -1,8 +1,8 @@
-"""Postgres's ``archive_command`` and ``restore_command`` for local instances: push a WAL file into an archive
-folder, fetch one back.
+"""Postgres's ``archive_command`` for local instances: push a WAL file into an archive folder. (A restore reads
+the copies staged for it with a plain ``cp``: see ``_local_archive.recovery_conf``.)
 
-Run as a script by the server (``python -I <this file> push ARCHIVE %p %f`` / ``fetch ARCHIVE %f %p``), so it
-imports nothing but the standard library and starts fast for every segment.
+Run as a script by the server (``python -I <this file> push ARCHIVE %p %f``), so it imports nothing but the
+standard library and starts fast for every segment.
 
 Pushing is safe against crashes and retries: the file is written under a temporary name, fsynced, linked to its
 final name (which never replaces an existing file) and the folder fsynced, before success is reported. A file
@@ -79,34 +79,17 @@ def push(archive: Path, source: Path, name: str) -> str:
     return "archived"
 
 
-def fetch(archive: Path, name: str, destination: Path) -> bool:
-    """Copy ``archive/name`` to ``destination``; False when the archive has no such file."""
-    _check_name(name)
-    try:
-        src = open(archive / name, "rb")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        return False
-    with src, open(destination, "wb") as out:
-        while chunk := src.read(_CHUNK):
-            out.write(chunk)
-    return True
-
-
 def main(argv: list[str]) -> int:
-    """``push ARCHIVE PATH NAME`` or ``fetch ARCHIVE NAME PATH``: 0 on success, 1 otherwise (for ``fetch``,
-    also when the file is not archived, which Postgres reads as the end of the archive)."""
-    if len(argv) != 4 or argv[0] not in ("push", "fetch"):
-        print("usage: push ARCHIVE PATH NAME | fetch ARCHIVE NAME PATH", file=sys.stderr)
+    """``push ARCHIVE PATH NAME``: 0 on success, 1 otherwise."""
+    if len(argv) != 4 or argv[0] != "push":
+        print("usage: push ARCHIVE PATH NAME", file=sys.stderr)
         return 2
-    command, archive = argv[0], Path(argv[1])
     try:
-        if command == "push":
-            push(archive, Path(argv[2]), argv[3])
-            return 0
-        return 0 if fetch(archive, argv[2], Path(argv[3])) else 1
+        push(Path(argv[1]), Path(argv[2]), argv[3])
     except (ArchiveError, OSError) as exc:
-        print(f"howdah WAL {command}: {exc}", file=sys.stderr)
+        print(f"howdah WAL push: {exc}", file=sys.stderr)
         return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -540,10 +540,10 @@ class LocalProvider(LocalBase):
             paths = self._paths(new_instance_id)
 
             def replay(record: InstanceRecord) -> None:
-                _archive.stage(wal, paths.restore_wal, start, self._os_user(record))
+                _archive.stage(wal, paths.restore_wal, start, lsn if stop_lsn is not None else None,
+                               self._os_user(record))  # fmt: skip
                 write_atomic(paths.data_dir / "recovery.signal", "", owner_of=paths.data_dir)
-                tool = _archive.wal_tool(self.home, self._os_user(record))
-                record.recovery = _archive.recovery_conf(tool, paths.restore_wal, stop_time, stop_lsn)
+                record.recovery = _archive.recovery_conf(paths.restore_wal, stop_time, stop_lsn)
 
             self._restore_cluster(new_instance_id, name, Path(backup.location), meta, origin, replay)
 
