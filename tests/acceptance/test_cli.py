@@ -68,6 +68,28 @@ def test_queue_round_trip(db_url: str, queue_name: str) -> None:
     assert run("queue", "drop", queue_name, "--database-url", db_url).exit_code == 0
 
 
+def test_queue_commands_that_change_things_answer_scripts_in_json(db_url: str, queue_name: str) -> None:
+    assert run("queue", "create", queue_name, "--database-url", db_url).exit_code == 0
+    sent = json.loads(run("queue", "send", queue_name, '{"n": 1}', "-o", "json", "--database-url", db_url).stdout)
+    also = yaml.safe_load(run("queue", "send", queue_name, "2", "-o", "yaml", "--database-url", db_url).stdout)
+    archived = run("queue", "archive", queue_name, str(sent["msg_id"]), "-o", "json", "--database-url", db_url)
+    assert archived.exit_code == 0 and json.loads(archived.stdout) == {"archived": [sent["msg_id"]], "not_found": []}
+    missing = run("queue", "delete", queue_name, str(sent["msg_id"]), str(also["msg_id"]), "-o", "json",
+                  "--database-url", db_url)  # fmt: skip
+    assert missing.exit_code == 3  # one was archived already: not found, and the exit code says so
+    assert json.loads(missing.stdout) == {"deleted": [also["msg_id"]], "not_found": [sent["msg_id"]]}
+    run("queue", "send", queue_name, "3", "--database-url", db_url)
+    purged = run("queue", "purge", queue_name, "-o", "json", "--database-url", db_url)
+    assert json.loads(purged.stdout) == {"purged": 1}
+    verified = run("df", "verify", "-o", "json", "--database-url", db_url)
+    assert verified.exit_code == 0, verified.output
+    assert [(c["component"], c["ok"], c["pending"]) for c in json.loads(verified.stdout)] == [
+        ("queue", True, []), ("durable", True, []), ("df", True, [])
+    ]  # fmt: skip
+    assert json.loads(run("version", "-o", "json").stdout)["version"] == run("version").stdout.strip()
+    assert run("queue", "drop", queue_name, "--database-url", db_url).exit_code == 0
+
+
 def test_tail_follows_new_messages(db_url: str, queue_name: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SELECT pgmq.create(%s)", (queue_name,))

@@ -23,6 +23,7 @@ from howdah.cli import (
 )
 from howdah.cli._api import ENV_PROFILE, choose_profile
 from howdah.cli._config import ProfileError
+from howdah.cli._output import Format, OutputOption, emit
 from howdah.cli.up import up
 
 app = typer.Typer(help="Howdah: a Postgres-native control plane.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -66,9 +67,9 @@ app.command()(auth.whoami)
 
 
 @app.command()
-def version() -> None:
+def version(output: OutputOption = Format.table) -> None:
     """Print Howdah's version."""
-    typer.echo(__version__)
+    emit({"version": __version__}, output, lambda: __version__)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import psycopg
 import typer
 
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, resolve_url
+from howdah.cli._output import Format, OutputOption, emit
 from howdah.pg import migrations
 from howdah.pg.migrations import Component
 
@@ -20,6 +21,17 @@ def _connect(database_url: str | None) -> psycopg.Connection[Any]:
 
 def _names(applied: Sequence[migrations.Migration]) -> str:
     return ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+
+
+def _verified(state: migrations.SchemaState) -> dict[str, Any]:
+    """One component's verification as a record (``-o json|yaml``)."""
+    return {
+        "component": state.component,
+        "version": max(state.applied, default=None),
+        "pending": list(state.pending),
+        "problems": list(state.problems),
+        "ok": bool(state.applied) and state.ok,
+    }
 
 
 def add_schema_commands(app: typer.Typer, components: Sequence[Component]) -> None:
@@ -47,9 +59,14 @@ def add_schema_commands(app: typer.Typer, components: Sequence[Component]) -> No
         console.print(f"applied {len(applied)} migration(s)" if applied else f"{layer} schema is up to date")
 
     @friendly
-    def verify(database_url: str | None = DatabaseUrlOption) -> None:
+    def verify(database_url: str | None = DatabaseUrlOption, output: OutputOption = Format.table) -> None:
         with _connect(database_url) as conn:
             states = [migrations.state(conn, component) for component in components]
+        if output is not Format.table:
+            emit([_verified(state) for state in states], output, lambda: "")
+            if not all(state.applied and state.ok for state in states):
+                raise typer.Exit(1)
+            return
         missing = [state.component for state in states if not state.applied]
         if missing:
             raise fail(f"the {' and '.join(missing)} schema{'s are' if len(missing) > 1 else ' is'} not installed")

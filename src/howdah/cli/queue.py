@@ -97,12 +97,14 @@ def send(
     headers: str | None = typer.Option(None, help="Headers, as a JSON object."),
     delay: int = typer.Option(0, min=0, help="Seconds before the message becomes visible."),
     database_url: str | None = DatabaseUrlOption,
+    output: OutputOption = Format.table,
 ) -> None:
     """Send one message; prints its msg_id."""
     body = parse_json(message, "message")
     head = parse_json(headers, "headers") if headers is not None else None
     with _queue(database_url) as q:
-        typer.echo(q.send(queue, body, headers=head, delay=delay))
+        msg_id = q.send(queue, body, headers=head, delay=delay)
+    emit({"msg_id": msg_id}, output, lambda: msg_id)
 
 
 @app.command()
@@ -145,25 +147,34 @@ def _show(messages: list[Message], output: Format) -> None:
 
 @app.command()
 @friendly
-def archive(queue: str, msg_ids: list[int], database_url: str | None = DatabaseUrlOption) -> None:
+def archive(
+    queue: str, msg_ids: list[int], database_url: str | None = DatabaseUrlOption, output: OutputOption = Format.table
+) -> None:
     """Move messages to the queue's archive table."""
     with _queue(database_url) as q:
         done = q.archive_batch(queue, msg_ids)
-    _report(done, msg_ids, "archived")
+    _report(done, msg_ids, "archived", output)
 
 
 @app.command()
 @friendly
-def delete(queue: str, msg_ids: list[int], database_url: str | None = DatabaseUrlOption) -> None:
+def delete(
+    queue: str, msg_ids: list[int], database_url: str | None = DatabaseUrlOption, output: OutputOption = Format.table
+) -> None:
     """Delete messages."""
     with _queue(database_url) as q:
         done = q.delete_batch(queue, msg_ids)
-    _report(done, msg_ids, "deleted")
+    _report(done, msg_ids, "deleted", output)
 
 
-def _report(done: list[int], asked: list[int], verb: str) -> None:
-    err_console.print(f"{verb}: {', '.join(map(str, done)) or 'none'}")
+def _report(done: list[int], asked: list[int], verb: str, output: Format) -> None:
+    """What was done (``-o json|yaml``: ``{verb: ids, "not_found": ids}`` on stdout); exit 3 when some were not
+    found."""
     missing = sorted(set(asked) - set(done))
+    if output is not Format.table:
+        emit({verb: done, "not_found": missing}, output, lambda: "")
+    else:
+        err_console.print(f"{verb}: {', '.join(map(str, done)) or 'none'}")
     if missing:
         err_console.print(f"[yellow]not found:[/] {', '.join(map(str, missing))}")
         raise typer.Exit(EXIT_NOT_FOUND)
@@ -171,10 +182,14 @@ def _report(done: list[int], asked: list[int], verb: str) -> None:
 
 @app.command()
 @friendly
-def purge(queue: str, database_url: str | None = DatabaseUrlOption) -> None:
+def purge(queue: str, database_url: str | None = DatabaseUrlOption, output: OutputOption = Format.table) -> None:
     """Delete every message of a queue."""
     with _queue(database_url) as q:
-        err_console.print(f"purged {q.purge(queue)} message(s)")
+        purged = q.purge(queue)
+    if output is Format.table:
+        err_console.print(f"purged {purged} message(s)")
+    else:
+        emit({"purged": purged}, output, lambda: "")
 
 
 @app.command()
