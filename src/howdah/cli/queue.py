@@ -32,8 +32,10 @@ app = typer.Typer(help="Install the PGMQ-compatible schema and work with queues.
 
 @contextmanager
 def _queue(database_url: str | None) -> Iterator[Queue]:
-    with Queue(resolve_url(database_url), pool_size=2) as q:
-        yield q
+    """A client on one connection: a command runs a statement or two, and an unreachable database is an error at
+    once (a pool would retry it for its open timeout)."""
+    with psycopg.connect(resolve_url(database_url), autocommit=True) as conn:
+        yield Queue(conn)
 
 
 def _seconds(text: str | None) -> str:
