@@ -8,9 +8,7 @@ import signal
 import typer
 
 from howdah.cli._common import DatabaseUrlOption, console, friendly, resolve_url
-from howdah.console import mount_console
-from howdah.control.api import ENV_METRICS_OPEN_LOOPBACK
-from howdah.control.server import serve_control_plane
+from howdah.control import ENV_METRICS_OPEN_LOOPBACK
 
 
 @friendly
@@ -26,6 +24,9 @@ def api(
 ) -> None:  # fmt: skip
     """Serve the control-plane API and run the reconciler until Ctrl-C or SIGTERM (schema must be installed)."""
     url = resolve_url(database_url)
+    # The web server's modules load only here: every other command starts without them.
+    from howdah.console import mount_console
+    from howdah.control.server import serve_control_plane
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -28,10 +28,8 @@ from howdah.cli._live_view import EVENTS, ROWS, LiveData, live_data, live_view
 from howdah.cli._local import log_to_file, remove_pid_file, running_up, write_pid_file
 from howdah.cli.workflow import load_app
 from howdah.conductor import Conductor
-from howdah.console import mount_console
 from howdah.control.errors import Unauthorized
 from howdah.control.queries import QUERIES
-from howdah.control.server import serve_control_plane
 from howdah.control.service import ControlPlane
 from howdah.df import install as install_df
 from howdah.durable import DurableApp, Worker
@@ -199,6 +197,10 @@ async def _serve(url: str, apps: list[DurableApp], settings: Settings, shown: Sh
             for app in apps
         ]
         api_started = asyncio.Event()
+        # The web server's modules load only here: every other command starts without them.
+        from howdah.console import mount_console
+        from howdah.control.server import serve_control_plane
+
         api = serve_control_plane(
             url, stop, port=settings.api_port, started=api_started, extend=mount_console, configure_logging=False
         )  # its logs go where log_to_file sent them

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from howdah.control import _metadata_cache, stacks
+from howdah.control import ENV_METRICS_OPEN_LOOPBACK, _metadata_cache, stacks
 from howdah.control.backups import (
     delete_backup,
     list_backups,
@@ -54,7 +54,6 @@ from howdah.errors import ConfigurationError, HowdahError
 
 MAX_BODY_BYTES = 64 * 1024
 ENV_MAX_TOKENS = "HOWDAH_MAX_TOKENS_PER_ORG"  # active tokens per org (default 100)
-ENV_METRICS_OPEN_LOOPBACK = "HOWDAH_METRICS_OPEN_LOOPBACK"  # "1": /metrics without a token from 127.0.0.1/::1
 POOL_TIMEOUT_SECONDS = 10.0  # a request waits this long for a database connection, then gets a 503
 
 log = logging.getLogger("howdah.control.api")
