@@ -19,9 +19,9 @@ from howdah.control.errors import Conflict, Invalid, NotFound
 from howdah.control.queries import QUERIES as Q
 from howdah.control.recovery import Window, deletion_refused, outside, parse_lsn
 from howdah.control.service import ControlPlane, _checked_change, _iso, validation_message
-from howdah.control.spec import InstanceSpec
+from howdah.control.spec import FEATURE_PITR, InstanceSpec
 
-PITR = "pitr"  # the data-plane feature (its provider's capability) a point-in-time restore needs
+PITR = FEATURE_PITR  # the data-plane feature (its provider's capability) a point-in-time restore needs
 DELETE_BACKUP = "delete_backup"  # the data-plane feature deleting a base backup needs
 
 
