@@ -107,6 +107,7 @@ async def request_verification(control: ControlPlane, org_id: str, instance_id: 
             raise Conflict(f"instance {row['name']!r} has no backup to verify yet: take one first")
         spec, settings, extensions, _ = _checked_change(row, "Start", None)
         await control._send(conn, row, row["dp_queue"], "VerifyBackup", spec, settings, extensions, track=False)
+        await conn.execute(Q["record_verification_request"], {"id": row["id"]})
     return row
 
 
