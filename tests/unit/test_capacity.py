@@ -111,3 +111,11 @@ def test_an_allow_list_and_the_pooler_do_not_go_together() -> None:
     with pytest.raises(ValueError, match="ip_allow_list cannot be combined with connection_pooler"):
         InstanceSpec(name="db", ip_allow_list=("10.0.0.0/8",), connection_pooler={"enabled": True})  # type: ignore[arg-type]
     assert POOLED.features() == {"connection_pooler"} and ALLOWED.features() == {"ip_allow_list"}
+
+
+def test_a_verification_schedule_needs_a_data_plane_that_archives_wal() -> None:
+    verified = spec(backup={"verify_schedule": "0 4 * * 0"})
+    assert verified.features() == {"pitr"} and spec().features() == frozenset()
+    with pytest.raises(Invalid, match=r"cannot provide backup\.verify_schedule: .*archives no WAL"):
+        check_capacity(verified, Capacity(features=frozenset({"backup", "restore"})), "plain")
+    check_capacity(verified, Capacity(features=frozenset({"backup", "restore", "pitr"})), "local")

@@ -26,6 +26,7 @@ from howdah.control.recovery import (
     retention,
     segment_name,
     segment_number,
+    verification_due,
     window,
 )
 from howdah.providers import _wal_archive
@@ -178,6 +179,26 @@ def test_a_scheduled_backup_is_due_once_per_tick() -> None:
     asked = datetime(2026, 12, 5, 9, 0, 5, tzinfo=UTC)
     assert not backup_due(daily, asked, datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
     assert backup_due(daily, asked, datetime(2026, 12, 6, 3, 0, 1, tzinfo=UTC))
+
+
+def test_a_scheduled_verification_is_due_once_per_tick_and_never_while_one_runs() -> None:
+    weekly = "0 4 * * 0"  # Sundays 04:00
+    created = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # a Tuesday
+    sunday = datetime(2026, 12, 6, 4, 0, tzinfo=UTC)
+    assert not verification_due(weekly, created, None, None, sunday - timedelta(seconds=1))  # no tick yet
+    assert verification_due(weekly, created, None, None, sunday)  # never verified: since its creation
+    assert verification_due(weekly, created, None, None, sunday + timedelta(days=20))  # late: one, not three
+    asked = sunday + timedelta(seconds=5)
+    assert not verification_due(weekly, created, None, asked, sunday + timedelta(hours=1))  # in flight
+    often = "*/5 * * * *"  # ticks while it runs: none asked until it reports
+    assert not verification_due(often, created, None, asked, sunday + timedelta(hours=1))
+    reported = sunday + timedelta(minutes=3)
+    assert not verification_due(weekly, created, reported, None, sunday + timedelta(days=6))  # this tick's done
+    assert verification_due(weekly, created, reported, None, sunday + timedelta(days=7))
+    # a request its data plane never answered holds the schedule for a while, then the next tick asks again
+    old, unanswered = created - timedelta(days=60), asked - timedelta(days=7)
+    assert not verification_due(weekly, old, None, unanswered, sunday - timedelta(hours=1))  # its tick asked
+    assert verification_due(weekly, old, None, unanswered, sunday)
 
 
 def test_a_deleted_instances_backups_expire_after_its_retention() -> None:

@@ -19,9 +19,9 @@ from howdah.control.errors import Conflict, Invalid, NotFound
 from howdah.control.queries import QUERIES as Q
 from howdah.control.recovery import Window, deletion_refused, outside, parse_lsn
 from howdah.control.service import ControlPlane, _checked_change, _iso, validation_message
-from howdah.control.spec import InstanceSpec
+from howdah.control.spec import FEATURE_PITR, InstanceSpec
 
-PITR = "pitr"  # the data-plane feature (its provider's capability) a point-in-time restore needs
+PITR = FEATURE_PITR  # the data-plane feature (its provider's capability) a point-in-time restore needs
 DELETE_BACKUP = "delete_backup"  # the data-plane feature deleting a base backup needs
 
 
@@ -107,6 +107,7 @@ async def request_verification(control: ControlPlane, org_id: str, instance_id: 
             raise Conflict(f"instance {row['name']!r} has no backup to verify yet: take one first")
         spec, settings, extensions, _ = _checked_change(row, "Start", None)
         await control._send(conn, row, row["dp_queue"], "VerifyBackup", spec, settings, extensions, track=False)
+        await conn.execute(Q["record_verification_request"], {"id": row["id"]})
     return row
 
 

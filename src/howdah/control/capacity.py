@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from howdah.control.errors import Invalid
-from howdah.control.spec import FEATURE_ALLOW_LIST, FEATURE_POOLER, InstanceSpec
+from howdah.control.spec import FEATURE_ALLOW_LIST, FEATURE_PITR, FEATURE_POOLER, InstanceSpec
 
 _BINARY = (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
 _LACKING = {
     FEATURE_POOLER: "connection_pooler: its provider runs no connection pooler",
     FEATURE_ALLOW_LIST: "ip_allow_list: its provider cannot restrict client addresses (local instances accept "
     "connections on 127.0.0.1 only)",
+    FEATURE_PITR: "backup.verify_schedule: its provider archives no WAL, so it cannot verify backups",
 }
 
 

@@ -15,13 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from howdah.control import fsm
-from howdah.control.backups import request_backup
-from howdah.control.errors import Conflict, NotFound
+from howdah.control.backups import request_backup, request_verification
+from howdah.control.errors import Conflict, Invalid, NotFound
 from howdah.control.events import STATE_QUEUE, StateEvent, retried_event
 from howdah.control.failures import after_error, unanswered
 from howdah.control.queries import QUERIES as Q
 from howdah.control.readiness import RECONCILER
-from howdah.control.recovery import backup_due
+from howdah.control.recovery import backup_due, verification_due
 from howdah.control.service import ControlPlane
 from howdah.durable import RetryPolicy
 from howdah.queue import AsyncQueue, Message
@@ -168,6 +168,7 @@ class Reconciler:
                 await self.heartbeat()
                 await self.sweep()
                 await self.scheduled_backups()
+                await self.scheduled_verifications()
             except psycopg.Error as exc:
                 log.warning("reconciler sweep failed: %s", exc)
             await self.sample_queue_depths()
@@ -214,6 +215,32 @@ class Reconciler:
             asked += 1
         return asked
 
+    async def scheduled_verifications(self, now: datetime | None = None) -> int:
+        """Ask for the restore verifications whose ``backup.verify_schedule`` ticked since the last one, of Up
+        instances with a recoverable window and no verification in flight (see :func:`verification_due`);
+        returns how many. One that can no longer be asked (its state or data plane changed) is skipped."""
+        now = now or datetime.now(UTC)
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(Q["scheduled_verification_candidates"])
+            rows = await cur.fetchall()
+        asked = 0
+        for row in rows:
+            try:
+                due = verification_due(row["schedule"], row["created_at"], _moment(row["last_verified_at"]),
+                                       row["verify_requested_at"], now)  # fmt: skip
+            except (ValueError, KeyError) as exc:  # a schedule stored before it was checked
+                log.warning("instance %s: verify schedule %r: %s", row["id"], row["schedule"], exc)
+                continue
+            if not due:
+                continue
+            try:
+                await request_verification(ControlPlane(self.pool), row["org_id"], str(row["id"]))
+            except (Conflict, Invalid, NotFound):
+                continue
+            asked += 1
+        return asked
+
     async def sweep(self) -> tuple[int, int]:
         """Re-send unacknowledged work and re-drive instances whose error backoff ran out: (resent, retried).
 
@@ -244,3 +271,13 @@ class Reconciler:
                 await conn.execute(Q["record_retry"], {"state": str(state), "event": Jsonb(event), "id": row["id"]})
                 retried += 1
         return resent, retried
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A verification outcome's time as its data plane reported it (None when absent or not an ISO time with a
+    zone: then the instance's creation and its last request decide)."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

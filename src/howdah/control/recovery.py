@@ -223,3 +223,22 @@ def backup_due(schedule: str, since: datetime, now: datetime) -> bool:
     """Whether a tick of the cron ``schedule`` (UTC) came after ``since`` (the last base backup asked for, or the
     instance's creation) and by ``now``: at most one backup per tick, however late the check."""
     return since < prev_tick(schedule, now)
+
+
+#: How long a restore verification asked for and not reported counts as in flight: a data plane that never
+#: answers holds up its instance's scheduled verifications that long, not for ever.
+VERIFICATION_IN_FLIGHT_FOR = timedelta(hours=6)
+
+
+def verification_due(
+    schedule: str, created: datetime, last_verified: datetime | None, requested: datetime | None, now: datetime,
+    in_flight_for: timedelta = VERIFICATION_IN_FLIGHT_FOR,
+) -> bool:  # fmt: skip
+    """Whether a scheduled restore verification is due: none in flight (``requested`` less than ``in_flight_for``
+    before ``now``, its outcome not reported yet), and a tick of the cron ``schedule`` came after the last
+    verification (its outcome's time; the instance's creation when never verified; the unanswered request when
+    one was given up on): at most one per tick, as :func:`backup_due`."""
+    if requested is not None and now - requested < in_flight_for:
+        return False
+    since = max(moment for moment in (created, last_verified, requested) if moment is not None)
+    return backup_due(schedule, since, now)

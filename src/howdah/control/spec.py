@@ -55,6 +55,7 @@ def cron_problem(schedule: str) -> str | None:
 # What a spec may need of its data plane's provider beyond running Postgres (data planes report what they have).
 FEATURE_POOLER = "connection_pooler"
 FEATURE_ALLOW_LIST = "ip_allow_list"
+FEATURE_PITR = "pitr"  # continuous WAL archiving and restores from it (what verifying a backup runs)
 
 
 def parse_quantity(text: str, what: str) -> float:
@@ -113,14 +114,23 @@ class BackupPolicy(BaseModel):
     enabled: StrictBool = True
     schedule: StrictStr = Field(default="0 3 * * *", max_length=100, description="cron (UTC) of base backups")
     retention_days: StrictInt = Field(default=7, ge=1, le=3650)
+    verify_schedule: StrictStr | None = Field(
+        default=None, max_length=100, description="cron (UTC) of restore verifications (none: only on demand)"
+    )
 
-    @field_validator("schedule")
+    @field_validator("schedule", "verify_schedule")
     @classmethod
-    def _cron(cls, value: str) -> str:
-        problem = cron_problem(value)
+    def _cron(cls, value: str | None) -> str | None:
+        problem = None if value is None else cron_problem(value)
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _verified_needs_archiving(self) -> BackupPolicy:
+        if self.verify_schedule is not None and not self.enabled:
+            raise ValueError("verify_schedule needs enabled: true (a verification restores the archived WAL)")
+        return self
 
 
 class InstanceSpec(BaseModel):
@@ -222,7 +232,10 @@ class InstanceSpec(BaseModel):
 
     def features(self) -> frozenset[str]:
         """What this spec needs of its data plane beyond Postgres itself (:data:`FEATURE_POOLER`, …)."""
-        needs = {FEATURE_POOLER: self.connection_pooler.enabled, FEATURE_ALLOW_LIST: bool(self.ip_allow_list)}
+        needs = {
+            FEATURE_POOLER: self.connection_pooler.enabled, FEATURE_ALLOW_LIST: bool(self.ip_allow_list),
+            FEATURE_PITR: self.backup.verify_schedule is not None,
+        }  # fmt: skip
         return frozenset(name for name, needed in needs.items() if needed)
 
     @property

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from howdah.control.capacity import Capacity
 from howdah.control.extensions import ExtensionCatalog
-from howdah.control.spec import FEATURE_ALLOW_LIST, FEATURE_POOLER, InstanceSpec
+from howdah.control.spec import FEATURE_ALLOW_LIST, FEATURE_PITR, FEATURE_POOLER, InstanceSpec
 from howdah.errors import HowdahError
 
 
@@ -42,7 +42,7 @@ class Capability(StrEnum):
     BACKUP = "backup"  #: :meth:`Provider.backup` takes backups
     RESTORE = "restore"  #: :meth:`Provider.restore` creates an instance from one
     #: continuous WAL archiving, and :meth:`Provider.restore_to` restores to any point of an instance's window
-    PITR = "pitr"
+    PITR = FEATURE_PITR
     #: the data plane takes the base backups of a spec's ``schedule`` itself (CloudNativePG's ScheduledBackup):
     #: the control plane's reconciler does not ask for them
     SCHEDULED_BACKUPS = "scheduled_backups"

@@ -51,5 +51,20 @@ DELETE FROM control.backups WHERE id = %(id)s;
 
 -- name: record_verified_restore
 -- A restore verification's outcome, as reported by the data plane that runs the instance (no row otherwise).
-UPDATE control.instances SET last_verified_restore = %(outcome)s
+-- The verification asked for is no longer in flight.
+UPDATE control.instances SET last_verified_restore = %(outcome)s, verify_requested_at = NULL
  WHERE id::text = %(instance_id)s AND data_plane = %(data_plane)s;
+
+-- name: record_verification_request
+-- A restore verification was asked of the instance's data plane (in flight until its outcome is recorded).
+UPDATE control.instances SET verify_requested_at = clock_timestamp() WHERE id = %(id)s;
+
+-- name: scheduled_verification_candidates
+-- Up instances whose spec schedules restore verifications and whose data plane reported a recoverable window
+-- (a completed base backup to verify), with their last verification's outcome and the one in flight, if any.
+SELECT i.id, i.org_id, i.created_at, i.desired_spec->'backup'->>'verify_schedule' AS schedule,
+       i.last_verified_restore->>'at' AS last_verified_at, i.verify_requested_at
+  FROM control.instances i
+ WHERE i.state = 'Up'
+   AND jsonb_typeof(i.desired_spec->'backup'->'verify_schedule') = 'string'
+   AND jsonb_typeof(i.status->'recovery_window') = 'object';
