@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -194,49 +195,50 @@ class Reconciler:
     async def scheduled_backups(self, now: datetime | None = None) -> int:
         """Ask for the base backups whose schedule ticked since the last one (see :func:`backup_due`); returns
         how many. An instance that changed state meanwhile is skipped (its next sweep decides)."""
-        now = now or datetime.now(UTC)
-        async with self.pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(Q["scheduled_backup_candidates"])
-            rows = await cur.fetchall()
-        asked = 0
-        for row in rows:
-            try:
-                due = backup_due(row["schedule"], row["last_backup_at"] or row["created_at"], now)
-            except (ValueError, KeyError) as exc:  # a schedule stored before it was checked
-                log.warning("instance %s: backup schedule %r: %s", row["id"], row["schedule"], exc)
-                continue
-            if not due:
-                continue
-            try:
-                await request_backup(ControlPlane(self.pool), row["org_id"], str(row["id"]))
-            except (Conflict, NotFound):
-                continue
-            asked += 1
-        return asked
+        at = now or datetime.now(UTC)
+        return await self._ask_scheduled(
+            "scheduled_backup_candidates", "backup",
+            lambda row: backup_due(row["schedule"], row["last_backup_at"] or row["created_at"], at),
+            request_backup, (Conflict, NotFound),
+        )  # fmt: skip
 
     async def scheduled_verifications(self, now: datetime | None = None) -> int:
         """Ask for the restore verifications whose ``backup.verify_schedule`` ticked since the last one, of Up
         instances with a recoverable window and no verification in flight (see :func:`verification_due`);
         returns how many. One that can no longer be asked (its state or data plane changed) is skipped."""
-        now = now or datetime.now(UTC)
+        at = now or datetime.now(UTC)
+        return await self._ask_scheduled(
+            "scheduled_verification_candidates", "verify",
+            lambda row: verification_due(row["schedule"], row["created_at"], _moment(row["last_verified_at"]),
+                                         row["verify_requested_at"], at),
+            request_verification, (Conflict, Invalid, NotFound),
+        )  # fmt: skip
+
+    async def _ask_scheduled(
+        self,
+        query: str,
+        what: str,
+        due: Callable[[dict[str, Any]], bool],
+        ask: Callable[[ControlPlane, str, str], Awaitable[Any]],
+        skipped: tuple[type[Exception], ...],
+    ) -> int:
+        """Ask ``ask`` for each candidate row of ``query`` whose schedule is ``due``; those refused with one of
+        ``skipped`` are left to the next sweep. Returns how many were asked."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(Q["scheduled_verification_candidates"])
+            await cur.execute(Q[query])
             rows = await cur.fetchall()
         asked = 0
         for row in rows:
             try:
-                due = verification_due(row["schedule"], row["created_at"], _moment(row["last_verified_at"]),
-                                       row["verify_requested_at"], now)  # fmt: skip
+                if not due(row):
+                    continue
             except (ValueError, KeyError) as exc:  # a schedule stored before it was checked
-                log.warning("instance %s: verify schedule %r: %s", row["id"], row["schedule"], exc)
-                continue
-            if not due:
+                log.warning("instance %s: %s schedule %r: %s", row["id"], what, row["schedule"], exc)
                 continue
             try:
-                await request_verification(ControlPlane(self.pool), row["org_id"], str(row["id"]))
-            except (Conflict, Invalid, NotFound):
+                await ask(ControlPlane(self.pool), row["org_id"], str(row["id"]))
+            except skipped:
                 continue
             asked += 1
         return asked
