@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -197,7 +198,7 @@ class Reconciler:
         how many. An instance that changed state meanwhile is skipped (its next sweep decides)."""
         at = now or datetime.now(UTC)
         return await self._ask_scheduled(
-            "scheduled_backup_candidates", "backup",
+            Q["scheduled_backup_candidates"], "backup",
             lambda row: backup_due(row["schedule"], row["last_backup_at"] or row["created_at"], at),
             request_backup, (Conflict, NotFound),
         )  # fmt: skip
@@ -208,7 +209,7 @@ class Reconciler:
         returns how many. One that can no longer be asked (its state or data plane changed) is skipped."""
         at = now or datetime.now(UTC)
         return await self._ask_scheduled(
-            "scheduled_verification_candidates", "verify",
+            Q["scheduled_verification_candidates"], "verify",
             lambda row: verification_due(row["schedule"], row["created_at"], _moment(row["last_verified_at"]),
                                          row["verify_requested_at"], at),
             request_verification, (Conflict, Invalid, NotFound),
@@ -216,17 +217,17 @@ class Reconciler:
 
     async def _ask_scheduled(
         self,
-        query: str,
+        query: sql.SQL,
         what: str,
         due: Callable[[dict[str, Any]], bool],
         ask: Callable[[ControlPlane, str, str], Awaitable[Any]],
         skipped: tuple[type[Exception], ...],
     ) -> int:
-        """Ask ``ask`` for each candidate row of ``query`` whose schedule is ``due``; those refused with one of
+        """Ask ``ask`` for each candidate row ``query`` reads whose schedule is ``due``; those refused with one of
         ``skipped`` are left to the next sweep. Returns how many were asked."""
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(Q[query])
+            await cur.execute(query)
             rows = await cur.fetchall()
         asked = 0
         for row in rows:
