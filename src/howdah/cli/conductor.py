@@ -6,7 +6,7 @@ import asyncio
 import importlib
 import signal
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -35,6 +35,14 @@ def make_provider(
     raise fail(f"unknown provider {kind!r}: use local or kubernetes")
 
 
+def _store_option(name: str, help_text: str) -> Any:
+    """A Kubernetes object-store option: ``--object-store-NAME``, or ``HOWDAH_K8S_OBJECT_STORE_NAME``."""
+    return typer.Option(
+        None, f"--object-store-{name}", envvar=f"HOWDAH_K8S_OBJECT_STORE_{name.upper().replace('-', '_')}",
+        help=help_text,
+    )  # fmt: skip
+
+
 @friendly
 def run_conductor(
     data_plane: str = typer.Option("local", "--data-plane", help="The data plane this conductor serves."),
@@ -43,35 +51,18 @@ def run_conductor(
         Path | None, typer.Option(help="Where the local provider keeps instances (default: under HOWDAH_HOME).")
     ] = None,
     namespace: str = typer.Option("howdah", help="Kubernetes namespace (kubernetes provider)."),
-    store_destination: str | None = typer.Option(
-        None,
-        "--object-store-destination",
-        envvar="HOWDAH_K8S_OBJECT_STORE_DESTINATION",
-        help="Backups of the kubernetes provider: bucket and prefix, e.g. s3://backups/howdah.",
+    store_destination: str | None = _store_option(
+        "destination", "Backups of the kubernetes provider: bucket and prefix, e.g. s3://backups/howdah."
     ),
-    store_secret: str | None = typer.Option(
-        None,
-        "--object-store-secret",
-        envvar="HOWDAH_K8S_OBJECT_STORE_SECRET",
-        help="Name of the Secret (in the namespace) with the object store's access keys.",
+    store_secret: str | None = _store_option(
+        "secret", "Name of the Secret (in the namespace) with the object store's access keys."
     ),
-    store_endpoint: str | None = typer.Option(
-        None,
-        "--object-store-endpoint",
-        envvar="HOWDAH_K8S_OBJECT_STORE_ENDPOINT",
-        help="S3-compatible endpoint URL (default: AWS S3).",
+    store_endpoint: str | None = _store_option("endpoint", "S3-compatible endpoint URL (default: AWS S3)."),
+    store_key_id: str | None = _store_option(
+        "key-id-key", "The Secret's key holding the access key id (default ACCESS_KEY_ID)."
     ),
-    store_key_id: str | None = typer.Option(
-        None,
-        "--object-store-key-id-key",
-        envvar="HOWDAH_K8S_OBJECT_STORE_KEY_ID_KEY",
-        help="The Secret's key holding the access key id (default ACCESS_KEY_ID).",
-    ),
-    store_secret_key: str | None = typer.Option(
-        None,
-        "--object-store-secret-key-key",
-        envvar="HOWDAH_K8S_OBJECT_STORE_SECRET_KEY_KEY",
-        help="The Secret's key holding the secret access key (default ACCESS_SECRET_KEY).",
+    store_secret_key: str | None = _store_option(
+        "secret-key-key", "The Secret's key holding the secret access key (default ACCESS_SECRET_KEY)."
     ),
     database_url: str | None = DatabaseUrlOption,
 ) -> None:

@@ -253,9 +253,8 @@ def tail(
     database_url: str | None = DatabaseUrlOption,
 ) -> None:
     """Follow a queue live, printing each new message as JSON, without consuming it."""
-    url = resolve_url(database_url)
     shown = 0
-    with Queue(url, pool_size=1) as q, psycopg.connect(url, autocommit=True) as listener:
+    with _queue(database_url) as q, psycopg.connect(resolve_url(database_url), autocommit=True) as listener:
         q.metrics(queue)  # a clear error when the queue does not exist
         listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(q.listen_channel(queue))))
         last = 0 if from_start else q.last_msg_id(queue)
