@@ -63,8 +63,9 @@ def add_schema_commands(app: typer.Typer, components: Sequence[Component]) -> No
         with _connect(database_url) as conn:
             states = [migrations.state(conn, component) for component in components]
         if output is not Format.table:
-            emit([_verified(state) for state in states], output, lambda: "")
-            if not all(state.applied and state.ok for state in states):
+            records = [_verified(state) for state in states]
+            emit(records, output, lambda: "")
+            if not all(record["ok"] for record in records):
                 raise typer.Exit(1)
             return
         missing = [state.component for state in states if not state.applied]
