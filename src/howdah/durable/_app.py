@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,7 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar, cast
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from howdah.backoff import Backoff
 from howdah.durable._codec import check_json
@@ -200,6 +201,26 @@ class DurableApp:
             self._queue.conninfo = dsn
             self._store = Store(pool)
             await self._queue.create(self.queue_name)
+
+    async def keep_connections(self, count: int, timeout: float = 30.0) -> bool:
+        """Keep at least ``count`` connections of the pool open (at most its size), and wait up to ``timeout``
+        seconds for them; returns whether they all came up (the pool still grows on demand if not). A worker does
+        this before it reads work: its runs then never wait for connections being set up one by one, and the
+        database does not set up sessions while it is busiest."""
+        pool = self._pool
+        if pool is None:
+            raise DurableError("the app is not open: use `async with app:`")
+        count = min(count, pool.max_size)
+        if pool.min_size < count:
+            await pool.resize(min_size=count, max_size=pool.max_size)  # opens the missing ones in parallel
+        deadline = time.monotonic() + timeout
+        try:
+            async with contextlib.AsyncExitStack() as held:  # holding them all at once: each is open and usable
+                for _ in range(count):
+                    await held.enter_async_context(pool.connection(timeout=max(0.0, deadline - time.monotonic())))
+        except PoolTimeout:
+            return False
+        return True
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -73,6 +73,8 @@ class Worker:
         """Work until ``stop`` is set (or, with ``handle_signals``, until SIGTERM/SIGINT), then shut down."""
         app = self.app
         await app.register()
+        if not await app.keep_connections(self.concurrency):
+            log.warning("the worker's connections did not all open within 30 s; more open as runs need them")
         await self._sync_schedules()
         background = [asyncio.create_task(self._schedule_loop(), name="howdah-schedules")]
         if app.retention is not None:

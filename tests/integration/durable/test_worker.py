@@ -89,3 +89,24 @@ async def test_sync_steps_run_on_the_workers_own_threads_as_many_as_its_concurre
     assert len(set(names)) <= 2  # four sync steps in flight, two threads: the worker's concurrency
     seen = list(STEP_THREADS)
     wait_until(lambda: not any(t.is_alive() for t in seen), timeout=10, what="the stopped worker's step threads to end")
+
+
+async def sessions(db_url: str) -> int:
+    """Client sessions on the test's database, other than the one asking."""
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_worker_opens_the_connections_its_slots_use_before_it_reads_work(app: DurableApp, db_url: str) -> None:
+    """Six slots on a pool of eight: the connections are open (and stay open) before the first run, so runs never
+    wait for sessions set up one at a time while the database is busiest."""
+    before = await sessions(db_url)
+    async with running(app, concurrency=6):
+        assert await (await app.start("quick", workflow_id=new_id("quick"))).result(30) == "done"
+        assert await sessions(db_url) - before >= 6 - 1  # the app's pool held one already
