@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from howdah.backoff import Backoff
+from howdah.durable._batch import Batcher
 from howdah.durable._codec import check_json
 from howdah.durable._errors import (
     DurableError,
@@ -60,20 +61,27 @@ def is_outage(exc: BaseException | None) -> bool:
 
 def translate(exc: psycopg.Error) -> DurableError:
     message = (exc.diag.message_primary if exc.diag else None) or str(exc).strip()
-    code = exc.sqlstate or ""
+    return error_for(exc.sqlstate or "", message, exc.diag.message_detail if exc.diag else None)
+
+
+# invalid_parameter_value, not_null_violation, check_violation: the caller's input, not the database
+_INPUT_STATES = frozenset({"22023", "23502", "23514"})
+
+
+def error_for(code: str, message: str, detail: str | None = None) -> DurableError:
+    """The exception of a failed call, from its SQLSTATE, message and detail."""
     if code == "HW400":
         return UnknownWorkflow(message)
     if code == "HW404":
         return WorkflowNotFound(message)
     if code == "HW409":
-        detail = exc.diag.message_detail or ""
         active = detail.removeprefix("active workflow: ") if detail else None
         return WorkflowConflict(message, active_id=active)
     if code == "HW410":
         return WorkflowFinished(message)
     if code == "HW423":
         return LeaseLost(message)
-    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.NullValueNotAllowed | pg_errors.CheckViolation):
+    if code in _INPUT_STATES:
         return DurableError(message)
     return DurableDatabaseError(message)
 
@@ -136,6 +144,14 @@ def _json(value: Any) -> Jsonb | None:
 
 
 _CHECKPOINT = "SELECT cancel_requested, lease_left FROM howdah._checkpoint(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_CHECKPOINTS = (
+    "SELECT cancel_requested, lease_left, error_state, error_message FROM howdah._checkpoints("
+    "%s::text[], %s::integer[], %s::integer[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[], %s::integer[], "
+    "%s::timestamptz[])"
+)
+_RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure: the item is tried again alone
+CheckpointItem = tuple[str, int, int, str, str, Jsonb, Jsonb | None, int, datetime]
+CheckpointAnswer = tuple[bool, float | None]
 
 
 class Store:
@@ -143,6 +159,8 @@ class Store:
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        # Checkpoints of different runs that wait at the same moment share one statement and one commit.
+        self._checkpoints: Batcher[CheckpointItem, CheckpointAnswer] = Batcher(self._record_checkpoints)
 
     async def rows(
         self,
@@ -332,11 +350,29 @@ class Store:
         attempts: int,
         started_at: datetime,
     ) -> tuple[bool, float | None]:
-        """Record a step; (cancellation requested, seconds left on the lease or None when it is lost)."""
-        rows = await self.rows(
-            _CHECKPOINT, (workflow_id, fence, index, name, kind, Jsonb(result), _json(error), attempts, started_at)
+        """Record a step; (cancellation requested, seconds left on the lease or None when it is lost). Committed
+        when this returns, together with the checkpoints of other runs that waited at the same moment."""
+        return await self._checkpoints.submit(
+            (workflow_id, fence, index, name, kind, Jsonb(result), _json(error), attempts, started_at)
         )
-        return bool(rows[0][0]), rows[0][1]
+
+    async def _record_checkpoints(self, items: list[CheckpointItem]) -> list[CheckpointAnswer | BaseException]:
+        if len(items) == 1:
+            try:
+                rows = await self.rows(_CHECKPOINT, items[0])
+            except DurableError as exc:
+                return [exc]
+            return [(bool(rows[0][0]), rows[0][1])]
+        rows = await self.rows(_CHECKPOINTS, [list(column) for column in zip(*items, strict=True)])
+        answers: list[CheckpointAnswer | BaseException] = []
+        for item, (cancel, lease_left, state, message) in zip(items, rows, strict=True):
+            if state is None:
+                answers.append((bool(cancel), lease_left))
+            elif state in _RETRIED_STATES:
+                answers.extend(await self._record_checkpoints([item]))
+            else:
+                answers.append(error_for(state, message))
+        return answers
 
     async def take_signal(
         self, workflow_id: str, fence: int, index: int, step_name: str, signal: str, started_at: datetime

@@ -1,0 +1,27 @@
+-- Record the steps of several runs in one statement and one transaction: a worker's checkpoints that wait at
+-- the same moment go together (one round trip and one commit for all of them). Each item is recorded as
+-- howdah._checkpoint records it alone, in a subtransaction of its own: an item refused (HW423, a run that lost its
+-- workflow) or failing rolls back alone, and its SQLSTATE and message come back in its row instead of the result;
+-- the others commit. Rows come back in the order of the items.
+CREATE FUNCTION howdah._checkpoints(wf_ids text[], fences integer[], idxs integer[], step_names text[],
+                                    step_kinds text[], step_results jsonb[], step_errors jsonb[],
+                                    step_attempts integer[], steps_started timestamptz[])
+RETURNS TABLE (cancel_requested boolean, lease_left double precision, error_state text, error_message text)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(wf_ids, 1), 0) LOOP
+        error_state := NULL;
+        error_message := NULL;
+        BEGIN
+            SELECT c.cancel_requested, c.lease_left INTO cancel_requested, lease_left
+              FROM howdah._checkpoint(wf_ids[i], fences[i], idxs[i], step_names[i], step_kinds[i], step_results[i],
+                                      step_errors[i], step_attempts[i], steps_started[i]) c;
+        EXCEPTION WHEN OTHERS THEN
+            cancel_requested := NULL;
+            lease_left := NULL;
+            GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END;
+$fn$;

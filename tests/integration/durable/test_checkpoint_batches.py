@@ -1,0 +1,99 @@
+"""Checkpoints of different runs that wait at the same moment share one statement and one transaction, and an
+item refused there (a run that lost its workflow) fails alone: the others are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from howdah.durable import DurableApp, WorkflowContext
+from howdah.durable._store import LeaseLost
+
+from ._helpers import Registry, async_wait_until, new_id, rows
+
+WORKFLOWS = Registry()
+
+
+@WORKFLOWS.workflow()
+async def idle(ctx: WorkflowContext, args: dict[str, Any]) -> None:
+    return None
+
+
+async def claimed(app: DurableApp, count: int) -> list[tuple[str, int]]:
+    """``count`` workflows started and claimed by hand, as a worker would: (id, fencing token) each."""
+    ids = [new_id("batch") for _ in range(count)]
+    for wf in ids:
+        await app.start("idle", workflow_id=wf)
+    messages = await app.queue.read(app.queue_name, vt=30, qty=count)
+    assert len(messages) == count
+    runs = []
+    for message in messages:
+        wf_id = message.message["workflow_id"]
+        claim = await app.store.claim(wf_id, message.msg_id, message.read_ct)
+        assert claim.outcome == "claimed"
+        runs.append((wf_id, claim.fence))
+    return runs
+
+
+async def checkpoint(app: DurableApp, wf_id: str, fence: int) -> tuple[bool, float | None]:
+    return await app.store.checkpoint(wf_id, fence, 0, "first", "step", {"value": wf_id}, None, 1, datetime.now(UTC))
+
+
+async def test_waiting_checkpoints_commit_together_and_a_refused_one_fails_alone(app: DurableApp, db_url: str) -> None:
+    runs = await claimed(app, 4)
+    (lost_id, lost_fence), *kept = runs
+    kept_ids = [wf for wf, _ in kept]
+    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
+        # The last run's workflow row is locked elsewhere: its checkpoint waits, and with it the whole batch.
+        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (kept_ids[-1],))
+        pending = asyncio.gather(
+            checkpoint(app, lost_id, lost_fence + 1),  # a stale fencing token: another run holds this workflow
+            *(checkpoint(app, wf_id, fence) for wf_id, fence in kept),
+            return_exceptions=True,
+        )
+
+        async def blocked() -> bool:
+            found = rows(
+                db_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            return bool(found[0][0])
+
+        await async_wait_until(blocked, what="the checkpoint statement to wait for the locked workflow")
+        # None is visible yet: the checkpoints that could go through wait for the blocked one's commit.
+        assert rows(db_url, "SELECT count(*) FROM howdah.steps WHERE workflow_id = ANY(%s)", (kept_ids,)) == [(0,)]
+        await blocker.rollback()
+        outcomes = await asyncio.wait_for(pending, timeout=30)
+    assert isinstance(outcomes[0], LeaseLost), outcomes[0]
+    for outcome in outcomes[1:]:
+        assert not isinstance(outcome, BaseException), outcome
+        cancel, lease_left = outcome
+        assert cancel is False and lease_left is not None and 0 < lease_left <= 30
+    recorded = rows(
+        db_url, "SELECT workflow_id, result FROM howdah.steps WHERE workflow_id = ANY(%s)", ([wf for wf, _ in runs],)
+    )
+    assert sorted(recorded) == sorted((wf, {"value": wf}) for wf in kept_ids)
+
+
+async def test_a_duplicate_step_in_a_batch_is_refused_and_the_first_record_kept(app: DurableApp, db_url: str) -> None:
+    """The same step twice at once (a replay racing the run it replaced): exactly one record, one refusal."""
+    [(wf_id, fence)] = await claimed(app, 1)
+    outcomes = await asyncio.gather(
+        checkpoint(app, wf_id, fence), checkpoint(app, wf_id, fence), return_exceptions=True
+    )
+    assert sum(isinstance(o, LeaseLost) for o in outcomes) == 1, outcomes
+    assert rows(db_url, "SELECT count(*) FROM howdah.steps WHERE workflow_id = %s", (wf_id,)) == [(1,)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 70])
+async def test_every_waiting_checkpoint_is_answered(app: DurableApp, db_url: str, count: int) -> None:
+    """One alone, two, and more than one batch holds (64): each answered, each recorded once."""
+    runs = await claimed(app, count)
+    outcomes = await asyncio.gather(*(checkpoint(app, wf_id, fence) for wf_id, fence in runs))
+    assert len(outcomes) == count and all(lease_left is not None for _, lease_left in outcomes)
+    recorded = rows(db_url, "SELECT count(*) FROM howdah.steps WHERE workflow_id = ANY(%s)", ([wf for wf, _ in runs],))
+    assert recorded == [(count,)]
