@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -139,6 +139,10 @@ _WORKFLOW_COLUMNS = (
 )
 
 
+def _nothing(row: tuple[Any, ...]) -> None:
+    return None
+
+
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
@@ -150,8 +154,15 @@ _CHECKPOINTS = (
     "%s::timestamptz[])"
 )
 _RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure: the item is tried again alone
+_END_RUN = "SELECT howdah._end_run(%s, %s, %s, %s, %s)"
+_END_RUNS = (
+    "SELECT error_state, error_message FROM howdah._end_runs("
+    "%s::text[], %s::integer[], %s::text[], %s::jsonb[], %s::jsonb[])"
+)
 CheckpointItem = tuple[str, int, int, str, str, Jsonb, Jsonb | None, int, datetime]
 CheckpointAnswer = tuple[bool, float | None]
+EndItem = tuple[str, int, str, Jsonb | None, Jsonb | None]
+A = TypeVar("A")
 
 
 class Store:
@@ -160,7 +171,10 @@ class Store:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
         # Checkpoints of different runs that wait at the same moment share one statement and one commit.
-        self._checkpoints: Batcher[CheckpointItem, CheckpointAnswer] = Batcher(self._record_checkpoints)
+        self._checkpoints: Batcher[CheckpointItem, CheckpointAnswer] = Batcher(
+            lambda items: self._batch(_CHECKPOINT, _CHECKPOINTS, items, lambda row: (bool(row[0]), row[1]))
+        )
+        self._ends: Batcher[EndItem, None] = Batcher(lambda items: self._batch(_END_RUN, _END_RUNS, items, _nothing))
 
     async def rows(
         self,
@@ -356,20 +370,26 @@ class Store:
             (workflow_id, fence, index, name, kind, Jsonb(result), _json(error), attempts, started_at)
         )
 
-    async def _record_checkpoints(self, items: list[CheckpointItem]) -> list[CheckpointAnswer | BaseException]:
+    async def _batch(
+        self, one: str, many: str, items: Sequence[tuple[Any, ...]], answer: Callable[[tuple[Any, ...]], A]
+    ) -> list[A | BaseException]:
+        """Run ``one`` for a lone item, else ``many`` once for all the items (one array per column; a row per item,
+        in order: the answer's columns, then the item's SQLSTATE and message when it failed). An item that
+        deadlocked or failed to serialize is tried again alone."""
         if len(items) == 1:
             try:
-                rows = await self.rows(_CHECKPOINT, items[0])
+                rows = await self.rows(one, items[0])
             except DurableError as exc:
                 return [exc]
-            return [(bool(rows[0][0]), rows[0][1])]
-        rows = await self.rows(_CHECKPOINTS, [list(column) for column in zip(*items, strict=True)])
-        answers: list[CheckpointAnswer | BaseException] = []
-        for item, (cancel, lease_left, state, message) in zip(items, rows, strict=True):
+            return [answer(rows[0])]
+        rows = await self.rows(many, [list(column) for column in zip(*items, strict=True)])
+        answers: list[A | BaseException] = []
+        for item, row in zip(items, rows, strict=True):
+            state, message = row[-2], row[-1]
             if state is None:
-                answers.append((bool(cancel), lease_left))
+                answers.append(answer(row[:-2]))
             elif state in _RETRIED_STATES:
-                answers.extend(await self._record_checkpoints([item]))
+                answers.extend(await self._batch(one, many, [item], answer))
             else:
                 answers.append(error_for(state, message))
         return answers
@@ -401,9 +421,10 @@ class Store:
     async def finish(
         self, workflow_id: str, fence: int, status: str, result: Any, error: dict[str, Any] | None
     ) -> None:
-        await self.rows(
-            "SELECT howdah._end_run(%s, %s, %s, %s, %s)",
-            (workflow_id, fence, status, None if status != "succeeded" else Jsonb(result), _json(error)),
+        """End the run's workflow (committed when this returns, with the ends of other runs that waited at the
+        same moment)."""
+        await self._ends.submit(
+            (workflow_id, fence, status, None if status != "succeeded" else Jsonb(result), _json(error))
         )
 
     async def expire(self, workflow_id: str, fence: int) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from howdah.durable import DurableApp, WorkflowContext
 from howdah.durable._store import LeaseLost
@@ -39,6 +40,15 @@ async def claimed(app: DurableApp, count: int) -> list[tuple[str, int]]:
     return runs
 
 
+async def lock_waiting(db_url: str) -> bool:
+    """Whether a session of the test's database waits for a lock."""
+    found = rows(
+        db_url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    return bool(found[0][0])
+
+
 async def checkpoint(app: DurableApp, wf_id: str, fence: int) -> tuple[bool, float | None]:
     return await app.store.checkpoint(wf_id, fence, 0, "first", "step", {"value": wf_id}, None, 1, datetime.now(UTC))
 
@@ -55,15 +65,7 @@ async def test_waiting_checkpoints_commit_together_and_a_refused_one_fails_alone
             *(checkpoint(app, wf_id, fence) for wf_id, fence in kept),
             return_exceptions=True,
         )
-
-        async def blocked() -> bool:
-            found = rows(
-                db_url,
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            return bool(found[0][0])
-
-        await async_wait_until(blocked, what="the checkpoint statement to wait for the locked workflow")
+        await async_wait_until(lambda: lock_waiting(db_url), what="the checkpoint to wait for the locked workflow")
         # None is visible yet: the checkpoints that could go through wait for the blocked one's commit.
         assert rows(db_url, "SELECT count(*) FROM howdah.steps WHERE workflow_id = ANY(%s)", (kept_ids,)) == [(0,)]
         await blocker.rollback()
@@ -97,3 +99,31 @@ async def test_every_waiting_checkpoint_is_answered(app: DurableApp, db_url: str
     assert len(outcomes) == count and all(lease_left is not None for _, lease_left in outcomes)
     recorded = rows(db_url, "SELECT count(*) FROM howdah.steps WHERE workflow_id = ANY(%s)", ([wf for wf, _ in runs],))
     assert recorded == [(count,)]
+
+
+async def test_runs_that_end_at_the_same_moment_end_together_and_a_refused_one_fails_alone(
+    app: DurableApp, db_url: str
+) -> None:
+    runs = await claimed(app, 5)
+    (lost_id, lost_fence), *kept = runs
+    kept_ids = [wf for wf, _ in kept]
+    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
+        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (kept_ids[-1],))
+        pending = asyncio.gather(
+            app.store.finish(lost_id, lost_fence + 1, "succeeded", "late", None),
+            *(app.store.finish(wf_id, fence, "succeeded", wf_id, None) for wf_id, fence in kept),
+            return_exceptions=True,
+        )
+        await async_wait_until(lambda: lock_waiting(db_url), what="the run ends to wait for the locked workflow")
+        assert rows(
+            db_url, "SELECT count(*) FROM howdah.workflows WHERE id = ANY(%s) AND status = 'succeeded'", (kept_ids,)
+        ) == [(0,)]
+        await blocker.rollback()
+        outcomes = await asyncio.wait_for(pending, timeout=30)
+    assert isinstance(outcomes[0], LeaseLost), outcomes[0]
+    assert outcomes[1:] == [None] * len(kept)
+    ended = rows(db_url, "SELECT id, status, result FROM howdah.workflows WHERE id = ANY(%s)", ([w for w, _ in runs],))
+    assert sorted(ended) == sorted([(lost_id, "running", None), *((wf, "succeeded", wf) for wf in kept_ids)])
+    queue = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("pgmq", f"q_{app.queue_name}"))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute(queue).fetchall() == [(1,)]  # the lost run's message is left to the run holding it

@@ -1,3 +1,5 @@
+-- A worker's calls that wait at the same moment go together: checkpoints of steps, and ends of runs.
+
 -- Record the steps of several runs in one statement and one transaction: a worker's checkpoints that wait at
 -- the same moment go together (one round trip and one commit for all of them). Each item is recorded as
 -- howdah._checkpoint records it alone, in a subtransaction of its own: an item refused (HW423, a run that lost its
@@ -19,6 +21,27 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             cancel_requested := NULL;
             lease_left := NULL;
+            GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END;
+$fn$;
+
+-- End the workflows of several runs in one statement and one transaction, each as howdah._end_run ends it alone
+-- and in a subtransaction of its own (an item refused or failing rolls back alone; its SQLSTATE and message come
+-- back in its row). Rows come back in the order of the items.
+CREATE FUNCTION howdah._end_runs(wf_ids text[], fences integer[], final_statuses text[], final_results jsonb[],
+                                 final_errors jsonb[])
+RETURNS TABLE (error_state text, error_message text)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(wf_ids, 1), 0) LOOP
+        error_state := NULL;
+        error_message := NULL;
+        BEGIN
+            PERFORM howdah._end_run(wf_ids[i], fences[i], final_statuses[i], final_results[i], final_errors[i]);
+        EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
         END;
         RETURN NEXT;
