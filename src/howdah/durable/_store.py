@@ -139,6 +139,11 @@ _WORKFLOW_COLUMNS = (
 )
 
 
+def _claim(row: tuple[Any, ...]) -> Claim:
+    outcome, name, args, cancel, fence, steps, lease_left, deadline_left = row
+    return Claim(outcome, name, args, bool(cancel), int(fence or 0), steps, lease_left, deadline_left)
+
+
 def _nothing(row: tuple[Any, ...]) -> None:
     return None
 
@@ -154,6 +159,11 @@ _CHECKPOINTS = (
     "%s::timestamptz[])"
 )
 _RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure: the item is tried again alone
+_CLAIM_COLUMNS = "outcome, name, args, cancel_requested, attempts, steps, lease_left, deadline_left"
+_CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM howdah._claim(%s, %s, %s)"
+_CLAIMS = (
+    f"SELECT {_CLAIM_COLUMNS}, error_state, error_message FROM howdah._claims(%s::text[], %s::bigint[], %s::integer[])"
+)
 _END_RUN = "SELECT howdah._end_run(%s, %s, %s, %s, %s)"
 _END_RUNS = (
     "SELECT error_state, error_message FROM howdah._end_runs("
@@ -173,6 +183,9 @@ class Store:
         # Checkpoints of different runs that wait at the same moment share one statement and one commit.
         self._checkpoints: Batcher[CheckpointItem, CheckpointAnswer] = Batcher(
             lambda items: self._batch(_CHECKPOINT, _CHECKPOINTS, items, lambda row: (bool(row[0]), row[1]))
+        )
+        self._claims: Batcher[tuple[str, int, int], Claim] = Batcher(
+            lambda items: self._batch(_CLAIM, _CLAIMS, items, _claim)
         )
         self._ends: Batcher[EndItem, None] = Batcher(lambda items: self._batch(_END_RUN, _END_RUNS, items, _nothing))
 
@@ -297,13 +310,9 @@ class Store:
     # ------------------------------------------------------------------------------------- worker side
     # Every write of a run carries its fencing token (``fence``); a later claim makes them fail with LeaseLost.
     async def claim(self, workflow_id: str, msg_id: int, read_ct: int) -> Claim:
-        rows = await self.rows(
-            "SELECT outcome, name, args, cancel_requested, attempts, steps, lease_left, deadline_left "
-            "FROM howdah._claim(%s, %s, %s)",
-            (workflow_id, msg_id, read_ct),
-        )
-        outcome, name, args, cancel, fence, steps, lease_left, deadline_left = rows[0]
-        return Claim(outcome, name, args, bool(cancel), int(fence or 0), steps, lease_left, deadline_left)
+        """Claim the workflow of a dispatch message just read (with the claims of the other messages read at the
+        same moment: one statement, one commit)."""
+        return await self._claims.submit((workflow_id, msg_id, read_ct))
 
     async def hold(self, workflow_id: str, fence: int, lease: int, wait: float | None = None) -> tuple[float, bool]:
         """Confirm and extend the run's lease; (seconds left, cancellation requested). LeaseLost when lost;

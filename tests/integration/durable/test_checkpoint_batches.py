@@ -127,3 +127,27 @@ async def test_runs_that_end_at_the_same_moment_end_together_and_a_refused_one_f
     queue = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier("pgmq", f"q_{app.queue_name}"))
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert conn.execute(queue).fetchall() == [(1,)]  # the lost run's message is left to the run holding it
+
+
+async def test_claims_of_messages_read_at_once_commit_together_each_with_its_own_outcome(
+    app: DurableApp, db_url: str
+) -> None:
+    ids = [new_id("claim") for _ in range(4)]
+    for wf in ids:
+        await app.start("idle", workflow_id=wf)
+    messages = await app.queue.read(app.queue_name, vt=30, qty=4)
+    by_id = {m.message["workflow_id"]: m for m in messages}
+    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
+        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (ids[-1],))
+        pending = asyncio.gather(
+            app.store.claim(ids[0], by_id[ids[0]].msg_id, by_id[ids[0]].read_ct + 1),  # read again since: lost
+            *(app.store.claim(wf, by_id[wf].msg_id, by_id[wf].read_ct) for wf in ids[1:]),
+        )
+        await async_wait_until(lambda: lock_waiting(db_url), what="the claims to wait for the locked workflow")
+        assert rows(
+            db_url, "SELECT count(*) FROM howdah.workflows WHERE id = ANY(%s) AND status = 'running'", (ids,)
+        ) == [(0,)]
+        await blocker.rollback()
+        claims = await asyncio.wait_for(pending, timeout=30)
+    assert [c.outcome for c in claims] == ["lost", "claimed", "claimed", "claimed"]
+    assert all(c.name == "idle" and c.fence == 1 and c.steps == [] for c in claims[1:])

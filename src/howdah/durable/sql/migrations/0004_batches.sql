@@ -48,3 +48,34 @@ BEGIN
     END LOOP;
 END;
 $fn$;
+
+-- Claim the workflows of several dispatch messages read at once, each as howdah._claim claims it alone and in a
+-- subtransaction of its own (its SQLSTATE and message come back in its row if it fails). Rows come back in the
+-- order of the items.
+CREATE FUNCTION howdah._claims(wf_ids text[], messages bigint[], message_read_cts integer[])
+RETURNS TABLE (outcome text, name text, args jsonb, cancel_requested boolean, attempts integer, steps jsonb,
+               lease_left double precision, deadline_left double precision, error_state text, error_message text)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(wf_ids, 1), 0) LOOP
+        error_state := NULL;
+        error_message := NULL;
+        BEGIN
+            SELECT c.outcome, c.name, c.args, c.cancel_requested, c.attempts, c.steps, c.lease_left, c.deadline_left
+              INTO outcome, name, args, cancel_requested, attempts, steps, lease_left, deadline_left
+              FROM howdah._claim(wf_ids[i], messages[i], message_read_cts[i]) c;
+        EXCEPTION WHEN OTHERS THEN
+            outcome := NULL;
+            name := NULL;
+            args := NULL;
+            cancel_requested := NULL;
+            attempts := NULL;
+            steps := NULL;
+            lease_left := NULL;
+            deadline_left := NULL;
+            GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END;
+$fn$;
