@@ -37,30 +37,48 @@ class Cli:
         return done
 
 
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path) -> Iterator[Cli]:
+class Api:
+    """A running ``howdah api`` of the module's database: its address and a platform admin's token (org default)."""
+
+    def __init__(self, url: str, platform: str) -> None:
+        self.url, self.platform = url, platform
+
+
+@pytest.fixture(scope="module")
+def api(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One API process per module (the module's tests share its database anyway); each test gets its own
+    config folder and token through :func:`cli`."""
     port = free_port()
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("api-config")), "COLUMNS": "200",
            "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "howdah.cli", "api", "--port", str(port)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    wait_until(lambda: _healthy(port), what="the API to answer")
-    run = Cli(env)
-    platform = run("token", "create", "--via-database", "--org", "default", "--role", "platform").stdout.strip()
-    added = httpx.post(
-        f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
-        headers={"Authorization": f"Bearer {platform}"},
-    )  # fmt: skip
-    assert added.status_code in (201, 409), added.text  # 409: an earlier test of this module added it
-    run.url, run.platform = f"http://127.0.0.1:{port}", platform
-    run("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
-        "--api-url", f"http://127.0.0.1:{port}")  # fmt: skip
-    yield run
-    server.send_signal(signal.SIGTERM)
-    out, _ = server.communicate(timeout=30)
+    try:
+        wait_until(lambda: _healthy(port) or server.poll() is not None, what="the API to answer")
+        assert server.poll() is None, server.communicate()[0]
+        platform = Cli(env)("token", "create", "--via-database", "--org", "default", "--role", "platform").stdout
+        added = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
+            headers={"Authorization": f"Bearer {platform.strip()}"},
+        )  # fmt: skip
+        assert added.status_code == 201, added.text
+        yield Api(f"http://127.0.0.1:{port}", platform.strip())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
     assert server.returncode == 0, out
+
+
+@pytest.fixture
+def cli(api: Api, db_url: str, tmp_path: Path) -> Cli:
+    """The CLI with a config folder of the test's own, holding a fresh admin token of org acme (profile default)."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
+           "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
+    run = Cli(env, api.url, api.platform)
+    run("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save", "--api-url", api.url)
+    return run
 
 
 @pytest.fixture
