@@ -46,7 +46,9 @@ class Platform:
         return proc
 
     def start_conductor(self) -> None:
-        self.conductor = self.spawn("conductor", "--data-plane", "local", "--home", str(self.home))
+        # a short lease and status interval: a killed conductor's work and a dead server are taken up sooner
+        self.conductor = self.spawn("conductor", "--data-plane", "local", "--home", str(self.home), "--lease", "10",
+                                    "--status-interval", "0.5")  # fmt: skip
         assert self.conductor.stdout is not None
         line = self.conductor.stdout.readline()
         assert "started" in line, line
@@ -84,22 +86,39 @@ def _healthy(port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def platform(db_url: str) -> Iterator[Platform]:
+@pytest.fixture(scope="module")
+def running_platform(db_url: str) -> Iterator[Platform]:
+    """The API and the conductor, started once for the module (its tests share its database anyway)."""
     tmp = Path(tempfile.mkdtemp(prefix="howdah-platform-"))  # traversable by the server OS user, unlike tmp_path
     p = Platform(db_url, tmp)
-    p.spawn("api", "--port", str(p.port))
-    wait_until(lambda: _healthy(p.port), timeout=60, what="the API")
-    p.cli("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
-          "--api-url", f"http://127.0.0.1:{p.port}")  # fmt: skip
-    p.start_conductor()
     try:
+        p.spawn("api", "--port", str(p.port))
+        wait_until(lambda: _healthy(p.port), timeout=60, what="the API")
+        p.cli("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
+              "--api-url", f"http://127.0.0.1:{p.port}")  # fmt: skip
+        p.start_conductor()
         yield p
     finally:
-        for name in ("shop", "shop-copy", "shop-pit", "crashy"):
-            p.cli("instance", "delete", name, "--wait", check=False)
         p.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def platform(running_platform: Platform) -> Iterator[Platform]:
+    """The module's platform; each test starts with no instance and leaves none behind."""
+    p = running_platform
+    assert p.conductor is not None and p.conductor.poll() is None, "the conductor stopped"
+    assert _live_instances(p) == []
+    yield p
+    for name in _live_instances(p):
+        p.cli("instance", "delete", name, "--wait", check=False)
+    assert _live_instances(p) == []
+    assert not (p.home / "instances").exists() or list((p.home / "instances").iterdir()) == []
+
+
+def _live_instances(p: Platform) -> list[str]:
+    """The names of the org's instances that are not deleted."""
+    return [item["name"] for item in json.loads(p.cli("instance", "list", "-o", "json").stdout)]
 
 
 def _start_time(conn: psycopg.Connection[Any]) -> Any:
@@ -172,7 +191,7 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
         span = shown["recovery_window"]
         return shown if span and datetime.fromisoformat(span["latest"]) > between else None
 
-    shown = wait_until(window, timeout=120, interval=1, what="the window reaching the second insert")
+    shown = wait_until(window, timeout=120, what="the window reaching the second insert")
     assert [b["id"] for b in shown["backups"]] == [backup_id] and shown["last_archive_error"] is None
     table = p.cli("instance", "backups", "shop").stdout
     assert "recoverable from" in table and backup_id[:8] in table  # as short as it is unique, never cut
