@@ -36,6 +36,7 @@ class Platform:
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "COLUMNS": "200",
                     "HOWDAH_DATABASE_URL": db_url,  # one key for both processes, as for a remote conductor
                     "HOWDAH_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()}  # fmt: skip
+        self.token = ""  # the acme admin's, also saved as the CLI's profile
         self.procs: list[subprocess.Popen[str]] = []
         self.conductor: subprocess.Popen[str] | None = None
 
@@ -60,8 +61,21 @@ class Platform:
             assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
         return done
 
+    def live(self) -> list[dict[str, Any]]:
+        """The org's instances that are not deleted, as the API shows them (what ``howdah instance list -o json``
+        prints; asked over HTTP: the tests look often, and a CLI process per look would cost a second each)."""
+        listed = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/orgs/acme/instances", params={"limit": 200},
+                           headers={"Authorization": f"Bearer {self.token}"}, timeout=30)  # fmt: skip
+        assert listed.status_code == 200, listed.text
+        page = listed.json()
+        assert page["next_offset"] is None
+        return [item for item in page["items"] if item["state"] != "Deleted"]
+
     def instance(self, name: str) -> dict[str, Any]:
-        return json.loads(self.cli("instance", "get", name, "--json").stdout)  # type: ignore[no-any-return]
+        """The live instance ``name`` (what ``howdah instance get NAME -o json`` prints)."""
+        found = [item for item in self.live() if item["name"] == name]
+        assert len(found) == 1, (name, found)
+        return found[0]
 
     def connect(self, name: str) -> psycopg.Connection[Any]:
         c = self.instance(name)["connection"]
@@ -94,8 +108,8 @@ def running_platform(db_url: str) -> Iterator[Platform]:
     try:
         p.spawn("api", "--port", str(p.port))
         wait_until(lambda: _healthy(p.port), timeout=60, what="the API")
-        p.cli("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
-              "--api-url", f"http://127.0.0.1:{p.port}")  # fmt: skip
+        p.token = p.cli("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
+                        "--api-url", f"http://127.0.0.1:{p.port}").stdout.strip()  # fmt: skip
         p.start_conductor()
         yield p
     finally:
@@ -118,7 +132,7 @@ def platform(running_platform: Platform) -> Iterator[Platform]:
 
 def _live_instances(p: Platform) -> list[str]:
     """The names of the org's instances that are not deleted."""
-    return [item["name"] for item in json.loads(p.cli("instance", "list", "-o", "json").stdout)]
+    return [item["name"] for item in p.live()]
 
 
 def _start_time(conn: psycopg.Connection[Any]) -> Any:
