@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from howdah.cli import app
 from howdah.control.events import STATE_QUEUE, data_plane_queue
 from howdah.pg.processes import free_port
 from tests.waiting import wait_until
@@ -58,13 +60,13 @@ def api(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     try:
         wait_until(lambda: _healthy(port) or server.poll() is not None, what="the API to answer")
         assert server.poll() is None, server.communicate()[0]
-        platform = Cli(env)("token", "create", "--via-database", "--org", "default", "--role", "platform").stdout
+        platform = _token(db_url, env["XDG_CONFIG_HOME"], "--org", "default", "--role", "platform")
         added = httpx.post(
             f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
-            headers={"Authorization": f"Bearer {platform.strip()}"},
+            headers={"Authorization": f"Bearer {platform}"},
         )  # fmt: skip
         assert added.status_code == 201, added.text
-        yield Api(f"http://127.0.0.1:{port}", platform.strip())
+        yield Api(f"http://127.0.0.1:{port}", platform)
     finally:
         server.send_signal(signal.SIGTERM)
         out, _ = server.communicate(timeout=30)
@@ -76,9 +78,19 @@ def cli(api: Api, db_url: str, tmp_path: Path) -> Cli:
     """The CLI with a config folder of the test's own, holding a fresh admin token of org acme (profile default)."""
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
            "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
-    run = Cli(env, api.url, api.platform)
-    run("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save", "--api-url", api.url)
-    return run
+    _token(db_url, env["XDG_CONFIG_HOME"], "--org", "acme", "--role", "admin", "--save", "--api-url", api.url)
+    return Cli(env, api.url, api.platform)
+
+
+def _token(db_url: str, config_home: str, *args: str) -> str:
+    """``howdah token create --via-database ARGS`` run in this process (a token is where a test starts, not what
+    it checks, and a CLI process costs about a second); returns the token."""
+    made = CliRunner().invoke(
+        app, ["token", "create", "--via-database", *args],
+        env={"XDG_CONFIG_HOME": config_home, "HOWDAH_DATABASE_URL": db_url, "HOWDAH_PROFILE": None},
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    return made.stdout.strip()
 
 
 @pytest.fixture
