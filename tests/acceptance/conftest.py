@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from howdah.cli import app
 from howdah.control.events import STATE_QUEUE, data_plane_queue
 from howdah.pg.processes import free_port
 from tests.waiting import wait_until
@@ -37,30 +39,58 @@ class Cli:
         return done
 
 
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path) -> Iterator[Cli]:
+class Api:
+    """A running ``howdah api`` of the module's database: its address and a platform admin's token (org default)."""
+
+    def __init__(self, url: str, platform: str) -> None:
+        self.url, self.platform = url, platform
+
+
+@pytest.fixture(scope="module")
+def api(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One API process per module (the module's tests share its database anyway); each test gets its own
+    config folder and token through :func:`cli`."""
     port = free_port()
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("api-config")), "COLUMNS": "200",
            "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "howdah.cli", "api", "--port", str(port)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    wait_until(lambda: _healthy(port), what="the API to answer")
-    run = Cli(env)
-    platform = run("token", "create", "--via-database", "--org", "default", "--role", "platform").stdout.strip()
-    added = httpx.post(
-        f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
-        headers={"Authorization": f"Bearer {platform}"},
-    )  # fmt: skip
-    assert added.status_code in (201, 409), added.text  # 409: an earlier test of this module added it
-    run.url, run.platform = f"http://127.0.0.1:{port}", platform
-    run("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
-        "--api-url", f"http://127.0.0.1:{port}")  # fmt: skip
-    yield run
-    server.send_signal(signal.SIGTERM)
-    out, _ = server.communicate(timeout=30)
+    try:
+        wait_until(lambda: _healthy(port) or server.poll() is not None, what="the API to answer")
+        assert server.poll() is None, server.communicate()[0]
+        platform = _token(db_url, env["XDG_CONFIG_HOME"], "--org", "default", "--role", "platform")
+        added = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/data-planes", json={"name": "local"},
+            headers={"Authorization": f"Bearer {platform}"},
+        )  # fmt: skip
+        assert added.status_code == 201, added.text
+        yield Api(f"http://127.0.0.1:{port}", platform)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
     assert server.returncode == 0, out
+
+
+@pytest.fixture
+def cli(api: Api, db_url: str, tmp_path: Path) -> Cli:
+    """The CLI with a config folder of the test's own, holding a fresh admin token of org acme (profile default)."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200",
+           "HOWDAH_DATABASE_URL": db_url}  # fmt: skip
+    _token(db_url, env["XDG_CONFIG_HOME"], "--org", "acme", "--role", "admin", "--save", "--api-url", api.url)
+    return Cli(env, api.url, api.platform)
+
+
+def _token(db_url: str, config_home: str, *args: str) -> str:
+    """``howdah token create --via-database ARGS`` run in this process (a token is where a test starts, not what
+    it checks, and a CLI process costs about a second); returns the token."""
+    made = CliRunner().invoke(
+        app, ["token", "create", "--via-database", *args],
+        env={"XDG_CONFIG_HOME": config_home, "HOWDAH_DATABASE_URL": db_url, "HOWDAH_PROFILE": None},
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    return made.stdout.strip()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ class Platform:
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "COLUMNS": "200",
                     "HOWDAH_DATABASE_URL": db_url,  # one key for both processes, as for a remote conductor
                     "HOWDAH_SECRETS_KEY": base64.b64encode(os.urandom(32)).decode()}  # fmt: skip
+        self.token = ""  # the acme admin's, also saved as the CLI's profile
         self.procs: list[subprocess.Popen[str]] = []
         self.conductor: subprocess.Popen[str] | None = None
 
@@ -46,7 +47,9 @@ class Platform:
         return proc
 
     def start_conductor(self) -> None:
-        self.conductor = self.spawn("conductor", "--data-plane", "local", "--home", str(self.home))
+        # a short lease and status interval: a killed conductor's work and a dead server are taken up sooner
+        self.conductor = self.spawn("conductor", "--data-plane", "local", "--home", str(self.home), "--lease", "10",
+                                    "--status-interval", "0.5")  # fmt: skip
         assert self.conductor.stdout is not None
         line = self.conductor.stdout.readline()
         assert "started" in line, line
@@ -58,8 +61,21 @@ class Platform:
             assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
         return done
 
+    def live(self) -> list[dict[str, Any]]:
+        """The org's instances that are not deleted, as the API shows them (what ``howdah instance list -o json``
+        prints; asked over HTTP: the tests look often, and a CLI process per look would cost a second each)."""
+        listed = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/orgs/acme/instances", params={"limit": 200},
+                           headers={"Authorization": f"Bearer {self.token}"}, timeout=30)  # fmt: skip
+        assert listed.status_code == 200, listed.text
+        page = listed.json()
+        assert page["next_offset"] is None
+        return [item for item in page["items"] if item["state"] != "Deleted"]
+
     def instance(self, name: str) -> dict[str, Any]:
-        return json.loads(self.cli("instance", "get", name, "--json").stdout)  # type: ignore[no-any-return]
+        """The live instance ``name`` (what ``howdah instance get NAME -o json`` prints)."""
+        found = [item for item in self.live() if item["name"] == name]
+        assert len(found) == 1, (name, found)
+        return found[0]
 
     def connect(self, name: str) -> psycopg.Connection[Any]:
         c = self.instance(name)["connection"]
@@ -84,22 +100,39 @@ def _healthy(port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def platform(db_url: str) -> Iterator[Platform]:
+@pytest.fixture(scope="module")
+def running_platform(db_url: str) -> Iterator[Platform]:
+    """The API and the conductor, started once for the module (its tests share its database anyway)."""
     tmp = Path(tempfile.mkdtemp(prefix="howdah-platform-"))  # traversable by the server OS user, unlike tmp_path
     p = Platform(db_url, tmp)
-    p.spawn("api", "--port", str(p.port))
-    wait_until(lambda: _healthy(p.port), timeout=60, what="the API")
-    p.cli("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
-          "--api-url", f"http://127.0.0.1:{p.port}")  # fmt: skip
-    p.start_conductor()
     try:
+        p.spawn("api", "--port", str(p.port))
+        wait_until(lambda: _healthy(p.port), timeout=60, what="the API")
+        p.token = p.cli("token", "create", "--via-database", "--org", "acme", "--role", "admin", "--save",
+                        "--api-url", f"http://127.0.0.1:{p.port}").stdout.strip()  # fmt: skip
+        p.start_conductor()
         yield p
     finally:
-        for name in ("shop", "shop-copy", "shop-pit", "crashy"):
-            p.cli("instance", "delete", name, "--wait", check=False)
         p.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def platform(running_platform: Platform) -> Iterator[Platform]:
+    """The module's platform; each test starts with no instance and leaves none behind."""
+    p = running_platform
+    assert p.conductor is not None and p.conductor.poll() is None, "the conductor stopped"
+    assert _live_instances(p) == []
+    yield p
+    for name in _live_instances(p):
+        p.cli("instance", "delete", name, "--wait", check=False)
+    assert _live_instances(p) == []
+    assert not (p.home / "instances").exists() or list((p.home / "instances").iterdir()) == []
+
+
+def _live_instances(p: Platform) -> list[str]:
+    """The names of the org's instances that are not deleted."""
+    return [item["name"] for item in p.live()]
 
 
 def _start_time(conn: psycopg.Connection[Any]) -> Any:
@@ -172,7 +205,7 @@ def test_instance_lifecycle_on_real_postgres(platform: Platform) -> None:
         span = shown["recovery_window"]
         return shown if span and datetime.fromisoformat(span["latest"]) > between else None
 
-    shown = wait_until(window, timeout=120, interval=1, what="the window reaching the second insert")
+    shown = wait_until(window, timeout=120, what="the window reaching the second insert")
     assert [b["id"] for b in shown["backups"]] == [backup_id] and shown["last_archive_error"] is None
     table = p.cli("instance", "backups", "shop").stdout
     assert "recoverable from" in table and backup_id[:8] in table  # as short as it is unique, never cut

@@ -1,5 +1,6 @@
 """``howdah conductor``'s object store options (the Kubernetes data plane's backups): both or none of destination
-and Secret, each checked before anything starts, and the environment read as the options."""
+and Secret, each checked before anything starts, and the environment read as the options; its lease and status
+interval, refused below their minimum."""
 
 from __future__ import annotations
 
@@ -43,3 +44,9 @@ def test_a_bad_object_store_is_refused_before_the_provider_starts(
     with pytest.raises(typer.Exit):
         make_provider("kubernetes", None, "tenants", store)
     assert why in capsys.readouterr().err.replace("\n", "")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lease", "0"), ("--status-interval", "0")])
+def test_a_lease_or_status_interval_below_its_minimum_is_refused(option: str, value: str) -> None:
+    code, output = conductor(option, value)
+    assert code == 2 and option in output

@@ -11,7 +11,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from howdah.cli._common import DatabaseUrlOption, console, fail, friendly, resolve_url
-from howdah.conductor import Conductor
+from howdah.conductor import LEASE, STATUS_INTERVAL, Conductor
 from howdah.pg import howdah_home
 from howdah.providers import Provider
 
@@ -64,8 +64,16 @@ def run_conductor(
     store_secret_key: str | None = _store_option(
         "secret-key-key", "The Secret's key holding the secret access key (default ACCESS_SECRET_KEY)."
     ),
+    lease: int = typer.Option(
+        LEASE, min=1, help="Seconds a conductor holds the workflow of an event: after a crash, another takes it over "
+        "when they run out (a shorter lease recovers sooner, at the cost of more frequent renewals).",
+    ),
+    status_interval: float = typer.Option(
+        STATUS_INTERVAL, min=0.1, help="Seconds between two looks at the instances that should be Up (a dead server is "
+        "restarted, status and server logs are shipped).",
+    ),
     database_url: str | None = DatabaseUrlOption,
-) -> None:
+) -> None:  # fmt: skip
     """Register the data plane and carry out its CRUD events until Ctrl-C or SIGTERM."""
     url = resolve_url(database_url)
     if (store_destination is None) != (store_secret is None):
@@ -74,7 +82,9 @@ def run_conductor(
         "destination": store_destination, "secret": store_secret, "endpoint_url": store_endpoint,
         "access_key_id_key": store_key_id, "secret_access_key_key": store_secret_key,
     } if store_destination else None  # fmt: skip
-    agent = Conductor(url, data_plane, make_provider(provider, home, namespace, store))
+    agent = Conductor(
+        url, data_plane, make_provider(provider, home, namespace, store), lease=lease, status_interval=status_interval
+    )
 
     async def main() -> None:
         stop = asyncio.Event()

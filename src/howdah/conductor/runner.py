@@ -34,6 +34,8 @@ log = logging.getLogger("howdah.conductor")
 POISON_READS = 5  # a CRUD event read more often than this is archived and reported as Error
 THREAD_PREFIX = "howdah-provider"
 HEARTBEAT_INTERVAL = 5.0  # seconds between the conductor's heartbeats (registering is the first)
+STATUS_INTERVAL = 5.0  # seconds between two looks at the instances that should be Up
+LEASE = 30  # seconds a conductor holds an event's workflow: after a crash, another takes it over once they run out
 LOG_BYTES_PER_TICK = 256 * 1024  # of each server's log, per status interval: a flood is shipped over several
 _T = TypeVar("_T")
 
@@ -42,9 +44,9 @@ class Conductor:
     """One data plane's agent (``howdah conductor --data-plane NAME``)."""
 
     def __init__(
-        self, dsn: str, data_plane: str, provider: Provider, *, status_interval: float = 5.0, lease: int = 30,
-        concurrency: int = 8, provider_retry: RetryPolicy = PROVIDER_RETRY, sealer: Sealer | None = None,
-        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        self, dsn: str, data_plane: str, provider: Provider, *, status_interval: float = STATUS_INTERVAL,
+        lease: int = LEASE, concurrency: int = 8, provider_retry: RetryPolicy = PROVIDER_RETRY,
+        sealer: Sealer | None = None, heartbeat_interval: float = HEARTBEAT_INTERVAL,
     ) -> None:  # fmt: skip
         self.dsn = dsn
         self.heartbeat_interval = heartbeat_interval
