@@ -1,9 +1,10 @@
-"""Checkpoints of different runs that wait at the same moment share one statement and one transaction, and an
-item refused there (a run that lost its workflow) fails alone: the others are recorded."""
+"""A worker's claims, checkpoints and run ends that wait at the same moment share one statement and one
+transaction, and an item refused there (a run that lost its workflow) fails alone: the others are recorded."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,21 @@ async def lock_waiting(db_url: str) -> bool:
     return bool(found[0][0])
 
 
+async def while_one_waits(
+    db_url: str, locked: str, calls: list[Awaitable[Any]], unseen: str, params: tuple[Any, ...]
+) -> list[Any]:
+    """Run ``calls`` together while workflow ``locked`` is locked elsewhere, so that their statement waits; check
+    meanwhile that ``unseen`` (a count) sees nothing of theirs yet, i.e. that all of them commit together; then
+    let them go and return their outcomes (exceptions included)."""
+    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
+        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (locked,))
+        pending = asyncio.gather(*calls, return_exceptions=True)
+        await async_wait_until(lambda: lock_waiting(db_url), what="the batch to wait for the locked workflow")
+        assert rows(db_url, unseen, params) == [(0,)]
+        await blocker.rollback()
+        return await asyncio.wait_for(pending, timeout=30)
+
+
 async def checkpoint(app: DurableApp, wf_id: str, fence: int) -> tuple[bool, float | None]:
     return await app.store.checkpoint(wf_id, fence, 0, "first", "step", {"value": wf_id}, None, 1, datetime.now(UTC))
 
@@ -57,19 +73,16 @@ async def test_waiting_checkpoints_commit_together_and_a_refused_one_fails_alone
     runs = await claimed(app, 4)
     (lost_id, lost_fence), *kept = runs
     kept_ids = [wf for wf, _ in kept]
-    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
-        # The last run's workflow row is locked elsewhere: its checkpoint waits, and with it the whole batch.
-        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (kept_ids[-1],))
-        pending = asyncio.gather(
+    outcomes = await while_one_waits(
+        db_url,
+        kept_ids[-1],
+        [
             checkpoint(app, lost_id, lost_fence + 1),  # a stale fencing token: another run holds this workflow
             *(checkpoint(app, wf_id, fence) for wf_id, fence in kept),
-            return_exceptions=True,
-        )
-        await async_wait_until(lambda: lock_waiting(db_url), what="the checkpoint to wait for the locked workflow")
-        # None is visible yet: the checkpoints that could go through wait for the blocked one's commit.
-        assert rows(db_url, "SELECT count(*) FROM howdah.steps WHERE workflow_id = ANY(%s)", (kept_ids,)) == [(0,)]
-        await blocker.rollback()
-        outcomes = await asyncio.wait_for(pending, timeout=30)
+        ],
+        "SELECT count(*) FROM howdah.steps WHERE workflow_id = ANY(%s)",
+        (kept_ids,),
+    )
     assert isinstance(outcomes[0], LeaseLost), outcomes[0]
     for outcome in outcomes[1:]:
         assert not isinstance(outcome, BaseException), outcome
@@ -107,19 +120,16 @@ async def test_runs_that_end_at_the_same_moment_end_together_and_a_refused_one_f
     runs = await claimed(app, 5)
     (lost_id, lost_fence), *kept = runs
     kept_ids = [wf for wf, _ in kept]
-    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
-        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (kept_ids[-1],))
-        pending = asyncio.gather(
+    outcomes = await while_one_waits(
+        db_url,
+        kept_ids[-1],
+        [
             app.store.finish(lost_id, lost_fence + 1, "succeeded", "late", None),
             *(app.store.finish(wf_id, fence, "succeeded", wf_id, None) for wf_id, fence in kept),
-            return_exceptions=True,
-        )
-        await async_wait_until(lambda: lock_waiting(db_url), what="the run ends to wait for the locked workflow")
-        assert rows(
-            db_url, "SELECT count(*) FROM howdah.workflows WHERE id = ANY(%s) AND status = 'succeeded'", (kept_ids,)
-        ) == [(0,)]
-        await blocker.rollback()
-        outcomes = await asyncio.wait_for(pending, timeout=30)
+        ],
+        "SELECT count(*) FROM howdah.workflows WHERE id = ANY(%s) AND status = 'succeeded'",
+        (kept_ids,),
+    )
     assert isinstance(outcomes[0], LeaseLost), outcomes[0]
     assert outcomes[1:] == [None] * len(kept)
     ended = rows(db_url, "SELECT id, status, result FROM howdah.workflows WHERE id = ANY(%s)", ([w for w, _ in runs],))
@@ -137,17 +147,15 @@ async def test_claims_of_messages_read_at_once_commit_together_each_with_its_own
         await app.start("idle", workflow_id=wf)
     messages = await app.queue.read(app.queue_name, vt=30, qty=4)
     by_id = {m.message["workflow_id"]: m for m in messages}
-    async with await psycopg.AsyncConnection.connect(db_url) as blocker:
-        await blocker.execute("SELECT 1 FROM howdah.workflows WHERE id = %s FOR UPDATE", (ids[-1],))
-        pending = asyncio.gather(
+    claims = await while_one_waits(
+        db_url,
+        ids[-1],
+        [
             app.store.claim(ids[0], by_id[ids[0]].msg_id, by_id[ids[0]].read_ct + 1),  # read again since: lost
             *(app.store.claim(wf, by_id[wf].msg_id, by_id[wf].read_ct) for wf in ids[1:]),
-        )
-        await async_wait_until(lambda: lock_waiting(db_url), what="the claims to wait for the locked workflow")
-        assert rows(
-            db_url, "SELECT count(*) FROM howdah.workflows WHERE id = ANY(%s) AND status = 'running'", (ids,)
-        ) == [(0,)]
-        await blocker.rollback()
-        claims = await asyncio.wait_for(pending, timeout=30)
+        ],
+        "SELECT count(*) FROM howdah.workflows WHERE id = ANY(%s) AND status = 'running'",
+        (ids,),
+    )
     assert [c.outcome for c in claims] == ["lost", "claimed", "claimed", "claimed"]
     assert all(c.name == "idle" and c.fence == 1 and c.steps == [] for c in claims[1:])
