@@ -31,8 +31,9 @@ CREATE TABLE IF NOT EXISTS faults (workflow_id text NOT NULL, step text NOT NULL
 CREATE OR REPLACE FUNCTION kill_checkpoint() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Once only: the sequence is not rolled back with the aborted transaction.
-    IF EXISTS (SELECT 1 FROM faults WHERE workflow_id = NEW.workflow_id AND step = NEW.name)
-       AND nextval('fault_fired') = 1 THEN
+    -- Names qualified: the checkpoint calling this runs with a search_path of pg_catalog only.
+    IF EXISTS (SELECT 1 FROM public.faults WHERE workflow_id = NEW.workflow_id AND step = NEW.name)
+       AND nextval('public.fault_fired') = 1 THEN
         PERFORM pg_terminate_backend(pg_backend_pid());
         PERFORM pg_sleep(5);  -- the termination interrupts this
     END IF;

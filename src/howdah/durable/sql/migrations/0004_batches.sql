@@ -9,7 +9,7 @@ CREATE FUNCTION howdah._checkpoints(wf_ids text[], fences integer[], idxs intege
                                     step_kinds text[], step_results jsonb[], step_errors jsonb[],
                                     step_attempts integer[], steps_started timestamptz[])
 RETURNS TABLE (cancel_requested boolean, lease_left double precision, error_state text, error_message text)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     FOR i IN 1 .. coalesce(array_length(wf_ids, 1), 0) LOOP
         error_state := NULL;
@@ -34,7 +34,7 @@ $fn$;
 CREATE FUNCTION howdah._end_runs(wf_ids text[], fences integer[], final_statuses text[], final_results jsonb[],
                                  final_errors jsonb[])
 RETURNS TABLE (error_state text, error_message text)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     FOR i IN 1 .. coalesce(array_length(wf_ids, 1), 0) LOOP
         error_state := NULL;
@@ -55,7 +55,7 @@ $fn$;
 CREATE FUNCTION howdah._claims(wf_ids text[], messages bigint[], message_read_cts integer[])
 RETURNS TABLE (outcome text, name text, args jsonb, cancel_requested boolean, attempts integer, steps jsonb,
                lease_left double precision, deadline_left double precision, error_state text, error_message text)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     FOR i IN 1 .. coalesce(array_length(wf_ids, 1), 0) LOOP
         error_state := NULL;
@@ -79,3 +79,18 @@ BEGIN
     END LOOP;
 END;
 $fn$;
+
+-- Every function of the schema resolves names with a path nobody else can add to. The worker calls them in
+-- databases other roles may own (a df database): with the session's path, a better-matching overload created in
+-- `public` (say `array_length(text[], integer)` against the catalog's `anyarray`) would run as the worker.
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOR fn IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+               WHERE p.pronamespace = 'howdah'::regnamespace AND p.prokind = 'f'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', fn);
+    END LOOP;
+END;
+$$;
