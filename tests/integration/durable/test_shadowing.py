@@ -70,7 +70,10 @@ async def test_claims_checkpoints_and_run_ends_never_call_a_shadowing_function(
     assert [c.outcome for c in claims] == ["claimed"] * 3
     now = datetime.now(UTC)
     await asyncio.gather(
-        *(app.store.checkpoint(wf, c.fence, 0, "a", "step", {"value": 1}, None, 1, now) for wf, c in zip(ids, claims))
+        *(
+            app.store.checkpoint(wf, c.fence, 0, "a", "step", {"value": 1}, None, 1, now)
+            for wf, c in zip(ids, claims, strict=True)
+        )
     )
     # claimed again on the same read (a replay): the recorded steps are gathered as JSON arrays
     again = await app.store.claim(ids[0], messages[ids[0]].msg_id, messages[ids[0]].read_ct)
@@ -78,7 +81,7 @@ async def test_claims_checkpoints_and_run_ends_never_call_a_shadowing_function(
     await app.store.checkpoint(ids[0], again.fence, 1, "b", "step", {"value": 2}, None, 1, now)
     await asyncio.gather(
         app.store.finish(ids[0], again.fence, "succeeded", 2, None),
-        *(app.store.finish(wf, c.fence, "succeeded", 1, None) for wf, c in zip(ids[1:], claims[1:])),
+        *(app.store.finish(wf, c.fence, "succeeded", 1, None) for wf, c in zip(ids[1:], claims[1:], strict=True)),
     )
     assert rows(db_url, "SELECT status FROM howdah.workflows WHERE id = ANY(%s)", (ids,)) == [("succeeded",)] * 3
     assert rows(db_url, "SELECT fn FROM public.hijacks") == []
