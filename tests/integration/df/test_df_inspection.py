@@ -257,7 +257,7 @@ def test_upgrading_df_metrics_keeps_who_may_call_it(empty_db: str) -> None:
         migrations.upgrade(sync, DF, target=13)
         sync.execute(f"CREATE ROLE {admin}")
         sync.execute("SELECT df.grant_usage(%s, with_grant => true)", (admin,))
-        assert [m.version for m in migrations.upgrade(sync, DF)] == [14]
+        assert [m.version for m in migrations.upgrade(sync, DF, target=14)] == [14]
         may = "SELECT has_function_privilege(%s, 'df.metrics()', 'EXECUTE')"
         assert sync.execute(may, (admin,)).fetchone() == (True,)
         assert sync.execute(may, ("public",)).fetchone() == (False,)

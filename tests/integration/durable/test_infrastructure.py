@@ -61,7 +61,9 @@ def fired(db_url: str) -> int:
 @WORKFLOWS.workflow()
 async def sleepy(ctx: WorkflowContext, args: dict[str, Any]) -> str:
     for _ in range(args["naps"]):
-        await ctx.sleep(0.01)  # every wake-up is one more read of the dispatch message
+        # Every wake-up is one more read of the dispatch message. Long enough to be still ahead once its record
+        # has committed on a loaded machine (a sleep already over when recorded does not suspend).
+        await ctx.sleep(0.2)
     return await ctx.step("after the naps", mark, ctx.workflow_id, "after the naps")
 
 
