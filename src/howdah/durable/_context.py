@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-import psycopg
-
 from howdah.durable._codec import check_json, error_to_json
 from howdah.durable._errors import (
     DuplicateStepName,
@@ -41,7 +39,7 @@ from howdah.durable._errors import (
 )
 from howdah.durable._lease import DeadlineExceeded, RunLease, attempt_limit
 from howdah.durable._retry import DEFAULT_RETRY, RetryPolicy
-from howdah.durable._store import DurableDatabaseError, LeaseLost, is_outage
+from howdah.durable._store import RETRIED_ERRORS, DurableDatabaseError, LeaseLost, is_outage
 
 if TYPE_CHECKING:
     from howdah.durable._store import Store
@@ -247,7 +245,7 @@ class WorkflowContext:
             except Exception as exc:
                 if is_outage(exc):
                     raise run.stop(exc) from exc
-                if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+                if isinstance(exc, RETRIED_ERRORS):
                     raise TransientError(str(exc)) from exc
                 raise
             run.confirmed(sent, lease_left)

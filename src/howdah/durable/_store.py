@@ -64,8 +64,13 @@ def translate(exc: psycopg.Error) -> DurableError:
     return error_for(exc.sqlstate or "", message, exc.diag.message_detail if exc.diag else None)
 
 
-# invalid_parameter_value, not_null_violation, check_violation: the caller's input, not the database
-_INPUT_STATES = frozenset({"22023", "23502", "23514"})
+# The caller's input, not the database: the SQLSTATEs of these classes (a batch item's error has no class).
+_INPUT_STATES = frozenset(
+    cls.sqlstate for cls in (pg_errors.InvalidParameterValue, pg_errors.NullValueNotAllowed, pg_errors.CheckViolation)
+)
+# Deadlock and serialization failure: worth trying again (a statement, a batch item alone, a transaction step).
+RETRIED_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_RETRIED_STATES = frozenset(cls.sqlstate for cls in RETRIED_ERRORS)
 
 
 def error_for(code: str, message: str, detail: str | None = None) -> DurableError:
@@ -158,7 +163,6 @@ _CHECKPOINTS = (
     "%s::text[], %s::integer[], %s::integer[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[], %s::integer[], "
     "%s::timestamptz[])"
 )
-_RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure: the item is tried again alone
 _CLAIM_COLUMNS = "outcome, name, args, cancel_requested, attempts, steps, lease_left, deadline_left"
 _CLAIM = f"SELECT {_CLAIM_COLUMNS} FROM howdah._claim(%s, %s, %s)"
 _CLAIMS = (
@@ -206,7 +210,7 @@ class Store:
                 async with self.pool.connection(timeout=wait) as pooled:
                     cursor = await pooled.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+            except RETRIED_ERRORS as exc:
                 if conn is not None or attempt == 4:
                     raise translate(exc) from exc
                 await asyncio.sleep(Backoff(initial=0.01, cap=0.08).delay(attempt + 1))

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from howdah.durable import DurableApp, WorkflowContext
-from howdah.durable._store import LeaseLost
+from howdah.durable import DurableApp, DurableError, WorkflowContext
+from howdah.durable._store import DurableDatabaseError, LeaseLost, error_for
 
 from ._helpers import Registry, async_wait_until, new_id, rows
 
@@ -159,3 +159,13 @@ async def test_claims_of_messages_read_at_once_commit_together_each_with_its_own
     )
     assert [c.outcome for c in claims] == ["lost", "claimed", "claimed", "claimed"]
     assert all(c.name == "idle" and c.fence == 1 and c.steps == [] for c in claims[1:])
+
+
+async def test_errors_keep_their_kind_when_read_from_a_sqlstate(app: DurableApp) -> None:
+    """The caller's bad input (null_value_not_allowed, raised by howdah.start_workflow for a NULL name) is a plain
+    DurableError, not a database failure; the batch path names errors from their SQLSTATE, the same way."""
+    with pytest.raises(DurableError, match="workflow name must not be NULL") as caught:
+        await app.store.rows("SELECT * FROM howdah.start_workflow(NULL, '{}'::jsonb)")
+    assert not isinstance(caught.value, DurableDatabaseError)
+    assert type(error_for("22004", "x")) is DurableError
+    assert type(error_for("23502", "x")) is DurableDatabaseError  # a not-null column violated: not input checking
