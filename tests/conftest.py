@@ -59,17 +59,10 @@ def bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
         yield
         return
-    saved = {name: os.environ.get(name) for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
-    os.environ.pop("PYTHONDONTWRITEBYTECODE")
-    os.environ["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("bytecode"))
-    try:
+    with pytest.MonkeyPatch.context() as env:  # both restored at the end of the run
+        env.delenv("PYTHONDONTWRITEBYTECODE")
+        env.setenv("PYTHONPYCACHEPREFIX", str(tmp_path_factory.mktemp("bytecode")))
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
